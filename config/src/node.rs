@@ -1,0 +1,505 @@
+//! The settings of one `silt serve` process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::error::{ConfigError, Source, suggest};
+use crate::topic::{TimestampType, TopicDefaults};
+
+/// Every node setting: its key (TOML key; `SILT_<KEY>` upper-cased in the environment) and
+/// what it does. [`NodeConfig::set`] accepts exactly these.
+pub const NODE_KEYS: &[(&str, &str)] = &[
+    (
+        "data_dir",
+        "directory holding the partitions' logs and node metadata",
+    ),
+    ("kafka_addr", "address the Kafka API listens on"),
+    (
+        "advertised_kafka_addr",
+        "host:port given to clients in Metadata (default: kafka_addr)",
+    ),
+    (
+        "admin_addr",
+        "address of the admin HTTP server (/metrics, /v1/status)",
+    ),
+    ("node_id", "this broker's id in Metadata responses"),
+    (
+        "archive",
+        "where sealed segments go: a directory, file:///dir, s3://bucket/prefix, or none",
+    ),
+    (
+        "auto_create_topics",
+        "create a topic on first Metadata or Produce naming it (Kafka's auto.create.topics.enable)",
+    ),
+    (
+        "default_partitions",
+        "partitions of an auto-created topic (Kafka's num.partitions)",
+    ),
+    (
+        "request_bytes_max",
+        "largest request frame accepted (Kafka's socket.request.max.bytes)",
+    ),
+    ("connections_max", "most client connections served at once"),
+    (
+        "requests_in_flight_max",
+        "most requests of one connection being worked on at once",
+    ),
+    (
+        "fetch_bytes_max",
+        "cap on the bytes of one Fetch response, whatever the client asks",
+    ),
+    (
+        "flush_interval_ms",
+        "how soon data acknowledged with acks=0/1 is fsynced",
+    ),
+    (
+        "append_group_bytes_max",
+        "most bytes one group commit writes before its fdatasync",
+    ),
+    (
+        "segment_preallocate_bytes",
+        "how far ahead a segment file is preallocated with fallocate",
+    ),
+    (
+        "retention_check_interval_ms",
+        "how often retention is applied (Kafka's log.retention.check.interval.ms)",
+    ),
+    ("log_segment_bytes", "default segment.bytes of topics"),
+    ("log_segment_ms", "default segment.ms of topics"),
+    (
+        "log_retention_ms",
+        "default retention.ms of topics (-1: forever)",
+    ),
+    (
+        "log_retention_bytes",
+        "default retention.bytes of topics (-1: no limit)",
+    ),
+    (
+        "log_local_retention_ms",
+        "default local.retention.ms of topics (-2: same as retention.ms)",
+    ),
+    (
+        "log_local_retention_bytes",
+        "default local.retention.bytes of topics (-2: same as retention.bytes)",
+    ),
+    (
+        "log_index_interval_bytes",
+        "default index.interval.bytes of topics",
+    ),
+    ("message_max_bytes", "default max.message.bytes of topics"),
+    (
+        "log_message_timestamp_type",
+        "default message.timestamp.type of topics",
+    ),
+];
+
+/// Where the archive of sealed segments lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveTarget {
+    /// `<data_dir>/archive`, a local directory: tiering works with no set-up.
+    Default,
+    /// No archive: segments are only deleted by local retention.
+    Disabled,
+    /// A URL (`s3://bucket/prefix`, `file:///dir`) or a plain directory path.
+    Url(String),
+}
+
+/// The settings of one node. Build it with [`NodeConfig::default`] and then apply each layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Directory holding the partitions' logs and node metadata.
+    pub data_dir: PathBuf,
+    /// Address the Kafka API listens on.
+    pub kafka_addr: SocketAddr,
+    /// `host:port` advertised to clients; `None` means `kafka_addr`.
+    pub advertised_kafka_addr: Option<String>,
+    /// Address of the admin HTTP server.
+    pub admin_addr: SocketAddr,
+    /// Broker id in Metadata.
+    pub node_id: i32,
+    /// Archive destination.
+    pub archive: ArchiveTarget,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Kafka's `num.partitions`.
+    pub default_partitions: i32,
+    /// Kafka's `socket.request.max.bytes`.
+    pub request_bytes_max: u32,
+    /// Most client connections at once.
+    pub connections_max: u32,
+    /// Most requests of one connection being worked on at once (pipelining depth).
+    pub requests_in_flight_max: u32,
+    /// Cap on one Fetch response's bytes.
+    pub fetch_bytes_max: u32,
+    /// How soon acks=0/1 data is fsynced.
+    pub flush_interval_ms: u64,
+    /// Most bytes in one group commit.
+    pub append_group_bytes_max: u64,
+    /// Preallocation step of segment files.
+    pub segment_preallocate_bytes: u64,
+    /// Period of the retention pass.
+    pub retention_check_interval_ms: u64,
+    /// Defaults of topic properties.
+    pub topic_defaults: TopicDefaults,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./silt-data"),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_kafka_addr: None,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            node_id: 0,
+            archive: ArchiveTarget::Default,
+            auto_create_topics: true,
+            default_partitions: 1,
+            request_bytes_max: 100 * 1024 * 1024,
+            connections_max: 10_000,
+            requests_in_flight_max: 64,
+            fetch_bytes_max: 55 * 1024 * 1024,
+            flush_interval_ms: 100,
+            append_group_bytes_max: 4 * 1024 * 1024,
+            segment_preallocate_bytes: 32 * 1024 * 1024,
+            retention_check_interval_ms: 5 * 60 * 1000,
+            topic_defaults: TopicDefaults::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Sets one key from its textual value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownKey`] names the closest known keys; [`ConfigError::InvalidValue`]
+    /// names the key and what it accepts.
+    pub fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let invalid = |expected: &str| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            origin: source.clone(),
+            expected: expected.to_string(),
+        };
+        let defaults = &mut self.topic_defaults;
+        match key {
+            "data_dir" => {
+                if value.is_empty() {
+                    return Err(invalid("a directory path"));
+                }
+                self.data_dir = PathBuf::from(value);
+            }
+            "kafka_addr" => self.kafka_addr = parse_addr(value).ok_or_else(|| invalid(ADDR))?,
+            "admin_addr" => self.admin_addr = parse_addr(value).ok_or_else(|| invalid(ADDR))?,
+            "advertised_kafka_addr" => {
+                self.advertised_kafka_addr = if value.is_empty() {
+                    None
+                } else {
+                    let (host, port) =
+                        value.rsplit_once(':').ok_or_else(|| invalid("host:port"))?;
+                    if host.is_empty() || port.parse::<u16>().is_err() {
+                        return Err(invalid("host:port"));
+                    }
+                    Some(value.to_string())
+                }
+            }
+            "node_id" => {
+                self.node_id = parse_in(value, 0, i32::MAX as i64)
+                    .ok_or_else(|| invalid("an integer from 0 to 2147483647"))?
+                    as i32
+            }
+            "archive" => {
+                self.archive = match value {
+                    "" | "default" => ArchiveTarget::Default,
+                    "none" | "off" | "disabled" => ArchiveTarget::Disabled,
+                    url if url.contains("://") => {
+                        let scheme = url.split("://").next().unwrap_or_default();
+                        if !ARCHIVE_SCHEMES.contains(&scheme) {
+                            return Err(invalid(
+                                "a directory, file:///dir, s3://bucket/prefix, gs://bucket, az://container, or none",
+                            ));
+                        }
+                        ArchiveTarget::Url(url.to_string())
+                    }
+                    path => ArchiveTarget::Url(path.to_string()),
+                }
+            }
+            "auto_create_topics" => {
+                self.auto_create_topics = parse_bool(value).ok_or_else(|| invalid(BOOL))?
+            }
+            "default_partitions" => {
+                self.default_partitions = parse_in(value, 1, 100_000)
+                    .ok_or_else(|| invalid("an integer from 1 to 100000"))?
+                    as i32
+            }
+            "request_bytes_max" => {
+                self.request_bytes_max = parse_in(value, 1024, i32::MAX as i64)
+                    .ok_or_else(|| invalid("a byte count from 1024 to 2147483647"))?
+                    as u32
+            }
+            "connections_max" => {
+                self.connections_max = parse_in(value, 1, 1_000_000)
+                    .ok_or_else(|| invalid("an integer from 1 to 1000000"))?
+                    as u32
+            }
+            "requests_in_flight_max" => {
+                self.requests_in_flight_max = parse_in(value, 1, 1024)
+                    .ok_or_else(|| invalid("an integer from 1 to 1024"))?
+                    as u32
+            }
+            "fetch_bytes_max" => {
+                self.fetch_bytes_max = parse_in(value, 1024, i32::MAX as i64)
+                    .ok_or_else(|| invalid("a byte count from 1024 to 2147483647"))?
+                    as u32
+            }
+            "flush_interval_ms" => {
+                self.flush_interval_ms = parse_in(value, 1, 3_600_000)
+                    .ok_or_else(|| invalid("milliseconds from 1 to 3600000"))?
+                    as u64
+            }
+            "append_group_bytes_max" => {
+                self.append_group_bytes_max = parse_in(value, 4096, 1 << 30)
+                    .ok_or_else(|| invalid("a byte count from 4096 to 1073741824"))?
+                    as u64
+            }
+            "segment_preallocate_bytes" => {
+                self.segment_preallocate_bytes = parse_in(value, 0, 1 << 30)
+                    .ok_or_else(|| invalid("a byte count from 0 (off) to 1073741824"))?
+                    as u64
+            }
+            "retention_check_interval_ms" => {
+                self.retention_check_interval_ms = parse_in(value, 10, 86_400_000)
+                    .ok_or_else(|| invalid("milliseconds from 10 to 86400000"))?
+                    as u64
+            }
+            "log_segment_bytes" => {
+                defaults.segment_bytes = parse_in(value, 1024, i32::MAX as i64)
+                    .ok_or_else(|| invalid("a byte count from 1024 to 2147483647"))?
+                    as u64
+            }
+            "log_segment_ms" => {
+                defaults.segment_ms =
+                    parse_in(value, 1, i64::MAX).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "log_retention_ms" => {
+                defaults.retention_ms =
+                    parse_in(value, -1, i64::MAX).ok_or_else(|| invalid("-1 or milliseconds"))?
+            }
+            "log_retention_bytes" => {
+                defaults.retention_bytes =
+                    parse_in(value, -1, i64::MAX).ok_or_else(|| invalid("-1 or a byte count"))?
+            }
+            "log_local_retention_ms" => {
+                defaults.local_retention_ms = parse_in(value, -2, i64::MAX)
+                    .ok_or_else(|| invalid("-2, -1 or milliseconds"))?
+            }
+            "log_local_retention_bytes" => {
+                defaults.local_retention_bytes = parse_in(value, -2, i64::MAX)
+                    .ok_or_else(|| invalid("-2, -1 or a byte count"))?
+            }
+            "log_index_interval_bytes" => {
+                defaults.index_interval_bytes = parse_in(value, 0, i32::MAX as i64)
+                    .ok_or_else(|| invalid("a byte count from 0 to 2147483647"))?
+                    as u32
+            }
+            "message_max_bytes" => {
+                defaults.max_message_bytes = parse_in(value, 0, i32::MAX as i64)
+                    .ok_or_else(|| invalid("a byte count from 0 to 2147483647"))?
+                    as u32
+            }
+            "log_message_timestamp_type" => {
+                defaults.message_timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(invalid("CreateTime or LogAppendTime")),
+                }
+            }
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    what: "setting",
+                    key: key.to_string(),
+                    origin: source,
+                    known: suggest(key, NODE_KEYS.iter().map(|(k, _)| *k)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML document whose top-level keys are [`NODE_KEYS`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::File`] when the text is not TOML or holds a table or array; otherwise
+    /// whatever [`NodeConfig::set`] says about a key.
+    pub fn apply_toml(&mut self, text: &str, file_name: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                file: file_name.to_string(),
+                message: e.to_string(),
+            })?;
+        for (key, value) in table {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::File {
+                        file: file_name.to_string(),
+                        message: format!(
+                            "key `{key}` holds a {}; silt's settings are strings, integers or booleans",
+                            other.type_str()
+                        ),
+                    });
+                }
+            };
+            self.set(&key, &value, Source::File(file_name.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies every `SILT_<KEY>` variable among `vars` (others are ignored).
+    ///
+    /// # Errors
+    ///
+    /// An unknown `SILT_*` variable is an error naming it, so a typo is not silently ignored.
+    pub fn apply_env<I, K, V>(&mut self, vars: I) -> Result<(), ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (name, value) in vars {
+            let Some(key) = name.as_ref().strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            self.set(&key, value.as_ref(), Source::Env)
+                .map_err(|e| match e {
+                    ConfigError::UnknownKey { origin, known, .. } => ConfigError::UnknownKey {
+                        what: "setting",
+                        key: name.as_ref().to_string(),
+                        origin,
+                        known,
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The `host:port` clients are told to connect to.
+    pub fn advertised_addr(&self) -> String {
+        match &self.advertised_kafka_addr {
+            Some(addr) => addr.clone(),
+            None => self.kafka_addr.to_string(),
+        }
+    }
+}
+
+/// Environment variables with this prefix are node settings.
+pub const ENV_PREFIX: &str = "SILT_";
+
+const ADDR: &str = "ip:port, such as 127.0.0.1:9092";
+const BOOL: &str = "true or false";
+const ARCHIVE_SCHEMES: &[&str] = &["file", "s3", "s3a", "gs", "az", "azure", "abfs", "memory"];
+
+fn parse_addr(value: &str) -> Option<SocketAddr> {
+    value.parse().ok()
+}
+
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses an integer inside `[min, max]`.
+pub(crate) fn parse_in(value: &str, min: i64, max: i64) -> Option<i64> {
+    let n: i64 = value.trim().parse().ok()?;
+    (min..=max).contains(&n).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_file_env_flag() {
+        let mut config = NodeConfig::default();
+        config
+            .apply_toml("node_id = 1\nkafka_addr = \"127.0.0.1:1000\"", "a.toml")
+            .unwrap();
+        config
+            .apply_env([("SILT_NODE_ID", "2"), ("PATH", "/bin")])
+            .unwrap();
+        assert_eq!(config.node_id, 2);
+        config.set("node_id", "3", Source::Flag).unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.kafka_addr.port(), 1000);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_suggests() {
+        let mut config = NodeConfig::default();
+        let err = config
+            .apply_toml("data_dri = \"x\"", "silt.toml")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("data_dri"), "{msg}");
+        assert!(msg.contains("config file silt.toml"), "{msg}");
+        assert!(msg.contains("known keys: data_dir"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_env_variable_is_named_in_full() {
+        let err = NodeConfig::default()
+            .apply_env([("SILT_NODEID", "1")])
+            .unwrap_err();
+        assert!(err.to_string().contains("SILT_NODEID"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_what_is_accepted() {
+        let mut config = NodeConfig::default();
+        let err = config
+            .set("auto_create_topics", "yes", Source::Flag)
+            .unwrap_err();
+        assert!(err.to_string().contains("true or false"), "{err}");
+        let err = config
+            .set("kafka_addr", "localhost", Source::Flag)
+            .unwrap_err();
+        assert!(err.to_string().contains("ip:port"), "{err}");
+        let err = config.set("archive", "ftp://x", Source::Flag).unwrap_err();
+        assert!(err.to_string().contains("s3://bucket/prefix"), "{err}");
+        let err = config.apply_toml("node_id = [1]", "f").unwrap_err();
+        assert!(err.to_string().contains("node_id"), "{err}");
+        let err = config.apply_toml("node_id = ", "f").unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+    }
+
+    #[test]
+    fn every_documented_key_is_accepted() {
+        // Each key must round-trip through `set` with a plausible value, so NODE_KEYS and the
+        // match in `set` cannot drift apart.
+        for (key, _) in NODE_KEYS {
+            let value = match *key {
+                "data_dir" => "/tmp/x",
+                "kafka_addr" | "admin_addr" => "127.0.0.1:1",
+                "advertised_kafka_addr" => "example.com:9092",
+                "archive" => "s3://bucket/prefix",
+                "auto_create_topics" => "false",
+                "log_message_timestamp_type" => "LogAppendTime",
+                "log_retention_ms" | "log_retention_bytes" => "-1",
+                "requests_in_flight_max" => "16",
+                _ => "4096",
+            };
+            NodeConfig::default()
+                .set(key, value, Source::Flag)
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+}
