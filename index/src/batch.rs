@@ -291,14 +291,16 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 }
 
 /// Stamps a batch with the broker's append time, as Kafka does for `LogAppendTime` topics:
-/// sets the timestamp-type bit and the max timestamp, then recomputes the CRC. Records are not
-/// touched: readers take every record's timestamp from the header for such batches.
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attributes = be_i16(batch, OFFSET_ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
-    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+/// sets the timestamp-type bit and the max timestamp in `header` (the batch's first
+/// [`BATCH_HEADER_BYTES`] bytes) and recomputes the CRC over it and `records` (the rest of the
+/// batch), which stay untouched: readers take every record's timestamp from the header.
+pub fn set_log_append_time(header: &mut [u8], records: &[u8], now_ms: i64) {
+    assert_eq!(header.len(), BATCH_HEADER_BYTES, "header slice size");
+    let attributes = be_i16(header, OFFSET_ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
+    header[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), records);
+    header[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Outcome of [`scan`]: the batches found and why the scan stopped.
@@ -340,10 +342,8 @@ pub fn scan(bytes: &[u8], length_max: u32, check_crc: bool) -> Scan {
         if rest.len() < size {
             break Some(ScanStop::Incomplete);
         }
-        if check_crc {
-            if let Err(e) = verify_crc(&rest[..size]) {
-                break Some(ScanStop::Invalid(e));
-            }
+        if check_crc && let Err(e) = verify_crc(&rest[..size]) {
+            break Some(ScanStop::Invalid(e));
         }
         batches.push((header, position..position + size));
         position += size;
@@ -395,7 +395,8 @@ mod tests {
         set_base_offset(&mut bytes, 77);
         set_leader_epoch(&mut bytes, 3);
         verify_crc(&bytes).unwrap();
-        set_log_append_time(&mut bytes, 123_456);
+        let (header, records) = bytes.split_at_mut(BATCH_HEADER_BYTES);
+        set_log_append_time(header, records, 123_456);
         verify_crc(&bytes).unwrap();
         let header = BatchHeader::parse(&bytes, u32::MAX).unwrap().unwrap();
         assert_eq!((header.base_offset, header.partition_leader_epoch), (77, 3));

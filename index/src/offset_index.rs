@@ -77,7 +77,7 @@ impl OffsetIndex {
     /// [`IndexError::Corrupt`] if the length is not a whole number of entries or a column does
     /// not strictly increase.
     pub fn decode(bytes: &[u8]) -> Result<OffsetIndex, IndexError> {
-        if bytes.len() % OFFSET_INDEX_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_INDEX_ENTRY_BYTES) {
             return Err(IndexError::Corrupt {
                 position: (bytes.len() - bytes.len() % OFFSET_INDEX_ENTRY_BYTES) as u64,
                 reason: "partial entry at the end",
@@ -86,13 +86,13 @@ impl OffsetIndex {
         let mut index = OffsetIndex::new();
         for (i, chunk) in bytes.chunks_exact(OFFSET_INDEX_ENTRY_BYTES).enumerate() {
             let entry = OffsetEntry::decode(chunk);
-            if let Some(last) = index.entries.last() {
-                if entry.offset <= last.offset || entry.position <= last.position {
-                    return Err(IndexError::Corrupt {
-                        position: (i * OFFSET_INDEX_ENTRY_BYTES) as u64,
-                        reason: "entries do not increase",
-                    });
-                }
+            if let Some(last) = index.entries.last()
+                && (entry.offset <= last.offset || entry.position <= last.position)
+            {
+                return Err(IndexError::Corrupt {
+                    position: (i * OFFSET_INDEX_ENTRY_BYTES) as u64,
+                    reason: "entries do not increase",
+                });
             }
             index.entries.push(entry);
         }

@@ -541,7 +541,7 @@ mod tests {
             ],
             ..NewRecord::default()
         };
-        let batch = encode_batch(0, &[record.clone()], Codec::Zstd, None);
+        let batch = encode_batch(0, std::slice::from_ref(&record), Codec::Zstd, None);
         assert_eq!(
             decode_records(&batch, 1 << 20).unwrap()[0].headers,
             record.headers

@@ -92,12 +92,8 @@ pub struct SegmentStats {
     pub first_timestamp: i64,
     /// Largest record timestamp, -1 when empty.
     pub max_timestamp: i64,
-    /// Offset of the batch holding `max_timestamp` (the batch's last offset), -1 when empty.
-    pub offset_of_max_timestamp: i64,
-    /// Number of batches.
-    pub batch_count: u64,
-    /// Number of records.
-    pub record_count: u64,
+    /// Base offset of the last batch, -1 when empty.
+    pub last_batch_offset: i64,
 }
 
 impl SegmentIndexer {
@@ -114,9 +110,7 @@ impl SegmentIndexer {
                 size_bytes: 0,
                 first_timestamp: -1,
                 max_timestamp: -1,
-                offset_of_max_timestamp: -1,
-                batch_count: 0,
-                record_count: 0,
+                last_batch_offset: -1,
             },
         }
     }
@@ -142,10 +136,7 @@ impl SegmentIndexer {
         let mut entries = (None, None);
         let due = self.offset_index.is_empty()
             || self.bytes_since_entry >= u64::from(self.interval_bytes);
-        if header.max_timestamp > self.stats.max_timestamp {
-            self.stats.max_timestamp = header.max_timestamp;
-            self.stats.offset_of_max_timestamp = header.last_offset();
-        }
+        self.stats.max_timestamp = self.stats.max_timestamp.max(header.max_timestamp);
         if due {
             let entry = OffsetEntry {
                 offset: relative,
@@ -164,15 +155,52 @@ impl SegmentIndexer {
                 }
             }
         }
-        if self.stats.batch_count == 0 {
+        if self.stats.size_bytes == 0 {
             self.stats.first_timestamp = header.base_timestamp;
         }
         self.bytes_since_entry += u64::from(header.size());
         self.stats.size_bytes += u64::from(header.size());
         self.stats.next_offset = header.next_offset();
-        self.stats.batch_count += 1;
-        self.stats.record_count += u64::try_from(header.record_count).unwrap_or(0);
+        self.stats.last_batch_offset = header.base_offset;
         entries
+    }
+
+    /// Resumes indexing a segment whose indexes were loaded from disk and checked, and whose
+    /// stats were read off its tail.
+    pub fn resume(
+        base_offset: i64,
+        interval_bytes: u32,
+        offset_index: OffsetIndex,
+        time_index: TimeIndex,
+        stats: SegmentStats,
+    ) -> SegmentIndexer {
+        let last_position = offset_index.last().map_or(0, |e| u64::from(e.position.0));
+        SegmentIndexer {
+            base_offset,
+            interval_bytes,
+            bytes_since_entry: stats.size_bytes.saturating_sub(last_position),
+            offset_index,
+            time_index,
+            stats,
+        }
+    }
+
+    /// Adds the time index entry a segment gets when it stops being active: the segment's max
+    /// timestamp at its last batch, so the max survives a restart (as Kafka does on roll).
+    /// Returns the entry if one was added.
+    pub fn seal(&mut self) -> Option<TimeEntry> {
+        if self.stats.last_batch_offset < 0 || self.stats.max_timestamp < 0 {
+            return None;
+        }
+        let entry = TimeEntry {
+            timestamp: self.stats.max_timestamp,
+            offset: relative_offset(self.base_offset, self.stats.last_batch_offset),
+        };
+        let last = self.time_index.last();
+        if last.is_some_and(|l| l.offset >= entry.offset) {
+            return None;
+        }
+        self.time_index.push_if_newer(entry).then_some(entry)
     }
 
     /// Replaces the built indexes with ones loaded from disk that were checked against the log.
@@ -288,8 +316,19 @@ mod tests {
         assert_eq!(indexer.offset_index().len(), 10);
         let stats = indexer.stats();
         assert_eq!(
-            (stats.next_offset, stats.batch_count, stats.max_timestamp),
-            (120, 20, 1019)
+            (
+                stats.next_offset,
+                stats.last_batch_offset,
+                stats.max_timestamp
+            ),
+            (120, 119, 1019)
+        );
+        // Sealing records the final max, which the last index point (batch 18) had not seen.
+        assert_eq!(indexer.time_index().last().unwrap().timestamp, 1018);
+        let sealed = indexer.seal().unwrap();
+        assert_eq!(
+            (sealed.timestamp, sealed.offset),
+            (1019, RelativeOffset(19))
         );
     }
 }

@@ -66,7 +66,7 @@ impl TimeIndex {
     /// [`IndexError::Corrupt`] if the length is not a whole number of entries or a column does
     /// not strictly increase.
     pub fn decode(bytes: &[u8]) -> Result<TimeIndex, IndexError> {
-        if bytes.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_INDEX_ENTRY_BYTES) {
             return Err(IndexError::Corrupt {
                 position: (bytes.len() - bytes.len() % TIME_INDEX_ENTRY_BYTES) as u64,
                 reason: "partial entry at the end",
@@ -75,13 +75,13 @@ impl TimeIndex {
         let mut index = TimeIndex::new();
         for (i, chunk) in bytes.chunks_exact(TIME_INDEX_ENTRY_BYTES).enumerate() {
             let entry = TimeEntry::decode(chunk);
-            if let Some(last) = index.entries.last() {
-                if entry.timestamp <= last.timestamp || entry.offset <= last.offset {
-                    return Err(IndexError::Corrupt {
-                        position: (i * TIME_INDEX_ENTRY_BYTES) as u64,
-                        reason: "entries do not increase",
-                    });
-                }
+            if let Some(last) = index.entries.last()
+                && (entry.timestamp <= last.timestamp || entry.offset <= last.offset)
+            {
+                return Err(IndexError::Corrupt {
+                    position: (i * TIME_INDEX_ENTRY_BYTES) as u64,
+                    reason: "entries do not increase",
+                });
             }
             index.entries.push(entry);
         }

@@ -1,0 +1,546 @@
+//! [`PartitionLog`]: the handle to one partition's local log.
+//!
+//! Appends go to the partition's writer task ([`super::appender`]); reads, timestamp lookups
+//! and segment deletion run on the caller's thread against shared state. Reads and lookups do
+//! blocking file I/O: async callers run them on tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use silt_index::batch::{self, BatchHeader};
+use silt_index::record::decode_records;
+use silt_index::segment::SegmentFile;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::appender::{
+    AppendError, AppendRequest, Appended, COMMANDS_QUEUED_MAX, Command, Durability, Writer,
+};
+use super::recovery;
+use super::segment::{Segment, SegmentInfo};
+use super::storage::Storage;
+use super::{Clock, LogConfig, LogError};
+
+/// Decompressed bytes allowed when a timestamp lookup must look inside a batch.
+const LOOKUP_DECOMPRESSED_MAX: usize = 256 << 20;
+
+/// State shared by the handle, its readers and the writer task.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub clock: Arc<dyn Clock>,
+    pub leader_epoch: i32,
+    segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    high_watermark: watch::Sender<i64>,
+    log_start_offset: AtomicI64,
+    pub flushed_offset: AtomicI64,
+    config: RwLock<LogConfig>,
+    pub closed: AtomicBool,
+}
+
+impl LogShared {
+    pub(crate) fn config(&self) -> LogConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn publish_high_watermark(&self, offset: i64) {
+        let previous = self.high_watermark.send_replace(offset);
+        assert!(
+            offset >= previous,
+            "high watermark regressed: {offset} < {previous}"
+        );
+    }
+
+    pub(crate) fn add_segment(&self, segment: Arc<Segment>) {
+        let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let previous = segments.insert(segment.base_offset(), segment);
+        assert!(previous.is_none(), "segment base offset reused");
+    }
+
+    fn segments_from(&self, offset: i64) -> Vec<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        let start = segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        segments.range(start..).map(|(_, s)| s.clone()).collect()
+    }
+
+    fn all_segments(&self) -> Vec<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.values().cloned().collect()
+    }
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSlice {
+    /// Record batches, back to back (empty when there is nothing at the offset yet).
+    pub records: Bytes,
+    /// Offset after the last readable record.
+    pub high_watermark: i64,
+    /// First offset held.
+    pub log_start_offset: i64,
+}
+
+/// One partition's local log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    shared: Arc<LogShared>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it, and starts its writer on `runtime`.
+    /// Blocking: call it from a blocking context.
+    ///
+    /// # Errors
+    ///
+    /// See [`recovery`]: an unwritable directory, a foreign or corrupt segment file.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<PartitionLog, LogError> {
+        let now = clock.now_ms();
+        let recovered = recovery::recover(storage.as_ref(), dir, &config, now)?;
+        let active = recovered
+            .segments
+            .last()
+            .expect("recovery leaves an active segment")
+            .clone();
+        let (high_watermark, _) = watch::channel(recovered.next_offset);
+        let shared = Arc::new(LogShared {
+            dir: dir.to_path_buf(),
+            storage,
+            clock,
+            leader_epoch: 0,
+            segments: RwLock::new(
+                recovered
+                    .segments
+                    .iter()
+                    .map(|s| (s.base_offset(), s.clone()))
+                    .collect(),
+            ),
+            high_watermark,
+            log_start_offset: AtomicI64::new(recovered.log_start_offset),
+            flushed_offset: AtomicI64::new(recovered.next_offset),
+            config: RwLock::new(config),
+            closed: AtomicBool::new(false),
+        });
+        let writer = Writer::new(
+            shared.clone(),
+            active,
+            recovered.next_offset,
+            recovered.producers,
+        )?;
+        let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
+        runtime.spawn(writer.run(receiver));
+        Ok(PartitionLog { shared, commands })
+    }
+
+    /// Appends one record batch (the client's bytes, exactly one v2 batch) and returns the
+    /// offsets it got, once it is written (`Buffered`) or fsynced (`Durable`).
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError`] saying why the batch was refused.
+    pub async fn append(
+        &self,
+        batch: Bytes,
+        durability: Durability,
+    ) -> Result<Appended, AppendError> {
+        let max = self.shared.config().max_message_bytes;
+        let header = check_batch(&batch, max)?;
+        let (reply, response) = oneshot::channel();
+        let request = AppendRequest {
+            batch,
+            header,
+            durability,
+            reply,
+        };
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        self.commands
+            .send(Command::Append(request))
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        response.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (but at
+    /// least one whole batch, so a consumer always makes progress, as KIP-74 specifies).
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::OffsetOutOfRange`] outside `[log start, high watermark]`; I/O or corruption.
+    pub fn read(&self, offset: i64, max_bytes: u32) -> Result<ReadSlice, LogError> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        let empty = |hw| ReadSlice {
+            records: Bytes::new(),
+            high_watermark: hw,
+            log_start_offset,
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: log_start_offset,
+                high_watermark,
+            });
+        }
+        if offset == high_watermark {
+            return Ok(empty(high_watermark));
+        }
+        for segment in self.shared.segments_from(offset) {
+            let Some((position, first)) = segment.locate(offset)? else {
+                continue;
+            };
+            if first.base_offset >= high_watermark {
+                return Ok(empty(high_watermark));
+            }
+            let available = segment.committed() - position;
+            let want = u64::from(max_bytes)
+                .max(u64::from(first.size()))
+                .min(available);
+            let mut bytes = segment.read_bytes(position, want)?;
+            // Keep whole batches below the high watermark.
+            let scanned = batch::scan(&bytes, u32::MAX, false);
+            let keep = scanned
+                .batches
+                .iter()
+                .take_while(|(h, _)| h.base_offset < high_watermark)
+                .last()
+                .map_or(0, |(_, range)| range.end);
+            assert!(
+                keep > 0,
+                "the first batch {} fits in {want} bytes",
+                first.size()
+            );
+            bytes.truncate(keep);
+            return Ok(ReadSlice {
+                records: Bytes::from(bytes),
+                high_watermark,
+                log_start_offset,
+            });
+        }
+        Ok(empty(high_watermark))
+    }
+
+    /// The first record at or after `timestamp` (ListOffsets by time): its offset and
+    /// timestamp, or `None` if every record is older.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, or a batch whose records do not decode.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start = self.log_start_offset();
+        let high_watermark = self.high_watermark();
+        for segment in self.shared.all_segments() {
+            let info = segment.info();
+            if info.next_offset <= log_start || info.max_timestamp < timestamp {
+                continue;
+            }
+            let hint = segment
+                .indexer()
+                .time_index()
+                .lookup_before(timestamp)
+                .map_or(segment.base_offset(), |e| {
+                    segment.base_offset() + i64::from(e.offset.0)
+                });
+            let Some((mut position, _)) = segment.locate(hint.max(log_start))? else {
+                continue;
+            };
+            let end = segment.committed();
+            while position < end {
+                let header: BatchHeader = segment.read_header(position)?;
+                if header.base_offset >= high_watermark {
+                    return Ok(None);
+                }
+                if header.max_timestamp >= timestamp && header.last_offset() >= log_start {
+                    let bytes = segment.read_bytes(position, u64::from(header.size()))?;
+                    let records = decode_records(&bytes, LOOKUP_DECOMPRESSED_MAX).map_err(|e| {
+                        LogError::corrupt(segment.path(SegmentFile::Log), position, e.to_string())
+                    })?;
+                    let found = records
+                        .iter()
+                        .find(|r| r.offset >= log_start && r.timestamp >= timestamp);
+                    if let Some(record) = found {
+                        return Ok(Some((record.offset, record.timestamp)));
+                    }
+                }
+                position += u64::from(header.size());
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP, KIP-734): its offset
+    /// and timestamp, or `None` for an empty log.
+    ///
+    /// # Errors
+    ///
+    /// As [`PartitionLog::offset_for_timestamp`].
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start = self.log_start_offset();
+        let max = self
+            .shared
+            .all_segments()
+            .iter()
+            .map(|s| s.info())
+            .filter(|i| i.next_offset > log_start)
+            .map(|i| i.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        if max < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max)
+    }
+
+    /// Offset after the last readable record (the log end: one node has no replicas to wait
+    /// for).
+    pub fn high_watermark(&self) -> i64 {
+        *self.shared.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves (for long polls).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.shared.high_watermark.subscribe()
+    }
+
+    /// First offset held locally.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start_offset()
+    }
+
+    /// Everything below this offset is fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.shared.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The segments, oldest first; the last is the active one.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared
+            .all_segments()
+            .iter()
+            .map(|s| s.info())
+            .collect()
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared
+            .all_segments()
+            .iter()
+            .map(|s| s.committed())
+            .sum()
+    }
+
+    /// The path of a sealed segment's file, for the archiver.
+    pub fn segment_path(&self, base_offset: i64, kind: SegmentFile) -> PathBuf {
+        self.shared
+            .dir
+            .join(silt_index::segment::segment_file_name(base_offset, kind))
+    }
+
+    /// True once closed or stopped by a storage failure.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Replaces the log's settings (after AlterConfigs); takes effect with the next append.
+    pub fn set_config(&self, config: LogConfig) {
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config()
+    }
+
+    /// Moves the log start to `offset` (DeleteRecords); `-1` means the high watermark.
+    /// Segments wholly below it are deleted. Returns the new log start. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::OffsetOutOfRange`] above the high watermark; I/O errors.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let high_watermark = self.high_watermark();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if offset < 0 || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset(),
+                high_watermark,
+            });
+        }
+        if offset <= self.log_start_offset() {
+            return Ok(self.log_start_offset());
+        }
+        recovery::write_log_start(self.shared.storage.as_ref(), &self.shared.dir, offset)?;
+        self.shared
+            .log_start_offset
+            .fetch_max(offset, Ordering::AcqRel);
+        self.delete_oldest_segments(|info| info.next_offset <= offset)?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Deletes sealed segments from the oldest, while `delete` says so; stops at the first it
+    /// refuses or at the active segment. The log start moves past them. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors removing files; segments already dropped from the log stay dropped.
+    pub fn delete_oldest_segments(
+        &self,
+        mut delete: impl FnMut(&SegmentInfo) -> bool,
+    ) -> Result<Vec<SegmentInfo>, LogError> {
+        let mut removed = Vec::new();
+        {
+            let mut segments = self
+                .shared
+                .segments
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            while let Some((_, segment)) = segments.first_key_value() {
+                let info = segment.info();
+                if !info.sealed || segments.len() == 1 || !delete(&info) {
+                    break;
+                }
+                let (_, segment) = segments.pop_first().expect("checked non-empty");
+                self.shared
+                    .log_start_offset
+                    .fetch_max(info.next_offset, Ordering::AcqRel);
+                removed.push((info, segment));
+            }
+        }
+        let storage = self.shared.storage.as_ref();
+        for (info, segment) in &removed {
+            for kind in [
+                SegmentFile::Log,
+                SegmentFile::OffsetIndex,
+                SegmentFile::TimeIndex,
+            ] {
+                let path = segment.path(kind);
+                if storage.exists(&path) {
+                    storage
+                        .remove_file(&path)
+                        .map_err(|e| LogError::io("remove", path.clone(), e))?;
+                }
+            }
+            tracing::debug!(dir = %self.shared.dir.display(), base = info.base_offset, "deleted segment");
+        }
+        if !removed.is_empty() {
+            storage
+                .sync_dir(&self.shared.dir)
+                .map_err(|e| LogError::io("sync directory", self.shared.dir.clone(), e))?;
+        }
+        Ok(removed.into_iter().map(|(info, _)| info).collect())
+    }
+
+    /// Seals the active segment if it holds data appended `age_ms` ago or earlier (idle rolls
+    /// for the archiver, time retention of the active segment). Returns whether it rolled.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Closed`], or the roll's I/O error.
+    pub async fn roll_if_older(&self, age_ms: i64) -> Result<bool, LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::RollIfOlder { age_ms, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Fsyncs whatever was written and not yet fsynced.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Closed`] or the fsync's error.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(reply))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Flushes, writes the active segment's indexes and a clean-shutdown marker, and stops the
+    /// writer. Appends after this fail with `Closed`.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Closed`] if already closed, or an I/O error (the next open then scans).
+    pub async fn close(&self) -> Result<(), LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Close(reply))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+}
+
+/// Checks that `bytes` is exactly one whole v2 batch with a good CRC, within `max` bytes.
+fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
+    let header = BatchHeader::parse(bytes, u32::MAX)
+        .map_err(|e| AppendError::Corrupt(e.to_string()))?
+        .ok_or_else(|| {
+            AppendError::Corrupt(format!(
+                "{} bytes is shorter than a batch header",
+                bytes.len()
+            ))
+        })?;
+    if header.size() as usize != bytes.len() {
+        return Err(AppendError::Corrupt(format!(
+            "batch length says {} bytes but {} were sent",
+            header.size(),
+            bytes.len()
+        )));
+    }
+    if bytes.len() as u64 > u64::from(max) {
+        return Err(AppendError::TooLarge {
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    batch::verify_crc(bytes).map_err(|e| AppendError::Corrupt(e.to_string()))?;
+    if header.record_count == 0 {
+        return Err(AppendError::Corrupt("batch holds no records".into()));
+    }
+    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+        return Err(AppendError::Corrupt(format!(
+            "record count {} does not match last offset delta {}",
+            header.record_count, header.last_offset_delta
+        )));
+    }
+    if header.is_transactional() || header.is_control() {
+        return Err(AppendError::Transactional);
+    }
+    Ok(header)
+}
