@@ -1,8 +1,30 @@
-//! silt's broker.
+//! silt's broker: a Kafka protocol server over partition logs on local disk.
 //!
 //! # Layout
 //!
-//! - [`log`]: one partition's local log: segments, group commit, recovery, retention.
+//! - [`log`]: one partition's local log: segments, group commit, recovery, retention
+//!   primitives. Its I/O goes through [`log::Storage`], so tests can cut the power.
+//! - [`protocol`]: framing, request parsing, the versions silt speaks, Kafka error codes. No I/O.
+//! - [`handlers`]: one file per Kafka API, from a decoded request to a response.
+//! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
+//! - [`node`]: the node's identity, settings, producer ids and counters.
+//! - [`retention`]: which segments expire, and the task that deletes them.
+//! - [`metrics`]: counters and their Prometheus text.
+//! - [`server`]: the tokio shell: listeners, connections, admin HTTP, shutdown.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), silt_broker::server::ServerError> {
+//! let server = silt_broker::server::Server::bind(silt_config::NodeConfig::default()).await?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
+pub mod handlers;
 pub mod log;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod retention;
+pub mod server;
+pub mod topics;

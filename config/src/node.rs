@@ -389,6 +389,46 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The current value of a setting, as text (for DescribeConfigs and status pages).
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let d = &self.topic_defaults;
+        Some(match key {
+            "data_dir" => self.data_dir.display().to_string(),
+            "kafka_addr" => self.kafka_addr.to_string(),
+            "advertised_kafka_addr" => self.advertised_addr(),
+            "admin_addr" => self.admin_addr.to_string(),
+            "node_id" => self.node_id.to_string(),
+            "archive" => match &self.archive {
+                ArchiveTarget::Default => self.data_dir.join("archive").display().to_string(),
+                ArchiveTarget::Disabled => "none".to_string(),
+                ArchiveTarget::Url(url) => url.clone(),
+            },
+            "auto_create_topics" => self.auto_create_topics.to_string(),
+            "default_partitions" => self.default_partitions.to_string(),
+            "request_bytes_max" => self.request_bytes_max.to_string(),
+            "connections_max" => self.connections_max.to_string(),
+            "requests_in_flight_max" => self.requests_in_flight_max.to_string(),
+            "fetch_bytes_max" => self.fetch_bytes_max.to_string(),
+            "flush_interval_ms" => self.flush_interval_ms.to_string(),
+            "append_group_bytes_max" => self.append_group_bytes_max.to_string(),
+            "segment_preallocate_bytes" => self.segment_preallocate_bytes.to_string(),
+            "retention_check_interval_ms" => self.retention_check_interval_ms.to_string(),
+            "log_segment_bytes" => d.segment_bytes.to_string(),
+            "log_segment_ms" => d.segment_ms.to_string(),
+            "log_retention_ms" => d.retention_ms.to_string(),
+            "log_retention_bytes" => d.retention_bytes.to_string(),
+            "log_local_retention_ms" => d.local_retention_ms.to_string(),
+            "log_local_retention_bytes" => d.local_retention_bytes.to_string(),
+            "log_index_interval_bytes" => d.index_interval_bytes.to_string(),
+            "message_max_bytes" => d.max_message_bytes.to_string(),
+            "log_message_timestamp_type" => match d.message_timestamp_type {
+                TimestampType::CreateTime => "CreateTime".to_string(),
+                TimestampType::LogAppendTime => "LogAppendTime".to_string(),
+            },
+            _ => return None,
+        })
+    }
+
     /// The `host:port` clients are told to connect to.
     pub fn advertised_addr(&self) -> String {
         match &self.advertised_kafka_addr {
@@ -497,9 +537,11 @@ mod tests {
                 "requests_in_flight_max" => "16",
                 _ => "4096",
             };
-            NodeConfig::default()
+            let mut config = NodeConfig::default();
+            config
                 .set(key, value, Source::Flag)
                 .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(config.value_of(key).is_some(), "{key} has no value_of");
         }
     }
 }

@@ -1,1 +1,81 @@
-fn main() {}
+//! The `silt` binary.
+//!
+//! `silt serve` runs a node; the other commands are Kafka clients in the manner of Redpanda's
+//! `rpk`, so they work against silt or any Kafka-compatible broker.
+
+mod client;
+mod serve;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "silt",
+    version,
+    about = "A Kafka-API streaming platform built around tiered storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (defaults: data in ./silt-data, Kafka API on 127.0.0.1:9092).
+    Serve(serve::ServeArgs),
+    /// Create, list, describe, alter, delete topics; produce and consume.
+    Topic {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Topic { brokers, command } => topic::run(command, &brokers).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // A setting that does not parse is a usage error, as clap's are.
+            if e.downcast_ref::<silt_config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

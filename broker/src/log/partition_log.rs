@@ -93,6 +93,21 @@ pub struct ReadSlice {
     pub log_start_offset: i64,
 }
 
+/// The outcome of a queued append, to wait for.
+#[derive(Debug)]
+pub struct AppendTicket(oneshot::Receiver<Result<Appended, AppendError>>);
+
+impl AppendTicket {
+    /// Waits until the append is written (buffered) or fsynced (durable).
+    ///
+    /// # Errors
+    ///
+    /// Why the writer refused it, or [`AppendError::Closed`] if the log stopped first.
+    pub async fn wait(self) -> Result<Appended, AppendError> {
+        self.0.await.map_err(|_| AppendError::Closed)?
+    }
+}
+
 /// One partition's local log.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -162,6 +177,21 @@ impl PartitionLog {
         batch: Bytes,
         durability: Durability,
     ) -> Result<Appended, AppendError> {
+        self.submit(batch, durability).await?.wait().await
+    }
+
+    /// Checks a batch and queues it for the writer, returning once it is queued (so callers
+    /// that submit in order are appended in that order) with a ticket for the outcome.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Corrupt`], [`AppendError::TooLarge`] or [`AppendError::Transactional`]
+    /// for a batch refused before it is queued; [`AppendError::Closed`].
+    pub async fn submit(
+        &self,
+        batch: Bytes,
+        durability: Durability,
+    ) -> Result<AppendTicket, AppendError> {
         let max = self.shared.config().max_message_bytes;
         let header = check_batch(&batch, max)?;
         let (reply, response) = oneshot::channel();
@@ -178,7 +208,7 @@ impl PartitionLog {
             .send(Command::Append(request))
             .await
             .map_err(|_| AppendError::Closed)?;
-        response.await.map_err(|_| AppendError::Closed)?
+        Ok(AppendTicket(response))
     }
 
     /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (but at

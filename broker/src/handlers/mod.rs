@@ -1,0 +1,166 @@
+//! One file per Kafka API: a decoded request and the node in, a response out. No sockets here.
+//!
+//! [`handle`] returns a [`Handled`]: most handlers do all their work in the returned future,
+//! which the connection awaits in request order. Produce does its ordering-sensitive part (queuing
+//! batches to the partition writers) before returning, so requests pipelined on one connection
+//! are appended in the order they were sent.
+
+mod api_versions;
+mod cluster;
+mod configs;
+mod fetch;
+mod leader_epoch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod producer_id;
+mod records;
+mod topics;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::node::Node;
+use crate::protocol::Request;
+use crate::protocol::error_code::ErrorCode;
+use crate::topics::{Partition, Topic};
+
+pub use api_versions::unsupported_version_response;
+
+/// A response still being worked out.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send>>;
+
+/// What the connection does with a request.
+pub enum Handled {
+    /// Send this response when it is ready, in request order.
+    Respond(ResponseFuture),
+    /// Send nothing (Produce with acks=0).
+    NoResponse,
+    /// Close the connection, as Kafka does when an acks=0 produce fails.
+    Close(String),
+}
+
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Respond(_) => write!(f, "Respond"),
+            Handled::NoResponse => write!(f, "NoResponse"),
+            Handled::Close(reason) => write!(f, "Close({reason})"),
+        }
+    }
+}
+
+fn respond<F>(future: F) -> Handled
+where
+    F: Future<Output = ResponseKind> + Send + 'static,
+{
+    Handled::Respond(Box::pin(future))
+}
+
+/// Handles one decoded request.
+pub async fn handle(node: &Arc<Node>, request: Request) -> Handled {
+    node.metrics.count_request(request.api as i16);
+    let version = request.version;
+    let node = node.clone();
+    match request.body {
+        RequestKind::Produce(body) => produce::handle(&node, body, version).await,
+        RequestKind::ApiVersions(_) => {
+            respond(async move { ResponseKind::ApiVersions(api_versions::handle()) })
+        }
+        RequestKind::Metadata(body) => {
+            respond(
+                async move { ResponseKind::Metadata(metadata::handle(&node, body, version).await) },
+            )
+        }
+        RequestKind::Fetch(body) => {
+            respond(async move { ResponseKind::Fetch(fetch::handle(node, body, version).await) })
+        }
+        RequestKind::ListOffsets(body) => respond(async move {
+            ResponseKind::ListOffsets(list_offsets::handle(node, body, version).await)
+        }),
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            respond(
+                async move { ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(&node, body)) },
+            )
+        }
+        RequestKind::CreateTopics(body) => respond(async move {
+            ResponseKind::CreateTopics(topics::create(&node, body, version).await)
+        }),
+        RequestKind::DeleteTopics(body) => {
+            respond(async move { ResponseKind::DeleteTopics(topics::delete(&node, body).await) })
+        }
+        RequestKind::CreatePartitions(body) => respond(async move {
+            ResponseKind::CreatePartitions(topics::create_partitions(&node, body).await)
+        }),
+        RequestKind::DescribeConfigs(body) => respond(async move {
+            ResponseKind::DescribeConfigs(configs::describe(&node, body, version))
+        }),
+        RequestKind::AlterConfigs(body) => {
+            respond(async move { ResponseKind::AlterConfigs(configs::alter(&node, body).await) })
+        }
+        RequestKind::IncrementalAlterConfigs(body) => respond(async move {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&node, body).await)
+        }),
+        RequestKind::DeleteRecords(body) => {
+            respond(async move { ResponseKind::DeleteRecords(records::delete(node, body).await) })
+        }
+        RequestKind::InitProducerId(body) => {
+            respond(
+                async move { ResponseKind::InitProducerId(producer_id::handle(node, body).await) },
+            )
+        }
+        RequestKind::DescribeCluster(body) => {
+            respond(async move { ResponseKind::DescribeCluster(cluster::describe(&node, body)) })
+        }
+        other => {
+            // parse_request only lets advertised APIs through, and each has an arm above.
+            Handled::Close(format!(
+                "no handler for {:?}",
+                std::mem::discriminant(&other)
+            ))
+        }
+    }
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// A partition addressed by a request, or the code to answer with.
+fn find_partition(
+    node: &Node,
+    topic: &str,
+    partition: i32,
+) -> Result<(Arc<Topic>, Arc<Partition>), ErrorCode> {
+    let topic = node
+        .topics
+        .get(topic)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    let partition = topic
+        .partition(partition)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if partition.log.is_err() {
+        return Err(ErrorCode::KafkaStorageError);
+    }
+    Ok((topic, partition))
+}
+
+/// Checks a client's view of the leader epoch against ours (always 0 on one node).
+fn check_leader_epoch(current_leader_epoch: i32) -> Option<ErrorCode> {
+    match current_leader_epoch {
+        e if e > LEADER_EPOCH => Some(ErrorCode::UnknownLeaderEpoch),
+        e if e >= 0 && e < LEADER_EPOCH => Some(ErrorCode::FencedLeaderEpoch),
+        _ => None,
+    }
+}
+
+/// The leader epoch of every partition: one node, no elections.
+pub(crate) const LEADER_EPOCH: i32 = 0;

@@ -1,0 +1,163 @@
+//! Produce: one batch per partition, appended as the client sent it.
+//!
+//! The batches of a request are queued to their partitions' writers before this returns, so
+//! requests pipelined on a connection are appended in order (an idempotent producer with five
+//! requests in flight relies on that). The response future then waits for each append: after
+//! the write for acks=1, after the fsync for acks=-1. acks=0 gets no response at all.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use silt_index::batch::BatchHeader;
+
+use super::{Handled, find_partition, respond, str_bytes};
+use crate::log::{AppendError, AppendTicket, Appended, Durability};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::protocol::error_code::{ErrorCode, for_append};
+
+/// What became of one partition's batch at queueing time.
+enum Queued {
+    Ticket(AppendTicket, u64),
+    Failed(ErrorCode, Option<String>),
+}
+
+pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, _version: i16) -> Handled {
+    let acks = request.acks;
+    let durability = match acks {
+        -1 => Some(Durability::Durable),
+        0 | 1 => Some(Durability::Buffered),
+        _ => None,
+    };
+    let mut queued: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Queued)>)> = Vec::new();
+    for topic in request.topic_data {
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let outcome = match durability {
+                None => Queued::Failed(
+                    ErrorCode::InvalidRequiredAcks,
+                    Some(format!("acks must be -1, 0 or 1, not {acks}")),
+                ),
+                Some(_) if request.transactional_id.is_some() => Queued::Failed(
+                    ErrorCode::InvalidRequest,
+                    Some("silt does not support transactions yet".into()),
+                ),
+                Some(durability) => {
+                    queue(
+                        node,
+                        topic.name.0.as_str(),
+                        data.index,
+                        data.records,
+                        durability,
+                    )
+                    .await
+                }
+            };
+            partitions.push((data.index, outcome));
+        }
+        queued.push((topic.name, partitions));
+    }
+    if acks == 0 {
+        let failed = queued
+            .iter()
+            .flat_map(|(_, p)| p)
+            .find_map(|(_, q)| match q {
+                Queued::Failed(code, message) => {
+                    Some(format!("{code}: {}", message.clone().unwrap_or_default()))
+                }
+                Queued::Ticket(..) => None,
+            });
+        // With acks=0 the only way to tell the client something failed is to close the
+        // connection, as Kafka does.
+        return match failed {
+            Some(reason) => Handled::Close(format!("acks=0 produce failed: {reason}")),
+            None => Handled::NoResponse,
+        };
+    }
+    let node = node.clone();
+    respond(async move {
+        let mut responses = Vec::with_capacity(queued.len());
+        for (name, partitions) in queued {
+            let mut partition_responses = Vec::with_capacity(partitions.len());
+            for (index, outcome) in partitions {
+                let response = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1);
+                partition_responses.push(match outcome {
+                    Queued::Failed(code, message) => response
+                        .with_error_code(code.code())
+                        .with_error_message(message.map(|m| str_bytes(&m))),
+                    Queued::Ticket(ticket, bytes) => match ticket.wait().await {
+                        Ok(appended) => {
+                            if !appended.duplicate {
+                                Metrics::add(&node.metrics.produce_batches, 1);
+                                Metrics::add(&node.metrics.produce_bytes, bytes);
+                            }
+                            success(response, appended)
+                        }
+                        Err(e) => failure(response, &e),
+                    },
+                });
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    })
+}
+
+async fn queue(
+    node: &Node,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+    durability: Durability,
+) -> Queued {
+    let (_, partition) = match find_partition(node, topic, partition) {
+        Ok(found) => found,
+        Err(code) => return Queued::Failed(code, None),
+    };
+    let log = partition
+        .log
+        .as_ref()
+        .expect("find_partition returns online partitions");
+    let records = records.unwrap_or_default();
+    // Produce v3 and later carry exactly one batch per partition.
+    if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX) {
+        if (header.size() as usize) < records.len() {
+            return Queued::Failed(
+                ErrorCode::InvalidRecord,
+                Some("produce requests v3 and later must hold exactly one record batch per partition".into()),
+            );
+        }
+    }
+    let bytes = records.len() as u64;
+    match log.submit(records, durability).await {
+        Ok(ticket) => Queued::Ticket(ticket, bytes),
+        Err(e) => Queued::Failed(for_append(&e), Some(e.to_string())),
+    }
+}
+
+fn success(response: PartitionProduceResponse, appended: Appended) -> PartitionProduceResponse {
+    response
+        .with_base_offset(appended.base_offset)
+        .with_log_append_time_ms(appended.log_append_time)
+        .with_log_start_offset(appended.log_start_offset)
+}
+
+fn failure(response: PartitionProduceResponse, error: &AppendError) -> PartitionProduceResponse {
+    let code = for_append(error);
+    if code != ErrorCode::OutOfOrderSequenceNumber {
+        tracing::debug!(%error, "produce refused");
+    }
+    response
+        .with_error_code(code.code())
+        .with_error_message(Some(str_bytes(&error.to_string())))
+}

@@ -1,0 +1,183 @@
+//! Counters, and the Prometheus text exposition of them and of every partition's state.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::node::Node;
+
+/// API keys counted (Kafka's keys run below this).
+const API_KEYS: usize = 100;
+
+/// The node's counters. All monotonic except `connections_open`.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: [AtomicU64; API_KEYS],
+    /// Requests that could not be decoded, or named an unknown API or version.
+    pub requests_rejected: AtomicU64,
+    /// Connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicI64,
+    /// Bytes of request frames read.
+    pub bytes_received: AtomicU64,
+    /// Bytes of response frames written.
+    pub bytes_sent: AtomicU64,
+    /// Record batches appended by Produce.
+    pub produce_batches: AtomicU64,
+    /// Bytes of record batches appended by Produce.
+    pub produce_bytes: AtomicU64,
+    /// Bytes of record batches returned by Fetch.
+    pub fetch_bytes: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            requests_rejected: AtomicU64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            produce_batches: AtomicU64::new(0),
+            produce_bytes: AtomicU64::new(0),
+            fetch_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one request of `api_key`.
+    pub fn count_request(&self, api_key: i16) {
+        if let Some(counter) = usize::try_from(api_key)
+            .ok()
+            .and_then(|k| self.requests.get(k))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Renders the node's metrics in the Prometheus text format.
+pub fn render(node: &Node) -> String {
+    let m = &node.metrics;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "silt_requests_rejected_total",
+        "Requests that could not be decoded or named an unknown API or version.",
+        m.requests_rejected.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_connections_accepted_total",
+        "Kafka connections accepted.",
+        m.connections_accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_bytes_received_total",
+        "Bytes of Kafka request frames read.",
+        m.bytes_received.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_bytes_sent_total",
+        "Bytes of Kafka response frames written.",
+        m.bytes_sent.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_produce_batches_total",
+        "Record batches appended by Produce.",
+        m.produce_batches.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_produce_bytes_total",
+        "Bytes of record batches appended by Produce.",
+        m.produce_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        "silt_fetch_bytes_total",
+        "Bytes of record batches returned by Fetch.",
+        m.fetch_bytes.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_connections_open Kafka connections open now.\n# TYPE silt_connections_open gauge\nsilt_connections_open {}",
+        m.connections_open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_requests_total Kafka requests handled, by API.\n# TYPE silt_requests_total counter"
+    );
+    for (key, count) in m.requests.iter().enumerate() {
+        let count = count.load(Ordering::Relaxed);
+        if count > 0 {
+            let name = kafka_protocol::messages::ApiKey::try_from(key as i16)
+                .map_or_else(|_| key.to_string(), |k| format!("{k:?}"));
+            let _ = writeln!(out, "silt_requests_total{{api=\"{name}\"}} {count}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_uptime_seconds Seconds since the node started.\n# TYPE silt_uptime_seconds gauge\nsilt_uptime_seconds {}",
+        node.uptime_secs()
+    );
+    let gauges = [
+        (
+            "silt_partition_high_watermark",
+            "Offset after the last record of the partition.",
+        ),
+        (
+            "silt_partition_log_start_offset",
+            "First offset held in the local log.",
+        ),
+        (
+            "silt_partition_local_bytes",
+            "Bytes of the partition's local segments.",
+        ),
+        (
+            "silt_partition_local_segments",
+            "Segments in the partition's local log.",
+        ),
+        (
+            "silt_partition_offline",
+            "1 when the partition's log failed to open or stopped.",
+        ),
+    ];
+    let mut rows: Vec<Vec<String>> = vec![Vec::new(); gauges.len()];
+    for topic in node.topics.all() {
+        for partition in topic.partitions() {
+            let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
+            match &partition.log {
+                Ok(log) => {
+                    let values = [
+                        log.high_watermark().to_string(),
+                        log.log_start_offset().to_string(),
+                        log.size_bytes().to_string(),
+                        log.segments().len().to_string(),
+                        u8::from(log.is_closed()).to_string(),
+                    ];
+                    for (row, value) in rows.iter_mut().zip(values) {
+                        row.push(format!("{{{labels}}} {value}"));
+                    }
+                }
+                Err(_) => rows[4].push(format!("{{{labels}}} 1")),
+            }
+        }
+    }
+    for ((name, help), row) in gauges.iter().zip(rows) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in row {
+            let _ = writeln!(out, "{name}{line}");
+        }
+    }
+    out
+}

@@ -1,0 +1,73 @@
+//! The admin HTTP server: `/metrics` (Prometheus text) and `/v1/status` (JSON).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::node::Node;
+
+pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/v1/status", get(status))
+        .with_state(node);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "admin HTTP server failed");
+    }
+}
+
+async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&node),
+    )
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    let topics: Vec<Value> = node
+        .topics
+        .all()
+        .iter()
+        .map(|topic| {
+            let partitions: Vec<Value> = topic
+                .partitions()
+                .iter()
+                .map(|p| match &p.log {
+                    Ok(log) => json!({
+                        "partition": p.index,
+                        "online": !log.is_closed(),
+                        "high_watermark": log.high_watermark(),
+                        "log_start_offset": log.log_start_offset(),
+                        "local_bytes": log.size_bytes(),
+                        "local_segments": log.segments().len(),
+                    }),
+                    Err(e) => json!({ "partition": p.index, "online": false, "error": e }),
+                })
+                .collect();
+            json!({ "name": topic.name, "id": topic.id, "partitions": partitions })
+        })
+        .collect();
+    Json(json!({
+        "node_id": node.config.node_id,
+        "cluster_id": node.cluster_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": node.uptime_secs(),
+        "data_dir": node.config.data_dir,
+        "kafka_addr": node.config.advertised_addr(),
+        "archive": node.config.value_of("archive"),
+        "topics": topics,
+    }))
+}
