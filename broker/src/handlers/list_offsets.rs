@@ -89,10 +89,14 @@ fn lookup(
         _ => return response.with_error_code(ErrorCode::InvalidRequest.code()),
     };
     match found {
-        Ok(Some((offset, timestamp))) => response
-            .with_offset(offset)
-            .with_timestamp(timestamp)
-            .with_leader_epoch(LEADER_EPOCH),
+        Ok(Some((offset, timestamp))) => {
+            // The leader epoch field exists from v4; older versions must leave it unset.
+            let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+            response
+                .with_offset(offset)
+                .with_timestamp(timestamp)
+                .with_leader_epoch(epoch)
+        }
         Ok(None) => response,
         Err(e) => {
             tracing::warn!(topic, partition = index, error = %e, "offset lookup failed");

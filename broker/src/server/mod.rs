@@ -66,7 +66,7 @@ impl Server {
     ///
     /// As [`Server::bind`].
     pub async fn bind_with(
-        config: NodeConfig,
+        mut config: NodeConfig,
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
@@ -86,6 +86,13 @@ impl Server {
                 addr: admin_addr,
                 source,
             })?;
+        // Port 0 asks the OS for a free port: from here on the node knows the real ones.
+        if let Ok(bound) = kafka.local_addr() {
+            config.kafka_addr = bound;
+        }
+        if let Ok(bound) = admin.local_addr() {
+            config.admin_addr = bound;
+        }
         let runtime = tokio::runtime::Handle::current();
         let node = tokio::task::spawn_blocking(move || Node::open(config, storage, clock, runtime))
             .await

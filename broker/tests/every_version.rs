@@ -1,0 +1,265 @@
+//! Every API silt advertises, at every version it advertises: the request is encoded by
+//! kafka-protocol, parsed by silt, handled, and the response must encode at that version (a
+//! field set that the version lacks is an encoding error, which would close the client's
+//! connection).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use silt_broker::handlers::{self, Handled};
+use silt_broker::log::{DiskStorage, SystemClock};
+use silt_broker::node::Node;
+use silt_broker::protocol::versions::SUPPORTED;
+use silt_broker::protocol::{encode_response, parse_request};
+use silt_config::NodeConfig;
+use silt_index::batch::Codec;
+use silt_index::record::{NewRecord, encode_batch};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn batch() -> Bytes {
+    let record = NewRecord {
+        value: Some(Bytes::from_static(b"v")),
+        timestamp: 1_700_000_000_000,
+        ..Default::default()
+    };
+    Bytes::from(encode_batch(0, &[record], Codec::None, None))
+}
+
+/// A plausible request of `api` naming topic `t` (and, for creation, `fresh`).
+fn request(
+    api: ApiKey,
+    version: i16,
+    topic_id: uuid::Uuid,
+    fresh: &str,
+    partitions: i32,
+) -> RequestKind {
+    use kafka_protocol::messages::*;
+    match api {
+        ApiKey::Produce => RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(name("t"))
+                        .with_partition_data(vec![
+                            produce_request::PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch())),
+                        ]),
+                ]),
+        ),
+        ApiKey::Fetch => RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_topics(vec![
+                    fetch_request::FetchTopic::default()
+                        .with_topic(name("t"))
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            fetch_request::FetchPartition::default()
+                                .with_partition(0)
+                                .with_partition_max_bytes(1 << 20),
+                            fetch_request::FetchPartition::default()
+                                .with_partition(1)
+                                .with_fetch_offset(99),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(
+                            [-1i64, -2, 0]
+                                .iter()
+                                .enumerate()
+                                .map(|(i, ts)| {
+                                    list_offsets_request::ListOffsetsPartition::default()
+                                        .with_partition_index(i as i32 % 2)
+                                        .with_timestamp(*ts)
+                                })
+                                .collect(),
+                        ),
+                ]),
+        ),
+        ApiKey::Metadata => RequestKind::Metadata(
+            MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("t"))),
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name("missing-topic"))),
+            ])),
+        ),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(
+            CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name(fresh))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s("1000"))),
+                    ]),
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name("t"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(3),
+            ]),
+        ),
+        ApiKey::DeleteTopics if version < 6 => RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default()
+                .with_topic_names(vec![name(fresh), name("never-existed")]),
+        ),
+        ApiKey::DeleteTopics => {
+            RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
+            delete_topics_request::DeleteTopicState::default().with_name(Some(name(fresh))),
+            delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::new_v4()),
+        ]))
+        }
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(1)
+                            .with_offset(50),
+                    ]),
+            ]),
+        ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(0),
+                    ]),
+            ]),
+        ),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
+            DescribeConfigsRequest::default()
+                .with_include_synonyms(version >= 1)
+                .with_include_documentation(version >= 3)
+                .with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("t")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("0")),
+                ]),
+        ),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+            AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s("5000"))),
+                    ]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("0")),
+            ]),
+        ),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("segment.bytes"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("1048576"))),
+                    ]),
+            ]),
+        ),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name("t"))
+                    .with_count(partitions),
+            ]),
+        ),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        other => panic!("no sample request for {other:?}"),
+    }
+}
+
+fn frame(api: ApiKey, version: i16, body: &RequestKind) -> Bytes {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(s("every-version")))
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..NodeConfig::default()
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let node = tokio::task::spawn_blocking(move || {
+        Node::open(
+            config,
+            Arc::new(DiskStorage),
+            Arc::new(SystemClock),
+            runtime,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let topic = node.topics.create("t", 2, 1, &[]).await.unwrap();
+    let mut partitions = 2;
+    for (api, min, max) in SUPPORTED {
+        for version in *min..=*max {
+            if *api == ApiKey::CreatePartitions {
+                partitions += 1;
+            }
+            let fresh = format!("fresh-{}-{version}", *api as i16);
+            let body = request(*api, version, topic.id, &fresh, partitions);
+            let parsed = parse_request(frame(*api, version, &body))
+                .unwrap_or_else(|e| panic!("{api:?} v{version} does not parse: {e}"));
+            let response = match handlers::handle(&node, parsed).await {
+                Handled::Respond(future) => future.await,
+                other => panic!("{api:?} v{version}: {other:?}"),
+            };
+            encode_response(7, *api, version, &response).unwrap_or_else(|e| {
+                panic!("{api:?} v{version} response does not encode: {e}\n{response:?}")
+            });
+        }
+    }
+    node.shutdown().await;
+}
