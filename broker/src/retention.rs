@@ -66,10 +66,10 @@ async fn apply(node: &Node) {
         let config = topic.config();
         for partition in topic.partitions() {
             let Ok(log) = &partition.log else { continue };
-            if active_expired(&log.segments(), now, config.retention_ms) {
-                if let Err(e) = log.roll_if_older(0).await {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention roll failed");
-                }
+            if active_expired(&log.segments(), now, config.retention_ms)
+                && let Err(e) = log.roll_if_older(0).await
+            {
+                tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention roll failed");
             }
             let segments = log.segments();
             let count =

@@ -612,10 +612,10 @@ impl TopicRegistry {
     pub async fn close_all(&self) {
         for topic in self.all() {
             for partition in topic.partitions() {
-                if let Ok(log) = &partition.log {
-                    if let Err(e) = log.close().await {
-                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "close failed; next start will scan");
-                    }
+                if let Ok(log) = &partition.log
+                    && let Err(e) = log.close().await
+                {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "close failed; next start will scan");
                 }
             }
         }

@@ -95,16 +95,16 @@ fn request(
                         ),
                 ]),
         ),
-        ApiKey::Metadata => RequestKind::Metadata(
-            MetadataRequest::default().with_topics(Some(vec![
+        ApiKey::Metadata => {
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default().with_name(Some(name("t"))),
                 metadata_request::MetadataRequestTopic::default()
                     .with_name(Some(name("missing-topic"))),
-            ])),
-        ),
+            ])))
+        }
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()
                     .with_name(name(fresh))
                     .with_num_partitions(2)
@@ -118,8 +118,8 @@ fn request(
                     .with_name(name("t"))
                     .with_num_partitions(1)
                     .with_replication_factor(3),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DeleteTopics if version < 6 => RequestKind::DeleteTopics(
             DeleteTopicsRequest::default()
                 .with_topic_names(vec![name(fresh), name("never-existed")]),
@@ -130,8 +130,8 @@ fn request(
             delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::new_v4()),
         ]))
         }
-        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
-            DeleteRecordsRequest::default().with_topics(vec![
+        ApiKey::DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
                 delete_records_request::DeleteRecordsTopic::default()
                     .with_name(name("t"))
                     .with_partitions(vec![
@@ -142,8 +142,8 @@ fn request(
                             .with_partition_index(1)
                             .with_offset(50),
                     ]),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
             OffsetForLeaderEpochRequest::default().with_topics(vec![
@@ -169,8 +169,8 @@ fn request(
                         .with_resource_name(s("0")),
                 ]),
         ),
-        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
-            AlterConfigsRequest::default().with_resources(vec![
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s("t"))
@@ -182,8 +182,8 @@ fn request(
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(4)
                     .with_resource_name(s("0")),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
             IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
@@ -197,13 +197,13 @@ fn request(
                     ]),
             ]),
         ),
-        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
-            CreatePartitionsRequest::default().with_topics(vec![
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name("t"))
                     .with_count(partitions),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         other => panic!("no sample request for {other:?}"),
     }

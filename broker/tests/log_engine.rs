@@ -633,10 +633,15 @@ async fn every_durable_append_survives_a_power_cut() {
         let dir = PathBuf::from("/data/topic/0");
         let log = Arc::new(open(Arc::new(storage.clone()), &dir, clock()));
         let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The power fails after a seed-chosen number of appends, whatever the timing.
+        let cut_after = 20 + (seed.wrapping_add(round) % 400) as usize;
+        let appended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let appenders: Vec<_> = (0..4)
             .map(|writer| {
                 let log = log.clone();
                 let acknowledged = acknowledged.clone();
+                let appended = appended.clone();
+                let storage = storage.clone();
                 tokio::spawn(async move {
                     for i in 0.. {
                         let tag = format!("w{writer}-{i}");
@@ -649,28 +654,26 @@ async fn every_durable_append_survives_a_power_cut() {
                             .append(batch(&tag, 1 + i % 4, T0, Codec::None), durability)
                             .await
                         {
-                            Ok(appended) if durability == Durability::Durable => {
-                                acknowledged
-                                    .lock()
-                                    .unwrap()
-                                    .push((appended.base_offset, tag));
+                            Ok(done) => {
+                                if durability == Durability::Durable {
+                                    acknowledged.lock().unwrap().push((done.base_offset, tag));
+                                }
+                                if appended.fetch_add(1, Ordering::SeqCst) + 1 == cut_after {
+                                    storage.power_cut();
+                                }
                             }
-                            Ok(_) => {}
                             Err(_) => break,
                         }
                     }
                 })
             })
             .collect();
-        let wait = 1 + (seed.wrapping_add(round) % 20);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        storage.power_cut();
         for appender in appenders {
             appender.await.unwrap();
         }
         drop(log);
         let acknowledged = acknowledged.lock().unwrap().clone();
-        let log = open(Arc::new(storage.clone()), &dir, clock());
+        let log = open(Arc::new(storage.after_reboot()), &dir, clock());
         let values = read_values(&log, 0);
         println!(
             "round {round}: {} durable appends acknowledged, {} records survived",

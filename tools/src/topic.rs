@@ -250,7 +250,7 @@ async fn create(
         .with_validate_only(dry);
     let (response, _) = client.send(request, 7).await?;
     let mut failed = false;
-    println!("{:<40} {}", "TOPIC", "STATUS");
+    println!("{:<40} STATUS", "TOPIC");
     for topic in &response.topics {
         let status = match check(topic.error_code, topic.error_message.as_ref(), "") {
             Ok(()) if dry => "OK (dry run)".to_string(),
@@ -376,7 +376,7 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
     ]);
     let (response, _) = client.send(request, 4).await?;
     println!("\nCONFIGS\n=======");
-    println!("{:<36} {:<24} {}", "KEY", "VALUE", "SOURCE");
+    println!("{:<36} {:<24} SOURCE", "KEY", "VALUE");
     for result in response.results {
         check(
             result.error_code,
@@ -467,7 +467,7 @@ async fn delete_topics(client: &mut Client, names: &[String]) -> Result<()> {
         .with_timeout_ms(30_000);
     let (response, _) = client.send(request, 6).await?;
     let mut failed = false;
-    println!("{:<40} {}", "TOPIC", "STATUS");
+    println!("{:<40} STATUS", "TOPIC");
     for r in response.responses {
         let name = r
             .name
@@ -503,13 +503,13 @@ async fn produce(
     print_offsets: bool,
 ) -> Result<()> {
     let (_, partitions) = partitions_of(client, name).await?;
-    if let Some(p) = fixed_partition {
-        if !partitions.contains(&p) {
-            bail!(
-                "topic '{name}' has no partition {p} (it has {})",
-                partitions.len()
-            );
-        }
+    if let Some(p) = fixed_partition
+        && !partitions.contains(&p)
+    {
+        bail!(
+            "topic '{name}' has no partition {p} (it has {})",
+            partitions.len()
+        );
     }
     let count = partitions.len() as i32;
     let mut pending: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
@@ -674,10 +674,10 @@ async fn consume(
         if num.is_some_and(|n| printed >= n) {
             break;
         }
-        if let Some(ends) = &ends {
-            if positions.iter().all(|(p, o)| *o >= ends[p]) {
-                break;
-            }
+        if let Some(ends) = &ends
+            && positions.iter().all(|(p, o)| *o >= ends[p])
+        {
+            break;
         }
         let fetch_partitions = positions
             .iter()

@@ -155,10 +155,13 @@ fn find_partition(
 
 /// Checks a client's view of the leader epoch against ours (always 0 on one node).
 fn check_leader_epoch(current_leader_epoch: i32) -> Option<ErrorCode> {
-    match current_leader_epoch {
-        e if e > LEADER_EPOCH => Some(ErrorCode::UnknownLeaderEpoch),
-        e if e >= 0 && e < LEADER_EPOCH => Some(ErrorCode::FencedLeaderEpoch),
-        _ => None,
+    if current_leader_epoch < 0 {
+        return None; // -1: the client does not know the epoch, nothing to check
+    }
+    match current_leader_epoch.cmp(&LEADER_EPOCH) {
+        std::cmp::Ordering::Greater => Some(ErrorCode::UnknownLeaderEpoch),
+        std::cmp::Ordering::Less => Some(ErrorCode::FencedLeaderEpoch),
+        std::cmp::Ordering::Equal => None,
     }
 }
 

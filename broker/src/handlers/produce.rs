@@ -130,13 +130,16 @@ async fn queue(
         .expect("find_partition returns online partitions");
     let records = records.unwrap_or_default();
     // Produce v3 and later carry exactly one batch per partition.
-    if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX) {
-        if (header.size() as usize) < records.len() {
-            return Queued::Failed(
-                ErrorCode::InvalidRecord,
-                Some("produce requests v3 and later must hold exactly one record batch per partition".into()),
-            );
-        }
+    if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX)
+        && (header.size() as usize) < records.len()
+    {
+        return Queued::Failed(
+            ErrorCode::InvalidRecord,
+            Some(
+                "produce requests v3 and later must hold exactly one record batch per partition"
+                    .into(),
+            ),
+        );
     }
     let bytes = records.len() as u64;
     match log.submit(records, durability).await {

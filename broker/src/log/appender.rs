@@ -228,6 +228,22 @@ impl Writer {
                             Duration::from_millis(self.shared.config().flush_interval_ms);
                         flush_deadline = Some(tokio::time::Instant::now() + interval);
                     }
+                    // Under a steady stream of appends the select above may keep choosing the
+                    // channel; the flush interval is a promise, so check it here as well.
+                    if self.unflushed
+                        && flush_deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                    {
+                        flush_deadline = None;
+                        match self.blocking(|w| w.flush()).await {
+                            Some((writer, result)) => {
+                                self = writer;
+                                if let Err(e) = result {
+                                    tracing::error!(error = %e, "flush failed; partition stopped");
+                                }
+                            }
+                            None => break,
+                        }
+                    }
                     if let Some(command) = deferred {
                         match self.control(command).await {
                             Some(writer) => self = writer,

@@ -131,7 +131,9 @@ pub(crate) fn recover(
         let is_last = Some(base) == last_base;
         let indexer = match (is_last, clean) {
             (false, _) => open_sealed(storage, dir, base, &file, None, config)?,
-            (true, Some(marker)) if marker.base_offset == base => {
+            // A clean close leaves the segment's bytes, then preallocated zeros. Anything else
+            // past the recorded size means the file changed since: distrust the marker.
+            (true, Some(marker)) if marker.base_offset == base && marker_fits(&file, marker) => {
                 open_sealed(storage, dir, base, &file, Some(marker), config)?
             }
             (true, _) => scan_active(dir, base, &file, config)?,
@@ -336,10 +338,7 @@ fn open_sealed(
     let file_len = file
         .len()
         .map_err(|e| LogError::io("stat", path.clone(), e))?;
-    let size = match clean {
-        Some(marker) if marker.size_bytes <= file_len => marker.size_bytes,
-        _ => file_len,
-    };
+    let size = clean.map_or(file_len, |m| m.size_bytes);
     if let Some(indexer) = check_indexes(storage, dir, base, file, size, config)?
         && clean.is_none_or(|m| m.next_offset == indexer.stats().next_offset)
     {
@@ -356,6 +355,9 @@ fn open_sealed(
     if valid != size {
         if clean.is_some() {
             // A marker that disagrees with the log: treat the segment as active after a crash.
+            if valid == 0 && size > 0 {
+                check_not_foreign(&path, base, file)?;
+            }
             return truncate_active(&path, file, indexer, stop, size);
         }
         return Err(LogError::corrupt(
@@ -514,6 +516,17 @@ fn check_not_foreign(path: &Path, base: i64, file: &Arc<dyn StorageFile>) -> Res
         });
     }
     Ok(())
+}
+
+/// True when the file is at least the marker's size and the first bytes after it (up to 4 KiB)
+/// are zeros, as preallocation leaves them.
+fn marker_fits(file: &Arc<dyn StorageFile>, marker: CleanShutdown) -> bool {
+    let Ok(len) = file.len() else { return false };
+    if len < marker.size_bytes {
+        return false;
+    }
+    let mut buf = vec![0u8; (len - marker.size_bytes).min(4096) as usize];
+    read_exact_at(file.as_ref(), &mut buf, marker.size_bytes).is_ok() && buf.iter().all(|&b| b == 0)
 }
 
 fn is_zeros(stop: &ScanStop) -> bool {

@@ -21,6 +21,8 @@ use super::storage::{Storage, StorageFile};
 #[derive(Debug, Clone)]
 pub struct SimStorage {
     shared: Arc<Mutex<Disk>>,
+    /// The power-cut generation this handle lives in; older handles are dead processes.
+    generation: u64,
     syncs: Arc<std::sync::atomic::AtomicU64>,
     sync_latency: Arc<Mutex<std::time::Duration>>,
 }
@@ -80,6 +82,17 @@ impl SimStorage {
             })),
             syncs: Arc::default(),
             sync_latency: Arc::default(),
+            generation: 0,
+        }
+    }
+
+    /// A handle for the process that starts after the last power cut. Handles from before the
+    /// cut (and the files they opened) fail every operation, like the process that died.
+    pub fn after_reboot(&self) -> SimStorage {
+        let generation = self.disk().generation;
+        SimStorage {
+            generation,
+            ..self.clone()
         }
     }
 
@@ -98,6 +111,15 @@ impl SimStorage {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The disk, if this handle's process is still alive.
+    fn live_disk(&self) -> io::Result<MutexGuard<'_, Disk>> {
+        let disk = self.disk();
+        if disk.generation != self.generation {
+            return Err(io::Error::other("power was cut; this process is gone"));
+        }
+        Ok(disk)
     }
 
     /// Cuts the power: every file falls back to its durable image plus a random prefix of its
@@ -170,7 +192,7 @@ fn not_found(path: &Path) -> io::Error {
 
 impl Storage for SimStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut disk = self.disk();
+        let mut disk = self.live_disk()?;
         for ancestor in path.ancestors() {
             disk.dirs.insert(ancestor.to_path_buf());
         }
@@ -178,7 +200,7 @@ impl Storage for SimStorage {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let disk = self.disk();
+        let disk = self.live_disk()?;
         if !disk.dirs.contains(path) {
             return Err(not_found(path));
         }
@@ -196,7 +218,7 @@ impl Storage for SimStorage {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let mut disk = self.disk();
+        let mut disk = self.live_disk()?;
         let parent = path.parent().unwrap_or(Path::new(""));
         if !disk.dirs.contains(parent) {
             return Err(not_found(parent));
@@ -218,7 +240,7 @@ impl Storage for SimStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.disk()
+        self.live_disk()?
             .names
             .remove(path)
             .map(|_| ())
@@ -226,7 +248,7 @@ impl Storage for SimStorage {
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut disk = self.disk();
+        let mut disk = self.live_disk()?;
         disk.names.retain(|p, _| !p.starts_with(path));
         disk.dirs.retain(|p| !p.starts_with(path));
         // Directory removal is modelled as durable at once: the log only removes directories
@@ -236,7 +258,7 @@ impl Storage for SimStorage {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut disk = self.disk();
+        let mut disk = self.live_disk()?;
         if let Some(file) = disk.names.remove(from) {
             disk.names.insert(to.to_path_buf(), file);
             return Ok(());
@@ -272,7 +294,7 @@ impl Storage for SimStorage {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let mut disk = self.disk();
+        let mut disk = self.live_disk()?;
         let current: HashMap<PathBuf, Arc<Mutex<FileData>>> = disk
             .names
             .iter()
@@ -386,6 +408,11 @@ mod tests {
         lost.write_all_at(&[IoSlice::new(b"x")], 0).unwrap();
         lost.sync_data().unwrap();
         sim.power_cut();
+        assert!(
+            sim.open(&dir.join("kept"), false).is_err(),
+            "the old process is gone"
+        );
+        let sim = sim.after_reboot();
         let after = sim.contents(&dir.join("kept")).unwrap();
         assert!(after.starts_with(b"durable"), "{after:?}");
         assert!(

@@ -180,7 +180,9 @@ impl StorageFile for DiskFile {
         const IOV_MAX: usize = 1024;
         let mut position = position;
         for chunk in bufs.chunks(IOV_MAX) {
-            let mut slices: Vec<IoSlice<'_>> = chunk.to_vec();
+            // Empty slices write nothing, and pwritev of nothing returns 0: leave them out.
+            let mut slices: Vec<IoSlice<'_>> =
+                chunk.iter().filter(|s| !s.is_empty()).copied().collect();
             let mut rest: &mut [IoSlice<'_>] = &mut slices;
             while !rest.is_empty() {
                 let n = rustix::io::pwritev(&self.file, rest, position)?;
@@ -255,6 +257,8 @@ mod tests {
         assert_eq!(file.len().unwrap(), 4096, "allocate never shrinks");
         write_atomic(&DiskStorage, &dir.path().join("meta"), b"v1").unwrap();
         write_atomic(&DiskStorage, &dir.path().join("meta"), b"v2").unwrap();
+        write_atomic(&DiskStorage, &dir.path().join("empty"), b"").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
         assert_eq!(std::fs::read(dir.path().join("meta")).unwrap(), b"v2");
     }
 }

@@ -80,7 +80,7 @@ pub fn parse_request(mut payload: Bytes) -> Result<Request, ParseError> {
         api,
         version,
         correlation_id,
-        reason: e.to_string(),
+        reason: format!("{e:#}"),
     };
     let header = RequestHeader::decode(&mut payload, api.request_header_version(version))
         .map_err(malformed)?;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of silt. First installs, idempotently, what the tests need besides the Rust
+# toolchain: a Python venv with Kafka clients (librdkafka's confluent-kafka, kafka-python) and
+# an S3-compatible server (moto), Node's kafkajs, and kcat. Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test dependencies"
+REQS=tests/clients/requirements.txt
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! cmp -s "$REQS" .venv/.installed-requirements 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$REQS"
+  cp "$REQS" .venv/.installed-requirements
+fi
+if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json 2>/dev/null; then
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if ! command -v kcat >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build"
+cargo build --workspace --quiet
+
+step "Rust tests (unit, property, log engine, protocol edges, CLI)"
+cargo test --workspace --quiet
+
+step "client compatibility (librdkafka, kafka-python, kafkajs, kcat) against target/debug/silt"
+SILT_TEST_BIN="$ROOT/target/debug/silt" .venv/bin/python -m pytest tests/clients -q -p no:cacheprovider
+
+step "all tests passed"
