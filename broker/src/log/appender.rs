@@ -300,12 +300,29 @@ impl Writer {
         f: impl FnOnce(&mut Writer) -> R + Send + 'static,
     ) -> Option<(Writer, R)> {
         let shared = self.shared.clone();
-        match tokio::task::spawn_blocking(move || {
-            let result = f(&mut self);
-            (self, result)
-        })
-        .await
+        // On the multi-threaded runtime the I/O runs right here, with the worker handed over
+        // to the blocking pool for its duration (no thread hop: a 16 KiB durable append saves
+        // tens of microseconds). Elsewhere (current-thread runtimes in tests) it moves to the
+        // blocking pool.
+        let outcome = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
         {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tokio::task::block_in_place(|| {
+                    let result = f(&mut self);
+                    (self, result)
+                })
+            }))
+            .map_err(|_| "panicked".to_string())
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let result = f(&mut self);
+                (self, result)
+            })
+            .await
+            .map_err(|e| e.to_string())
+        };
+        match outcome {
             Ok(pair) => Some(pair),
             Err(e) => {
                 tracing::error!(dir = %shared.dir.display(), error = %e, "partition writer panicked; partition stopped");
