@@ -9,6 +9,8 @@
 //! Run: `cargo bench -p silt-broker --bench append` (SILT_BENCH_DIR picks the disk, default
 //! target/bench-tmp; SILT_BENCH_SECONDS the length of a round, default 0.4).
 
+#![allow(clippy::unwrap_used)] // a benchmark: any failure should stop it loudly
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
