@@ -270,15 +270,30 @@ async fn every_advertised_version_round_trips() {
 #[test]
 fn mutated_requests_never_panic() {
     use proptest::prelude::*;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig { data_dir: dir.path().to_path_buf(), ..NodeConfig::default() };
+    let config = NodeConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..NodeConfig::default()
+    };
     let handle = runtime.handle().clone();
     let node = Node::open(config, Arc::new(DiskStorage), Arc::new(SystemClock), handle).unwrap();
-    let topic_id = runtime.block_on(node.topics.create("t", 2, 1, &[])).unwrap().id;
-    let apis: Vec<(ApiKey, i16)> =
-        SUPPORTED.iter().flat_map(|(api, min, max)| (*min..=*max).map(move |v| (*api, v))).collect();
-    let cases = std::env::var("SILT_FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(3000);
+    let topic_id = runtime
+        .block_on(node.topics.create("t", 2, 1, &[]))
+        .unwrap()
+        .id;
+    let apis: Vec<(ApiKey, i16)> = SUPPORTED
+        .iter()
+        .flat_map(|(api, min, max)| (*min..=*max).map(move |v| (*api, v)))
+        .collect();
+    let cases = std::env::var("SILT_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(3000);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases));
     let strategy = (
         0..apis.len(),
