@@ -6,6 +6,7 @@
 //!   primitives. Its I/O goes through [`log::Storage`], so tests can cut the power.
 //! - [`protocol`]: framing, request parsing, the versions silt speaks, Kafka error codes. No I/O.
 //! - [`handlers`]: one file per Kafka API, from a decoded request to a response.
+//! - [`group`]: consumer groups: the group protocol and committed offsets in silt's own log.
 //! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
@@ -20,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use silt_config::NodeConfig;
 
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{Clock, LogError, Storage};
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct Node {
     pub cluster_id: String,
     /// Topics.
     pub topics: Arc<TopicRegistry>,
+    /// Consumer groups and their committed offsets.
+    pub groups: Arc<GroupCoordinator>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Time source.
@@ -97,12 +100,25 @@ impl Node {
             storage.clone(),
             clock.clone(),
             &config,
-            runtime,
+            runtime.clone(),
+        )?);
+        let group_config = GroupConfig {
+            session_timeout_min_ms: config.group_min_session_timeout_ms,
+            session_timeout_max_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+        };
+        let groups = Arc::new(GroupCoordinator::open(
+            storage.clone(),
+            &config,
+            group_config,
+            clock.clone(),
+            &runtime,
         )?);
         Ok(Arc::new(Node {
             config,
             cluster_id,
             topics,
+            groups,
             metrics: Metrics::default(),
             clock,
             storage,
@@ -154,6 +170,7 @@ impl Node {
     /// Closes every partition log cleanly.
     pub async fn shutdown(&self) {
         self.topics.close_all().await;
+        self.groups.close().await;
     }
 }
 

@@ -205,6 +205,115 @@ fn request(
             ]))
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g"), s("")]),
+        ),
+        ApiKey::FindCoordinator => {
+            RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(s("g")))
+        }
+        ApiKey::JoinGroup => RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                // A group per version: a second member would wait for the first to rejoin.
+                .with_group_id(GroupId(s(&format!("join-{version}"))))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { -1 })
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![
+                    join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(s("range"))
+                        .with_metadata(Bytes::from_static(&[
+                            0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 0,
+                        ])),
+                ]),
+        ),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::LeaveGroup if version >= 3 => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody")),
+                ]),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("g2")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(99)
+                                .with_committed_offset(5),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch if version >= 8 => {
+            RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g2")))
+                    .with_topics(None),
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g2")))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+            ]))
+        }
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("g2")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(s("g")),
+                GroupId(s("g2")),
+                GroupId(s("nope")),
+            ]))
+        }
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(s("nope")), GroupId(s("g"))]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("g2")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(1),
+                        ]),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
@@ -227,6 +336,7 @@ async fn every_advertised_version_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         data_dir: dir.path().to_path_buf(),
+        group_initial_rebalance_delay_ms: 0,
         ..NodeConfig::default()
     };
     let runtime = tokio::runtime::Handle::current();
@@ -252,7 +362,7 @@ async fn every_advertised_version_round_trips() {
             let body = request(*api, version, topic.id, &fresh, partitions);
             let parsed = parse_request(frame(*api, version, &body))
                 .unwrap_or_else(|e| panic!("{api:?} v{version} does not parse: {e}"));
-            let response = match handlers::handle(&node, parsed).await {
+            let response = match handlers::handle(&node, parsed, None).await {
                 Handled::Respond(future) => future.await,
                 other => panic!("{api:?} v{version}: {other:?}"),
             };
@@ -278,6 +388,7 @@ fn mutated_requests_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         data_dir: dir.path().to_path_buf(),
+        group_initial_rebalance_delay_ms: 0,
         ..NodeConfig::default()
     };
     let handle = runtime.handle().clone();
@@ -317,9 +428,15 @@ fn mutated_requests_never_panic() {
                 bytes.truncate(cut.max(8));
             }
             if let Ok(parsed) = parse_request(Bytes::from(bytes)) {
+                // A request may rightly wait (a join in a rebalance, a long poll): give it a
+                // moment, and count a timeout as an answer not yet due.
                 let response = runtime.block_on(async {
-                    match handlers::handle(&node, parsed).await {
-                        Handled::Respond(future) => Some(future.await),
+                    match handlers::handle(&node, parsed, None).await {
+                        Handled::Respond(future) => {
+                            tokio::time::timeout(std::time::Duration::from_millis(300), future)
+                                .await
+                                .ok()
+                        }
                         _ => None,
                     }
                 });

@@ -139,6 +139,12 @@ pub struct NodeConfig {
     pub segment_preallocate_bytes: u64,
     /// Period of the retention pass.
     pub retention_check_interval_ms: u64,
+    /// Kafka's `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// Kafka's `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i32,
     /// Defaults of topic properties.
     pub topic_defaults: TopicDefaults,
 }
@@ -162,6 +168,9 @@ impl Default for NodeConfig {
             append_group_bytes_max: 4 * 1024 * 1024,
             segment_preallocate_bytes: 32 * 1024 * 1024,
             retention_check_interval_ms: 5 * 60 * 1000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
             topic_defaults: TopicDefaults::default(),
         }
     }
@@ -271,6 +280,21 @@ impl NodeConfig {
                 self.retention_check_interval_ms = parse_in(value, 10, 86_400_000)
                     .ok_or_else(|| invalid("milliseconds from 10 to 86400000"))?
                     as u64
+            }
+            "group_min_session_timeout_ms" => {
+                self.group_min_session_timeout_ms = parse_in(value, 1, i32::MAX as i64)
+                    .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
+                    as i32
+            }
+            "group_max_session_timeout_ms" => {
+                self.group_max_session_timeout_ms = parse_in(value, 1, i32::MAX as i64)
+                    .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
+                    as i32
+            }
+            "group_initial_rebalance_delay_ms" => {
+                self.group_initial_rebalance_delay_ms = parse_in(value, 0, 300_000)
+                    .ok_or_else(|| invalid("milliseconds from 0 to 300000"))?
+                    as i32
             }
             "log_segment_bytes" => {
                 defaults.segment_bytes = parse_in(value, 1024, i32::MAX as i64)
@@ -413,6 +437,9 @@ impl NodeConfig {
             "append_group_bytes_max" => self.append_group_bytes_max.to_string(),
             "segment_preallocate_bytes" => self.segment_preallocate_bytes.to_string(),
             "retention_check_interval_ms" => self.retention_check_interval_ms.to_string(),
+            "group_min_session_timeout_ms" => self.group_min_session_timeout_ms.to_string(),
+            "group_max_session_timeout_ms" => self.group_max_session_timeout_ms.to_string(),
+            "group_initial_rebalance_delay_ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "log_segment_bytes" => d.segment_bytes.to_string(),
             "log_segment_ms" => d.segment_ms.to_string(),
             "log_retention_ms" => d.retention_ms.to_string(),

@@ -197,3 +197,121 @@ fn produce_errors_are_kafka_codes() {
     assert_eq!(response.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn out_of_date_and_malformed_group_requests_get_kafka_codes() {
+    let silt = Silt::start(&["--set", "group_initial_rebalance_delay_ms=0"]);
+    let mut raw = Raw::connect(&silt.kafka);
+    let s = StrBytes::from_static_str;
+    let join = |member: &'static str, session: i32| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(s(member))
+            .with_session_timeout_ms(session)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")),
+            ])
+    };
+    raw.send(&join("", 10), 5, 1);
+    assert_eq!(
+        raw.receive::<JoinGroupRequest>(5).1.error_code,
+        26,
+        "INVALID_SESSION_TIMEOUT"
+    );
+    raw.send(&join("", 10_000).with_group_id(GroupId(s(""))), 5, 2);
+    assert_eq!(
+        raw.receive::<JoinGroupRequest>(5).1.error_code,
+        24,
+        "INVALID_GROUP_ID"
+    );
+    raw.send(&join("who-am-i", 10_000), 5, 3);
+    assert_eq!(
+        raw.receive::<JoinGroupRequest>(5).1.error_code,
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    // A real member: MEMBER_ID_REQUIRED, then the join with that id.
+    raw.send(&join("", 10_000), 5, 4);
+    let (_, first) = raw.receive::<JoinGroupRequest>(5);
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = first.member_id.clone();
+    raw.send(&join("", 10_000).with_member_id(member.clone()), 5, 5);
+    let (_, joined) = raw.receive::<JoinGroupRequest>(5);
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let sync = |generation: i32| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(member.clone())
+            .with_generation_id(generation)
+    };
+    raw.send(&sync(7), 3, 6);
+    assert_eq!(
+        raw.receive::<SyncGroupRequest>(3).1.error_code,
+        22,
+        "ILLEGAL_GENERATION"
+    );
+    raw.send(&sync(1), 3, 7);
+    assert_eq!(raw.receive::<SyncGroupRequest>(3).1.error_code, 0);
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_member_id(s("ghost"))
+        .with_generation_id(1);
+    raw.send(&heartbeat, 3, 8);
+    assert_eq!(
+        raw.receive::<HeartbeatRequest>(3).1.error_code,
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    // An admin-style commit (generation -1) to a group with members is refused.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_generation_id_or_member_epoch(-1);
+    raw.send(
+        &commit.with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default(),
+                ]),
+        ]),
+        8,
+        9,
+    );
+    let (_, committed) = raw.receive::<OffsetCommitRequest>(8);
+    assert_eq!(
+        committed.topics[0].partitions[0].error_code, 3,
+        "unknown topic first"
+    );
+    // Transactions have no coordinator here.
+    raw.send(
+        &FindCoordinatorRequest::default()
+            .with_key(s("tx"))
+            .with_key_type(1),
+        3,
+        10,
+    );
+    assert_eq!(
+        raw.receive::<FindCoordinatorRequest>(3).1.error_code,
+        15,
+        "COORDINATOR_NOT_AVAILABLE"
+    );
+    // Deleting a group with members.
+    raw.send(
+        &DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(s("g")), GroupId(s("none"))]),
+        2,
+        11,
+    );
+    let (_, deleted) = raw.receive::<DeleteGroupsRequest>(2);
+    assert_eq!(
+        deleted
+            .results
+            .iter()
+            .map(|r| r.error_code)
+            .collect::<Vec<_>>(),
+        vec![68, 69],
+        "NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND"
+    );
+}

@@ -171,6 +171,11 @@ pub(crate) fn describe(error: ResponseError) -> String {
         ResponseError::InvalidRequest => "the broker refused the request as invalid",
         ResponseError::UnsupportedVersion => "the broker does not support this request version",
         ResponseError::UnknownTopicId => "no topic has that id",
+        ResponseError::GroupIdNotFound => "the group does not exist",
+        ResponseError::NonEmptyGroup => "the group still has active members",
+        ResponseError::UnknownMemberId => "the group has active members (or the member is unknown)",
+        ResponseError::CoordinatorNotAvailable => "the coordinator is not available",
+        ResponseError::InvalidGroupId => "the group id is not valid",
         _ => "",
     };
     let name = format!("{error:?}");

@@ -4,6 +4,7 @@
 //! `rpk`, so they work against silt or any Kafka-compatible broker.
 
 mod client;
+mod group;
 mod serve;
 mod topic;
 
@@ -33,6 +34,13 @@ enum Command {
         brokers: topic::BrokerArgs,
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// List, describe (members, offsets, lag), seek and delete consumer groups.
+    Group {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: group::GroupCommand,
     },
 }
 
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Topic { brokers, command } => topic::run(command, &brokers).await,
+            Command::Group { brokers, command } => group::run(command, &brokers).await,
         }
     });
     match result {

@@ -9,6 +9,7 @@ mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod groups;
 mod leader_epoch;
 mod list_offsets;
 mod metadata;
@@ -61,11 +62,23 @@ where
     Handled::Respond(Box::pin(future))
 }
 
-/// Handles one decoded request.
-pub async fn handle(node: &Arc<Node>, request: Request) -> Handled {
+/// Handles one decoded request from `peer`.
+pub async fn handle(
+    node: &Arc<Node>,
+    request: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Handled {
     node.metrics.count_request(request.api as i16);
     let version = request.version;
     let node = node.clone();
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    // Kafka reports client hosts as "/address".
+    let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
     match request.body {
         RequestKind::Produce(body) => produce::handle(&node, body, version).await,
         RequestKind::ApiVersions(_) => {
@@ -111,6 +124,53 @@ pub async fn handle(node: &Arc<Node>, request: Request) -> Handled {
         RequestKind::InitProducerId(body) => {
             respond(
                 async move { ResponseKind::InitProducerId(producer_id::handle(node, body).await) },
+            )
+        }
+        RequestKind::FindCoordinator(body) => respond(async move {
+            ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version))
+        }),
+        RequestKind::JoinGroup(body) => respond(async move {
+            ResponseKind::JoinGroup(
+                groups::join(&node, body, version, client_id, client_host).await,
+            )
+        }),
+        RequestKind::SyncGroup(body) => {
+            respond(
+                async move { ResponseKind::SyncGroup(groups::sync(&node, body, version).await) },
+            )
+        }
+        RequestKind::Heartbeat(body) => {
+            respond(async move { ResponseKind::Heartbeat(groups::heartbeat(&node, body)) })
+        }
+        RequestKind::LeaveGroup(body) => {
+            respond(
+                async move { ResponseKind::LeaveGroup(groups::leave(&node, body, version).await) },
+            )
+        }
+        RequestKind::OffsetCommit(body) => respond(async move {
+            ResponseKind::OffsetCommit(groups::offset_commit(&node, body, version).await)
+        }),
+        RequestKind::OffsetFetch(body) => {
+            respond(
+                async move { ResponseKind::OffsetFetch(groups::offset_fetch(&node, body, version)) },
+            )
+        }
+        RequestKind::ListGroups(body) => {
+            respond(
+                async move { ResponseKind::ListGroups(groups::list_groups(&node, body, version)) },
+            )
+        }
+        RequestKind::DescribeGroups(body) => respond(async move {
+            ResponseKind::DescribeGroups(groups::describe_groups(&node, body, version))
+        }),
+        RequestKind::DeleteGroups(body) => {
+            respond(
+                async move { ResponseKind::DeleteGroups(groups::delete_groups(&node, body).await) },
+            )
+        }
+        RequestKind::OffsetDelete(body) => {
+            respond(
+                async move { ResponseKind::OffsetDelete(groups::offset_delete(&node, body).await) },
             )
         }
         RequestKind::DescribeCluster(body) => {

@@ -88,7 +88,7 @@ pub(crate) async fn serve(
             Ok(request) => {
                 let correlation_id = request.header.correlation_id;
                 let (api, version) = (request.api, request.version);
-                match handlers::handle(&node, request).await {
+                match handlers::handle(&node, request, Some(peer)).await {
                     Handled::Respond(response) => Pending {
                         correlation_id,
                         api,

@@ -131,6 +131,10 @@ impl Server {
         let mut background = JoinSet::new();
         background.spawn(admin::serve(node.clone(), admin, stop_rx.clone()));
         background.spawn(retention::run(node.clone(), stop_rx.clone()));
+        background.spawn(crate::group::coordinator::run(
+            node.groups.clone(),
+            stop_rx.clone(),
+        ));
         let connections = accept_loop(node.clone(), kafka, stop_rx.clone(), shutdown).await;
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

@@ -1,0 +1,618 @@
+//! The group coordinator's shell: groups in memory behind one lock, waiting requests, the
+//! group log, and the clock that expires sessions.
+//!
+//! Each call locks the groups, runs the [`Group`] state machine, and hands the replies it
+//! produced to the requests waiting for them. Changes worth keeping (committed offsets, a new
+//! generation, an assignment) are appended to the group log; commits are answered only once
+//! their append is fsynced. A task ticks every group every [`TICK`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use silt_config::NodeConfig;
+use tokio::sync::{oneshot, watch};
+
+use super::state::{
+    CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, JoinResult,
+    Reply, Saved, SyncOutcome, SyncResult,
+};
+use super::store::{self, GroupStore, Key, Value};
+use crate::log::{Clock, LogError, Storage};
+use crate::protocol::error_code::ErrorCode;
+
+/// How often sessions and rebalance deadlines are checked.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Longest committed metadata string (Kafka's `offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+#[derive(Debug)]
+struct Entry {
+    group: Group,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+}
+
+/// The coordinator of every group on this node.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    clock: Arc<dyn Clock>,
+    store: GroupStore,
+    groups: Mutex<HashMap<String, Entry>>,
+    compact_bytes: u64,
+}
+
+/// A commit of one partition's offset.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// What to store.
+    pub committed: CommittedOffset,
+}
+
+impl GroupCoordinator {
+    /// Opens the group log and rebuilds every group from it. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// When the group log cannot be opened.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        node: &NodeConfig,
+        config: GroupConfig,
+        clock: Arc<dyn Clock>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<GroupCoordinator, LogError> {
+        let (store, records) = GroupStore::open(storage, node, clock.clone(), runtime)?;
+        let now = clock.now_ms();
+        let mut groups: HashMap<String, Entry> = HashMap::new();
+        let mut metadata: HashMap<String, Option<store::GroupValue>> = HashMap::new();
+        for (key, value) in records {
+            let id = key.group_id().to_string();
+            let entry = groups.entry(id.clone()).or_insert_with(|| Entry {
+                group: Group::new(&id, config),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            });
+            match (key, value) {
+                (Key::Offset(_, _, topic, partition), Value::Offset(v)) => {
+                    entry.group.offsets.insert((topic, partition), v.into());
+                }
+                (Key::Offset(_, _, topic, partition), Value::Tombstone) => {
+                    entry.group.offsets.remove(&(topic, partition));
+                }
+                (Key::Group(..), Value::Group(v)) => {
+                    metadata.insert(id, Some(v));
+                }
+                (Key::Group(..), Value::Tombstone) => {
+                    metadata.insert(id.clone(), None);
+                    entry.group.offsets.clear();
+                }
+                (key, value) => tracing::warn!(?key, ?value, "mismatched group-log record skipped"),
+            }
+        }
+        for (id, value) in metadata {
+            let Some(entry) = groups.get_mut(&id) else {
+                continue;
+            };
+            match value {
+                Some(v) => {
+                    let offsets = std::mem::take(&mut entry.group.offsets);
+                    entry.group = Group::restore(
+                        &id,
+                        config,
+                        Saved {
+                            generation: v.generation,
+                            protocol_type: v.protocol_type,
+                            protocol_name: v.protocol,
+                            leader: v.leader,
+                            members: v
+                                .members
+                                .into_iter()
+                                .map(store::MemberValue::into_member)
+                                .collect(),
+                        },
+                        now,
+                    );
+                    entry.group.offsets = offsets;
+                }
+                None if entry.group.offsets.is_empty() => {
+                    groups.remove(&id);
+                }
+                None => {}
+            }
+        }
+        tracing::info!(groups = groups.len(), "loaded consumer groups");
+        Ok(GroupCoordinator {
+            config,
+            clock,
+            store,
+            groups: Mutex::new(groups),
+            compact_bytes: 64 << 20,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry<'a>(&self, groups: &'a mut HashMap<String, Entry>, id: &str) -> &'a mut Entry {
+        groups.entry(id.to_string()).or_insert_with(|| Entry {
+            group: Group::new(id, self.config),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+        })
+    }
+
+    /// Delivers replies to the requests waiting for them.
+    fn deliver(entry: &mut Entry, replies: Vec<Reply>) {
+        for reply in replies {
+            match reply {
+                Reply::Join { member_id, result } => {
+                    if let Some(waiter) = entry.joins.remove(&member_id) {
+                        let _ = waiter.send(result);
+                    }
+                }
+                Reply::Sync { member_id, result } => {
+                    if let Some(waiter) = entry.syncs.remove(&member_id) {
+                        let _ = waiter.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Persists a group's metadata as it is now (its latest state, under the partition lock so
+    /// that records land in the order the state changed), then delivers `replies`.
+    async fn persist_then_deliver(&self, group_id: &str, replies: Vec<Reply>) {
+        let p = GroupStore::partition_of(group_id);
+        let guard = self.store.lock(p).await;
+        let record = {
+            let groups = self.lock();
+            groups.get(group_id).map(|e| {
+                (
+                    Key::group(group_id),
+                    Value::Group(store::group_value(&e.group)),
+                )
+            })
+        };
+        let tickets = match record {
+            Some(record) => self.store.submit(p, &[record]).await,
+            None => Ok(Vec::new()),
+        };
+        drop(guard);
+        match tickets {
+            Ok(tickets) => {
+                for ticket in tickets {
+                    if let Err(e) = ticket.wait().await {
+                        tracing::error!(group = group_id, error = %e, "group metadata not persisted");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(group = group_id, error = %e, "group metadata not persisted"),
+        }
+        let mut groups = self.lock();
+        if let Some(entry) = groups.get_mut(group_id) {
+            Self::deliver(entry, replies);
+        }
+    }
+
+    async fn finish(&self, group_id: &str, effects: Effects) {
+        if effects.persist {
+            self.persist_then_deliver(group_id, effects.replies).await;
+        } else if !effects.replies.is_empty() {
+            let mut groups = self.lock();
+            if let Some(entry) = groups.get_mut(group_id) {
+                Self::deliver(entry, effects.replies);
+            }
+        }
+    }
+
+    /// JoinGroup.
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResult {
+        let now = self.clock.now_ms();
+        let (outcome, effects, waiter) = {
+            let mut groups = self.lock();
+            let entry = self.entry(&mut groups, group_id);
+            let (outcome, effects) = entry.group.join(request, now, |prefix| {
+                format!("{prefix}-{}", uuid::Uuid::new_v4())
+            });
+            let waiter = match &outcome {
+                JoinOutcome::Wait(member_id) => {
+                    let (tx, rx) = oneshot::channel();
+                    // A newer join of the same member replaces an older one still waiting.
+                    if let Some(old) = entry.joins.insert(member_id.clone(), tx) {
+                        let _ = old.send(JoinResult {
+                            error: Some(ErrorCode::RebalanceInProgress),
+                            generation: -1,
+                            protocol_type: None,
+                            protocol_name: None,
+                            leader: String::new(),
+                            member_id: member_id.clone(),
+                            members: Vec::new(),
+                        });
+                    }
+                    Some((member_id.clone(), rx))
+                }
+                JoinOutcome::Now(_) => None,
+            };
+            if entry.group.is_empty()
+                && entry.group.pending_members.is_empty()
+                && entry.group.offsets.is_empty()
+                && entry.group.generation == 0
+                && matches!(outcome, JoinOutcome::Now(_))
+            {
+                // A refused first join leaves no trace of the group.
+                groups.remove(group_id);
+            }
+            (outcome, effects, waiter)
+        };
+        self.finish(group_id, effects).await;
+        match (outcome, waiter) {
+            (JoinOutcome::Now(result), _) => result,
+            (JoinOutcome::Wait(member_id), Some((_, rx))) => {
+                rx.await.unwrap_or_else(|_| JoinResult {
+                    error: Some(ErrorCode::UnknownMemberId),
+                    generation: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    leader: String::new(),
+                    member_id,
+                    members: Vec::new(),
+                })
+            }
+            (JoinOutcome::Wait(_), None) => unreachable!("a waiter is made for every wait"),
+        }
+    }
+
+    /// SyncGroup.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let now = self.clock.now_ms();
+        let (outcome, effects, waiter) = {
+            let mut groups = self.lock();
+            let Some(entry) = groups.get_mut(group_id) else {
+                return SyncResult {
+                    error: Some(ErrorCode::UnknownMemberId),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignment: Bytes::new(),
+                };
+            };
+            let (outcome, effects) =
+                entry
+                    .group
+                    .sync(member_id, instance, generation, protocol, assignments, now);
+            let waiter = match &outcome {
+                SyncOutcome::Wait(member_id) => {
+                    let (tx, rx) = oneshot::channel();
+                    entry.syncs.insert(member_id.clone(), tx);
+                    Some(rx)
+                }
+                SyncOutcome::Now(_) => None,
+            };
+            (outcome, effects, waiter)
+        };
+        match (outcome, waiter) {
+            (SyncOutcome::Now(result), _) => {
+                // The leader's answer waits for the assignment to be persisted, like the others.
+                self.finish(group_id, effects).await;
+                result
+            }
+            (SyncOutcome::Wait(_), Some(rx)) => {
+                self.finish(group_id, effects).await;
+                rx.await.unwrap_or(SyncResult {
+                    error: Some(ErrorCode::RebalanceInProgress),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignment: Bytes::new(),
+                })
+            }
+            (SyncOutcome::Wait(_), None) => unreachable!("a waiter is made for every wait"),
+        }
+    }
+
+    /// Heartbeat.
+    ///
+    /// # Errors
+    ///
+    /// The error code to answer with.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ErrorCode> {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        let entry = groups.get_mut(group_id).ok_or(ErrorCode::UnknownMemberId)?;
+        entry.group.heartbeat(member_id, instance, generation, now)
+    }
+
+    /// LeaveGroup for each (member id, instance id); an error code per member.
+    pub async fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let now = self.clock.now_ms();
+        let (results, effects) = {
+            let mut groups = self.lock();
+            let entry = groups.get_mut(group_id).ok_or(ErrorCode::UnknownMemberId)?;
+            let mut effects = Effects::default();
+            let results = members
+                .iter()
+                .map(|(member_id, instance)| {
+                    entry
+                        .group
+                        .leave(member_id, instance.as_deref(), now, &mut effects)
+                        .err()
+                })
+                .collect();
+            (results, effects)
+        };
+        self.finish(group_id, effects).await;
+        Ok(results)
+    }
+
+    /// OffsetCommit: checks membership, then appends the offsets durably and answers once they
+    /// are fsynced.
+    ///
+    /// # Errors
+    ///
+    /// The error code for every partition of the request.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<(), ErrorCode> {
+        {
+            let mut groups = self.lock();
+            match groups.get(group_id) {
+                Some(entry) => entry.group.check_commit(member_id, instance, generation)?,
+                None if generation < 0 => {
+                    self.entry(&mut groups, group_id);
+                }
+                None => return Err(ErrorCode::IllegalGeneration),
+            }
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(Key, Value)> = offsets
+            .iter()
+            .map(|o| {
+                (
+                    Key::offset(group_id, &o.topic, o.partition),
+                    Value::Offset((&o.committed).into()),
+                )
+            })
+            .collect();
+        let p = GroupStore::partition_of(group_id);
+        let guard = self.store.lock(p).await;
+        let tickets = self.store.submit(p, &records).await.map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "offset commit not written");
+            ErrorCode::KafkaStorageError
+        })?;
+        {
+            // Memory follows the log's order: applied while the partition is locked.
+            let mut groups = self.lock();
+            let entry = self.entry(&mut groups, group_id);
+            for o in offsets {
+                entry
+                    .group
+                    .offsets
+                    .insert((o.topic, o.partition), o.committed);
+            }
+        }
+        drop(guard);
+        for ticket in tickets {
+            ticket.wait().await.map_err(|e| {
+                tracing::error!(group = group_id, error = %e, "offset commit not durable");
+                ErrorCode::KafkaStorageError
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of a group: all, or those of the given topics' partitions.
+    pub fn offsets(
+        &self,
+        group_id: &str,
+    ) -> Option<std::collections::BTreeMap<(String, i32), CommittedOffset>> {
+        self.lock().get(group_id).map(|e| e.group.offsets.clone())
+    }
+
+    /// A copy of a group's state (DescribeGroups, status pages).
+    pub fn describe(&self, group_id: &str) -> Option<Group> {
+        self.lock().get(group_id).map(|e| e.group.clone())
+    }
+
+    /// Every group id with its protocol type and state.
+    pub fn list(&self) -> Vec<(String, Option<String>, GroupState)> {
+        let mut out: Vec<_> = self
+            .lock()
+            .values()
+            .map(|e| {
+                (
+                    e.group.id.clone(),
+                    e.group.protocol_type.clone(),
+                    e.group.state,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// DeleteGroups for one group: only an empty one.
+    ///
+    /// # Errors
+    ///
+    /// GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or a storage failure.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+        let p = GroupStore::partition_of(group_id);
+        let guard = self.store.lock(p).await;
+        let records = {
+            let mut groups = self.lock();
+            let entry = groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+            if !entry.group.is_empty() {
+                return Err(ErrorCode::NonEmptyGroup);
+            }
+            let mut records: Vec<(Key, Value)> = entry
+                .group
+                .offsets
+                .keys()
+                .map(|(t, p)| (Key::offset(group_id, t, *p), Value::Tombstone))
+                .collect();
+            records.push((Key::group(group_id), Value::Tombstone));
+            entry.group.state = GroupState::Dead;
+            groups.remove(group_id);
+            records
+        };
+        let tickets = self
+            .store
+            .submit(p, &records)
+            .await
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
+        drop(guard);
+        for ticket in tickets {
+            ticket
+                .wait()
+                .await
+                .map_err(|_| ErrorCode::KafkaStorageError)?;
+        }
+        Ok(())
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to.
+    ///
+    /// # Errors
+    ///
+    /// GROUP_ID_NOT_FOUND for the whole request; per partition, GROUP_SUBSCRIBED_TO_TOPIC.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let p = GroupStore::partition_of(group_id);
+        let guard = self.store.lock(p).await;
+        let (results, records) = {
+            let mut groups = self.lock();
+            let entry = groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+            let subscribed = entry.group.subscribed_topics();
+            let mut records = Vec::new();
+            let results = partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    if subscribed.contains(topic) {
+                        return Some(ErrorCode::GroupSubscribedToTopic);
+                    }
+                    if entry
+                        .group
+                        .offsets
+                        .remove(&(topic.clone(), *partition))
+                        .is_some()
+                    {
+                        records.push((Key::offset(group_id, topic, *partition), Value::Tombstone));
+                    }
+                    None
+                })
+                .collect();
+            (results, records)
+        };
+        let tickets = self
+            .store
+            .submit(p, &records)
+            .await
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
+        drop(guard);
+        for ticket in tickets {
+            ticket
+                .wait()
+                .await
+                .map_err(|_| ErrorCode::KafkaStorageError)?;
+        }
+        Ok(results)
+    }
+
+    /// Expires sessions and completes overdue rebalances.
+    pub async fn tick(&self) {
+        let now = self.clock.now_ms();
+        let changed: Vec<(String, Effects)> = {
+            let mut groups = self.lock();
+            groups
+                .iter_mut()
+                .filter(|(_, e)| {
+                    !matches!(e.group.state, GroupState::Empty | GroupState::Dead)
+                        || !e.group.pending_members.is_empty()
+                })
+                .map(|(id, e)| (id.clone(), e.group.tick(now)))
+                .filter(|(_, effects)| effects.persist || !effects.replies.is_empty())
+                .collect()
+        };
+        for (group_id, effects) in changed {
+            self.finish(&group_id, effects).await;
+        }
+    }
+
+    /// Compacts partitions of the group log that outgrew the threshold.
+    pub async fn compact_if_needed(&self) {
+        for p in 0..store::GROUP_LOG_PARTITIONS {
+            if self.store.size_bytes(p) < self.compact_bytes {
+                continue;
+            }
+            let guard = self.store.lock(p).await;
+            let live = {
+                let groups = self.lock();
+                store::live_records(p, groups.iter().map(|(id, e)| (id, &e.group)))
+            };
+            if let Err(e) = self.store.compact(p, &live).await {
+                tracing::warn!(partition = p, error = %e, "group log compaction failed; it will be retried");
+            }
+            drop(guard);
+        }
+    }
+
+    /// Sets the size at which a group-log partition is compacted (tests make it small).
+    pub fn set_compaction_threshold(&mut self, bytes: u64) {
+        self.compact_bytes = bytes;
+    }
+
+    /// Closes the group log.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+/// Ticks the coordinator until `stop`, compacting the log about once a minute.
+pub(crate) async fn run(coordinator: Arc<GroupCoordinator>, mut stop: watch::Receiver<bool>) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        coordinator.tick().await;
+        ticks += 1;
+        if ticks.is_multiple_of(600) {
+            coordinator.compact_if_needed().await;
+        }
+    }
+}

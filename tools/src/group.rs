@@ -1,0 +1,375 @@
+//! `silt group ...`: consumer groups over the Kafka API, like `rpk group`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use bytes::{Buf, Bytes};
+use clap::Subcommand;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::client::{Client, check};
+use crate::topic::BrokerArgs;
+
+/// Group commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List groups.
+    #[command(alias = "ls")]
+    List,
+    /// Show a group's members, assignments, committed offsets and lag.
+    Describe {
+        /// Group id.
+        name: String,
+    },
+    /// Move a group's committed offsets (the group must have no active members).
+    Seek {
+        /// Group id.
+        name: String,
+        /// Topic whose partitions to move.
+        #[arg(long)]
+        topic: String,
+        /// start, end, an offset, or @timestamp-ms.
+        #[arg(long)]
+        to: String,
+    },
+    /// Delete groups (only those without active members).
+    Delete {
+        /// Group id(s).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Runs a group command.
+pub(crate) async fn run(command: GroupCommand, brokers: &BrokerArgs) -> Result<()> {
+    let mut client = Client::connect(&brokers.brokers).await?;
+    match command {
+        GroupCommand::List => list(&mut client).await,
+        GroupCommand::Describe { name } => describe(&mut client, &name).await,
+        GroupCommand::Seek { name, topic, to } => seek(&mut client, &name, &topic, &to).await,
+        GroupCommand::Delete { names } => delete(&mut client, &names).await,
+    }
+}
+
+async fn ensure_coordinator(client: &mut Client, group: &str) -> Result<()> {
+    // v3: one key per request, which every broker since Kafka 2.0 speaks.
+    let (response, _) = client
+        .send(
+            FindCoordinatorRequest::default().with_key(str_bytes(group)),
+            3,
+        )
+        .await?;
+    check(
+        response.error_code,
+        response.error_message.as_ref(),
+        &format!("coordinator of {group}"),
+    )
+}
+
+async fn list(client: &mut Client) -> Result<()> {
+    let (response, _) = client.send(ListGroupsRequest::default(), 5).await?;
+    check(response.error_code, None, "list groups")?;
+    println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
+    for group in response.groups {
+        println!(
+            "{:<40} {:<20} {}",
+            group.group_id.0.as_str(),
+            group.group_state.as_str(),
+            group.protocol_type.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Partitions assigned, from a "consumer" protocol assignment.
+fn assigned(assignment: &Bytes) -> Vec<(String, i32)> {
+    let mut bytes = assignment.clone();
+    if bytes.len() < 2 {
+        return Vec::new();
+    }
+    let version = bytes.get_i16().clamp(0, 3);
+    ConsumerProtocolAssignment::decode(&mut bytes, version)
+        .map(|a| {
+            a.assigned_partitions
+                .into_iter()
+                .flat_map(|tp| {
+                    tp.partitions
+                        .into_iter()
+                        .map(move |p| (tp.topic.0.to_string(), p))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+    let (response, _) = client
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_topics(None),
+            7,
+        )
+        .await?;
+    check(
+        response.error_code,
+        None,
+        &format!("committed offsets of {group}"),
+    )?;
+    let mut out = BTreeMap::new();
+    for topic in response.topics {
+        for p in topic.partitions {
+            if p.committed_offset >= 0 {
+                out.insert(
+                    (topic.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn offsets_at(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<BTreeMap<i32, i64>> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(str_bytes(topic)))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(*p)
+                                .with_timestamp(timestamp)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let (response, _) = client.send(request, 7).await?;
+    let mut out = BTreeMap::new();
+    for t in response.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                None,
+                &format!("offsets of {topic}/{}", p.partition_index),
+            )?;
+            out.insert(p.partition_index, p.offset);
+        }
+    }
+    Ok(out)
+}
+
+async fn describe(client: &mut Client, group: &str) -> Result<()> {
+    ensure_coordinator(client, group).await?;
+    let (response, _) = client
+        .send(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]),
+            5,
+        )
+        .await?;
+    let described = response
+        .groups
+        .into_iter()
+        .next()
+        .context("empty DescribeGroups response")?;
+    check(
+        described.error_code,
+        described.error_message.as_ref(),
+        &format!("group {group}"),
+    )?;
+    if described.group_state.as_str() == "Dead" {
+        bail!("group {group} does not exist");
+    }
+    println!("GROUP        {group}");
+    println!("STATE        {}", described.group_state.as_str());
+    println!(
+        "PROTOCOL     {} {}",
+        described.protocol_type.as_str(),
+        described.protocol_data.as_str()
+    );
+    println!("MEMBERS      {}", described.members.len());
+    let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+    for member in &described.members {
+        for tp in assigned(&member.member_assignment) {
+            owner.insert(
+                tp,
+                format!(
+                    "{} ({}{})",
+                    member.member_id.as_str(),
+                    member.client_id.as_str(),
+                    member.client_host.as_str()
+                ),
+            );
+        }
+    }
+    let committed = committed(client, group).await?;
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in committed.keys().chain(owner.keys()) {
+        let partitions = topics.entry(topic.clone()).or_default();
+        if !partitions.contains(partition) {
+            partitions.push(*partition);
+        }
+    }
+    println!(
+        "\n{:<24} {:>9} {:>16} {:>16} {:>8}  MEMBER",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+    );
+    for (topic, mut partitions) in topics {
+        partitions.sort_unstable();
+        let ends = offsets_at(client, &topic, &partitions, -1)
+            .await
+            .unwrap_or_default();
+        for partition in partitions {
+            let current = committed.get(&(topic.clone(), partition)).copied();
+            let end = ends.get(&partition).copied();
+            let lag = match (current, end) {
+                (Some(c), Some(e)) => (e - c).max(0).to_string(),
+                (None, Some(_)) => "-".to_string(),
+                _ => "?".to_string(),
+            };
+            println!(
+                "{:<24} {:>9} {:>16} {:>16} {:>8}  {}",
+                topic,
+                partition,
+                current.map_or("-".to_string(), |c| c.to_string()),
+                end.map_or("?".to_string(), |e| e.to_string()),
+                lag,
+                owner
+                    .get(&(topic.clone(), partition))
+                    .map_or("-", String::as_str)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn seek(client: &mut Client, group: &str, topic: &str, to: &str) -> Result<()> {
+    ensure_coordinator(client, group).await?;
+    let (metadata, _) = client
+        .send(
+            MetadataRequest::default()
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(str_bytes(topic)))),
+                ]))
+                .with_allow_auto_topic_creation(false),
+            12,
+        )
+        .await?;
+    let topic_meta = metadata
+        .topics
+        .into_iter()
+        .next()
+        .context("empty metadata response")?;
+    check(topic_meta.error_code, None, &format!("topic '{topic}'"))?;
+    let mut partitions: Vec<i32> = topic_meta
+        .partitions
+        .iter()
+        .map(|p| p.partition_index)
+        .collect();
+    partitions.sort_unstable();
+    let targets: BTreeMap<i32, i64> = match to {
+        "start" | "earliest" => offsets_at(client, topic, &partitions, -2).await?,
+        "end" | "latest" => offsets_at(client, topic, &partitions, -1).await?,
+        at if at.starts_with('@') => {
+            let timestamp: i64 = at[1..]
+                .parse()
+                .with_context(|| format!("bad timestamp in {at:?}"))?;
+            let found = offsets_at(client, topic, &partitions, timestamp).await?;
+            let ends = offsets_at(client, topic, &partitions, -1).await?;
+            found
+                .into_iter()
+                .map(|(p, o)| (p, if o < 0 { ends[&p] } else { o }))
+                .collect()
+        }
+        offset => {
+            let offset: i64 = offset.parse().with_context(|| {
+                format!("--to takes start, end, an offset or @timestamp, not {offset:?}")
+            })?;
+            partitions.iter().map(|p| (*p, offset)).collect()
+        }
+    };
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(str_bytes(topic)))
+                .with_partitions(
+                    targets
+                        .iter()
+                        .map(|(p, o)| {
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(*o)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let (response, _) = client.send(request, 8).await?;
+    for t in response.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                None,
+                &format!(
+                    "moving {group} on {topic}/{} (a group with active members cannot be moved)",
+                    p.partition_index
+                ),
+            )?;
+        }
+    }
+    println!("{:<24} {:>9} {:>16}", "TOPIC", "PARTITION", "NEW-OFFSET");
+    for (p, o) in targets {
+        println!("{topic:<24} {p:>9} {o:>16}");
+    }
+    Ok(())
+}
+
+async fn delete(client: &mut Client, names: &[String]) -> Result<()> {
+    let (response, _) = client
+        .send(
+            DeleteGroupsRequest::default()
+                .with_groups_names(names.iter().map(|n| GroupId(str_bytes(n))).collect()),
+            2,
+        )
+        .await?;
+    let mut failed = false;
+    println!("{:<40} STATUS", "GROUP");
+    for result in response.results {
+        let status = match check(result.error_code, None, "") {
+            Ok(()) => "OK".to_string(),
+            Err(e) => {
+                failed = true;
+                e.to_string().trim_start_matches(": ").to_string()
+            }
+        };
+        println!("{:<40} {status}", result.group_id.0.as_str());
+    }
+    if failed {
+        bail!("some groups were not deleted");
+    }
+    Ok(())
+}
