@@ -106,6 +106,7 @@ impl Node {
             session_timeout_min_ms: config.group_min_session_timeout_ms,
             session_timeout_max_ms: config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            log_compaction_bytes: config.group_log_compaction_bytes,
         };
         let groups = Arc::new(GroupCoordinator::open(
             storage.clone(),

@@ -145,6 +145,8 @@ pub struct NodeConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: i32,
+    /// Size at which a group-log partition is compacted.
+    pub group_log_compaction_bytes: u64,
     /// Defaults of topic properties.
     pub topic_defaults: TopicDefaults,
 }
@@ -171,6 +173,7 @@ impl Default for NodeConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
+            group_log_compaction_bytes: 64 << 20,
             topic_defaults: TopicDefaults::default(),
         }
     }
@@ -290,6 +293,11 @@ impl NodeConfig {
                 self.group_max_session_timeout_ms = parse_in(value, 1, i32::MAX as i64)
                     .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
                     as i32
+            }
+            "group_log_compaction_bytes" => {
+                self.group_log_compaction_bytes = parse_in(value, 0, i64::MAX)
+                    .ok_or_else(|| invalid("a byte count, 0 for never"))?
+                    as u64
             }
             "group_initial_rebalance_delay_ms" => {
                 self.group_initial_rebalance_delay_ms = parse_in(value, 0, 300_000)
@@ -440,6 +448,7 @@ impl NodeConfig {
             "group_min_session_timeout_ms" => self.group_min_session_timeout_ms.to_string(),
             "group_max_session_timeout_ms" => self.group_max_session_timeout_ms.to_string(),
             "group_initial_rebalance_delay_ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "group_log_compaction_bytes" => self.group_log_compaction_bytes.to_string(),
             "log_segment_bytes" => d.segment_bytes.to_string(),
             "log_segment_ms" => d.segment_ms.to_string(),
             "log_retention_ms" => d.retention_ms.to_string(),

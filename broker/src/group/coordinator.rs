@@ -133,7 +133,7 @@ impl GroupCoordinator {
             clock,
             store,
             groups: Mutex::new(groups),
-            compact_bytes: 64 << 20,
+            compact_bytes: config.log_compaction_bytes,
         })
     }
 
@@ -574,6 +574,9 @@ impl GroupCoordinator {
 
     /// Compacts partitions of the group log that outgrew the threshold.
     pub async fn compact_if_needed(&self) {
+        if self.compact_bytes == 0 {
+            return;
+        }
         for p in 0..store::GROUP_LOG_PARTITIONS {
             if self.store.size_bytes(p) < self.compact_bytes {
                 continue;
@@ -590,9 +593,11 @@ impl GroupCoordinator {
         }
     }
 
-    /// Sets the size at which a group-log partition is compacted (tests make it small).
-    pub fn set_compaction_threshold(&mut self, bytes: u64) {
-        self.compact_bytes = bytes;
+    /// Bytes of records in the group log (what compaction bounds).
+    pub fn log_bytes(&self) -> u64 {
+        (0..store::GROUP_LOG_PARTITIONS)
+            .map(|p| self.store.size_bytes(p))
+            .sum()
     }
 
     /// Closes the group log.

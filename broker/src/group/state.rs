@@ -38,6 +38,8 @@ pub struct GroupConfig {
     pub session_timeout_max_ms: i32,
     /// `group.initial.rebalance.delay.ms`.
     pub initial_rebalance_delay_ms: i32,
+    /// Size at which a partition of the group log is compacted (0: never).
+    pub log_compaction_bytes: u64,
 }
 
 impl Default for GroupConfig {
@@ -46,6 +48,7 @@ impl Default for GroupConfig {
             session_timeout_min_ms: 6_000,
             session_timeout_max_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            log_compaction_bytes: 64 << 20,
         }
     }
 }
@@ -1101,6 +1104,7 @@ mod tests {
             session_timeout_min_ms: 1_000,
             session_timeout_max_ms: 60_000,
             initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
         }
     }
 

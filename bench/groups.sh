@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Consumer-group benchmark (durable commits, fail-over time) against a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || { echo "run ./test.sh once first (it installs the Python clients)"; exit 1; }
+cargo build --release --quiet --bin silt
+exec .venv/bin/python bench/groups.py "$@"
