@@ -1,1 +1,184 @@
-//! placeholder
+//! silt's archive: sealed segments and their index sidecars in object storage, found through
+//! fenced, tree-shaped partition manifests.
+//!
+//! - [`remote`]: the only object-store caller ([`Remote`]): S3 and S3-compatible stores, GCS,
+//!   Azure, a local directory, in memory; request counters.
+//! - [`layout`]: object keys.
+//! - [`manifest`]: a partition's manifest: root pointers, the B+-tree of nodes, fenced commits,
+//!   lookups by offset and time, retention, crash leftovers.
+//! - [`partition`]: uploading a sealed segment and its sidecar ([`PartitionArchiver`]).
+//! - [`catalog`]: one object per topic, so an archive can be read without its cluster.
+//!
+//! It never sees broker types: the broker describes a sealed segment as a file path and its
+//! offsets ([`SealedSegment`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), silt_archiver::ArchiveError> {
+//! use silt_archiver::{Archive, ArchiveConfig, PartitionId, SealedSegment};
+//! let archive = Archive::open("./silt-data/archive", "cluster/0/run".into(), ArchiveConfig::default())?;
+//! let id = PartitionId { topic: "orders".into(), topic_id: uuid::Uuid::new_v4(), partition: 0 };
+//! let mut partition = archive.partition(id).await?;
+//! let segment = SealedSegment { base_offset: 0, next_offset: 100, size_bytes: 4096, path: "00000000000000000000.log".into() };
+//! partition.upload(&segment, 1_700_000_000_000).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod catalog;
+mod error;
+pub mod layout;
+pub mod manifest;
+pub mod partition;
+pub mod remote;
+
+use std::sync::Arc;
+
+pub use catalog::TopicCatalog;
+pub use error::ArchiveError;
+pub use layout::{Layout, PartitionId};
+pub use manifest::{Manifest, ManifestReader, NodeCache, Root};
+pub use partition::{PartitionArchiver, SealedSegment};
+pub use remote::Remote;
+
+/// Settings of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// Bytes of manifest nodes cached in memory, for all partitions together.
+    pub node_cache_bytes: u64,
+    /// Bytes between entries of the sidecars' offset indexes.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            node_cache_bytes: 64 << 20,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// An archive: a store, its layout, and the node cache shared by its partitions.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    remote: Remote,
+    layout: Layout,
+    cache: Arc<NodeCache>,
+    writer: String,
+    config: ArchiveConfig,
+}
+
+impl Archive {
+    /// Opens the archive at `target` (see [`Remote::open`]) for writer `writer` (unique per
+    /// process incarnation: it is how fencing tells writers apart).
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Config`] for a target that cannot be used.
+    pub fn open(
+        target: &str,
+        writer: String,
+        config: ArchiveConfig,
+    ) -> Result<Archive, ArchiveError> {
+        Ok(Archive::with_remote(Remote::open(target)?, writer, config))
+    }
+
+    /// An archive over an already opened store.
+    pub fn with_remote(remote: Remote, writer: String, config: ArchiveConfig) -> Archive {
+        let layout = Layout::new(remote.prefix().clone());
+        let cache = Arc::new(NodeCache::new(config.node_cache_bytes));
+        Archive {
+            remote,
+            layout,
+            cache,
+            writer,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The node cache.
+    pub fn cache(&self) -> &Arc<NodeCache> {
+        &self.cache
+    }
+
+    /// A reader of a partition's manifest.
+    pub fn reader(&self, id: PartitionId) -> ManifestReader {
+        ManifestReader::new(
+            self.remote.clone(),
+            self.layout.clone(),
+            id,
+            self.cache.clone(),
+        )
+    }
+
+    /// Opens a partition for archiving: loads its manifest and deletes what an interrupted
+    /// upload left behind.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, or a corrupt root.
+    pub async fn partition(&self, id: PartitionId) -> Result<PartitionArchiver, ArchiveError> {
+        let mut manifest = Manifest::load(self.reader(id), self.writer.clone()).await?;
+        manifest.sweep_orphans().await?;
+        Ok(PartitionArchiver::new(
+            manifest,
+            self.config.index_interval_bytes,
+        ))
+    }
+
+    /// Writes a topic's catalog object.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn put_topic(&self, topic: &TopicCatalog) -> Result<(), ArchiveError> {
+        catalog::put(&self.remote, &self.layout, topic).await
+    }
+
+    /// Every topic in the catalog.
+    ///
+    /// # Errors
+    ///
+    /// Store failures or unreadable catalog objects.
+    pub async fn topics(&self) -> Result<Vec<TopicCatalog>, ArchiveError> {
+        catalog::list(&self.remote, &self.layout).await
+    }
+
+    /// Deletes a topic incarnation from the archive: its catalog object, then every object of
+    /// its partitions. Returns how many objects went.
+    ///
+    /// # Errors
+    ///
+    /// Store failures (what was deleted stays deleted; run it again to finish).
+    pub async fn delete_topic(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        partitions: i32,
+    ) -> Result<usize, ArchiveError> {
+        catalog::delete(&self.remote, &self.layout, name, id).await?;
+        let mut removed = 0;
+        for partition in 0..partitions {
+            let dir = self.layout.partition_dir(&PartitionId {
+                topic: name.to_string(),
+                topic_id: id,
+                partition,
+            });
+            for meta in self.remote.list(&dir, None).await? {
+                self.remote.delete(&meta.location).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

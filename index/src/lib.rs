@@ -12,6 +12,9 @@
 //! - [`offset_index`] and [`time_index`]: a segment's sparse indexes, their file format and
 //!   lookups.
 //! - [`segment`]: segment file names, the indexing rule, and [`SegmentMeta`].
+//! - [`sidecar`]: the index sidecar archived next to each segment.
+//! - [`manifest`]: the nodes of a partition manifest (a B+-tree of immutable objects) and the
+//!   search inside a node.
 //!
 //! ```
 //! use silt_index::batch::{BatchHeader, Codec};
@@ -26,9 +29,11 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod manifest;
 pub mod offset_index;
 pub mod record;
 pub mod segment;
+pub mod sidecar;
 pub mod time_index;
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+//! The topic catalog in the bucket: one small JSON object per topic incarnation, so that the
+//! archive can be listed, verified and restored without the cluster that wrote it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ArchiveError;
+use crate::layout::Layout;
+use crate::remote::Remote;
+
+/// What the bucket records about a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCatalog {
+    /// Format of this object.
+    pub format: u32,
+    /// Topic name.
+    pub name: String,
+    /// Topic id.
+    pub id: Uuid,
+    /// Partition count.
+    pub partitions: i32,
+    /// Property overrides (canonical names).
+    pub configs: BTreeMap<String, String>,
+    /// Cluster that wrote it.
+    pub cluster_id: String,
+    /// When written.
+    pub updated_ms: i64,
+}
+
+/// Writes (replaces) a topic's catalog object.
+///
+/// # Errors
+///
+/// Store failures.
+pub async fn put(
+    remote: &Remote,
+    layout: &Layout,
+    topic: &TopicCatalog,
+) -> Result<(), ArchiveError> {
+    let body = Bytes::from(serde_json::to_vec_pretty(topic).expect("catalog serialises"));
+    remote
+        .put(&layout.catalog(&topic.name, topic.id), body)
+        .await
+}
+
+/// Removes a topic's catalog object.
+///
+/// # Errors
+///
+/// Store failures.
+pub async fn delete(
+    remote: &Remote,
+    layout: &Layout,
+    name: &str,
+    id: Uuid,
+) -> Result<(), ArchiveError> {
+    remote.delete(&layout.catalog(name, id)).await
+}
+
+/// Every topic in the catalog, by name.
+///
+/// # Errors
+///
+/// Store failures, or a catalog object that does not parse.
+pub async fn list(remote: &Remote, layout: &Layout) -> Result<Vec<TopicCatalog>, ArchiveError> {
+    let mut topics = Vec::new();
+    for meta in remote.list(&layout.catalog_dir(), None).await? {
+        let bytes = remote.get(&meta.location).await?;
+        let topic: TopicCatalog =
+            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt {
+                key: meta.location.to_string(),
+                reason: e.to_string(),
+            })?;
+        topics.push(topic);
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(topics)
+}

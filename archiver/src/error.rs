@@ -1,0 +1,74 @@
+use object_store::path::Path;
+
+/// What can go wrong on the archive side, sorted by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// The object store could not be reached or refused the request after retries (5xx,
+    /// throttling, timeouts): retry later; local data stays where it is.
+    #[error("object store unavailable ({op} {key}): {source}")]
+    Unavailable {
+        /// What was being done.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// An object the manifest names is not there (or not there yet, on a replica).
+    #[error("object {0} not found")]
+    NotFound(Path),
+    /// Another writer advanced this partition's manifest: this node must stop writing it.
+    #[error(
+        "manifest of {partition} is owned by another writer (found version {found}, expected {expected})"
+    )]
+    Fenced {
+        /// Which partition.
+        partition: String,
+        /// Version found.
+        found: u64,
+        /// Version this writer expected to write.
+        expected: u64,
+    },
+    /// An archived object does not match what the manifest says (size, CRC, format).
+    #[error("corrupt archive object {key}: {reason}")]
+    Corrupt {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local segment file could not be read, or is not what the log said.
+    #[error("local segment {path}: {reason}")]
+    Local {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The archive URL or options are not usable.
+    #[error("archive configuration: {0}")]
+    Config(String),
+}
+
+impl ArchiveError {
+    pub(crate) fn store(op: &'static str, key: &Path, source: object_store::Error) -> ArchiveError {
+        match source {
+            object_store::Error::NotFound { .. } => ArchiveError::NotFound(key.clone()),
+            source => ArchiveError::Unavailable {
+                op,
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// True when retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ArchiveError::Unavailable { .. } | ArchiveError::NotFound(_)
+        )
+    }
+}

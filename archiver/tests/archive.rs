@@ -1,0 +1,469 @@
+//! The archiver on in-memory and local-directory stores: uploads, the manifest tree at scale,
+//! fencing, crash leftovers, retention.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use silt_archiver::manifest::Manifest;
+use silt_archiver::{Archive, ArchiveConfig, ArchiveError, PartitionId, Remote, SealedSegment};
+use silt_index::batch::Codec;
+use silt_index::manifest::SegmentEntry;
+use silt_index::record::{NewRecord, encode_batch};
+use silt_index::segment::SegmentMeta;
+use silt_index::sidecar::Sidecar;
+
+fn pid() -> PartitionId {
+    PartitionId {
+        topic: "t".into(),
+        topic_id: uuid::Uuid::from_u128(7),
+        partition: 0,
+    }
+}
+
+fn archive(store: Arc<dyn ObjectStore>, writer: &str) -> Archive {
+    Archive::with_remote(
+        Remote::with_store(store, Path::from("pre"), "test".into()),
+        writer.into(),
+        ArchiveConfig::default(),
+    )
+}
+
+fn entry(i: i64) -> SegmentEntry {
+    SegmentEntry {
+        meta: SegmentMeta {
+            base_offset: i * 10,
+            last_offset: i * 10 + 9,
+            first_timestamp: 1_000 + i * 5,
+            max_timestamp: 1_000 + i * 5 + 4,
+            record_count: 10,
+            size_bytes: 1000,
+            leader_epoch: 0,
+            crc32c: i as u32,
+        },
+        uploaded_ms: 1,
+        object_id: i as u64,
+    }
+}
+
+/// Writes a segment file of `batches` batches of 3 records from `base`; returns it described.
+fn segment_file(
+    dir: &std::path::Path,
+    base: i64,
+    batches: usize,
+    value_len: usize,
+) -> SealedSegment {
+    let mut bytes = Vec::new();
+    let mut offset = base;
+    for b in 0..batches {
+        let records: Vec<NewRecord> = (0..3)
+            .map(|r| NewRecord {
+                value: Some(Bytes::from(vec![b as u8; value_len])),
+                timestamp: 1_700_000_000_000 + (b * 3 + r) as i64,
+                ..Default::default()
+            })
+            .collect();
+        bytes.extend(encode_batch(offset, &records, Codec::None, None));
+        offset += 3;
+    }
+    let path = dir.join(format!("{base:020}.log"));
+    std::fs::write(&path, &bytes).unwrap();
+    SealedSegment {
+        base_offset: base,
+        next_offset: offset,
+        size_bytes: bytes.len() as u64,
+        path,
+    }
+}
+
+#[tokio::test]
+async fn uploaded_segments_and_sidecars_match_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "w1");
+    let mut partition = archive.partition(pid()).await.unwrap();
+    let small = segment_file(dir.path(), 0, 20, 100);
+    let large = segment_file(dir.path(), small.next_offset, 400, 60_000); // ~72 MB: multipart
+    for segment in [&small, &large] {
+        let entry = partition.upload(segment, 5).await.unwrap();
+        let reader = archive.reader(pid());
+        let object = store
+            .get(&reader.segment_key(&entry))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            object,
+            std::fs::read(&segment.path).unwrap(),
+            "the segment goes up unchanged"
+        );
+        assert_eq!(entry.meta.crc32c, crc32c::crc32c(&object));
+        let sidecar = Sidecar::decode(
+            &store
+                .get(&reader.sidecar_key(&entry))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(sidecar.meta, entry.meta);
+        assert_eq!(
+            sidecar.meta.record_count,
+            (segment.next_offset - segment.base_offset) as u64
+        );
+        assert!(!sidecar.offset_index.is_empty());
+    }
+    // A segment that does not follow the archive is refused.
+    let stray = segment_file(dir.path(), 5_000, 1, 10);
+    assert!(matches!(
+        partition.upload(&stray, 5).await,
+        Err(ArchiveError::Local { .. })
+    ));
+    // After a restart the manifest knows both, and lookups find them.
+    let partition = archive.partition(pid()).await.unwrap();
+    assert_eq!(partition.archived_next_offset(), large.next_offset);
+    let root = partition.root().clone();
+    let reader = archive.reader(pid());
+    assert_eq!(
+        reader
+            .find_offset(&root, 61)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .base_offset,
+        small.next_offset
+    );
+    assert_eq!(
+        reader
+            .find_offset(&root, 59)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .base_offset,
+        0
+    );
+    assert!(
+        reader
+            .find_offset(&root, large.next_offset)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_million_segments_stay_two_levels_deep_and_lookups_match_a_model() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "w1");
+    let mut manifest = Manifest::load(archive.reader(pid()), "w1".into())
+        .await
+        .unwrap();
+    let total = 1024 * 1024 + 3000;
+    let mut i = 0i64;
+    while i < total {
+        for _ in 0..50_000.min(total - i) {
+            manifest.append(entry(i));
+            i += 1;
+        }
+        manifest.commit(1).await.unwrap();
+    }
+    let root = manifest.root().clone();
+    assert_eq!(
+        (root.segments, root.next_offset, root.depth),
+        (total as u64, total * 10, 2)
+    );
+    // Reload from the bucket and keep appending: the right-hand path is rebuilt.
+    let mut manifest = Manifest::load(archive.reader(pid()), "w1".into())
+        .await
+        .unwrap();
+    manifest.append(entry(total));
+    manifest.commit(2).await.unwrap();
+    let root = manifest.root().clone();
+    let fresh = Archive::with_remote(
+        Remote::with_store(store.clone(), Path::from("pre"), "t".into()),
+        "reader".into(),
+        ArchiveConfig::default(),
+    );
+    let reader = fresh.reader(pid());
+    let gets_before = silt_archiver::remote::RemoteMetrics::get(&fresh.remote().metrics().gets);
+    for probe in [
+        0,
+        7,
+        10_239,
+        10_240,
+        5_000_003,
+        total * 10 - 1,
+        total * 10 + 9,
+    ] {
+        let found = reader.find_offset(&root, probe).await.unwrap().unwrap();
+        assert_eq!(found.meta.base_offset, probe / 10 * 10, "offset {probe}");
+    }
+    let gets =
+        silt_archiver::remote::RemoteMetrics::get(&fresh.remote().metrics().gets) - gets_before;
+    assert!(
+        gets <= 7 * 3,
+        "a lookup reads one node per level: {gets} GETs for 7 lookups"
+    );
+    for (ts, expected) in [
+        (0, 0),
+        (1_004, 0),
+        (1_005, 1),
+        (1_000 + 5 * 777_777 + 2, 777_777),
+    ] {
+        assert_eq!(
+            reader
+                .find_timestamp(&root, ts)
+                .await
+                .unwrap()
+                .unwrap()
+                .meta
+                .base_offset,
+            expected * 10,
+            "timestamp {ts}"
+        );
+    }
+    assert!(fresh.cache().bytes() <= ArchiveConfig::default().node_cache_bytes);
+}
+
+#[tokio::test]
+async fn a_second_writer_is_fenced() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let first = archive(store.clone(), "writer-a");
+    let second = archive(store.clone(), "writer-b");
+    let mut a = Manifest::load(first.reader(pid()), "writer-a".into())
+        .await
+        .unwrap();
+    let mut b = Manifest::load(second.reader(pid()), "writer-b".into())
+        .await
+        .unwrap();
+    a.append(entry(0));
+    a.commit(1).await.unwrap();
+    b.append(entry(0));
+    assert!(matches!(
+        b.commit(1).await,
+        Err(ArchiveError::Fenced { .. })
+    ));
+    assert!(b.is_fenced());
+    a.append(entry(1));
+    a.commit(2).await.unwrap();
+    let root = first.reader(pid()).latest_root().await.unwrap();
+    assert_eq!((root.writer.as_str(), root.next_offset), ("writer-a", 20));
+}
+
+#[tokio::test]
+async fn retention_drops_the_oldest_segments_and_their_objects() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "w");
+    let mut manifest = Manifest::load(archive.reader(pid()), "w".into())
+        .await
+        .unwrap();
+    for i in 0..3000 {
+        manifest.append(entry(i));
+    }
+    manifest.commit(1).await.unwrap();
+    let dropped = manifest.drop_before(12_345, 2).await.unwrap();
+    assert_eq!(dropped.len(), 1234, "segments ending before 12345");
+    let root = manifest.root().clone();
+    assert_eq!((root.start_offset, root.segments), (12_345, 3000 - 1234));
+    let reader = archive.reader(pid());
+    assert!(reader.find_offset(&root, 12_339).await.unwrap().is_none());
+    assert_eq!(
+        reader
+            .find_offset(&root, 12_345)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .base_offset,
+        12_340
+    );
+    // The tree still appends, and its replaced nodes are gone from the bucket.
+    manifest.append(entry(3000));
+    manifest.commit(3).await.unwrap();
+    let nodes = store
+        .list(Some(&archive.layout().nodes_dir(&pid())))
+        .count()
+        .await;
+    assert!(nodes <= 4, "only live nodes remain: {nodes}");
+    let mut seen = 0;
+    reader
+        .walk(
+            manifest.root(),
+            &mut |_| {
+                seen += 1;
+                true
+            },
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, 3000 - 1234 + 1);
+}
+
+use futures::StreamExt;
+
+/// A store that fails writes under "/roots/" while `fail_roots` is set, like a crash between
+/// uploading a segment and committing the manifest.
+#[derive(Debug)]
+struct Faulty {
+    inner: InMemory,
+    fail_roots: AtomicBool,
+}
+
+impl std::fmt::Display for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Faulty")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if self.fail_roots.load(Ordering::SeqCst) && location.as_ref().contains("/roots/") {
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "injected failure".into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_leaves_nothing_behind_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(Faulty {
+        inner: InMemory::new(),
+        fail_roots: AtomicBool::new(false),
+    });
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let first = segment_file(dir.path(), 0, 10, 100);
+    let second = segment_file(dir.path(), first.next_offset, 10, 100);
+    {
+        let archive = archive(store.clone(), "run-1");
+        let mut partition = archive.partition(pid()).await.unwrap();
+        partition.upload(&first, 1).await.unwrap();
+        faulty.fail_roots.store(true, Ordering::SeqCst);
+        assert!(
+            partition.upload(&second, 2).await.is_err(),
+            "the commit fails: the process dies here"
+        );
+    }
+    let segments_dir = archive(store.clone(), "x").layout().segments_dir(&pid());
+    assert_eq!(
+        store.list(Some(&segments_dir)).count().await,
+        4,
+        "two segments and two sidecars, one pair orphaned"
+    );
+    faulty.fail_roots.store(false, Ordering::SeqCst);
+    let archive = archive(store.clone(), "run-2");
+    let mut partition = archive.partition(pid()).await.unwrap();
+    assert_eq!(
+        store.list(Some(&segments_dir)).count().await,
+        2,
+        "the sweep removed the orphans"
+    );
+    assert_eq!(partition.archived_next_offset(), first.next_offset);
+    partition.upload(&second, 3).await.unwrap();
+    let root = partition.root().clone();
+    assert_eq!((root.segments, root.next_offset), (2, second.next_offset));
+    assert_eq!(
+        store.list(Some(&segments_dir)).count().await,
+        4,
+        "no duplicates"
+    );
+    let nodes_dir = archive.layout().nodes_dir(&pid());
+    let nodes: Vec<ObjectMeta> = store
+        .list(Some(&nodes_dir))
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    assert_eq!(
+        nodes.len(),
+        1,
+        "one leaf: replaced and orphaned nodes are gone: {nodes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_local_directory_archive_works_and_fences() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("archive");
+    let a = Archive::open(
+        target.to_str().unwrap(),
+        "a".into(),
+        ArchiveConfig::default(),
+    )
+    .unwrap();
+    let b = Archive::open(
+        target.to_str().unwrap(),
+        "b".into(),
+        ArchiveConfig::default(),
+    )
+    .unwrap();
+    let mut ma = Manifest::load(a.reader(pid()), "a".into()).await.unwrap();
+    let mut mb = Manifest::load(b.reader(pid()), "b".into()).await.unwrap();
+    ma.append(entry(0));
+    ma.commit(1).await.unwrap();
+    mb.append(entry(0));
+    assert!(
+        matches!(mb.commit(1).await, Err(ArchiveError::Fenced { .. })),
+        "create-only PUT fences on a directory too"
+    );
+    let root = b.reader(pid()).latest_root().await.unwrap();
+    assert_eq!(root.next_offset, 10);
+    let _: Bytes = Bytes::new();
+}
