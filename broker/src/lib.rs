@@ -10,6 +10,8 @@
 //! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
+//! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
+//!   delete.
 //! - [`metrics`]: counters and their Prometheus text.
 //! - [`server`]: the tokio shell: listeners, connections, admin HTTP, shutdown.
 //!
@@ -29,4 +31,5 @@ pub mod node;
 pub mod protocol;
 pub mod retention;
 pub mod server;
+pub mod tiering;
 pub mod topics;

@@ -179,5 +179,126 @@ pub fn render(node: &Node) -> String {
             let _ = writeln!(out, "{name}{line}");
         }
     }
+    render_tiering(node, &mut out);
     out
+}
+
+/// The archive's counters and, per partition, how far the archive trails the log.
+fn render_tiering(node: &Node, out: &mut String) {
+    use silt_archiver::remote::RemoteMetrics;
+    let Some(tiering) = &node.tiering else { return };
+    let m = &tiering.metrics;
+    let remote = tiering.archive().remote().metrics();
+    let counters: [(&str, &str, u64); 12] = [
+        (
+            "silt_archive_uploads_total",
+            "Segments archived (upload and manifest confirmed).",
+            m.uploads.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_upload_failures_total",
+            "Archive operations that failed and will be retried.",
+            m.upload_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_uploaded_bytes_total",
+            "Bytes of segments archived.",
+            m.uploaded_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_segments_deleted_total",
+            "Archived segments removed by retention.",
+            m.archive_segments_deleted.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_object_store_gets_total",
+            "GET requests to the object store.",
+            RemoteMetrics::get(&remote.gets),
+        ),
+        (
+            "silt_object_store_puts_total",
+            "PUT requests (and multipart parts) to the object store.",
+            RemoteMetrics::get(&remote.puts),
+        ),
+        (
+            "silt_object_store_deletes_total",
+            "DELETE requests to the object store.",
+            RemoteMetrics::get(&remote.deletes),
+        ),
+        (
+            "silt_object_store_lists_total",
+            "LIST requests to the object store.",
+            RemoteMetrics::get(&remote.lists),
+        ),
+        (
+            "silt_object_store_heads_total",
+            "HEAD requests to the object store.",
+            RemoteMetrics::get(&remote.heads),
+        ),
+        (
+            "silt_object_store_read_bytes_total",
+            "Bytes downloaded from the object store.",
+            RemoteMetrics::get(&remote.bytes_read),
+        ),
+        (
+            "silt_object_store_written_bytes_total",
+            "Bytes uploaded to the object store.",
+            RemoteMetrics::get(&remote.bytes_written),
+        ),
+        (
+            "silt_object_store_failures_total",
+            "Object-store requests that failed after retries.",
+            RemoteMetrics::get(&remote.failures),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let mut backlog_segments = 0;
+    let mut backlog_bytes = 0;
+    let mut lag_rows = Vec::new();
+    let mut archived_rows = Vec::new();
+    for topic in node.topics.all() {
+        if !topic.config().remote_storage_enable {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let Some((segments, bytes, lag)) = tiering.backlog(&topic, &partition) else {
+                continue;
+            };
+            backlog_segments += segments;
+            backlog_bytes += bytes;
+            let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
+            lag_rows.push(format!("silt_archive_lag_offsets{{{labels}}} {lag}"));
+            let archived = tiering
+                .archived_next(topic.id, partition.index)
+                .unwrap_or(-1);
+            archived_rows.push(format!("silt_archive_next_offset{{{labels}}} {archived}"));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_backlog_segments Sealed segments not archived yet.\n# TYPE silt_archive_backlog_segments gauge\nsilt_archive_backlog_segments {backlog_segments}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_backlog_bytes Bytes of sealed segments not archived yet.\n# TYPE silt_archive_backlog_bytes gauge\nsilt_archive_backlog_bytes {backlog_bytes}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_lag_offsets Offsets between the high watermark and the archive's end.\n# TYPE silt_archive_lag_offsets gauge"
+    );
+    for row in lag_rows {
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_next_offset Offset after the last archived record (-1: manifest not loaded yet).\n# TYPE silt_archive_next_offset gauge"
+    );
+    for row in archived_rows {
+        let _ = writeln!(out, "{row}");
+    }
 }

@@ -18,7 +18,8 @@ use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{Clock, LogError, Storage};
 use crate::metrics::Metrics;
-use crate::topics::TopicRegistry;
+use crate::tiering::Tiering;
+use crate::topics::{TopicEvent, TopicRegistry};
 
 /// Producer ids are reserved on disk this many at a time.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -45,6 +46,8 @@ pub struct Node {
     pub topics: Arc<TopicRegistry>,
     /// Consumer groups and their committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// The archive side, when the node has an archive.
+    pub tiering: Option<Arc<Tiering>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Time source.
@@ -69,7 +72,7 @@ impl Node {
     /// [`LogError`] naming the path when the data directory cannot be created, read or
     /// written.
     pub fn open(
-        config: NodeConfig,
+        mut config: NodeConfig,
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         runtime: tokio::runtime::Handle,
@@ -89,6 +92,22 @@ impl Node {
             };
             write_json(storage.as_ref(), &node_file, &record)?;
             record.cluster_id
+        };
+        let archive_target = match &config.archive {
+            silt_config::ArchiveTarget::Disabled => None,
+            silt_config::ArchiveTarget::Default => Some(data.join("archive").display().to_string()),
+            silt_config::ArchiveTarget::Url(url) => Some(url.clone()),
+        };
+        // Topics archive by default when there is an archive (remote.storage.enable).
+        config.topic_defaults.remote_storage_enable = archive_target.is_some();
+        let tiering = match &archive_target {
+            Some(target) => Some(Arc::new(
+                Tiering::open(target, &config, &cluster_id).map_err(|e| LogError::Foreign {
+                    path: std::path::PathBuf::from(target),
+                    reason: e.to_string(),
+                })?,
+            )),
+            None => None,
         };
         let ids_file = data.join("producer_ids.json");
         let next = if storage.exists(&ids_file) {
@@ -115,11 +134,12 @@ impl Node {
             clock.clone(),
             &runtime,
         )?);
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             config,
             cluster_id,
             topics,
             groups,
+            tiering,
             metrics: Metrics::default(),
             clock,
             storage,
@@ -128,7 +148,29 @@ impl Node {
                 reserved_until: next,
             }),
             started: Instant::now(),
-        }))
+        });
+        if let Some(tiering) = node.tiering.clone() {
+            let clock = node.clock.clone();
+            let runtime = runtime.clone();
+            node.topics.set_listener(Arc::new(move |event| {
+                let tiering = tiering.clone();
+                let now = clock.now_ms();
+                match event {
+                    TopicEvent::Changed(topic) => {
+                        runtime.spawn(async move { tiering.put_catalog(&topic, now).await });
+                    }
+                    TopicEvent::Deleted {
+                        name,
+                        id,
+                        partitions,
+                    } => {
+                        let _guard = runtime.enter();
+                        tiering.forget_topic(name, id, partitions);
+                    }
+                }
+            }));
+        }
+        Ok(node)
     }
 
     /// Hands out a producer id never given before, reserving a block on disk when the

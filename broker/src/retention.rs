@@ -38,6 +38,22 @@ pub fn expired_segments(
     count
 }
 
+/// How many of the oldest sealed segments local retention (`local.retention.*`) deletes:
+/// only those ending at or before `archived_next` (their upload and manifest are confirmed).
+pub fn local_expired(
+    segments: &[SegmentInfo],
+    now_ms: i64,
+    local_retention_ms: i64,
+    local_retention_bytes: i64,
+    archived_next: i64,
+) -> usize {
+    let archived = segments
+        .iter()
+        .take_while(|s| s.sealed && s.next_offset <= archived_next)
+        .count();
+    expired_segments(segments, now_ms, local_retention_ms, local_retention_bytes).min(archived)
+}
+
 /// True when the active segment holds data and all of it is past `retention.ms`.
 pub fn active_expired(segments: &[SegmentInfo], now_ms: i64, retention_ms: i64) -> bool {
     segments.last().is_some_and(|active| {
@@ -72,8 +88,25 @@ async fn apply(node: &Node) {
                 tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention roll failed");
             }
             let segments = log.segments();
-            let count =
+            let mut count =
                 expired_segments(&segments, now, config.retention_ms, config.retention_bytes);
+            let tiering = node
+                .tiering
+                .as_ref()
+                .filter(|_| config.remote_storage_enable);
+            if let Some(tiering) = tiering {
+                // Local retention may only delete what the archive holds (confirmed uploads).
+                let archived = tiering
+                    .archived_next(topic.id, partition.index)
+                    .unwrap_or(i64::MIN);
+                count = count.max(local_expired(
+                    &segments,
+                    now,
+                    config.local_retention_ms,
+                    config.local_retention_bytes,
+                    archived,
+                ));
+            }
             if count == 0 {
                 continue;
             }
@@ -153,6 +186,27 @@ mod tests {
         assert_eq!(expired_segments(&segments, 0, -1, 200), 2);
         assert_eq!(expired_segments(&segments, 0, -1, 350), 0);
         assert_eq!(expired_segments(&segments, 0, -1, 0), 3);
+    }
+
+    #[test]
+    fn local_retention_stops_at_what_is_archived() {
+        let segments = [
+            segment(0, 100, 0, true),
+            segment(10, 100, 0, true),
+            segment(20, 100, 0, true),
+            segment(30, 50, 0, false),
+        ];
+        assert_eq!(
+            local_expired(&segments, 1000, 10, -1, 20),
+            2,
+            "only the two archived ones"
+        );
+        assert_eq!(
+            local_expired(&segments, 1000, 10, -1, i64::MIN),
+            0,
+            "nothing archived, nothing deleted"
+        );
+        assert_eq!(local_expired(&segments, 1000, -1, 120, 40), 3);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use silt_config::{ConfigError, NodeConfig, TopicConfig, TopicProperty};
@@ -206,8 +206,26 @@ impl Topic {
     }
 }
 
+/// A change to the set of topics, for whoever mirrors it (the archive's catalog).
+#[derive(Debug, Clone)]
+pub enum TopicEvent {
+    /// Created, or its partitions or properties changed.
+    Changed(Arc<Topic>),
+    /// Deleted.
+    Deleted {
+        /// Name.
+        name: String,
+        /// Id.
+        id: Uuid,
+        /// Partitions it had.
+        partitions: i32,
+    },
+}
+
+/// Receives [`TopicEvent`]s.
+pub type TopicListener = Arc<dyn Fn(TopicEvent) + Send + Sync>;
+
 /// All topics of the node.
-#[derive(Debug)]
 pub struct TopicRegistry {
     root: PathBuf,
     trash: PathBuf,
@@ -218,6 +236,15 @@ pub struct TopicRegistry {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises create, delete and alter so two admin requests cannot interleave on one name.
     admin: tokio::sync::Mutex<()>,
+    listener: Mutex<Option<TopicListener>>,
+}
+
+impl std::fmt::Debug for TopicRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicRegistry")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TopicRegistry {
@@ -259,6 +286,7 @@ impl TopicRegistry {
             runtime,
             topics: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            listener: Mutex::new(None),
         };
         let mut names = storage
             .list_dir(&root)
@@ -326,6 +354,22 @@ impl TopicRegistry {
             e.to_string()
         });
         Arc::new(Partition { index, log })
+    }
+
+    /// Sets who hears about topic changes.
+    pub fn set_listener(&self, listener: TopicListener) {
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    fn notify(&self, event: TopicEvent) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            listener(event);
+        }
     }
 
     /// A topic by name.
@@ -450,6 +494,7 @@ impl TopicRegistry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), topic.clone());
+        self.notify(TopicEvent::Changed(topic.clone()));
         Ok(topic)
     }
 
@@ -494,6 +539,11 @@ impl TopicRegistry {
         })
         .await?;
         tracing::info!(topic = name, id = %id, "deleted topic");
+        self.notify(TopicEvent::Deleted {
+            name: name.to_string(),
+            id,
+            partitions: topic.partition_count(),
+        });
         Ok(())
     }
 
@@ -547,6 +597,7 @@ impl TopicRegistry {
         })
         .await?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
+        self.notify(TopicEvent::Changed(topic));
         Ok(())
     }
 
@@ -605,6 +656,7 @@ impl TopicRegistry {
         })
         .await?;
         tracing::info!(topic = name, configs = ?topic.overrides(), "altered topic config");
+        self.notify(TopicEvent::Changed(topic));
         Ok(())
     }
 

@@ -119,6 +119,14 @@ pub struct NodeConfig {
     pub node_id: i32,
     /// Archive destination.
     pub archive: ArchiveTarget,
+    /// Longest wait before an unsealed segment's data is rolled and archived.
+    pub archive_upload_interval_ms: u64,
+    /// Uploads at once.
+    pub archive_uploads_in_flight_max: u32,
+    /// Period of the archiver's check.
+    pub archive_check_interval_ms: u64,
+    /// Memory for manifest nodes.
+    pub archive_node_cache_bytes: u64,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions`.
@@ -160,6 +168,10 @@ impl Default for NodeConfig {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             node_id: 0,
             archive: ArchiveTarget::Default,
+            archive_upload_interval_ms: 3_600_000,
+            archive_uploads_in_flight_max: 4,
+            archive_check_interval_ms: 1_000,
+            archive_node_cache_bytes: 64 << 20,
             auto_create_topics: true,
             default_partitions: 1,
             request_bytes_max: 100 * 1024 * 1024,
@@ -235,6 +247,26 @@ impl NodeConfig {
                     }
                     path => ArchiveTarget::Url(path.to_string()),
                 }
+            }
+            "archive_upload_interval_ms" => {
+                self.archive_upload_interval_ms = parse_in(value, 100, 86_400_000 * 7)
+                    .ok_or_else(|| invalid("milliseconds from 100 to 604800000"))?
+                    as u64
+            }
+            "archive_uploads_in_flight_max" => {
+                self.archive_uploads_in_flight_max = parse_in(value, 1, 256)
+                    .ok_or_else(|| invalid("an integer from 1 to 256"))?
+                    as u32
+            }
+            "archive_check_interval_ms" => {
+                self.archive_check_interval_ms = parse_in(value, 10, 3_600_000)
+                    .ok_or_else(|| invalid("milliseconds from 10 to 3600000"))?
+                    as u64
+            }
+            "archive_node_cache_bytes" => {
+                self.archive_node_cache_bytes = parse_in(value, 1 << 20, i64::MAX)
+                    .ok_or_else(|| invalid("a byte count of at least 1048576"))?
+                    as u64
             }
             "auto_create_topics" => {
                 self.auto_create_topics = parse_bool(value).ok_or_else(|| invalid(BOOL))?
@@ -435,6 +467,10 @@ impl NodeConfig {
                 ArchiveTarget::Disabled => "none".to_string(),
                 ArchiveTarget::Url(url) => url.clone(),
             },
+            "archive_upload_interval_ms" => self.archive_upload_interval_ms.to_string(),
+            "archive_uploads_in_flight_max" => self.archive_uploads_in_flight_max.to_string(),
+            "archive_check_interval_ms" => self.archive_check_interval_ms.to_string(),
+            "archive_node_cache_bytes" => self.archive_node_cache_bytes.to_string(),
             "auto_create_topics" => self.auto_create_topics.to_string(),
             "default_partitions" => self.default_partitions.to_string(),
             "request_bytes_max" => self.request_bytes_max.to_string(),
@@ -570,7 +606,8 @@ mod tests {
                 "auto_create_topics" => "false",
                 "log_message_timestamp_type" => "LogAppendTime",
                 "log_retention_ms" | "log_retention_bytes" => "-1",
-                "requests_in_flight_max" => "16",
+                "requests_in_flight_max" | "archive_uploads_in_flight_max" => "16",
+                "archive_node_cache_bytes" => "10485760",
                 _ => "4096",
             };
             let mut config = NodeConfig::default();

@@ -3,6 +3,7 @@
 //! `silt serve` runs a node; the other commands are Kafka clients in the manner of Redpanda's
 //! `rpk`, so they work against silt or any Kafka-compatible broker.
 
+mod archive;
 mod client;
 mod group;
 mod serve;
@@ -34,6 +35,13 @@ enum Command {
         brokers: topic::BrokerArgs,
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// List and verify the archive in its bucket.
+    Archive {
+        #[command(flatten)]
+        args: archive::ArchiveArgs,
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
     },
     /// List, describe (members, offsets, lag), seek and delete consumer groups.
     Group {
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Topic { brokers, command } => topic::run(command, &brokers).await,
             Command::Group { brokers, command } => group::run(command, &brokers).await,
+            Command::Archive { args, command } => archive::run(command, &args).await,
         }
     });
     match result {

@@ -46,14 +46,25 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                 .partitions()
                 .iter()
                 .map(|p| match &p.log {
-                    Ok(log) => json!({
-                        "partition": p.index,
-                        "online": !log.is_closed(),
-                        "high_watermark": log.high_watermark(),
-                        "log_start_offset": log.log_start_offset(),
-                        "local_bytes": log.size_bytes(),
-                        "local_segments": log.segments().len(),
-                    }),
+                    Ok(log) => {
+                        let tier = node.tiering.as_ref().and_then(|t| t.get(topic.id, p.index));
+                        let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
+                        json!({
+                            "partition": p.index,
+                            "online": !log.is_closed(),
+                            "high_watermark": log.high_watermark(),
+                            "log_start_offset": log.log_start_offset(),
+                            "local_bytes": log.size_bytes(),
+                            "local_segments": log.segments().len(),
+                            "archive": tier.map(|t| json!({
+                                "archived_next_offset": t.archived_next(),
+                                "archive_start_offset": t.archive_start(),
+                                "fenced": t.is_fenced(),
+                                "backlog_segments": backlog.map(|b| b.0),
+                                "backlog_bytes": backlog.map(|b| b.1),
+                            })),
+                        })
+                    }
                     Err(e) => json!({ "partition": p.index, "online": false, "error": e }),
                 })
                 .collect();

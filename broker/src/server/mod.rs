@@ -135,6 +135,9 @@ impl Server {
             node.groups.clone(),
             stop_rx.clone(),
         ));
+        if let Some(tiering) = node.tiering.clone() {
+            background.spawn(tiering.run(node.clone(), stop_rx.clone()));
+        }
         let connections = accept_loop(node.clone(), kafka, stop_rx.clone(), shutdown).await;
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

@@ -1,0 +1,391 @@
+//! Tiering: sealed segments go to the archive, the archive's retention is applied, and local
+//! retention learns what it may delete.
+//!
+//! A task looks at every partition of every topic with `remote.storage.enable` each
+//! `archive_check_interval_ms`. For a partition with sealed segments past its archived offset it
+//! starts one upload job (at most `archive_uploads_in_flight_max` jobs run at once, across
+//! partitions), which uploads them in offset order. A partition whose active segment has held
+//! unarchived data for `archive_upload_interval_ms` is rolled first, so recent data does not
+//! live only on one disk. A failed upload (the bucket is away, throttling that outlasted the
+//! store client's retries) backs off exponentially, with jitter, up to a minute; meanwhile the
+//! local log keeps taking appends and keeps every segment not yet archived.
+//!
+//! What is archived is known from the manifest, per partition: [`Tiering::archived_next`].
+//! Local retention deletes only segments that end at or before it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use silt_archiver::{
+    Archive, ArchiveConfig, ArchiveError, PartitionArchiver, PartitionId, SealedSegment,
+    TopicCatalog,
+};
+use silt_index::segment::SegmentFile;
+use tokio::sync::{Semaphore, watch};
+use uuid::Uuid;
+
+use crate::node::Node;
+use crate::topics::{Partition, Topic};
+
+/// Longest wait after failures before a partition is tried again.
+const BACKOFF_MAX_MS: i64 = 60_000;
+
+/// Counters of the tiering task (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct TieringMetrics {
+    /// Segments uploaded and committed.
+    pub uploads: AtomicU64,
+    /// Upload attempts that failed.
+    pub upload_failures: AtomicU64,
+    /// Bytes of segments uploaded.
+    pub uploaded_bytes: AtomicU64,
+    /// Segments dropped from the archive by retention.
+    pub archive_segments_deleted: AtomicU64,
+}
+
+/// The tiering state of one partition.
+#[derive(Debug)]
+pub struct PartitionTier {
+    id: PartitionId,
+    archiver: tokio::sync::Mutex<Option<PartitionArchiver>>,
+    /// Offset after the last archived record; -1 until the manifest is loaded.
+    archived_next: AtomicI64,
+    /// First offset readable from the archive; -1 until loaded.
+    archive_start: AtomicI64,
+    busy: AtomicBool,
+    failures: AtomicU32,
+    retry_at_ms: AtomicI64,
+    fenced: AtomicBool,
+}
+
+impl PartitionTier {
+    /// Offset after the last archived record, if known.
+    pub fn archived_next(&self) -> Option<i64> {
+        let v = self.archived_next.load(Ordering::Acquire);
+        (v >= 0).then_some(v)
+    }
+
+    /// First offset readable from the archive, if known.
+    pub fn archive_start(&self) -> Option<i64> {
+        let v = self.archive_start.load(Ordering::Acquire);
+        (v >= 0).then_some(v)
+    }
+
+    /// True when another writer owns this partition's manifest.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// The partition.
+    pub fn id(&self) -> &PartitionId {
+        &self.id
+    }
+}
+
+/// The archive side of the node.
+#[derive(Debug)]
+pub struct Tiering {
+    archive: Archive,
+    partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionTier>>>,
+    uploads: Arc<Semaphore>,
+    /// Counters.
+    pub metrics: TieringMetrics,
+    upload_interval_ms: i64,
+    check_interval: Duration,
+    cluster_id: String,
+}
+
+impl Tiering {
+    /// Opens the archive at `target` for this node.
+    ///
+    /// # Errors
+    ///
+    /// An archive URL or directory that cannot be used.
+    pub fn open(
+        target: &str,
+        node: &silt_config::NodeConfig,
+        cluster_id: &str,
+    ) -> Result<Tiering, ArchiveError> {
+        let writer = format!("{cluster_id}/{}/{}", node.node_id, Uuid::new_v4());
+        let config = ArchiveConfig {
+            node_cache_bytes: node.archive_node_cache_bytes,
+            index_interval_bytes: node.topic_defaults.index_interval_bytes,
+        };
+        Ok(Tiering {
+            archive: Archive::open(target, writer, config)?,
+            partitions: Mutex::new(HashMap::new()),
+            uploads: Arc::new(Semaphore::new(node.archive_uploads_in_flight_max as usize)),
+            metrics: TieringMetrics::default(),
+            upload_interval_ms: node.archive_upload_interval_ms as i64,
+            check_interval: Duration::from_millis(node.archive_check_interval_ms),
+            cluster_id: cluster_id.to_string(),
+        })
+    }
+
+    /// The archive.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    fn tier(&self, topic: &Topic, partition: i32) -> Arc<PartitionTier> {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .entry((topic.id, partition))
+            .or_insert_with(|| {
+                Arc::new(PartitionTier {
+                    id: PartitionId {
+                        topic: topic.name.clone(),
+                        topic_id: topic.id,
+                        partition,
+                    },
+                    archiver: tokio::sync::Mutex::new(None),
+                    archived_next: AtomicI64::new(-1),
+                    archive_start: AtomicI64::new(-1),
+                    busy: AtomicBool::new(false),
+                    failures: AtomicU32::new(0),
+                    retry_at_ms: AtomicI64::new(0),
+                    fenced: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+
+    /// The tiering state of a partition, if it was ever looked at.
+    pub fn get(&self, topic_id: Uuid, partition: i32) -> Option<Arc<PartitionTier>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic_id, partition))
+            .cloned()
+    }
+
+    /// Offset after the last archived record of a partition, if known.
+    pub fn archived_next(&self, topic_id: Uuid, partition: i32) -> Option<i64> {
+        self.get(topic_id, partition)
+            .and_then(|t| t.archived_next())
+    }
+
+    /// Records a topic in the bucket's catalog.
+    pub async fn put_catalog(&self, topic: &Topic, now_ms: i64) {
+        let catalog = TopicCatalog {
+            format: 1,
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partition_count(),
+            configs: topic.overrides(),
+            cluster_id: self.cluster_id.clone(),
+            updated_ms: now_ms,
+        };
+        if let Err(e) = self.archive.put_topic(&catalog).await {
+            tracing::warn!(topic = %topic.name, error = %e, "topic catalog not written; retried at the next change or restart");
+        }
+    }
+
+    /// Removes a deleted topic from the archive (catalog and objects), in the background.
+    pub fn forget_topic(self: &Arc<Self>, name: String, id: Uuid, partitions: i32) {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(topic, _), _| *topic != id);
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.archive.delete_topic(&name, id, partitions).await {
+                Ok(removed) => {
+                    tracing::info!(topic = name, %id, removed, "deleted the topic's archive")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = name, %id, error = %e, "could not delete the topic's archive")
+                }
+            }
+        });
+    }
+
+    /// Looks at every partition once, starting upload jobs where there is work.
+    pub async fn tick(self: &Arc<Self>, node: &Arc<Node>) {
+        let now = node.clock.now_ms();
+        for topic in node.topics.all() {
+            if !topic.config().remote_storage_enable {
+                continue;
+            }
+            for partition in topic.partitions() {
+                if partition.log.is_err() {
+                    continue;
+                }
+                let tier = self.tier(&topic, partition.index);
+                if tier.is_fenced() || tier.retry_at_ms.load(Ordering::Acquire) > now {
+                    continue;
+                }
+                if tier.busy.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                let this = self.clone();
+                let node = node.clone();
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    this.work(&node, &topic, &partition, &tier).await;
+                    tier.busy.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+
+    /// One round of work on a partition: load, roll if idle, upload, apply retention.
+    async fn work(&self, node: &Node, topic: &Topic, partition: &Partition, tier: &PartitionTier) {
+        let Ok(log) = &partition.log else { return };
+        let now = node.clock.now_ms();
+        let mut guard = tier.archiver.lock().await;
+        if guard.is_none() {
+            match self.archive.partition(tier.id.clone()).await {
+                Ok(archiver) => {
+                    tier.archived_next
+                        .store(archiver.archived_next_offset(), Ordering::Release);
+                    tier.archive_start
+                        .store(archiver.root().start_offset, Ordering::Release);
+                    *guard = Some(archiver);
+                }
+                Err(e) => {
+                    self.failed(tier, now, &e, "loading the manifest");
+                    return;
+                }
+            }
+        }
+        let archiver = guard.as_mut().expect("loaded above");
+        let archived = archiver.archived_next_offset();
+        // An idle partition's data must not wait forever in the active segment.
+        let segments = log.segments();
+        if let Some(active) = segments.last() {
+            if !active.sealed && active.size_bytes > 0 && active.next_offset > archived {
+                if let Err(e) = log.roll_if_older(self.upload_interval_ms).await {
+                    tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
+                }
+            }
+        }
+        let pending: Vec<_> = log
+            .segments()
+            .into_iter()
+            .filter(|s| s.sealed && s.next_offset > archived)
+            .collect();
+        for info in pending {
+            let archived = archiver.archived_next_offset();
+            if info.next_offset <= archived {
+                continue;
+            }
+            if info.base_offset < archived {
+                tracing::error!(partition = %tier.id, base = info.base_offset, archived, "local segment overlaps the archive; archiving stopped for this partition");
+                tier.fenced.store(true, Ordering::Release);
+                return;
+            }
+            if info.base_offset > archived && !archiver.root().is_empty() {
+                // Local data was deleted before it was archived (the topic was not tiered then):
+                // the archive cannot be contiguous with it. Start it again from here.
+                tracing::warn!(partition = %tier.id, from = archived, to = info.base_offset, "gap between the archive and the local log; the archive restarts at the local log");
+                if let Err(e) = archiver.drop_before(archiver.root().next_offset, now).await {
+                    self.failed(tier, now, &e, "resetting the archive");
+                    return;
+                }
+            }
+            let Ok(_permit) = self.uploads.clone().acquire_owned().await else {
+                return;
+            };
+            let segment = SealedSegment {
+                base_offset: info.base_offset,
+                next_offset: info.next_offset,
+                size_bytes: info.size_bytes,
+                path: log.segment_path(info.base_offset, SegmentFile::Log),
+            };
+            match archiver.upload(&segment, node.clock.now_ms()).await {
+                Ok(entry) => {
+                    self.metrics.uploads.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .uploaded_bytes
+                        .fetch_add(entry.meta.size_bytes, Ordering::Relaxed);
+                    tier.archived_next
+                        .store(archiver.archived_next_offset(), Ordering::Release);
+                    tier.archive_start
+                        .store(archiver.root().start_offset, Ordering::Release);
+                    tier.failures.store(0, Ordering::Release);
+                    tracing::debug!(partition = %tier.id, base = segment.base_offset, bytes = segment.size_bytes, "archived segment");
+                }
+                Err(e) => {
+                    if matches!(e, ArchiveError::Fenced { .. }) {
+                        tier.fenced.store(true, Ordering::Release);
+                    }
+                    self.failed(tier, now, &e, "uploading a segment");
+                    return;
+                }
+            }
+        }
+        // Total retention applies to the archive too.
+        let config = topic.config();
+        let unarchived: u64 = log
+            .segments()
+            .iter()
+            .filter(|s| s.next_offset > archiver.archived_next_offset())
+            .map(|s| s.size_bytes)
+            .sum();
+        match archiver
+            .retention_cut(now, config.retention_ms, config.retention_bytes, unarchived)
+            .await
+        {
+            Ok(Some(cut)) => match archiver.drop_before(cut, now).await {
+                Ok(dropped) => {
+                    self.metrics
+                        .archive_segments_deleted
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    tier.archive_start
+                        .store(archiver.root().start_offset, Ordering::Release);
+                    tracing::info!(partition = %tier.id, dropped, start = cut, "archive retention");
+                }
+                Err(e) => self.failed(tier, now, &e, "applying archive retention"),
+            },
+            Ok(None) => {}
+            Err(e) => self.failed(tier, now, &e, "planning archive retention"),
+        }
+    }
+
+    fn failed(&self, tier: &PartitionTier, now: i64, error: &ArchiveError, what: &str) {
+        self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
+        let failures = tier.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let base = (500i64 << failures.min(7)).min(BACKOFF_MAX_MS);
+        // Jitter: up to half the backoff, so partitions do not retry in lockstep.
+        let jitter = (Uuid::new_v4().as_u128() % (base as u128 / 2 + 1)) as i64;
+        tier.retry_at_ms
+            .store(now + base / 2 + jitter, Ordering::Release);
+        tracing::warn!(partition = %tier.id, failures, retry_in_ms = base / 2 + jitter, error = %error, "archive: {what} failed");
+    }
+
+    /// Backlog: (segments, bytes) sealed but not archived, and the archive lag in offsets, of
+    /// one partition.
+    pub fn backlog(&self, topic: &Topic, partition: &Partition) -> Option<(u64, u64, i64)> {
+        let log = partition.log.as_ref().ok()?;
+        let archived = self.archived_next(topic.id, partition.index).unwrap_or(0);
+        let sealed: Vec<_> = log
+            .segments()
+            .into_iter()
+            .filter(|s| s.sealed && s.next_offset > archived)
+            .collect();
+        let bytes = sealed.iter().map(|s| s.size_bytes).sum();
+        Some((
+            sealed.len() as u64,
+            bytes,
+            (log.high_watermark() - archived).max(0),
+        ))
+    }
+
+    /// Writes every topic to the catalog, then checks partitions until `stop`.
+    pub(crate) async fn run(self: Arc<Self>, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+        let now = node.clock.now_ms();
+        for topic in node.topics.all() {
+            self.put_catalog(&topic, now).await;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.check_interval) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            self.tick(&node).await;
+        }
+    }
+}
