@@ -255,12 +255,13 @@ impl Tiering {
         let archived = archiver.archived_next_offset();
         // An idle partition's data must not wait forever in the active segment.
         let segments = log.segments();
-        if let Some(active) = segments.last() {
-            if !active.sealed && active.size_bytes > 0 && active.next_offset > archived {
-                if let Err(e) = log.roll_if_older(self.upload_interval_ms).await {
-                    tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
-                }
-            }
+        if let Some(active) = segments.last()
+            && !active.sealed
+            && active.size_bytes > 0
+            && active.next_offset > archived
+            && let Err(e) = log.roll_if_older(self.upload_interval_ms).await
+        {
+            tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
         }
         let pending: Vec<_> = log
             .segments()
