@@ -61,10 +61,10 @@ async fn topics(archive: &Archive, only: Option<&str>) -> Result<Vec<TopicCatalo
         .into_iter()
         .filter(|t| only.is_none_or(|name| t.name == name))
         .collect();
-    if let Some(name) = only {
-        if topics.is_empty() {
-            bail!("topic '{name}' is not in the archive");
-        }
+    if let Some(name) = only
+        && topics.is_empty()
+    {
+        bail!("topic '{name}' is not in the archive");
     }
     Ok(topics)
 }
@@ -104,16 +104,8 @@ fn when(ms: i64) -> String {
 async fn ls(archive: &Archive, only: Option<&str>) -> Result<()> {
     println!("archive {}", archive.remote().description());
     println!(
-        "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} {}",
-        "TOPIC",
-        "PART",
-        "SEGMENTS",
-        "START",
-        "END",
-        "BYTES",
-        "FIRST-TIME",
-        "LAST-TIME",
-        "LAST-UPLOAD"
+        "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} LAST-UPLOAD",
+        "TOPIC", "PART", "SEGMENTS", "START", "END", "BYTES", "FIRST-TIME", "LAST-TIME"
     );
     for topic in topics(archive, only).await? {
         for partition in 0..topic.partitions {
@@ -250,34 +242,34 @@ fn check_manifest(
     }
     let mut expected: Option<i64> = None;
     for entry in entries {
-        if let Some(next) = expected {
-            if entry.meta.base_offset != next {
-                faults.push(format!(
-                    "{id}: segment at {} does not follow the previous one ending at {}",
-                    entry.meta.base_offset,
-                    next - 1
-                ));
-            }
+        if let Some(next) = expected
+            && entry.meta.base_offset != next
+        {
+            faults.push(format!(
+                "{id}: segment at {} does not follow the previous one ending at {}",
+                entry.meta.base_offset,
+                next - 1
+            ));
         }
         expected = Some(entry.meta.last_offset + 1);
     }
-    if let Some(first) = entries.first() {
-        if first.meta.base_offset > root.start_offset || first.meta.last_offset < root.start_offset
-        {
-            faults.push(format!(
-                "{id}: the first segment [{}, {}] does not hold the start offset {}",
-                first.meta.base_offset, first.meta.last_offset, root.start_offset
-            ));
-        }
+    if let Some(first) = entries.first()
+        && (first.meta.base_offset > root.start_offset
+            || first.meta.last_offset < root.start_offset)
+    {
+        faults.push(format!(
+            "{id}: the first segment [{}, {}] does not hold the start offset {}",
+            first.meta.base_offset, first.meta.last_offset, root.start_offset
+        ));
     }
-    if let Some(end) = expected {
-        if end != root.next_offset {
-            faults.push(format!(
-                "{id}: the last segment ends at {} but the root says the archive ends at {}",
-                end - 1,
-                root.next_offset
-            ));
-        }
+    if let Some(end) = expected
+        && end != root.next_offset
+    {
+        faults.push(format!(
+            "{id}: the last segment ends at {} but the root says the archive ends at {}",
+            end - 1,
+            root.next_offset
+        ));
     }
 }
 
