@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    BackoffConfig, ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
     PutPayload, RetryConfig, WriteMultipart,
 };
 
@@ -167,9 +167,10 @@ impl Remote {
             max_retries: 10,
             retry_timeout: RETRY_TIMEOUT,
         };
-        let client = ClientOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(Duration::from_secs(5));
+        // Timeouts go in as configuration keys: `with_client_options` would replace what
+        // `from_env` read (AWS_ALLOW_HTTP among it).
+        let timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
+        let connect_timeout = "5s";
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => return Remote::local(std::path::Path::new(url.path())),
             "memory" => Arc::new(object_store::memory::InMemory::new()),
@@ -177,7 +178,16 @@ impl Remote {
                 object_store::aws::AmazonS3Builder::from_env()
                     .with_url(target)
                     .with_retry(retry)
-                    .with_client_options(client)
+                    .with_config(
+                        object_store::aws::AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        &timeout,
+                    )
+                    .with_config(
+                        object_store::aws::AmazonS3ConfigKey::Client(
+                            ClientConfigKey::ConnectTimeout,
+                        ),
+                        connect_timeout,
+                    )
                     .build()
                     .map_err(|e| config(&e))?,
             ),
@@ -185,7 +195,14 @@ impl Remote {
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(target)
                     .with_retry(retry)
-                    .with_client_options(client)
+                    .with_config(
+                        object_store::gcp::GoogleConfigKey::Client(ClientConfigKey::Timeout),
+                        &timeout,
+                    )
+                    .with_config(
+                        object_store::gcp::GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        connect_timeout,
+                    )
                     .build()
                     .map_err(|e| config(&e))?,
             ),
@@ -193,7 +210,16 @@ impl Remote {
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(target)
                     .with_retry(retry)
-                    .with_client_options(client)
+                    .with_config(
+                        object_store::azure::AzureConfigKey::Client(ClientConfigKey::Timeout),
+                        &timeout,
+                    )
+                    .with_config(
+                        object_store::azure::AzureConfigKey::Client(
+                            ClientConfigKey::ConnectTimeout,
+                        ),
+                        connect_timeout,
+                    )
                     .build()
                     .map_err(|e| config(&e))?,
             ),

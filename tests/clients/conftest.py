@@ -151,3 +151,175 @@ def wait_for(condition, timeout=30, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proxy:
+    """A TCP forwarder in front of the S3 server, so a test can take the bucket away (refused
+    connections, cut transfers) and bring it back with the data intact."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target_port = target_port
+        self.port = free_port()
+        self._listener = None
+        self._conns = []
+        self._lock = threading.Lock()
+        self._socket = socket
+
+    def start(self):
+        listener = self._socket.socket()
+        listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = self._socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(self._socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self):
+        """The bucket goes away: the listener closes and every open connection is cut."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(self._socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+
+
+class S3:
+    """moto's S3 server (in memory) behind a Proxy, with one bucket."""
+
+    def __init__(self, log_path: Path):
+        import boto3
+
+        self.server_port = free_port()
+        self.log = open(log_path, "w")
+        moto = REPO / ".venv" / "bin" / "moto_server"
+        self.process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.server_port)], stdout=self.log, stderr=self.log)
+        self.proxy = Proxy(self.server_port)
+        self.proxy.start()
+        self.bucket = "silt-archive"
+        self.client = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{self.server_port}", aws_access_key_id="test",
+            aws_secret_access_key="test", region_name="us-east-1",
+        )
+
+        def ready():
+            try:
+                self.client.list_buckets()
+                return True
+            except Exception:
+                if self.process.poll() is not None:
+                    raise RuntimeError("moto_server exited")
+                return False
+
+        wait_for(ready, timeout=60, what="moto_server up")
+        self.client.create_bucket(Bucket=self.bucket)
+
+    @property
+    def env(self):
+        """What silt needs to reach the bucket (through the proxy)."""
+        return {
+            "AWS_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def url(self, prefix="cluster-a"):
+        return f"s3://{self.bucket}/{prefix}"
+
+    def keys(self, prefix=""):
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+
+    def stop(self):
+        self.proxy.stop()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def s3(tmp_path):
+    server = S3(tmp_path / "moto.log")
+    yield server
+    server.stop()
+
+
+def silt_cli(*args, env=None, timeout=120):
+    """Runs the silt binary's CLI; returns the CompletedProcess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SILT_")}
+    full_env.update(env or {})
+    return subprocess.run([str(SILT_BIN), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def admin_json(silt, path):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{silt.admin}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def metric(silt, name, labels=None):
+    """The value of one Prometheus sample on /metrics (None if absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{silt.admin}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = name if labels is None else name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return None
