@@ -47,6 +47,19 @@ pub enum ArchiveError {
         /// What went wrong.
         reason: String,
     },
+    /// The object store did not answer within the read's time limit.
+    #[error("object store did not answer ({op} {key}) within {after_ms} ms")]
+    TimedOut {
+        /// What was being done.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The limit.
+        after_ms: u64,
+    },
+    /// A read shared by several readers failed (the first reader logged the cause).
+    #[error("{0}")]
+    Shared(std::sync::Arc<ArchiveError>),
     /// The archive URL or options are not usable.
     #[error("archive configuration: {0}")]
     Config(String),
@@ -66,9 +79,30 @@ impl ArchiveError {
 
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ArchiveError::Unavailable { .. } | ArchiveError::NotFound(_)
-        )
+        match self {
+            ArchiveError::Unavailable { .. }
+            | ArchiveError::NotFound(_)
+            | ArchiveError::TimedOut { .. } => true,
+            ArchiveError::Shared(inner) => inner.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// True when an archived object failed its checks (never served; reported).
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            ArchiveError::Corrupt { .. } => true,
+            ArchiveError::Shared(inner) => inner.is_corrupt(),
+            _ => false,
+        }
+    }
+
+    /// True when an object the manifest named is gone (retention raced the read).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ArchiveError::NotFound(_) => true,
+            ArchiveError::Shared(inner) => inner.is_not_found(),
+            _ => false,
+        }
     }
 }

@@ -8,6 +8,8 @@
 //!   lookups by offset and time, retention, crash leftovers.
 //! - [`partition`]: uploading a sealed segment and its sidecar ([`PartitionArchiver`]).
 //! - [`catalog`]: one object per topic, so an archive can be read without its cluster.
+//! - [`reader`]: reads of archived offsets ([`RemoteReader`]): ranged GETs of chunks, shared
+//!   between readers, prefetched for sequential ones, kept in the on-disk [`cache`].
 //!
 //! It never sees broker types: the broker describes a sealed segment as a file path and its
 //! offsets ([`SealedSegment`]).
@@ -24,11 +26,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod catalog;
 mod error;
 pub mod layout;
+mod lru;
 pub mod manifest;
 pub mod partition;
+pub mod reader;
 pub mod remote;
 
 use std::sync::Arc;
@@ -38,6 +43,7 @@ pub use error::ArchiveError;
 pub use layout::{Layout, PartitionId};
 pub use manifest::{Manifest, ManifestReader, NodeCache, Root};
 pub use partition::{PartitionArchiver, SealedSegment};
+pub use reader::{ReadMetrics, ReaderConfig, RemoteReader, RemoteSlice};
 pub use remote::Remote;
 
 /// Settings of the archive.

@@ -21,7 +21,6 @@
 //! The writer keeps the root and the right-hand path of the tree (one node per level). Lookups
 //! go through a shared, size-bounded [`NodeCache`]. Neither grows with the number of segments.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -32,6 +31,7 @@ use uuid::Uuid;
 
 use crate::error::ArchiveError;
 use crate::layout::{Layout, PartitionId, parse_node_id, parse_root_version, parse_segment_name};
+use crate::lru::WeightedLru;
 use crate::remote::{Created, Remote};
 
 const ROOT_FORMAT: u32 = 1;
@@ -108,67 +108,32 @@ impl Root {
 /// entry is valid forever; eviction is least-recently-used by size).
 #[derive(Debug)]
 pub struct NodeCache {
-    capacity_bytes: u64,
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    map: HashMap<String, (Arc<Node>, u64, u64)>,
-    bytes: u64,
-    tick: u64,
+    inner: Mutex<WeightedLru<String, Arc<Node>>>,
 }
 
 impl NodeCache {
     /// A cache holding at most `capacity_bytes` of encoded nodes.
     pub fn new(capacity_bytes: u64) -> NodeCache {
         NodeCache {
-            capacity_bytes,
-            inner: Mutex::default(),
+            inner: Mutex::new(WeightedLru::new(capacity_bytes)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WeightedLru<String, Arc<Node>>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, key: &str) -> Option<Arc<Node>> {
-        let mut inner = self.lock();
-        inner.tick += 1;
-        let tick = inner.tick;
-        let entry = inner.map.get_mut(key)?;
-        entry.2 = tick;
-        Some(entry.0.clone())
+        self.lock().get(&key.to_string())
     }
 
     fn insert(&self, key: String, node: Arc<Node>, size: u64) {
-        let mut inner = self.lock();
-        inner.tick += 1;
-        let tick = inner.tick;
-        if let Some(old) = inner.map.insert(key, (node, size, tick)) {
-            inner.bytes -= old.1;
-        }
-        inner.bytes += size;
-        while inner.bytes > self.capacity_bytes && inner.map.len() > 1 {
-            let oldest = inner
-                .map
-                .iter()
-                .min_by_key(|(_, v)| v.2)
-                .map(|(k, _)| k.clone())
-                .expect("non-empty");
-            if let Some(removed) = inner.map.remove(&oldest) {
-                inner.bytes -= removed.1;
-            }
-        }
-        assert!(
-            inner.map.is_empty() || inner.bytes <= self.capacity_bytes.max(size),
-            "cache over budget"
-        );
+        self.lock().insert(key, node, size);
     }
 
     /// Bytes of nodes held.
     pub fn bytes(&self) -> u64 {
-        self.lock().bytes
+        self.lock().weight()
     }
 }
 
