@@ -257,6 +257,7 @@ fn render_tiering(node: &Node, out: &mut String) {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    render_remote_reads(tiering, out);
     let mut backlog_segments = 0;
     let mut backlog_bytes = 0;
     let mut lag_rows = Vec::new();
@@ -301,4 +302,99 @@ fn render_tiering(node: &Node, out: &mut String) {
     for row in archived_rows {
         let _ = writeln!(out, "{row}");
     }
+}
+
+/// Reads served from the archive: cache hits and misses, bytes, GETs, time to first byte.
+fn render_remote_reads(tiering: &crate::tiering::Tiering, out: &mut String) {
+    let reader = tiering.reader();
+    let r = reader.metrics();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "silt_archive_reads_total",
+            "Fetches and timestamp lookups answered from the archive.",
+            load(&r.reads),
+        ),
+        (
+            "silt_archive_read_failures_total",
+            "Archive reads that failed (store unavailable, timed out, corrupt object).",
+            load(&r.read_failures),
+        ),
+        (
+            "silt_archive_cache_hits_total",
+            "Chunk reads answered by the archive cache.",
+            load(&r.chunk_hits),
+        ),
+        (
+            "silt_archive_cache_misses_total",
+            "Chunk reads that waited for the object store.",
+            load(&r.chunk_misses),
+        ),
+        (
+            "silt_archive_chunk_gets_total",
+            "Chunk GETs sent to the object store (demand and prefetch).",
+            load(&r.chunk_gets),
+        ),
+        (
+            "silt_archive_prefetch_gets_total",
+            "Chunk GETs sent ahead of sequential readers.",
+            load(&r.prefetches),
+        ),
+        (
+            "silt_archive_fetched_bytes_total",
+            "Bytes of chunks read from the object store.",
+            load(&r.bytes_fetched),
+        ),
+        (
+            "silt_archive_served_bytes_total",
+            "Bytes of record batches served from the archive.",
+            load(&r.bytes_served),
+        ),
+        (
+            "silt_archive_corrupt_batches_total",
+            "Archived batches that failed their checks (never served).",
+            load(&r.corrupt_batches),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let (hits, misses) = (load(&r.chunk_hits), load(&r.chunk_misses));
+    let ratio = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_cache_hit_ratio Share of chunk reads answered by the cache.\n# TYPE silt_archive_cache_hit_ratio gauge\nsilt_archive_cache_hit_ratio {ratio}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_cache_bytes Bytes in the archive chunk cache.\n# TYPE silt_archive_cache_bytes gauge\nsilt_archive_cache_bytes {}",
+        reader.cache().bytes()
+    );
+    let name = "silt_archive_read_first_byte_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from the start of an archive read to its bytes.\n# TYPE {name} histogram"
+    );
+    let (cumulative, sum) = r.time_to_first_byte.snapshot();
+    for (bound, count) in silt_archiver::reader::Histogram::BOUNDS_MS
+        .iter()
+        .zip(&cumulative)
+    {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {count}",
+            *bound as f64 / 1000.0
+        );
+    }
+    let total = cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
 }

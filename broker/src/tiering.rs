@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use silt_archiver::{
-    Archive, ArchiveConfig, ArchiveError, PartitionArchiver, PartitionId, SealedSegment,
-    TopicCatalog,
+    Archive, ArchiveConfig, ArchiveError, PartitionArchiver, PartitionId, ReaderConfig,
+    RemoteReader, RemoteSlice, Root, SealedSegment, TopicCatalog,
 };
 use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
+use crate::log::PartitionLog;
 use crate::node::Node;
 use crate::topics::{Partition, Topic};
 
@@ -58,6 +59,29 @@ pub struct PartitionTier {
     failures: AtomicU32,
     retry_at_ms: AtomicI64,
     fenced: AtomicBool,
+    /// The manifest root reads go through: the writer's latest, or one loaded for reads.
+    root: Mutex<Option<Arc<Root>>>,
+    /// A remote read that failed with nobody left waiting for it, kept for the next fetch.
+    read_failure: Mutex<Option<ReadFailure>>,
+}
+
+/// Why a remote read failed, as the next fetch is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The store did not answer in time, or refused: retriable.
+    Unavailable,
+    /// An archived object failed its checks.
+    Corrupt,
+}
+
+impl ReadFailure {
+    pub(crate) fn of(error: &ArchiveError) -> ReadFailure {
+        if error.is_corrupt() {
+            ReadFailure::Corrupt
+        } else {
+            ReadFailure::Unavailable
+        }
+    }
 }
 
 impl PartitionTier {
@@ -82,12 +106,49 @@ impl PartitionTier {
     pub fn id(&self) -> &PartitionId {
         &self.id
     }
+
+    /// The root reads use, if loaded.
+    pub fn root(&self) -> Option<Arc<Root>> {
+        self.root.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes the writer's state after a load or a commit.
+    fn publish(&self, archiver: &PartitionArchiver) {
+        self.archived_next
+            .store(archiver.archived_next_offset(), Ordering::Release);
+        self.archive_start
+            .store(archiver.root().start_offset, Ordering::Release);
+        *self.root.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(archiver.root().clone()));
+    }
+
+    /// The failure of a remote read nobody was waiting for, once.
+    pub fn take_read_failure(&self) -> Option<ReadFailure> {
+        self.read_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+/// The first offset a client may read from a partition: the archive's start (or DeleteRecords'
+/// start, if past it) when the archive `root` reaches the local log, else the local start.
+pub fn start_offset(root: Option<&Root>, log: &PartitionLog) -> i64 {
+    let local = log.log_start_offset();
+    match root {
+        Some(root) if !root.is_empty() && root.next_offset >= local => {
+            root.start_offset.max(log.records_start()).min(local)
+        }
+        _ => local,
+    }
 }
 
 /// The archive side of the node.
 #[derive(Debug)]
 pub struct Tiering {
     archive: Archive,
+    reader: Arc<RemoteReader>,
+    read_timeout: Duration,
     partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionTier>>>,
     uploads: Arc<Semaphore>,
     /// Counters.
@@ -113,8 +174,25 @@ impl Tiering {
             node_cache_bytes: node.archive_node_cache_bytes,
             index_interval_bytes: node.topic_defaults.index_interval_bytes,
         };
+        let archive = Archive::open(target, writer, config)?;
+        let read_timeout = Duration::from_millis(node.archive_read_timeout_ms);
+        let reader = RemoteReader::new(
+            archive.clone(),
+            ReaderConfig {
+                cache_dir: node.cache_dir(),
+                cache_bytes: node.archive_cache_bytes,
+                chunk_bytes: node.archive_chunk_bytes,
+                prefetch_chunks: node.archive_prefetch_chunks,
+                read_timeout,
+                gets_in_flight_max: node.archive_gets_in_flight_max as usize,
+                read_bytes_per_sec: node.archive_read_bytes_per_sec,
+                sidecar_cache_bytes: (node.archive_node_cache_bytes / 2).max(1 << 20),
+            },
+        )?;
         Ok(Tiering {
-            archive: Archive::open(target, writer, config)?,
+            archive,
+            reader,
+            read_timeout,
             partitions: Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(node.archive_uploads_in_flight_max as usize)),
             metrics: TieringMetrics::default(),
@@ -127,6 +205,112 @@ impl Tiering {
     /// The archive.
     pub fn archive(&self) -> &Archive {
         &self.archive
+    }
+
+    /// The remote reader.
+    pub fn reader(&self) -> &Arc<RemoteReader> {
+        &self.reader
+    }
+
+    /// The archive root that reads of a partition go through, loaded on first use; `None`
+    /// when the topic's archive is kept out of reads (`remote.read=false`) or holds nothing.
+    ///
+    /// # Errors
+    ///
+    /// The store did not answer while loading the root.
+    pub async fn readable_root(
+        &self,
+        topic: &Topic,
+        partition: i32,
+    ) -> Result<Option<(Arc<PartitionTier>, Arc<Root>)>, ArchiveError> {
+        if !topic.config().remote_read {
+            return Ok(None);
+        }
+        let tier = self.tier(topic, partition);
+        let root = match tier.root() {
+            Some(root) => root,
+            None => {
+                let loaded = self.load_root(&tier).await?;
+                let mut slot = tier.root.lock().unwrap_or_else(|p| p.into_inner());
+                // The writer may have published a newer one meanwhile.
+                slot.get_or_insert(loaded).clone()
+            }
+        };
+        Ok((!root.is_empty()).then_some((tier, root)))
+    }
+
+    async fn load_root(&self, tier: &PartitionTier) -> Result<Arc<Root>, ArchiveError> {
+        let reader = self.archive.reader(tier.id.clone());
+        match tokio::time::timeout(self.read_timeout, reader.latest_root()).await {
+            Ok(root) => Ok(Arc::new(root?)),
+            Err(_) => Err(ArchiveError::TimedOut {
+                op: "load manifest root",
+                key: tier.id.to_string(),
+                after_ms: self.read_timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Reads archived batches of a partition from `offset` (see [`RemoteReader::read`]). When
+    /// retention removed the segment meanwhile, the read is tried once more on the latest
+    /// root; `Ok(None)` then means `offset` is no longer archived. A failure is also kept on
+    /// the tier for the next fetch, in case the fetch that asked has stopped waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteReader::read`].
+    pub async fn read(
+        &self,
+        tier: &PartitionTier,
+        root: Arc<Root>,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<Option<RemoteSlice>, ArchiveError> {
+        let manifest = self.reader.manifest(tier.id.clone());
+        let mut result = self
+            .reader
+            .read(&manifest, &root, offset, max_bytes, min_one)
+            .await;
+        if result.as_ref().is_err_and(ArchiveError::is_not_found) {
+            let latest = match tier.root() {
+                Some(newer) if newer.version > root.version => newer,
+                _ => self.load_root(tier).await?,
+            };
+            result = self
+                .reader
+                .read(&manifest, &latest, offset, max_bytes, min_one)
+                .await;
+        }
+        let mut failure = tier.read_failure.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) => *failure = None,
+            Err(e) => {
+                tracing::warn!(partition = %tier.id, offset, error = %e, "archive read failed");
+                *failure = Some(ReadFailure::of(e));
+            }
+        }
+        result
+    }
+
+    /// The first archived record at or after `timestamp` at or after `start`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteReader::offset_for_timestamp`].
+    pub async fn offset_for_timestamp(
+        &self,
+        tier: &PartitionTier,
+        root: &Root,
+        start: i64,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, ArchiveError> {
+        let mut view = root.clone();
+        view.start_offset = view.start_offset.max(start);
+        let manifest = self.reader.manifest(tier.id.clone());
+        self.reader
+            .offset_for_timestamp(&manifest, &view, timestamp)
+            .await
     }
 
     fn tier(&self, topic: &Topic, partition: i32) -> Arc<PartitionTier> {
@@ -147,6 +331,8 @@ impl Tiering {
                     failures: AtomicU32::new(0),
                     retry_at_ms: AtomicI64::new(0),
                     fenced: AtomicBool::new(false),
+                    root: Mutex::new(None),
+                    read_failure: Mutex::new(None),
                 })
             })
             .clone()
@@ -239,10 +425,7 @@ impl Tiering {
         if guard.is_none() {
             match self.archive.partition(tier.id.clone()).await {
                 Ok(archiver) => {
-                    tier.archived_next
-                        .store(archiver.archived_next_offset(), Ordering::Release);
-                    tier.archive_start
-                        .store(archiver.root().start_offset, Ordering::Release);
+                    tier.publish(&archiver);
                     *guard = Some(archiver);
                 }
                 Err(e) => {
@@ -286,6 +469,7 @@ impl Tiering {
                     self.failed(tier, now, &e, "resetting the archive");
                     return;
                 }
+                tier.publish(archiver);
             }
             let Ok(_permit) = self.uploads.clone().acquire_owned().await else {
                 return;
@@ -302,10 +486,7 @@ impl Tiering {
                     self.metrics
                         .uploaded_bytes
                         .fetch_add(entry.meta.size_bytes, Ordering::Relaxed);
-                    tier.archived_next
-                        .store(archiver.archived_next_offset(), Ordering::Release);
-                    tier.archive_start
-                        .store(archiver.root().start_offset, Ordering::Release);
+                    tier.publish(archiver);
                     tier.failures.store(0, Ordering::Release);
                     tracing::debug!(partition = %tier.id, base = segment.base_offset, bytes = segment.size_bytes, "archived segment");
                 }
@@ -314,6 +495,23 @@ impl Tiering {
                         tier.fenced.store(true, Ordering::Release);
                     }
                     self.failed(tier, now, &e, "uploading a segment");
+                    return;
+                }
+            }
+        }
+        // DeleteRecords moves the archive's start too.
+        let requested = log.records_start();
+        if requested > archiver.root().start_offset && !archiver.root().is_empty() {
+            match archiver.drop_before(requested, now).await {
+                Ok(dropped) => {
+                    self.metrics
+                        .archive_segments_deleted
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    tier.publish(archiver);
+                    tracing::info!(partition = %tier.id, dropped, start = requested, "archive start moved by DeleteRecords");
+                }
+                Err(e) => {
+                    self.failed(tier, now, &e, "moving the archive start");
                     return;
                 }
             }
@@ -335,8 +533,7 @@ impl Tiering {
                     self.metrics
                         .archive_segments_deleted
                         .fetch_add(dropped as u64, Ordering::Relaxed);
-                    tier.archive_start
-                        .store(archiver.root().start_offset, Ordering::Release);
+                    tier.publish(archiver);
                     tracing::info!(partition = %tier.id, dropped, start = cut, "archive retention");
                 }
                 Err(e) => self.failed(tier, now, &e, "applying archive retention"),

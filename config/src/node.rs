@@ -28,6 +28,50 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "where sealed segments go: a directory, file:///dir, s3://bucket/prefix, or none",
     ),
     (
+        "archive_upload_interval_ms",
+        "longest time data waits in an active segment before it is rolled and archived",
+    ),
+    (
+        "archive_uploads_in_flight_max",
+        "segment uploads running at once, across partitions",
+    ),
+    (
+        "archive_check_interval_ms",
+        "how often the archiver looks for sealed segments to upload",
+    ),
+    (
+        "archive_node_cache_bytes",
+        "memory for manifest nodes, for all partitions together",
+    ),
+    (
+        "archive_cache_dir",
+        "directory of the cache of archive chunks (default: <data_dir>/cache)",
+    ),
+    (
+        "archive_cache_bytes",
+        "bound on the cache of archive chunks, least recently used evicted first",
+    ),
+    (
+        "archive_chunk_bytes",
+        "size of the byte ranges fetched from archived segments (one GET each)",
+    ),
+    (
+        "archive_prefetch_chunks",
+        "chunks fetched ahead of a consumer reading the archive sequentially",
+    ),
+    (
+        "archive_read_timeout_ms",
+        "longest wait for one archive read before the fetch gets a retriable error",
+    ),
+    (
+        "archive_gets_in_flight_max",
+        "archive chunk GETs running at once, across partitions",
+    ),
+    (
+        "archive_read_bytes_per_sec",
+        "cap on bytes read from the archive per second, so replays cannot starve produce (0: none)",
+    ),
+    (
         "auto_create_topics",
         "create a topic on first Metadata or Produce naming it (Kafka's auto.create.topics.enable)",
     ),
@@ -59,6 +103,22 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
     (
         "segment_preallocate_bytes",
         "how far ahead a segment file is preallocated with fallocate",
+    ),
+    (
+        "group_min_session_timeout_ms",
+        "shortest session.timeout.ms a consumer may ask for (Kafka's group.min.session.timeout.ms)",
+    ),
+    (
+        "group_max_session_timeout_ms",
+        "longest session.timeout.ms a consumer may ask for (Kafka's group.max.session.timeout.ms)",
+    ),
+    (
+        "group_initial_rebalance_delay_ms",
+        "wait for more members before a new group's first rebalance (Kafka's group.initial.rebalance.delay.ms)",
+    ),
+    (
+        "group_log_compaction_bytes",
+        "size at which a partition of the group log is compacted",
     ),
     (
         "retention_check_interval_ms",
@@ -127,6 +187,20 @@ pub struct NodeConfig {
     pub archive_check_interval_ms: u64,
     /// Memory for manifest nodes.
     pub archive_node_cache_bytes: u64,
+    /// Directory of the chunk cache; `None` means `<data_dir>/cache`.
+    pub archive_cache_dir: Option<PathBuf>,
+    /// Bound on the chunk cache.
+    pub archive_cache_bytes: u64,
+    /// Size of one chunk GET.
+    pub archive_chunk_bytes: u64,
+    /// Chunks prefetched for sequential readers.
+    pub archive_prefetch_chunks: u32,
+    /// Longest wait for one archive read.
+    pub archive_read_timeout_ms: u64,
+    /// Chunk GETs at once.
+    pub archive_gets_in_flight_max: u32,
+    /// Cap on archive read bandwidth; 0: none.
+    pub archive_read_bytes_per_sec: u64,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions`.
@@ -172,6 +246,13 @@ impl Default for NodeConfig {
             archive_uploads_in_flight_max: 4,
             archive_check_interval_ms: 1_000,
             archive_node_cache_bytes: 64 << 20,
+            archive_cache_dir: None,
+            archive_cache_bytes: 2 << 30,
+            archive_chunk_bytes: 4 << 20,
+            archive_prefetch_chunks: 4,
+            archive_read_timeout_ms: 10_000,
+            archive_gets_in_flight_max: 8,
+            archive_read_bytes_per_sec: 0,
             auto_create_topics: true,
             default_partitions: 1,
             request_bytes_max: 100 * 1024 * 1024,
@@ -266,6 +347,41 @@ impl NodeConfig {
             "archive_node_cache_bytes" => {
                 self.archive_node_cache_bytes = parse_in(value, 1 << 20, i64::MAX)
                     .ok_or_else(|| invalid("a byte count of at least 1048576"))?
+                    as u64
+            }
+            "archive_cache_dir" => {
+                if value.trim().is_empty() {
+                    return Err(invalid("a directory path"));
+                }
+                self.archive_cache_dir = Some(PathBuf::from(value))
+            }
+            "archive_cache_bytes" => {
+                self.archive_cache_bytes = parse_in(value, 1 << 20, i64::MAX)
+                    .ok_or_else(|| invalid("a byte count of at least 1048576"))?
+                    as u64
+            }
+            "archive_chunk_bytes" => {
+                self.archive_chunk_bytes = parse_in(value, 64 << 10, 256 << 20)
+                    .ok_or_else(|| invalid("a byte count from 65536 to 268435456"))?
+                    as u64
+            }
+            "archive_prefetch_chunks" => {
+                self.archive_prefetch_chunks =
+                    parse_in(value, 0, 64).ok_or_else(|| invalid("an integer from 0 to 64"))? as u32
+            }
+            "archive_read_timeout_ms" => {
+                self.archive_read_timeout_ms = parse_in(value, 100, 600_000)
+                    .ok_or_else(|| invalid("milliseconds from 100 to 600000"))?
+                    as u64
+            }
+            "archive_gets_in_flight_max" => {
+                self.archive_gets_in_flight_max = parse_in(value, 1, 256)
+                    .ok_or_else(|| invalid("an integer from 1 to 256"))?
+                    as u32
+            }
+            "archive_read_bytes_per_sec" => {
+                self.archive_read_bytes_per_sec = parse_in(value, 0, i64::MAX)
+                    .ok_or_else(|| invalid("bytes per second, 0 for no cap"))?
                     as u64
             }
             "auto_create_topics" => {
@@ -453,6 +569,13 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Directory of the archive chunk cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.archive_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
     /// The current value of a setting, as text (for DescribeConfigs and status pages).
     pub fn value_of(&self, key: &str) -> Option<String> {
         let d = &self.topic_defaults;
@@ -471,6 +594,13 @@ impl NodeConfig {
             "archive_uploads_in_flight_max" => self.archive_uploads_in_flight_max.to_string(),
             "archive_check_interval_ms" => self.archive_check_interval_ms.to_string(),
             "archive_node_cache_bytes" => self.archive_node_cache_bytes.to_string(),
+            "archive_cache_dir" => self.cache_dir().display().to_string(),
+            "archive_cache_bytes" => self.archive_cache_bytes.to_string(),
+            "archive_chunk_bytes" => self.archive_chunk_bytes.to_string(),
+            "archive_prefetch_chunks" => self.archive_prefetch_chunks.to_string(),
+            "archive_read_timeout_ms" => self.archive_read_timeout_ms.to_string(),
+            "archive_gets_in_flight_max" => self.archive_gets_in_flight_max.to_string(),
+            "archive_read_bytes_per_sec" => self.archive_read_bytes_per_sec.to_string(),
             "auto_create_topics" => self.auto_create_topics.to_string(),
             "default_partitions" => self.default_partitions.to_string(),
             "request_bytes_max" => self.request_bytes_max.to_string(),
@@ -606,8 +736,17 @@ mod tests {
                 "auto_create_topics" => "false",
                 "log_message_timestamp_type" => "LogAppendTime",
                 "log_retention_ms" | "log_retention_bytes" => "-1",
-                "requests_in_flight_max" | "archive_uploads_in_flight_max" => "16",
-                "archive_node_cache_bytes" => "10485760",
+                "requests_in_flight_max"
+                | "archive_uploads_in_flight_max"
+                | "archive_gets_in_flight_max" => "16",
+                "archive_node_cache_bytes" | "archive_cache_bytes" => "10485760",
+                "archive_cache_dir" => "/tmp/cache",
+                "archive_chunk_bytes" => "1048576",
+                "archive_prefetch_chunks" => "2",
+                "archive_read_bytes_per_sec" => "0",
+                "group_min_session_timeout_ms" => "6000",
+                "group_max_session_timeout_ms" => "300000",
+                "group_initial_rebalance_delay_ms" => "0",
                 _ => "4096",
             };
             let mut config = NodeConfig::default();

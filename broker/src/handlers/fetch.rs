@@ -6,19 +6,30 @@
 //! sticks on a big batch (KIP-74). Fetch sessions (KIP-227) are answered sessionless: session id
 //! 0 tells the client to send full requests, which librdkafka and the Java client accept.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use silt_archiver::{ArchiveError, RemoteSlice};
 use uuid::Uuid;
 
 use super::{check_leader_epoch, find_partition, topic_name};
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::protocol::error_code::{ErrorCode, for_log};
-use crate::topics::Partition;
+use crate::protocol::error_code::{ErrorCode, for_archive, for_log};
+use crate::tiering::{PartitionTier, ReadFailure, start_offset};
+use crate::topics::{Partition, Topic};
+
+/// Once local data can answer a fetch, how long archive reads of the same request still get
+/// to finish (a read from the chunk cache takes well under this).
+const REMOTE_GRACE: Duration = Duration::from_millis(20);
 
 /// One partition of the request, resolved.
 struct Target {
@@ -27,7 +38,19 @@ struct Target {
     partition_index: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
-    found: Result<Arc<Partition>, ErrorCode>,
+    found: Result<(Arc<Topic>, Arc<Partition>), ErrorCode>,
+    /// Set when the offset is below the local log and the archive holds it.
+    remote: Option<RemoteTarget>,
+    /// The offset was at or past the local start when the request was planned, and the
+    /// archive is behind the local log: if local retention moves the start past it before
+    /// the read, the next fetch goes to the archive (no OffsetOutOfRange, which would make
+    /// the client reset its position).
+    tiered_local: bool,
+}
+
+struct RemoteTarget {
+    tier: Arc<PartitionTier>,
+    start: i64,
 }
 
 /// What a read gave for one partition.
@@ -37,6 +60,19 @@ struct Outcome {
     log_start_offset: i64,
     records: Bytes,
 }
+
+impl Outcome {
+    fn empty() -> Outcome {
+        Outcome {
+            error: None,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        }
+    }
+}
+
+type RemoteResult = Result<Option<RemoteSlice>, ArchiveError>;
 
 pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16) -> FetchResponse {
     if request.session_id != 0 {
@@ -55,8 +91,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         for p in &topic.partitions {
             let found = match &by_id {
                 Some(None) => Err(ErrorCode::UnknownTopicId),
-                _ => find_partition(&node, name.0.as_str(), p.partition)
-                    .map(|(_, partition)| partition),
+                _ => find_partition(&node, name.0.as_str(), p.partition),
             };
             let found = match check_leader_epoch(p.current_leader_epoch) {
                 Some(e) => Err(e),
@@ -69,6 +104,8 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 found,
+                remote: None,
+                tiered_local: false,
             });
         }
     }
@@ -76,67 +113,219 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     let min_bytes = request.min_bytes.max(0) as u64;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+
+    // Offsets below the local log go to the archive, all of them at once, each in its own
+    // task: a slow archive holds up neither the local partitions of this request nor anyone
+    // else, and a read the request stops waiting for still fills the cache for the next one.
+    let mut early: HashMap<usize, Outcome> = HashMap::new();
+    let mut pending: FuturesUnordered<BoxFuture<'static, (usize, RemoteResult)>> =
+        FuturesUnordered::new();
+    if let Some(tiering) = &node.tiering {
+        let mut first = true;
+        for (i, target) in targets.iter_mut().enumerate() {
+            let Ok((topic, partition)) = &target.found else {
+                continue;
+            };
+            let log = partition
+                .log
+                .as_ref()
+                .expect("find_partition returns online partitions");
+            if target.fetch_offset >= log.log_start_offset() {
+                let config = topic.config();
+                target.tiered_local = config.remote_read && config.remote_storage_enable;
+                first = false;
+                continue;
+            }
+            let (tier, root) = match tiering.readable_root(topic, partition.index).await {
+                Ok(Some(found)) => found,
+                Ok(None) => continue, // the local read answers OffsetOutOfRange
+                Err(e) => {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "archive manifest unavailable");
+                    let mut outcome = Outcome::empty();
+                    outcome.error = Some(for_archive(ReadFailure::of(&e)));
+                    outcome.high_watermark = log.high_watermark();
+                    outcome.log_start_offset = log.log_start_offset();
+                    early.insert(i, outcome);
+                    continue;
+                }
+            };
+            let start = start_offset(Some(&root), log);
+            if target.fetch_offset < start || target.fetch_offset >= root.next_offset {
+                continue; // out of range everywhere: the local read says so
+            }
+            if let Some(failure) = tier.take_read_failure() {
+                // An earlier read failed after its fetch stopped waiting: say so now, once.
+                let mut outcome = Outcome::empty();
+                outcome.error = Some(for_archive(failure));
+                outcome.high_watermark = log.high_watermark();
+                outcome.log_start_offset = start;
+                early.insert(i, outcome);
+                continue;
+            }
+            let limit = (target.partition_max_bytes.max(0) as u32).min(max_bytes);
+            let (tiering, tier_for_task, root_for_task) =
+                (tiering.clone(), tier.clone(), root.clone());
+            let offset = target.fetch_offset;
+            // Only the first partition of a request may exceed its limit (KIP-74).
+            let min_one = std::mem::replace(&mut first, false);
+            let task = tokio::spawn(async move {
+                tiering
+                    .read(&tier_for_task, root_for_task, offset, limit, min_one)
+                    .await
+            });
+            pending.push(
+                async move {
+                    let result = task.await.unwrap_or_else(|e| {
+                        Err(ArchiveError::Config(format!(
+                            "archive read task failed: {e}"
+                        )))
+                    });
+                    (i, result)
+                }
+                .boxed(),
+            );
+            target.remote = Some(RemoteTarget { tier, start });
+        }
+    }
+    let remote_count = pending.len();
+    let mut remote_done: HashMap<usize, RemoteResult> = HashMap::new();
+
     let targets = Arc::new(targets);
-    let outcomes = loop {
+    let mut outcomes = loop {
         // Subscribe before reading, so an append between the read and the wait still wakes us.
         let mut watches: Vec<_> = targets
             .iter()
+            .filter(|t| t.remote.is_none())
             .filter_map(|t| t.found.as_ref().ok())
-            .filter_map(|p| p.log.as_ref().ok().map(|log| log.subscribe()))
+            .filter_map(|(_, p)| p.log.as_ref().ok().map(|log| log.subscribe()))
             .collect();
         for watch in &mut watches {
             watch.borrow_and_update();
         }
         let reading = targets.clone();
         let outcomes =
-            match tokio::task::spawn_blocking(move || read_all(&reading, max_bytes)).await {
+            match tokio::task::spawn_blocking(move || read_local(&reading, max_bytes)).await {
                 Ok(outcomes) => outcomes,
                 Err(_) => {
                     return FetchResponse::default()
                         .with_error_code(ErrorCode::UnknownServerError.code());
                 }
             };
-        let bytes: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
-        let errors = outcomes.iter().any(|o| o.error.is_some());
-        if bytes >= min_bytes
-            || errors
-            || watches.is_empty()
-            || tokio::time::Instant::now() >= deadline
-        {
+        while let Some(Some((i, result))) = pending.next().now_or_never() {
+            remote_done.insert(i, result);
+        }
+        let local_bytes: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
+        let remote_bytes: u64 = remote_done
+            .values()
+            .filter_map(|r| r.as_ref().ok().and_then(|s| s.as_ref()))
+            .map(|s| s.records.len() as u64)
+            .sum();
+        let errors = outcomes.iter().any(|o| o.error.is_some())
+            || !early.is_empty()
+            || remote_done.values().any(|r| r.is_err());
+        let satisfied = local_bytes + remote_bytes >= min_bytes.max(1) || errors;
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             break outcomes;
         }
-        let changed =
-            futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            // Timed out with nothing new: answer with what we read (the empty partitions).
+        if pending.is_empty() {
+            if satisfied || min_bytes == 0 || (watches.is_empty() && remote_count == 0) {
+                break outcomes;
+            }
+            if watches.is_empty() {
+                // Only archive partitions, all answered, and still short of min_bytes: their
+                // data is all there is; more would need another round trip anyway.
+                break outcomes;
+            }
+        } else if satisfied {
+            // Local data is ready; give the archive reads a moment, then answer without them.
+            let grace = (now + REMOTE_GRACE).min(deadline);
+            while let Ok(Some((i, result))) = tokio::time::timeout_at(grace, pending.next()).await {
+                remote_done.insert(i, result);
+            }
             break outcomes;
+        }
+        let changed = async {
+            if watches.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                let _ =
+                    futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())))
+                        .await;
+            }
+        };
+        tokio::select! {
+            () = changed => {}
+            Some((i, result)) = pending.next(), if !pending.is_empty() => {
+                remote_done.insert(i, result);
+            }
+            () = tokio::time::sleep_until(deadline) => {}
         }
     };
+
+    // Archive results into their places, in request order, within the response budget.
+    let mut budget = max_bytes as u64;
+    let mut first_with_data = true;
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        if let Some(early) = early.remove(&i) {
+            *outcome = early;
+        } else if let Some(remote) = &targets[i].remote {
+            let Ok((_, partition)) = &targets[i].found else {
+                continue;
+            };
+            let log = partition
+                .log
+                .as_ref()
+                .expect("find_partition returns online partitions");
+            outcome.high_watermark = log.high_watermark();
+            outcome.log_start_offset = remote.start;
+            match remote_done.remove(&i) {
+                // Still running: nothing this time, no error; it lands in the cache.
+                None => {}
+                Some(Ok(Some(slice))) => {
+                    let len = slice.records.len() as u64;
+                    if len <= budget || first_with_data {
+                        outcome.records = slice.records;
+                    }
+                }
+                // Retention removed it meanwhile: it is gone for every tier.
+                Some(Ok(None)) => outcome.error = Some(ErrorCode::OffsetOutOfRange),
+                Some(Err(e)) => {
+                    // This fetch reports it; the next one need not.
+                    remote.tier.take_read_failure();
+                    outcome.error = Some(for_archive(ReadFailure::of(&e)));
+                }
+            }
+        }
+        if !outcome.records.is_empty() {
+            first_with_data = false;
+            budget = budget.saturating_sub(outcome.records.len() as u64);
+        }
+    }
     let sent: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
     Metrics::add(&node.metrics.fetch_bytes, sent);
     build(&targets, outcomes, uses_ids)
 }
 
-/// Reads every target (blocking), honouring the byte limits.
-fn read_all(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
+/// Reads every local target (blocking), honouring the byte limits; archive targets are left
+/// empty here.
+fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
     let mut budget = max_bytes;
     let mut first_with_data = true;
     targets
         .iter()
         .map(|target| {
-            let mut outcome = Outcome {
-                error: None,
-                high_watermark: -1,
-                log_start_offset: -1,
-                records: Bytes::new(),
-            };
+            let mut outcome = Outcome::empty();
             let partition = match &target.found {
-                Ok(partition) => partition,
+                Ok((_, partition)) => partition,
                 Err(code) => {
                     outcome.error = Some(*code);
                     return outcome;
                 }
             };
+            if target.remote.is_some() {
+                return outcome;
+            }
             let log = partition
                 .log
                 .as_ref()
@@ -161,6 +350,11 @@ fn read_all(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
                     }
                     budget = budget.saturating_sub(len);
                     outcome.records = slice.records;
+                }
+                Err(crate::log::LogError::OffsetOutOfRange { log_start, .. })
+                    if target.tiered_local && target.fetch_offset < log_start =>
+                {
+                    // Local retention won the race; the archive has it (see `tiered_local`).
                 }
                 Err(e) => outcome.error = Some(for_log(&e)),
             }

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest, latest, max timestamp, earliest local, latest tiered, or the first
-//! offset at or after a timestamp.
+//! offset at or after a timestamp. Earliest is the archive's start when the archive reaches the
+//! local log; lookups by time search the archive's segments before the local ones.
 
 use std::sync::Arc;
 
@@ -9,8 +10,11 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{LEADER_EPOCH, check_leader_epoch, find_partition};
+use crate::log::{LogError, PartitionLog};
 use crate::node::Node;
-use crate::protocol::error_code::{ErrorCode, for_log};
+use crate::protocol::error_code::{ErrorCode, for_archive, for_log};
+use crate::tiering::{ReadFailure, start_offset};
+use crate::topics::Partition;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -24,39 +28,36 @@ pub(super) async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    // Timestamp lookups read segment files: do the whole request on the blocking pool.
-    let answer = tokio::task::spawn_blocking(move || {
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        lookup(
-                            &node,
-                            topic.name.0.as_str(),
-                            p.partition_index,
-                            p.current_leader_epoch,
-                            p.timestamp,
-                            version,
-                        )
-                    })
-                    .collect();
-                ListOffsetsTopicResponse::default()
-                    .with_name(topic.name)
-                    .with_partitions(partitions)
-            })
-            .collect();
-        ListOffsetsResponse::default().with_topics(topics)
-    })
-    .await;
-    answer.unwrap_or_else(|_| ListOffsetsResponse::default())
+    let mut topics = Vec::new();
+    for topic in request.topics {
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            partitions.push(
+                lookup(
+                    &node,
+                    topic.name.0.as_str(),
+                    p.partition_index,
+                    p.current_leader_epoch,
+                    p.timestamp,
+                    version,
+                )
+                .await,
+            );
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(
-    node: &Node,
+/// What a lookup found: an offset and its timestamp (-1 when not a timestamp lookup).
+type Found = Option<(i64, i64)>;
+
+async fn lookup(
+    node: &Arc<Node>,
     topic: &str,
     index: i32,
     current_leader_epoch: i32,
@@ -68,8 +69,8 @@ fn lookup(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(-1);
-    let partition = match find_partition(node, topic, index) {
-        Ok((_, partition)) => partition,
+    let (topic_ref, partition) = match find_partition(node, topic, index) {
+        Ok(found) => found,
         Err(code) => return response.with_error_code(code.code()),
     };
     if let Some(code) = check_leader_epoch(current_leader_epoch) {
@@ -79,14 +80,57 @@ fn lookup(
         .log
         .as_ref()
         .expect("find_partition returns online partitions");
-    let found = match timestamp {
+    // The archive, when it is readable and reaches the local log.
+    let archive = match &node.tiering {
+        Some(tiering) => match tiering.readable_root(&topic_ref, index).await {
+            Ok(found) => found.map(|(tier, root)| (tiering.clone(), tier, root)),
+            Err(e) => {
+                tracing::warn!(topic, partition = index, error = %e, "archive manifest unavailable");
+                return response.with_error_code(for_archive(ReadFailure::of(&e)).code());
+            }
+        },
+        None => None,
+    };
+    let start = start_offset(archive.as_ref().map(|(_, _, root)| root.as_ref()), log);
+    let archived = archive.as_ref().filter(|_| start < log.log_start_offset());
+    let found: Result<Found, ErrorCode> = match timestamp {
         LATEST => Ok(Some((log.high_watermark(), -1))),
-        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-        MAX_TIMESTAMP if version >= 7 => log.max_timestamp(),
-        // Nothing is tiered without an archive.
-        LATEST_TIERED if version >= 9 => Ok(None),
-        t if t >= 0 => log.offset_for_timestamp(t),
-        _ => return response.with_error_code(ErrorCode::InvalidRequest.code()),
+        EARLIEST => Ok(Some((start, -1))),
+        EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+        LATEST_TIERED if version >= 9 => Ok(archive
+            .as_ref()
+            .map(|(_, _, root)| (root.next_offset - 1, -1))),
+        MAX_TIMESTAMP if version >= 7 => {
+            let local = local(&partition, |log| log.max_timestamp()).await;
+            match (archived, local) {
+                (Some((tiering, tier, root)), Ok(local))
+                    if local.is_none_or(|(_, ts)| root.max_timestamp > ts) =>
+                {
+                    tiering
+                        .offset_for_timestamp(tier, root, start, root.max_timestamp)
+                        .await
+                        .map_err(|e| for_archive(ReadFailure::of(&e)))
+                        .map(|found| found.or(local))
+                }
+                (_, local) => local,
+            }
+        }
+        t if t >= 0 => {
+            // The oldest match wins: the archive's records come before the local ones.
+            let remote = match archived {
+                Some((tiering, tier, root)) => tiering
+                    .offset_for_timestamp(tier, root, start, t)
+                    .await
+                    .map_err(|e| for_archive(ReadFailure::of(&e))),
+                None => Ok(None),
+            };
+            match remote {
+                Ok(Some(found)) if found.0 < log.log_start_offset() => Ok(Some(found)),
+                Ok(_) => local(&partition, move |log| log.offset_for_timestamp(t)).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => Err(ErrorCode::InvalidRequest),
     };
     match found {
         Ok(Some((offset, timestamp))) => {
@@ -98,9 +142,26 @@ fn lookup(
                 .with_leader_epoch(epoch)
         }
         Ok(None) => response,
-        Err(e) => {
-            tracing::warn!(topic, partition = index, error = %e, "offset lookup failed");
-            response.with_error_code(for_log(&e).code())
-        }
+        Err(code) => response.with_error_code(code.code()),
     }
+}
+
+/// A lookup in the local log, on the blocking pool (it reads segment files).
+async fn local(
+    partition: &Arc<Partition>,
+    lookup: impl FnOnce(&PartitionLog) -> Result<Found, LogError> + Send + 'static,
+) -> Result<Found, ErrorCode> {
+    let partition = partition.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let log = partition
+            .log
+            .as_ref()
+            .expect("find_partition returns online partitions");
+        lookup(log).map_err(|e| {
+            tracing::warn!(error = %e, "offset lookup failed");
+            for_log(&e)
+        })
+    })
+    .await;
+    answer.unwrap_or(Err(ErrorCode::UnknownServerError))
 }

@@ -36,6 +36,8 @@ pub(crate) struct LogShared {
     segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
     high_watermark: watch::Sender<i64>,
     log_start_offset: AtomicI64,
+    /// DeleteRecords' start offset, persisted; may be below the local segments.
+    records_start: AtomicI64,
     pub flushed_offset: AtomicI64,
     config: RwLock<LogConfig>,
     pub closed: AtomicBool,
@@ -151,6 +153,7 @@ impl PartitionLog {
             ),
             high_watermark,
             log_start_offset: AtomicI64::new(recovered.log_start_offset),
+            records_start: AtomicI64::new(recovered.records_start),
             flushed_offset: AtomicI64::new(recovered.next_offset),
             config: RwLock::new(config),
             closed: AtomicBool::new(false),
@@ -411,8 +414,14 @@ impl PartitionLog {
         self.shared.config()
     }
 
+    /// The start offset DeleteRecords asked for (0 if never): the first offset any tier may
+    /// serve.
+    pub fn records_start(&self) -> i64 {
+        self.shared.records_start.load(Ordering::Acquire)
+    }
+
     /// Moves the log start to `offset` (DeleteRecords); `-1` means the high watermark.
-    /// Segments wholly below it are deleted. Returns the new log start. Blocking.
+    /// Segments wholly below it are deleted. Returns the new local log start. Blocking.
     ///
     /// # Errors
     ///
@@ -427,10 +436,17 @@ impl PartitionLog {
                 high_watermark,
             });
         }
+        // Persisted even below the local start: the archive holds what is older, and its
+        // start moves too (the archiver reads `records_start`).
+        if offset > self.records_start() {
+            recovery::write_log_start(self.shared.storage.as_ref(), &self.shared.dir, offset)?;
+            self.shared
+                .records_start
+                .fetch_max(offset, Ordering::AcqRel);
+        }
         if offset <= self.log_start_offset() {
             return Ok(self.log_start_offset());
         }
-        recovery::write_log_start(self.shared.storage.as_ref(), &self.shared.dir, offset)?;
         self.shared
             .log_start_offset
             .fetch_max(offset, Ordering::AcqRel);

@@ -52,6 +52,9 @@ pub(crate) struct Recovered {
     /// Segments in offset order; the last is the active one.
     pub segments: Vec<Arc<Segment>>,
     pub log_start_offset: i64,
+    /// The start set by DeleteRecords (persisted), 0 if none: below the local segments too,
+    /// for a partition whose older records are in the archive.
+    pub records_start: i64,
     pub next_offset: i64,
     pub producers: ProducerStateTable,
 }
@@ -175,6 +178,7 @@ pub(crate) fn recover(
         .info()
         .next_offset;
     let first_base = segments[0].base_offset();
+    let records_start = log_start_offset.unwrap_or(0).max(0);
     let start = log_start_offset.get_or_insert(first_base);
     *start = (*start).max(first_base).min(next_offset);
     let log_start_offset = *start;
@@ -183,6 +187,7 @@ pub(crate) fn recover(
     Ok(Recovered {
         segments,
         log_start_offset,
+        records_start,
         next_offset,
         producers,
     })

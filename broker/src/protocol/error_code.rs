@@ -7,6 +7,7 @@ pub use kafka_protocol::ResponseError as ErrorCode;
 
 use crate::log::producer_state::SequenceError;
 use crate::log::{AppendError, LogError};
+use crate::tiering::ReadFailure;
 use crate::topics::TopicError;
 
 /// The wire value of an optional error: 0 for none.
@@ -42,6 +43,16 @@ pub fn for_log(error: &LogError) -> ErrorCode {
         LogError::Io { .. } | LogError::Corrupt { .. } | LogError::Foreign { .. } => {
             ErrorCode::KafkaStorageError
         }
+    }
+}
+
+/// The code for a failed archive read: retriable `KAFKA_STORAGE_ERROR` while the store is
+/// away (the client backs off and fetches again), `CORRUPT_MESSAGE` for an object that failed
+/// its checks.
+pub fn for_archive(failure: ReadFailure) -> ErrorCode {
+    match failure {
+        ReadFailure::Unavailable => ErrorCode::KafkaStorageError,
+        ReadFailure::Corrupt => ErrorCode::CorruptMessage,
     }
 }
 

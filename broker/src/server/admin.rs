@@ -53,7 +53,12 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "partition": p.index,
                             "online": !log.is_closed(),
                             "high_watermark": log.high_watermark(),
-                            "log_start_offset": log.log_start_offset(),
+                            // The first offset a consumer can read, across tiers.
+                            "start_offset": crate::tiering::start_offset(
+                                tier.as_ref().and_then(|t| t.root()).as_deref(),
+                                log,
+                            ),
+                            "local_start_offset": log.log_start_offset(),
                             "local_bytes": log.size_bytes(),
                             "local_segments": log.segments().len(),
                             "archive": tier.map(|t| json!({

@@ -30,8 +30,9 @@ const toB64 = (b) => (b === null || b === undefined ? null : Buffer.from(b).toSt
 function finish(promise) {
   promise
     .then((out) => {
-      process.stdout.write(JSON.stringify(out));
-      process.exit(0);
+      // Exit only once the output is flushed: a pipe takes 64 KiB at a time, and
+      // process.exit() would cut the rest.
+      process.stdout.write(JSON.stringify(out), () => process.exit(0));
     })
     .catch((e) => {
       console.error(e && e.stack ? e.stack : e);
