@@ -59,6 +59,11 @@ impl Layout {
         self.join(&["_silt", "topics"])
     }
 
+    /// Scratch objects of one run of `silt archive bench`.
+    pub fn bench_dir(&self, run: &str) -> Path {
+        self.join(&["_silt", "bench", run])
+    }
+
     /// A topic's catalog object.
     pub fn catalog(&self, topic: &str, topic_id: Uuid) -> Path {
         self.join(&["_silt", "topics", &format!("{topic}_{topic_id}.json")])

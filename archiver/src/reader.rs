@@ -76,7 +76,7 @@ impl Default for ReaderConfig {
             cache_dir: PathBuf::from("silt-data/cache"),
             cache_bytes: 2 << 30,
             chunk_bytes: 4 << 20,
-            prefetch_chunks: 4,
+            prefetch_chunks: 8,
             read_timeout: Duration::from_secs(10),
             gets_in_flight_max: 8,
             read_bytes_per_sec: 0,
@@ -654,7 +654,7 @@ impl RemoteReader {
                     pieces.push(bytes);
                 }
                 None => {
-                    let Some(running) = self.chunk(key, id, chunk_range, false, fresh) else {
+                    let Some(running) = self.chunk(key, id, object_len, fresh) else {
                         // Cached since we looked: read it from there.
                         continue;
                     };
@@ -680,14 +680,13 @@ impl RemoteReader {
 
     /// The GET of a whole chunk, joined if already running, started otherwise; `None` when the
     /// chunk is in the cache after all (unless `fresh`: then it is fetched regardless). A GET
-    /// stores its chunk in the cache before it leaves `inflight`, so checking both under the
+    /// stores its chunks in the cache before they leave `inflight`, so checking both under the
     /// `inflight` lock never misses a chunk that is on its way.
     fn chunk(
         self: &Arc<Self>,
         key: &Path,
         id: ChunkId,
-        range: Range<u64>,
-        prefetch: bool,
+        object_len: u64,
         fresh: bool,
     ) -> Option<SharedChunk> {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -697,18 +696,40 @@ impl RemoteReader {
         if !fresh && self.cache.contains(&id) {
             return None;
         }
-        let this = self.clone();
-        let key = key.clone();
-        let task_id = id.clone();
+        self.start_run(&mut inflight, key, &id.key, object_len, id.index, 1, false);
+        inflight.get(&id).cloned()
+    }
+
+    /// Starts one ranged GET for chunks `first..first + count` of an object; each chunk is in
+    /// `inflight` (a slice of the GET's result) until the GET has stored it in the cache.
+    #[allow(clippy::too_many_arguments)]
+    fn start_run(
+        self: &Arc<Self>,
+        inflight: &mut HashMap<ChunkId, SharedChunk>,
+        key: &Path,
+        name: &Arc<str>,
+        object_len: u64,
+        first: u64,
+        count: u64,
+        prefetch: bool,
+    ) {
+        let chunk = self.config.chunk_bytes.max(1);
+        let range = first * chunk..((first + count) * chunk).min(object_len);
+        let (this, task_key, task_name) = (self.clone(), key.clone(), name.clone());
         let task = tokio::spawn(async move {
-            let result = this.get_chunk(&key, &task_id, range, prefetch).await;
-            this.inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&task_id);
+            let result = this
+                .get_run(&task_key, &task_name, first, range, prefetch)
+                .await;
+            let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            for index in first..first + count {
+                inflight.remove(&ChunkId {
+                    key: task_name.clone(),
+                    index,
+                });
+            }
             result.map_err(Arc::new)
         });
-        let shared = task
+        let run: SharedChunk = task
             .map(|joined| {
                 joined.unwrap_or_else(|e| {
                     Err(Arc::new(ArchiveError::Config(format!(
@@ -718,14 +739,32 @@ impl RemoteReader {
             })
             .boxed()
             .shared();
-        inflight.insert(id, shared.clone());
-        Some(shared)
+        for index in first..first + count {
+            let start = ((index - first) * chunk) as usize;
+            let end = (((index - first + 1) * chunk).min(object_len - first * chunk)) as usize;
+            let part = run
+                .clone()
+                .map(move |r| {
+                    r.map(|bytes| bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
+                })
+                .boxed()
+                .shared();
+            inflight.insert(
+                ChunkId {
+                    key: name.clone(),
+                    index,
+                },
+                part,
+            );
+        }
     }
 
-    async fn get_chunk(
+    /// One ranged GET of whole chunks, each stored in the cache.
+    async fn get_run(
         &self,
         key: &Path,
-        id: &ChunkId,
+        name: &Arc<str>,
+        first: u64,
         range: Range<u64>,
         prefetch: bool,
     ) -> Result<Bytes, ArchiveError> {
@@ -757,16 +796,29 @@ impl RemoteReader {
             });
         }
         bump(&self.metrics.bytes_fetched, len);
-        let (cache, id, data) = (self.cache.clone(), id.clone(), bytes.clone());
-        let stored = tokio::task::spawn_blocking(move || cache.insert(&id, &data)).await;
+        let chunk = self.config.chunk_bytes.max(1) as usize;
+        let (cache, name, data) = (self.cache.clone(), name.clone(), bytes.clone());
+        let stored = tokio::task::spawn_blocking(move || {
+            for (i, piece) in data.chunks(chunk).enumerate() {
+                let id = ChunkId {
+                    key: name.clone(),
+                    index: first + i as u64,
+                };
+                cache.insert(&id, piece)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
         if let Ok(Err(e)) = stored {
             tracing::warn!(key = %key, error = %e, "archive chunk not cached");
         }
         Ok(bytes)
     }
 
-    /// Fetches, in the background, the chunks after byte `end` of `located` (where a
-    /// sequential reader stopped), crossing into the next segments, up to `prefetch_chunks`.
+    /// Keeps a sequential reader's next `prefetch_chunks` chunks (from byte `end` of
+    /// `located`, crossing into the next segments) cached or on their way. Nothing happens while
+    /// at least half of them are; then every missing one is fetched, with one GET per run of
+    /// consecutive chunks of an object (fewer, larger GETs than one per chunk).
     fn prefetch(
         self: &Arc<Self>,
         manifest: ManifestReader,
@@ -777,38 +829,51 @@ impl RemoteReader {
         let this = self.clone();
         tokio::spawn(async move {
             let chunk = this.config.chunk_bytes.max(1);
-            let mut budget = u64::from(this.config.prefetch_chunks);
+            let window = u64::from(this.config.prefetch_chunks);
+            // The window: (object, its length, chunk index) of each chunk ahead.
+            let mut ahead: Vec<(Path, Arc<str>, u64, u64)> = Vec::new();
             let mut located = located;
-            // The chunk the reader is in (if it is not cached yet: it is needed next, so not
-            // counted), then the ones after it.
-            let mut index = end / chunk;
-            let mut counted = false;
+            let mut index = end / chunk + 1;
             loop {
                 let size = located.entry.meta.size_bytes;
                 let name: Arc<str> = located.key.as_ref().into();
-                while budget > 0 && index * chunk < size {
-                    let id = ChunkId {
-                        key: name.clone(),
-                        index,
-                    };
-                    let range = index * chunk..((index + 1) * chunk).min(size);
-                    // Detached: the GET fills the cache whether or not anyone waits.
-                    drop(this.chunk(&located.key, id, range, true, false));
-                    if counted {
-                        budget -= 1;
-                    }
-                    counted = true;
+                while (ahead.len() as u64) < window && index * chunk < size {
+                    ahead.push((located.key.clone(), name.clone(), size, index));
                     index += 1;
                 }
                 let next = located.entry.meta.last_offset + 1;
-                if budget == 0 || next >= root.next_offset {
-                    return;
+                if ahead.len() as u64 >= window || next >= root.next_offset {
+                    break;
                 }
                 match this.locate(&manifest, &root, next).await {
                     Ok(Some(found)) => located = found,
-                    _ => return,
+                    _ => break,
                 }
                 index = 0;
+            }
+            let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let ready = |(_, name, _, index): &(Path, Arc<str>, u64, u64)| {
+                let id = ChunkId {
+                    key: name.clone(),
+                    index: *index,
+                };
+                inflight.contains_key(&id) || this.cache.contains(&id)
+            };
+            let in_hand = ahead.iter().take_while(|c| ready(c)).count() as u64;
+            if in_hand * 2 >= window.max(1) {
+                return;
+            }
+            let missing: Vec<_> = ahead.iter().filter(|c| !ready(c)).cloned().collect();
+            let mut runs: Vec<(Path, Arc<str>, u64, u64, u64)> = Vec::new();
+            for (key, name, size, index) in missing {
+                match runs.last_mut() {
+                    Some(run) if run.1 == name && run.3 + run.4 == index => run.4 += 1,
+                    _ => runs.push((key, name, size, index, 1)),
+                }
+            }
+            for (key, name, size, first, count) in runs {
+                // Detached: the GET fills the cache whether or not anyone waits.
+                this.start_run(&mut inflight, &key, &name, size, first, count, true);
             }
         });
     }

@@ -249,7 +249,7 @@ impl Default for NodeConfig {
             archive_cache_dir: None,
             archive_cache_bytes: 2 << 30,
             archive_chunk_bytes: 4 << 20,
-            archive_prefetch_chunks: 4,
+            archive_prefetch_chunks: 8,
             archive_read_timeout_ms: 10_000,
             archive_gets_in_flight_max: 8,
             archive_read_bytes_per_sec: 0,

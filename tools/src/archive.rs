@@ -24,6 +24,26 @@ pub(crate) enum ArchiveCommand {
         /// Only this topic.
         topic: Option<String>,
     },
+    /// Measure the store's raw bandwidth with the client silt uses (multipart PUTs, whole and
+    /// ranged GETs) on scratch objects under `<prefix>/_silt/bench/`, deleted afterwards: the
+    /// limit that archive uploads and reads are compared against.
+    Bench {
+        /// Objects to write and read.
+        #[arg(long, default_value_t = 8)]
+        objects: usize,
+        /// Size of each object, in MiB.
+        #[arg(long, default_value_t = 64)]
+        object_mib: u64,
+        /// Size of ranged GETs, in MiB (silt's archive_chunk_bytes).
+        #[arg(long, default_value_t = 4)]
+        chunk_mib: u64,
+        /// Requests at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the archive is.
@@ -50,6 +70,21 @@ pub(crate) async fn run(command: ArchiveCommand, args: &ArchiveArgs) -> Result<(
     match command {
         ArchiveCommand::Ls { topic } => ls(&archive, topic.as_deref()).await,
         ArchiveCommand::Verify { topic } => verify(&archive, topic.as_deref()).await,
+        ArchiveCommand::Bench {
+            objects,
+            object_mib,
+            chunk_mib,
+            concurrency,
+            json,
+        } => {
+            let plan = BenchPlan {
+                objects: objects.max(1),
+                object_bytes: (object_mib.max(1)) << 20,
+                chunk_bytes: (chunk_mib.max(1)) << 20,
+                concurrency: concurrency.max(1),
+            };
+            bench(&archive, &plan, json).await
+        }
     }
 }
 
@@ -321,4 +356,164 @@ async fn check_segment(
             Ok(_) => {}
         },
     }
+}
+
+struct BenchPlan {
+    objects: usize,
+    object_bytes: u64,
+    chunk_bytes: u64,
+    concurrency: usize,
+}
+
+/// Raw PUT and GET bandwidth of the store.
+async fn bench(archive: &Archive, plan: &BenchPlan, json: bool) -> Result<()> {
+    use futures::StreamExt;
+    use object_store::path::Path;
+
+    let remote = archive.remote().clone();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let base = archive.layout().bench_dir(&run);
+    let keys: Vec<Path> = (0..plan.objects)
+        .map(|i| base.clone().join(format!("{i}")))
+        .collect();
+    // Incompressible bytes (a store or proxy that compresses must not flatter the figure).
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let data: bytes::Bytes = (0..plan.object_bytes)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect::<Vec<u8>>()
+        .into();
+    let total = plan.object_bytes * plan.objects as u64;
+    let bar = |what: &str| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(what.to_string());
+        bar
+    };
+
+    let progress = bar("PUT (multipart)");
+    let started = std::time::Instant::now();
+    let puts = futures::stream::iter(keys.iter().cloned().map(|key| {
+        let (remote, data, progress) = (remote.clone(), data.clone(), progress.clone());
+        async move {
+            let mut upload = remote.multipart(&key).await?;
+            let mut at = 0;
+            while at < data.len() {
+                let end = (at + silt_archiver::remote::PART_BYTES).min(data.len());
+                upload.write(data.slice(at..end)).await?;
+                progress.inc((end - at) as u64);
+                at = end;
+            }
+            upload.finish().await
+        }
+    }))
+    .buffer_unordered(plan.concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    let put_rate = total as f64 / started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let outcome = async {
+        for put in puts {
+            put.context("PUT of a scratch object")?;
+        }
+        let progress = bar("GET (whole objects, one at a time)");
+        let started = std::time::Instant::now();
+        for key in &keys {
+            let got = remote.get(key).await.context("GET of a scratch object")?;
+            if got != data {
+                bail!("the store returned different bytes for {key}");
+            }
+            progress.inc(got.len() as u64);
+        }
+        let get_rate = total as f64 / started.elapsed().as_secs_f64();
+        progress.finish_and_clear();
+
+        let progress = bar("GET (ranged chunks)");
+        let ranges: Vec<(Path, std::ops::Range<u64>)> = keys
+            .iter()
+            .flat_map(|key| {
+                (0..plan.object_bytes.div_ceil(plan.chunk_bytes)).map(move |c| {
+                    let start = c * plan.chunk_bytes;
+                    (
+                        key.clone(),
+                        start..(start + plan.chunk_bytes).min(plan.object_bytes),
+                    )
+                })
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let gets = futures::stream::iter(ranges.into_iter().map(|(key, range)| {
+            let (remote, progress) = (remote.clone(), progress.clone());
+            async move {
+                let got = remote.get_range(&key, range).await?;
+                progress.inc(got.len() as u64);
+                Ok::<u64, silt_archiver::ArchiveError>(got.len() as u64)
+            }
+        }))
+        .buffer_unordered(plan.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        let mut fetched = 0;
+        for got in gets {
+            fetched += got.context("ranged GET of a scratch object")?;
+        }
+        if fetched != total {
+            bail!("ranged GETs returned {fetched} bytes of {total}");
+        }
+        let ranged_rate = total as f64 / started.elapsed().as_secs_f64();
+        progress.finish_and_clear();
+        Ok((get_rate, ranged_rate))
+    }
+    .await;
+    for key in &keys {
+        let _ = remote.delete(key).await;
+    }
+    let (get_rate, ranged_rate) = outcome?;
+    let mb = |rate: f64| rate / 1e6;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "store": remote.description(),
+                "bytes": total,
+                "put_mb_s": mb(put_rate),
+                "get_mb_s": mb(get_rate),
+                "ranged_get_mb_s": mb(ranged_rate),
+                "chunk_bytes": plan.chunk_bytes,
+                "concurrency": plan.concurrency,
+            })
+        );
+    } else {
+        println!(
+            "store {} ({} objects of {} MiB)",
+            remote.description(),
+            plan.objects,
+            plan.object_bytes >> 20
+        );
+        println!(
+            "PUT, multipart, {} at once      {:8.1} MB/s",
+            plan.concurrency,
+            mb(put_rate)
+        );
+        println!(
+            "GET, whole objects, one at a time {:8.1} MB/s",
+            mb(get_rate)
+        );
+        println!(
+            "GET, {} MiB ranges, {} at once    {:8.1} MB/s",
+            plan.chunk_bytes >> 20,
+            plan.concurrency,
+            mb(ranged_rate)
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,284 @@
+"""Historical reads through the archive, beside the object store's raw bandwidth, in one run.
+
+Against moto's S3 server (started here, on 127.0.0.1) and a release silt:
+  0. raw store bandwidth with the client silt uses (`silt archive bench`): whole-object GETs
+     one at a time, and ranged GETs of silt's chunk size with the concurrency silt's reader
+     may use;
+  1. hot read: one librdkafka consumer replays a partition from the local log;
+  2. cold read: the same replay after the local log has handed everything to the archive and
+     silt restarted with an empty cache; object-store GETs per GB replayed;
+  3. time to first byte for random historical offsets (empty cache): p50 / p99;
+  4. produce latency (acks=-1, fixed moderate rate) with no replay, then while a consumer
+     replays the archive as fast as it can (cache kept small so the replay keeps hitting the
+     store): p50 / p99.
+
+Usage: bench/historical.sh [--mib 512] (builds a release silt, runs this with the venv).
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from produce_consume import VALUE, producer, produce_at_rate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPIC = "history"
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto(work):
+    import boto3
+
+    port = free_port()
+    log = open(work / "moto.log", "w")
+    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket="bench")
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.1)
+    env = {"AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+    return process, env
+
+
+def admin_json(admin_addr, path):
+    with urllib.request.urlopen(f"http://{admin_addr}{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def metric(admin_addr, name):
+    with urllib.request.urlopen(f"http://{admin_addr}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Node:
+    """A release silt with its archive in the bench bucket."""
+
+    def __init__(self, binary, data, env, extra=()):
+        self.binary, self.data, self.env, self.extra = binary, data, env, list(extra)
+        self.process = None
+
+    def start(self, *more):
+        os.environ.update(self.env)
+        self.process, self.bootstrap, self.admin = start_silt_with_admin(self.binary, self.data, [*self.extra, *more])
+        return self
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)
+
+
+def start_silt_with_admin(binary, data, extra):
+    import re
+    import threading
+
+    process = subprocess.Popen(
+        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,silt=info"},
+    )
+    for line in process.stderr:
+        match = re.search(r"kafka=(\S+) admin=(\S+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+            return process, match.group(1), match.group(2)
+    raise RuntimeError("silt did not start")
+
+
+def replay(bootstrap, expected, stop_at=None):
+    """Reads partition 0 from offset 0 to `expected` messages; returns (bytes/s, seconds)."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 * 1024,
+    })
+    c.assign([TopicPartition(TOPIC, 0, 0)])
+    count = size = 0
+    start = time.monotonic()
+    while count < expected:
+        if stop_at is not None and stop_at.is_set():
+            break
+        for m in c.consume(10_000, 1.0):
+            if m.error():
+                raise RuntimeError(m.error())
+            size += len(m.value())
+            count += 1
+    elapsed = time.monotonic() - start
+    c.close()
+    return size / elapsed, elapsed
+
+
+def replay_forever(bootstrap, expected, stop):
+    while not stop.is_set():
+        replay(bootstrap, expected, stop)
+
+
+def first_byte_times(bootstrap, end, samples, chunk_messages):
+    """Time from assign() at a random offset to its first message, with one warm consumer;
+    each offset in a different chunk of the archive, so none is a cache hit."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(TOPIC, 0, end - 1)])
+    while c.poll(1.0) is None:  # connected, metadata known
+        pass
+    times = []
+    rng = random.Random(7)
+    chunks = rng.sample(range(end // chunk_messages), min(samples, end // chunk_messages))
+    for chunk in chunks:
+        offset = chunk * chunk_messages + rng.randrange(0, chunk_messages)
+        start = time.monotonic()
+        c.assign([TopicPartition(TOPIC, 0, offset)])
+        while True:
+            m = c.poll(5.0)
+            if m is not None and not m.error() and m.offset() >= offset:
+                break
+        times.append(time.monotonic() - start)
+        c.unassign()
+    c.close()
+    times.sort()
+    return [times[min(len(times) - 1, int(q * len(times)))] * 1000 for q in (0.5, 0.99)]
+
+
+def produce_fill(bootstrap, total_bytes):
+    p = producer(bootstrap)
+    payload = os.urandom(VALUE)
+    sent = 0
+    while sent * VALUE < total_bytes:
+        try:
+            p.produce(TOPIC, payload, partition=0)
+            sent += 1
+        except BufferError:
+            p.poll(0.01)
+        if sent % 1000 == 0:
+            p.poll(0)
+    assert p.flush(300) == 0
+    return sent
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
+    parser.add_argument("--mib", type=int, default=512, help="MiB produced and replayed")
+    parser.add_argument("--rate", type=int, default=5000, help="messages/s of the latency test")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--replay-cap", type=int, default=0, help="archive_read_bytes_per_sec during the latency test (0: the default)")
+    parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
+    args = parser.parse_args()
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=base))
+    moto, env = start_moto(work)
+    binary = Path(args.binary)
+    node = None
+    try:
+        raw = json.loads(subprocess.run(
+            [str(binary), "archive", "bench", "--archive", "s3://bench/raw", "--json", "--objects", "6", "--concurrency", "4"],
+            capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout)
+        raw_best = max(raw["get_mb_s"], raw["ranged_get_mb_s"])
+        print(f"raw store ({raw['store']}): PUT {raw['put_mb_s']:.1f} MB/s, GET whole {raw['get_mb_s']:.1f} MB/s, "
+              f"GET 4 MiB x4 {raw['ranged_get_mb_s']:.1f} MB/s", flush=True)
+
+        settings = ["--archive", "s3://bench/silt", "--set", "archive_check_interval_ms=200", "--set", "retention_check_interval_ms=200",
+                    "--set", "archive_upload_interval_ms=1000"]
+        node = Node(binary, work / "data", env, settings).start()
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        admin.create_topics([NewTopic(TOPIC, 1, 1, config={"segment.bytes": str(64 << 20)})])[TOPIC].result(30)
+        count = produce_fill(node.bootstrap, args.mib << 20)
+        print(f"produced {count} messages of {VALUE} bytes ({args.mib} MiB) to one partition", flush=True)
+
+        hot, _ = replay(node.bootstrap, count)
+        print(f"hot read (local log):      {hot / 1e6:8.1f} MB/s", flush=True)
+
+        # Hand everything to the archive: roll, upload, then local retention of 1 ms.
+        resource = ConfigResource("topic", TOPIC, incremental_configs=[
+            ConfigEntry("retention.local.target.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([resource])[resource].result(30)
+
+        def only_archived():
+            p = admin_json(node.admin, "/v1/status")["topics"][0]["partitions"][0]
+            return p["archive"] and p["archive"]["archived_next_offset"] == p["high_watermark"] == p["local_start_offset"]
+
+        wait_for(only_archived, 600, "the archive to take everything")
+        node.stop()
+        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
+        node.start()
+        gets_before = metric(node.admin, "silt_object_store_gets_total")
+        cold, seconds = replay(node.bootstrap, count)
+        gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
+        gb = count * VALUE / 1e9
+        print(f"cold read (archive, empty cache): {cold / 1e6:8.1f} MB/s   {100 * cold / 1e6 / raw_best:.0f}% of raw GET "
+              f"({raw_best:.1f} MB/s), {100 * cold / hot:.0f}% of hot; {gets / gb:.0f} GETs per GB", flush=True)
+
+        # Random offsets, each in a chunk not read before, prefetch off (a consumer that jumps
+        # around would not trigger it; librdkafka's read-ahead would, and fill the cache).
+        node.stop()
+        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
+        node.start("--set", "archive_prefetch_chunks=0")
+        chunk_messages = (4 << 20) // (VALUE + 70)  # messages in a 4 MiB chunk, roughly
+        p50, p99 = first_byte_times(node.bootstrap, count, 40, 2 * chunk_messages)
+        print(f"time to first byte, random offsets, empty cache: p50 {p50:.1f} ms   p99 {p99:.1f} ms", flush=True)
+
+        # Produce latency, idle and during a replay that keeps hitting the store.
+        node.stop()
+        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
+        node.start("--set", "archive_cache_bytes=67108864", *(["--set", f"archive_read_bytes_per_sec={args.replay_cap}"] if args.replay_cap else []))
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        admin.create_topics([NewTopic("live", 1, 1)])["live"].result(30)
+        idle = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
+        print(f"produce {idle[0]:.0f} msgs/s, idle:          p50 {idle[1]:6.2f} ms   p99 {idle[2]:6.2f} ms", flush=True)
+        fetched_before = metric(node.admin, "silt_archive_fetched_bytes_total")
+        stop = multiprocessing.Event()
+        reader = multiprocessing.Process(target=replay_forever, args=(node.bootstrap, count, stop))
+        reader.start()
+        time.sleep(1)
+        busy = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
+        fetched = metric(node.admin, "silt_archive_fetched_bytes_total") - fetched_before
+        stop.set()
+        reader.join(60)
+        print(f"produce {busy[0]:.0f} msgs/s, during replay: p50 {busy[1]:6.2f} ms   p99 {busy[2]:6.2f} ms   "
+              f"({busy[2] / idle[2]:.2f}x idle p99; replay fetched {fetched / 1e6 / (args.seconds + 1):.1f} MB/s from the store)", flush=True)
+    finally:
+        if node is not None and node.process.poll() is None:
+            node.stop()
+        moto.terminate()
+        moto.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
