@@ -251,12 +251,7 @@ fn render_tiering(node: &Node, out: &mut String) {
             RemoteMetrics::get(&remote.failures),
         ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
+    write_counters(out, &counters);
     render_remote_reads(tiering, out);
     let mut backlog_segments = 0;
     let mut backlog_bytes = 0;
@@ -356,12 +351,7 @@ fn render_remote_reads(tiering: &crate::tiering::Tiering, out: &mut String) {
             load(&r.corrupt_batches),
         ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
+    write_counters(out, &counters);
     let (hits, misses) = (load(&r.chunk_hits), load(&r.chunk_misses));
     let ratio = if hits + misses == 0 {
         0.0
@@ -397,4 +387,14 @@ fn render_remote_reads(tiering: &crate::tiering::Tiering, out: &mut String) {
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
     let _ = writeln!(out, "{name}_sum {sum}");
     let _ = writeln!(out, "{name}_count {total}");
+}
+
+/// Writes `(name, help, value)` counters in Prometheus text format.
+fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
 }

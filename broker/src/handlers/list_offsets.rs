@@ -80,8 +80,10 @@ async fn lookup(
         .log
         .as_ref()
         .expect("find_partition returns online partitions");
-    // The archive, when it is readable and reaches the local log.
-    let archive = match &node.tiering {
+    // The archive, when it is readable and reaches the local log; only the lookups that can
+    // answer from it consult it (latest and earliest-local never wait for the bucket).
+    let wants_archive = !matches!(timestamp, LATEST | EARLIEST_LOCAL);
+    let archive = match node.tiering.as_ref().filter(|_| wants_archive) {
         Some(tiering) => match tiering.readable_root(&topic_ref, index).await {
             Ok(found) => found.map(|(tier, root)| (tiering.clone(), tier, root)),
             Err(e) => {
