@@ -79,3 +79,71 @@ pub async fn list(remote: &Remote, layout: &Layout) -> Result<Vec<TopicCatalog>,
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(topics)
 }
+
+/// One committed offset, as the bucket keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffset {
+    /// The next offset the group reads.
+    pub offset: i64,
+    /// Leader epoch of the record before it, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: String,
+}
+
+/// Every consumer group's committed offsets, as one cluster last wrote them:
+/// group -> topic -> partition -> offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsSnapshot {
+    /// Format of this object.
+    pub format: u32,
+    /// Cluster that wrote it.
+    pub cluster_id: String,
+    /// When written.
+    pub updated_ms: i64,
+    /// The offsets.
+    pub groups: BTreeMap<String, BTreeMap<String, BTreeMap<i32, GroupOffset>>>,
+}
+
+/// Writes (replaces) a cluster's groups snapshot.
+///
+/// # Errors
+///
+/// Store failures.
+pub async fn put_groups(
+    remote: &Remote,
+    layout: &Layout,
+    snapshot: &GroupsSnapshot,
+) -> Result<(), ArchiveError> {
+    let body = Bytes::from(serde_json::to_vec_pretty(snapshot).expect("snapshot serialises"));
+    remote
+        .put(&layout.groups(&snapshot.cluster_id), body)
+        .await
+}
+
+/// The newest groups snapshot in the bucket (of whichever cluster wrote last), if any.
+///
+/// # Errors
+///
+/// Store failures, or a snapshot that does not parse.
+pub async fn latest_groups(
+    remote: &Remote,
+    layout: &Layout,
+) -> Result<Option<GroupsSnapshot>, ArchiveError> {
+    let mut newest: Option<GroupsSnapshot> = None;
+    for meta in remote.list(&layout.groups_dir(), None).await? {
+        let bytes = remote.get(&meta.location).await?;
+        let snapshot: GroupsSnapshot =
+            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt {
+                key: meta.location.to_string(),
+                reason: e.to_string(),
+            })?;
+        if newest
+            .as_ref()
+            .is_none_or(|n| snapshot.updated_ms > n.updated_ms)
+        {
+            newest = Some(snapshot);
+        }
+    }
+    Ok(newest)
+}

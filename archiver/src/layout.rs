@@ -64,6 +64,16 @@ impl Layout {
         self.join(&["_silt", "bench", run])
     }
 
+    /// Where consumer groups' committed offsets are kept, one object per cluster.
+    pub fn groups_dir(&self) -> Path {
+        self.join(&["_silt", "groups"])
+    }
+
+    /// A cluster's groups snapshot.
+    pub fn groups(&self, cluster_id: &str) -> Path {
+        self.join(&["_silt", "groups", &format!("{cluster_id}.json")])
+    }
+
     /// A topic's catalog object.
     pub fn catalog(&self, topic: &str, topic_id: Uuid) -> Path {
         self.join(&["_silt", "topics", &format!("{topic}_{topic_id}.json")])

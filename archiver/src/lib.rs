@@ -38,7 +38,7 @@ pub mod remote;
 
 use std::sync::Arc;
 
-pub use catalog::TopicCatalog;
+pub use catalog::{GroupOffset, GroupsSnapshot, TopicCatalog};
 pub use error::ArchiveError;
 pub use layout::{Layout, PartitionId};
 pub use manifest::{Manifest, ManifestReader, NodeCache, Root};
@@ -102,6 +102,11 @@ impl Archive {
         }
     }
 
+    /// The cluster part of this archive's writer name (`cluster/node/incarnation`).
+    pub fn cluster(&self) -> &str {
+        self.writer.split('/').next().unwrap_or_default()
+    }
+
     /// The store.
     pub fn remote(&self) -> &Remote {
         &self.remote
@@ -135,7 +140,15 @@ impl Archive {
     /// Store failures, or a corrupt root.
     pub async fn partition(&self, id: PartitionId) -> Result<PartitionArchiver, ArchiveError> {
         let mut manifest = Manifest::load(self.reader(id), self.writer.clone()).await?;
-        manifest.sweep_orphans().await?;
+        // Objects past the root are orphans only if this cluster's own writer left them. Under
+        // another cluster's root (a topic recovered from a replicated bucket) they may be that
+        // cluster's uploads in flight, or objects whose root has not replicated yet.
+        let root_cluster = manifest.root().writer.split('/').next().unwrap_or_default();
+        if !manifest.root().is_empty() && root_cluster == self.cluster() {
+            manifest.sweep_orphans().await?;
+        } else if !manifest.root().is_empty() {
+            tracing::info!(partition = %manifest.reader().id(), writer = %manifest.root().writer, "manifest written by another cluster: orphaned objects left in place");
+        }
         Ok(PartitionArchiver::new(
             manifest,
             self.config.index_interval_bytes,
@@ -149,6 +162,24 @@ impl Archive {
     /// Store failures.
     pub async fn put_topic(&self, topic: &TopicCatalog) -> Result<(), ArchiveError> {
         catalog::put(&self.remote, &self.layout, topic).await
+    }
+
+    /// Writes this cluster's snapshot of consumer groups' committed offsets.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn put_groups(&self, snapshot: &GroupsSnapshot) -> Result<(), ArchiveError> {
+        catalog::put_groups(&self.remote, &self.layout, snapshot).await
+    }
+
+    /// The newest groups snapshot in the bucket, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store failures or an unreadable snapshot.
+    pub async fn groups(&self) -> Result<Option<GroupsSnapshot>, ArchiveError> {
+        catalog::latest_groups(&self.remote, &self.layout).await
     }
 
     /// Every topic in the catalog.

@@ -39,6 +39,7 @@ use crate::cache::{ChunkCache, ChunkId};
 use crate::error::ArchiveError;
 use crate::lru::WeightedLru;
 use crate::manifest::{ManifestReader, Root};
+use crate::remote::Remote;
 use crate::{Archive, PartitionId};
 
 /// Bytes read past `max_bytes`, so the batch at the sparse index's position and a batch
@@ -216,6 +217,8 @@ type SharedChunk = Shared<BoxFuture<'static, Result<Bytes, Arc<ArchiveError>>>>;
 #[derive(Debug, Clone)]
 struct Located {
     entry: SegmentEntry,
+    /// The store that holds the object (a node may read from more than one archive).
+    remote: Remote,
     key: Path,
     sidecar: Arc<Sidecar>,
 }
@@ -440,6 +443,7 @@ impl RemoteReader {
     ) -> Result<Located, ArchiveError> {
         let sidecar = self.sidecar(manifest, &entry).await?;
         Ok(Located {
+            remote: manifest.remote().clone(),
             key: manifest.segment_key(&entry),
             entry,
             sidecar,
@@ -619,6 +623,7 @@ impl RemoteReader {
     /// chunks' GETs (shared with concurrent readers). Also says whether any came from the cache.
     async fn bytes(
         self: &Arc<Self>,
+        remote: &Remote,
         key: &Path,
         object_len: u64,
         range: Range<u64>,
@@ -654,7 +659,7 @@ impl RemoteReader {
                     pieces.push(bytes);
                 }
                 None => {
-                    let Some(running) = self.chunk(key, id, object_len, fresh) else {
+                    let Some(running) = self.chunk(remote, key, id, object_len, fresh) else {
                         // Cached since we looked: read it from there.
                         continue;
                     };
@@ -684,6 +689,7 @@ impl RemoteReader {
     /// `inflight` lock never misses a chunk that is on its way.
     fn chunk(
         self: &Arc<Self>,
+        remote: &Remote,
         key: &Path,
         id: ChunkId,
         object_len: u64,
@@ -696,7 +702,16 @@ impl RemoteReader {
         if !fresh && self.cache.contains(&id) {
             return None;
         }
-        self.start_run(&mut inflight, key, &id.key, object_len, id.index, 1, false);
+        self.start_run(
+            &mut inflight,
+            remote,
+            key,
+            &id.key,
+            object_len,
+            id.index,
+            1,
+            false,
+        );
         inflight.get(&id).cloned()
     }
 
@@ -706,6 +721,7 @@ impl RemoteReader {
     fn start_run(
         self: &Arc<Self>,
         inflight: &mut HashMap<ChunkId, SharedChunk>,
+        remote: &Remote,
         key: &Path,
         name: &Arc<str>,
         object_len: u64,
@@ -715,10 +731,11 @@ impl RemoteReader {
     ) {
         let chunk = self.config.chunk_bytes.max(1);
         let range = first * chunk..((first + count) * chunk).min(object_len);
-        let (this, task_key, task_name) = (self.clone(), key.clone(), name.clone());
+        let (this, task_remote, task_key, task_name) =
+            (self.clone(), remote.clone(), key.clone(), name.clone());
         let task = tokio::spawn(async move {
             let result = this
-                .get_run(&task_key, &task_name, first, range, prefetch)
+                .get_run(&task_remote, &task_key, &task_name, first, range, prefetch)
                 .await;
             let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for index in first..first + count {
@@ -762,6 +779,7 @@ impl RemoteReader {
     /// One ranged GET of whole chunks, each stored in the cache.
     async fn get_run(
         &self,
+        remote: &Remote,
         key: &Path,
         name: &Arc<str>,
         first: u64,
@@ -781,7 +799,7 @@ impl RemoteReader {
             .timed(
                 "get chunk",
                 key,
-                self.archive.remote().get_range(key, range.clone()),
+                remote.get_range(key, range.clone()),
             )
             .await?;
         if bytes.len() as u64 != len {
@@ -873,7 +891,16 @@ impl RemoteReader {
             }
             for (key, name, size, first, count) in runs {
                 // Detached: the GET fills the cache whether or not anyone waits.
-                this.start_run(&mut inflight, &key, &name, size, first, count, true);
+                this.start_run(
+                    &mut inflight,
+                    manifest.remote(),
+                    &key,
+                    &name,
+                    size,
+                    first,
+                    count,
+                    true,
+                );
             }
         });
     }
@@ -980,7 +1007,13 @@ impl<'a> BatchCursor<'a> {
                 .max(self.position + self.need)
                 .min(size);
             let (bytes, from_cache) = reader
-                .bytes(&self.located.key, size, self.position..end, self.fresh)
+                .bytes(
+                    &self.located.remote,
+                    &self.located.key,
+                    size,
+                    self.position..end,
+                    self.fresh,
+                )
                 .await?;
             self.from_cache |= from_cache;
             if (bytes.len() as u64) < end - self.position {

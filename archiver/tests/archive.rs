@@ -393,7 +393,7 @@ async fn an_interrupted_upload_leaves_nothing_behind_after_restart() {
     let first = segment_file(dir.path(), 0, 10, 100);
     let second = segment_file(dir.path(), first.next_offset, 10, 100);
     {
-        let archive = archive(store.clone(), "run-1");
+        let archive = archive(store.clone(), "cluster-a/0/run-1");
         let mut partition = archive.partition(pid()).await.unwrap();
         partition.upload(&first, 1).await.unwrap();
         faulty.fail_roots.store(true, Ordering::SeqCst);
@@ -409,7 +409,18 @@ async fn an_interrupted_upload_leaves_nothing_behind_after_restart() {
         "two segments and two sidecars, one pair orphaned"
     );
     faulty.fail_roots.store(false, Ordering::SeqCst);
-    let archive = archive(store.clone(), "run-2");
+    // Another cluster (one that recovered the topic from a replica of this bucket) must not
+    // take objects it did not write for orphans: they may be in flight or not replicated yet.
+    archive(store.clone(), "cluster-b/0/restored")
+        .partition(pid())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list(Some(&segments_dir)).count().await,
+        4,
+        "another cluster left the objects alone"
+    );
+    let archive = archive(store.clone(), "cluster-a/0/run-2");
     let mut partition = archive.partition(pid()).await.unwrap();
     assert_eq!(
         store.list(Some(&segments_dir)).count().await,

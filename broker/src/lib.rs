@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod dr;
 pub mod group;
 pub mod handlers;
 pub mod log;

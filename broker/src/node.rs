@@ -159,10 +159,12 @@ impl Node {
                     TopicEvent::Changed(topic) => {
                         runtime.spawn(async move { tiering.put_catalog(&topic, now).await });
                     }
+                    TopicEvent::Deleted { replica: true, .. } => {}
                     TopicEvent::Deleted {
                         name,
                         id,
                         partitions,
+                        ..
                     } => {
                         let _guard = runtime.enter();
                         tiering.forget_topic(name, id, partitions);

@@ -13,14 +13,14 @@
 //! What is archived is known from the manifest, per partition: [`Tiering::archived_next`].
 //! Local retention deletes only segments that end at or before it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use silt_archiver::{
-    Archive, ArchiveConfig, ArchiveError, PartitionArchiver, PartitionId, ReaderConfig,
-    RemoteReader, RemoteSlice, Root, SealedSegment, TopicCatalog,
+    Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, PartitionArchiver, PartitionId, ReaderConfig,
+    ManifestReader, RemoteReader, RemoteSlice, Root, SealedSegment, TopicCatalog,
 };
 use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
@@ -29,6 +29,12 @@ use uuid::Uuid;
 use crate::log::PartitionLog;
 use crate::node::Node;
 use crate::topics::{Partition, Topic};
+
+/// group -> topic -> partition -> committed offset.
+pub type GroupsMap = BTreeMap<String, BTreeMap<String, BTreeMap<i32, GroupOffset>>>;
+
+/// How many of its newest segments a read replica checks are there when it first loads a root.
+const REPLICA_FIRST_CHECK: usize = 16;
 
 /// Longest wait after failures before a partition is tried again.
 const BACKOFF_MAX_MS: i64 = 60_000;
@@ -63,6 +69,10 @@ pub struct PartitionTier {
     root: Mutex<Option<Arc<Root>>>,
     /// A remote read that failed with nobody left waiting for it, kept for the next fetch.
     read_failure: Mutex<Option<ReadFailure>>,
+    /// For a read replica: the archive it follows (another cluster's bucket).
+    source: Option<Archive>,
+    /// The `next_offset` of the root reads go through, for fetches waiting on a read replica.
+    visible: watch::Sender<i64>,
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -112,6 +122,26 @@ impl PartitionTier {
         self.root.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Wakes when a read replica's visible end moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.visible.subscribe()
+    }
+
+    /// True for a read replica's partition.
+    pub fn is_replica(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Publishes the root a read replica serves from.
+    fn publish_view(&self, root: Root) {
+        let next = root.next_offset;
+        self.archive_start
+            .store(root.start_offset, Ordering::Release);
+        self.archived_next.store(next, Ordering::Release);
+        *self.root.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(root));
+        self.visible.send_replace(next);
+    }
+
     /// Publishes the writer's state after a load or a commit.
     fn publish(&self, archiver: &PartitionArchiver) {
         self.archived_next
@@ -156,6 +186,9 @@ pub struct Tiering {
     upload_interval_ms: i64,
     check_interval: Duration,
     cluster_id: String,
+    node_config: silt_config::NodeConfig,
+    /// The archives read replicas follow, by the target they resolve to.
+    sources: Mutex<HashMap<String, Archive>>,
 }
 
 impl Tiering {
@@ -199,7 +232,64 @@ impl Tiering {
             upload_interval_ms: node.archive_upload_interval_ms as i64,
             check_interval: Duration::from_millis(node.archive_check_interval_ms),
             cluster_id: cluster_id.to_string(),
+            node_config: node.clone(),
+            sources: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where a read replica's `remote.readreplica` value points: a URL or directory as given,
+    /// or, for a bare bucket name, that bucket on this node's S3 endpoint under this node's
+    /// archive prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Config`] for a bare name when this node's archive is not on S3.
+    pub fn replica_target(&self, value: &str) -> Result<String, ArchiveError> {
+        if value.contains("://") || value.starts_with('/') || value.starts_with('.') {
+            return Ok(value.to_string());
+        }
+        let own = self.archive.remote().description();
+        if !own.starts_with("s3://") {
+            return Err(ArchiveError::Config(format!(
+                "remote.readreplica={value:?} names a bucket, but this node's archive ({own}) is not on S3: give a URL such as s3://{value}/prefix or a directory"
+            )));
+        }
+        let prefix = self.archive.remote().prefix().as_ref();
+        Ok(if prefix.is_empty() {
+            format!("s3://{value}")
+        } else {
+            format!("s3://{value}/{prefix}")
+        })
+    }
+
+    /// The archive a read replica follows (opened once per target).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tiering::replica_target`], or a target that cannot be opened.
+    pub fn replica_source(&self, value: &str) -> Result<Archive, ArchiveError> {
+        let target = self.replica_target(value)?;
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(archive) = sources.get(&target) {
+            return Ok(archive.clone());
+        }
+        // Never written through: the writer name only marks it as this cluster's reader.
+        let writer = format!("{}/replica/{}", self.cluster_id, Uuid::new_v4());
+        let config = ArchiveConfig {
+            node_cache_bytes: self.node_config.archive_node_cache_bytes,
+            index_interval_bytes: self.node_config.topic_defaults.index_interval_bytes,
+        };
+        let archive = Archive::open(&target, writer, config)?;
+        sources.insert(target, archive.clone());
+        Ok(archive)
+    }
+
+    /// A manifest reader of a partition, in the archive it is read from.
+    fn manifest(&self, tier: &PartitionTier) -> ManifestReader {
+        tier.source
+            .as_ref()
+            .unwrap_or(&self.archive)
+            .reader(tier.id.clone())
     }
 
     /// The archive.
@@ -226,7 +316,7 @@ impl Tiering {
         if !topic.config().remote_read {
             return Ok(None);
         }
-        let tier = self.tier(topic, partition);
+        let tier = self.tier(topic, partition)?;
         let root = match tier.root() {
             Some(root) => root,
             None => {
@@ -240,7 +330,11 @@ impl Tiering {
     }
 
     async fn load_root(&self, tier: &PartitionTier) -> Result<Arc<Root>, ArchiveError> {
-        let reader = self.archive.reader(tier.id.clone());
+        if tier.is_replica() {
+            // A replica serves only what it checked is there; the follower keeps it current.
+            return Ok(Arc::new(self.follow_partition(tier).await?));
+        }
+        let reader = self.manifest(tier);
         match tokio::time::timeout(self.read_timeout, reader.latest_root()).await {
             Ok(root) => Ok(Arc::new(root?)),
             Err(_) => Err(ArchiveError::TimedOut {
@@ -267,7 +361,7 @@ impl Tiering {
         max_bytes: u32,
         min_one: bool,
     ) -> Result<Option<RemoteSlice>, ArchiveError> {
-        let manifest = self.reader.manifest(tier.id.clone());
+        let manifest = self.manifest(tier);
         let mut result = self
             .reader
             .read(&manifest, &root, offset, max_bytes, min_one)
@@ -307,15 +401,19 @@ impl Tiering {
     ) -> Result<Option<(i64, i64)>, ArchiveError> {
         let mut view = root.clone();
         view.start_offset = view.start_offset.max(start);
-        let manifest = self.reader.manifest(tier.id.clone());
+        let manifest = self.manifest(tier);
         self.reader
             .offset_for_timestamp(&manifest, &view, timestamp)
             .await
     }
 
-    fn tier(&self, topic: &Topic, partition: i32) -> Arc<PartitionTier> {
+    fn tier(&self, topic: &Topic, partition: i32) -> Result<Arc<PartitionTier>, ArchiveError> {
+        let source = match &topic.config().remote_readreplica {
+            Some(value) => Some(self.replica_source(value)?),
+            None => None,
+        };
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        partitions
+        Ok(partitions
             .entry((topic.id, partition))
             .or_insert_with(|| {
                 Arc::new(PartitionTier {
@@ -333,9 +431,11 @@ impl Tiering {
                     fenced: AtomicBool::new(false),
                     root: Mutex::new(None),
                     read_failure: Mutex::new(None),
+                    source,
+                    visible: watch::Sender::new(-1),
                 })
             })
-            .clone()
+            .clone())
     }
 
     /// The tiering state of a partition, if it was ever looked at.
@@ -353,8 +453,12 @@ impl Tiering {
             .and_then(|t| t.archived_next())
     }
 
-    /// Records a topic in the bucket's catalog.
+    /// Records a topic in the bucket's catalog (not a read replica: its catalog is its
+    /// source's).
     pub async fn put_catalog(&self, topic: &Topic, now_ms: i64) {
+        if topic.config().remote_readreplica.is_some() {
+            return;
+        }
         let catalog = TopicCatalog {
             format: 1,
             name: topic.name.clone(),
@@ -392,14 +496,17 @@ impl Tiering {
     pub async fn tick(self: &Arc<Self>, node: &Arc<Node>) {
         let now = node.clock.now_ms();
         for topic in node.topics.all() {
-            if !topic.config().remote_storage_enable {
+            let config = topic.config();
+            if !config.remote_storage_enable || config.remote_readreplica.is_some() {
                 continue;
             }
             for partition in topic.partitions() {
                 if partition.log.is_err() {
                     continue;
                 }
-                let tier = self.tier(&topic, partition.index);
+                let Ok(tier) = self.tier(&topic, partition.index) else {
+                    continue;
+                };
                 if tier.is_fenced() || tier.retry_at_ms.load(Ordering::Acquire) > now {
                     continue;
                 }
@@ -578,12 +685,172 @@ impl Tiering {
         for topic in node.topics.all() {
             self.put_catalog(&topic, now).await;
         }
+        let mut groups_written = None;
+        let mut groups_due = now;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(self.check_interval) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            let stopped = tokio::select! {
+                () = tokio::time::sleep(self.check_interval) => false,
+                _ = stop.wait_for(|stopped| *stopped) => true,
+            };
+            if stopped {
+                // A clean stop leaves the bucket with the last committed offsets.
+                self.put_groups(&node, &mut groups_written).await;
+                return;
             }
             self.tick(&node).await;
+            self.follow(&node).await;
+            let now = node.clock.now_ms();
+            if now >= groups_due {
+                self.put_groups(&node, &mut groups_written).await;
+                groups_due = now + self.node_config.archive_metadata_interval_ms as i64;
+            }
         }
+    }
+
+    /// Writes the consumer groups' committed offsets to the bucket when they changed since
+    /// `written` (what was last written).
+    pub async fn put_groups(&self, node: &Node, written: &mut Option<GroupsMap>) {
+        let mut groups = GroupsMap::new();
+        for (group, _, _) in node.groups.list() {
+            let Some(offsets) = node.groups.offsets(&group) else {
+                continue;
+            };
+            let mut topics: BTreeMap<String, BTreeMap<i32, GroupOffset>> = BTreeMap::new();
+            for ((topic, partition), committed) in offsets {
+                topics.entry(topic).or_default().insert(
+                    partition,
+                    GroupOffset {
+                        offset: committed.offset,
+                        leader_epoch: committed.leader_epoch,
+                        metadata: committed.metadata,
+                    },
+                );
+            }
+            if !topics.is_empty() {
+                groups.insert(group, topics);
+            }
+        }
+        // Nothing to say yet (a new cluster must not shadow the snapshot it may restore from).
+        if written.as_ref() == Some(&groups) || (written.is_none() && groups.is_empty()) {
+            return;
+        }
+        let snapshot = GroupsSnapshot {
+            format: 1,
+            cluster_id: self.cluster_id.clone(),
+            updated_ms: node.clock.now_ms(),
+            groups,
+        };
+        match self.archive.put_groups(&snapshot).await {
+            Ok(()) => {
+                tracing::debug!(groups = snapshot.groups.len(), "wrote committed offsets to the bucket");
+                *written = Some(snapshot.groups);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "committed offsets not written to the bucket; retried next round")
+            }
+        }
+    }
+
+    /// Brings every read replica's partitions up to their source's latest uploads.
+    pub async fn follow(&self, node: &Node) {
+        let mut rounds = Vec::new();
+        for topic in node.topics.all() {
+            if topic.config().remote_readreplica.is_none() || !topic.config().remote_read {
+                continue;
+            }
+            for partition in 0..topic.partition_count() {
+                match self.tier(&topic, partition) {
+                    Ok(tier) => rounds.push(async move {
+                        if let Err(e) = self.follow_partition(&tier).await {
+                            tracing::warn!(partition = %tier.id, error = %e, "read replica: could not follow the source");
+                        }
+                    }),
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, error = %e, "read replica: source unusable");
+                        break;
+                    }
+                }
+            }
+        }
+        futures::future::join_all(rounds).await;
+    }
+
+    /// Loads a read replica partition's latest root from its source and publishes as much of
+    /// it as has arrived. Bucket replication is asynchronous and unordered: a root may name
+    /// segments whose objects are not there yet. Those are 'not replicated yet', not faults:
+    /// the replica serves up to the last segment before the first one missing, and looks
+    /// again next round.
+    async fn follow_partition(&self, tier: &PartitionTier) -> Result<Root, ArchiveError> {
+        let reader = self.manifest(tier);
+        let latest = match tokio::time::timeout(self.read_timeout, reader.latest_root()).await {
+            Ok(root) => root?,
+            Err(_) => {
+                return Err(ArchiveError::TimedOut {
+                    op: "load manifest root",
+                    key: tier.id.to_string(),
+                    after_ms: self.read_timeout.as_millis() as u64,
+                });
+            }
+        };
+        let current = tier.root();
+        let seen = current
+            .as_ref()
+            .filter(|c| c.version <= latest.version && c.next_offset <= latest.next_offset);
+        if let Some(current) = seen
+            && current.version == latest.version
+            && current.next_offset == latest.next_offset
+        {
+            return Ok((**current).clone());
+        }
+        // Check the segments added since what is served; the first time, the newest few (older
+        // ones replicated long ago; one that did not yet gives a retriable read error).
+        let mut offset = match seen {
+            Some(current) => current.next_offset.max(latest.start_offset),
+            None => {
+                let mut from = latest.next_offset;
+                for _ in 0..REPLICA_FIRST_CHECK {
+                    if from <= latest.start_offset {
+                        break;
+                    }
+                    match reader.find_offset(&latest, from - 1).await? {
+                        Some(entry) => from = entry.meta.base_offset,
+                        None => break,
+                    }
+                }
+                from
+            }
+        };
+        let mut visible = offset;
+        while offset < latest.next_offset {
+            let entry = match reader.find_offset(&latest, offset).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(e) if e.is_not_found() => break, // a manifest node not replicated yet
+                Err(e) => return Err(e),
+            };
+            let mut present = true;
+            for key in [reader.segment_key(&entry), reader.sidecar_key(&entry)] {
+                match reader.remote().head(&key).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => present = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !present {
+                tracing::debug!(partition = %tier.id, base = entry.meta.base_offset, "read replica: segment not replicated yet");
+                break;
+            }
+            offset = entry.meta.last_offset + 1;
+            visible = offset;
+        }
+        let mut view = latest;
+        if visible < view.next_offset {
+            view.next_offset = visible;
+        }
+        if seen.is_none_or(|c| view.next_offset > c.next_offset || view.version > c.version) {
+            tracing::debug!(partition = %tier.id, version = view.version, next = view.next_offset, "read replica: following");
+            tier.publish_view(view.clone());
+        }
+        Ok(view)
     }
 }

@@ -67,6 +67,9 @@ pub enum TopicError {
     /// Something the node cannot do yet (named in the message).
     #[error("{0}")]
     Unsupported(String),
+    /// A topic could not be recovered or followed from an archive (named in the message).
+    #[error("{0}")]
+    Archive(String),
     /// A log could not be opened, closed or written.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -115,6 +118,15 @@ pub struct TopicRecord {
     pub partitions: i32,
     /// Property overrides, canonical name -> value.
     pub configs: BTreeMap<String, String>,
+}
+
+/// What a topic restored from an archive keeps of its former life.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The topic's id in the archive (its objects are named by it).
+    pub id: Uuid,
+    /// Per partition, the offset its local log starts at: the archive's next offset.
+    pub starts: Vec<i64>,
 }
 
 /// A partition: its log, or why it is offline.
@@ -219,6 +231,8 @@ pub enum TopicEvent {
         id: Uuid,
         /// Partitions it had.
         partitions: i32,
+        /// It was a read replica: its archive is another cluster's, not to be touched.
+        replica: bool,
     },
 }
 
@@ -434,11 +448,6 @@ impl TopicRegistry {
             overrides.insert(canonical.to_string(), value);
         }
         let config = TopicConfig::resolve(&overrides, &self.node.topic_defaults)?;
-        if config.remote_recovery || config.remote_readreplica.is_some() {
-            return Err(TopicError::Unsupported(
-                "remote.recovery and remote.readreplica are not supported yet".into(),
-            ));
-        }
         Ok((config, overrides))
     }
 
@@ -454,15 +463,45 @@ impl TopicRegistry {
         replication_factor: i16,
         configs: &[(String, String)],
     ) -> Result<Arc<Topic>, TopicError> {
+        self.create_as(name, partitions, replication_factor, configs, None)
+            .await
+    }
+
+    /// Creates a topic, as [`TopicRegistry::create`]; with `restored`, under a given id and
+    /// with each partition's log starting (empty) at a given offset: a topic recovered from
+    /// an archive, whose older offsets the archive serves.
+    ///
+    /// # Errors
+    ///
+    /// As [`TopicRegistry::create`].
+    pub async fn create_as(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+        restored: Option<Restored>,
+    ) -> Result<Arc<Topic>, TopicError> {
         let _admin = self.admin.lock().await;
-        let (_, overrides) = self.validate_create(name, partitions, replication_factor, configs)?;
+        let (config, overrides) =
+            self.validate_create(name, partitions, replication_factor, configs)?;
+        if let Some(restored) = &restored
+            && (restored.starts.len() != partitions as usize || self.get_by_id(restored.id).is_some())
+        {
+            return Err(TopicError::Archive(format!(
+                "cannot restore '{name}': {} start offsets for {partitions} partitions, or id {} in use",
+                restored.starts.len(),
+                restored.id
+            )));
+        }
         let record = TopicRecord {
             format: FORMAT_VERSION,
             name: name.to_string(),
-            id: Uuid::new_v4(),
+            id: restored.as_ref().map_or_else(Uuid::new_v4, |r| r.id),
             partitions,
             configs: overrides,
         };
+        let log_config = LogConfig::new(&config, &self.node);
         let this = self.clone();
         let topic = self
             .blocking(move || {
@@ -483,6 +522,14 @@ impl TopicRegistry {
                     .create_dir_all(&dir)
                     .map_err(|e| LogError::io("create directory", dir.clone(), e))?;
                 this.write_record(&dir, &record)?;
+                for (index, &start) in restored.iter().flat_map(|r| r.starts.iter().enumerate()) {
+                    PartitionLog::create_empty_at(
+                        this.storage.as_ref(),
+                        &dir.join(index.to_string()),
+                        start,
+                        &log_config,
+                    )?;
+                }
                 this.storage
                     .sync_dir(&this.root)
                     .map_err(|e| LogError::io("sync directory", this.root.clone(), e))?;
@@ -543,6 +590,7 @@ impl TopicRegistry {
             name: name.to_string(),
             id,
             partitions: topic.partition_count(),
+            replica: topic.config().remote_readreplica.is_some(),
         });
         Ok(())
     }

@@ -32,6 +32,10 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "longest time data waits in an active segment before it is rolled and archived",
     ),
     (
+        "archive_metadata_interval_ms",
+        "longest time a change to consumer groups' committed offsets waits before it is written to the bucket",
+    ),
+    (
         "archive_uploads_in_flight_max",
         "segment uploads running at once, across partitions",
     ),
@@ -181,6 +185,8 @@ pub struct NodeConfig {
     pub archive: ArchiveTarget,
     /// Longest wait before an unsealed segment's data is rolled and archived.
     pub archive_upload_interval_ms: u64,
+    /// Longest wait before committed group offsets are written to the bucket.
+    pub archive_metadata_interval_ms: u64,
     /// Uploads at once.
     pub archive_uploads_in_flight_max: u32,
     /// Period of the archiver's check.
@@ -243,6 +249,7 @@ impl Default for NodeConfig {
             node_id: 0,
             archive: ArchiveTarget::Default,
             archive_upload_interval_ms: 3_600_000,
+            archive_metadata_interval_ms: 60_000,
             archive_uploads_in_flight_max: 4,
             archive_check_interval_ms: 1_000,
             archive_node_cache_bytes: 64 << 20,
@@ -328,6 +335,11 @@ impl NodeConfig {
                     }
                     path => ArchiveTarget::Url(path.to_string()),
                 }
+            }
+            "archive_metadata_interval_ms" => {
+                self.archive_metadata_interval_ms = parse_in(value, 100, 86_400_000)
+                    .ok_or_else(|| invalid("milliseconds from 100 to 86400000"))?
+                    as u64
             }
             "archive_upload_interval_ms" => {
                 self.archive_upload_interval_ms = parse_in(value, 100, 86_400_000 * 7)
@@ -591,6 +603,7 @@ impl NodeConfig {
                 ArchiveTarget::Url(url) => url.clone(),
             },
             "archive_upload_interval_ms" => self.archive_upload_interval_ms.to_string(),
+            "archive_metadata_interval_ms" => self.archive_metadata_interval_ms.to_string(),
             "archive_uploads_in_flight_max" => self.archive_uploads_in_flight_max.to_string(),
             "archive_check_interval_ms" => self.archive_check_interval_ms.to_string(),
             "archive_node_cache_bytes" => self.archive_node_cache_bytes.to_string(),

@@ -5,6 +5,7 @@
 
 mod archive;
 mod client;
+mod cluster;
 mod group;
 mod serve;
 mod topic;
@@ -50,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         command: group::GroupCommand,
     },
+    /// Restore a whole cluster (topics, properties, committed offsets) from a bucket.
+    Cluster {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
             Command::Topic { brokers, command } => topic::run(command, &brokers).await,
             Command::Group { brokers, command } => group::run(command, &brokers).await,
             Command::Archive { args, command } => archive::run(command, &args).await,
+            Command::Cluster { brokers, command } => cluster::run(command, &brokers).await,
         }
     });
     match result {

@@ -61,6 +61,14 @@ pub(crate) enum TopicCommand {
         /// Only check that the broker would accept it.
         #[arg(long)]
         dry: bool,
+        /// Recover the topic from the broker's archive (remote.recovery=true): its id,
+        /// partitions and properties come from the bucket, its offsets continue the archive's.
+        #[arg(long, conflicts_with = "read_replica")]
+        recover: bool,
+        /// Create a read-only replica of the topic in another cluster's bucket (a bucket name
+        /// on the broker's S3 endpoint, or an archive URL): remote.readreplica=SOURCE.
+        #[arg(long, value_name = "SOURCE")]
+        read_replica: Option<String>,
     },
     /// List topics.
     #[command(alias = "ls")]
@@ -167,9 +175,19 @@ pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<(
             names,
             partitions,
             replicas,
-            configs,
+            mut configs,
             dry,
-        } => create(&mut client, &names, partitions, replicas, &configs, dry).await,
+            recover,
+            read_replica,
+        } => {
+            if recover {
+                configs.push(("remote.recovery".into(), "true".into()));
+            }
+            if let Some(source) = read_replica {
+                configs.push(("remote.readreplica".into(), source));
+            }
+            create(&mut client, &names, partitions, replicas, &configs, dry).await
+        }
         TopicCommand::List => list(&mut client).await,
         TopicCommand::Describe { name } => describe(&mut client, &name).await,
         TopicCommand::AlterConfig { name, set, delete } => {

@@ -46,11 +46,15 @@ struct Target {
     /// the read, the next fetch goes to the archive (no OffsetOutOfRange, which would make
     /// the client reset its position).
     tiered_local: bool,
+    /// A read replica partition with nothing past the offset yet: (start, end) it serves.
+    replica_wait: Option<(i64, i64)>,
 }
 
 struct RemoteTarget {
     tier: Arc<PartitionTier>,
     start: i64,
+    /// A read replica's end (its local log plays no part).
+    replica_end: Option<i64>,
 }
 
 /// What a read gave for one partition.
@@ -106,6 +110,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 found,
                 remote: None,
                 tiered_local: false,
+                replica_wait: None,
             });
         }
     }
@@ -118,6 +123,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     // task: a slow archive holds up neither the local partitions of this request nor anyone
     // else, and a read the request stops waiting for still fills the cache for the next one.
     let mut early: HashMap<usize, Outcome> = HashMap::new();
+    let mut replica_watches = Vec::new();
     let mut pending: FuturesUnordered<BoxFuture<'static, (usize, RemoteResult)>> =
         FuturesUnordered::new();
     if let Some(tiering) = &node.tiering {
@@ -130,7 +136,8 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 .log
                 .as_ref()
                 .expect("find_partition returns online partitions");
-            if target.fetch_offset >= log.log_start_offset() {
+            let replica = topic.config().remote_readreplica.is_some();
+            if !replica && target.fetch_offset >= log.log_start_offset() {
                 let config = topic.config();
                 target.tiered_local = config.remote_read && config.remote_storage_enable;
                 first = false;
@@ -138,6 +145,11 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             }
             let (tier, root) = match tiering.readable_root(topic, partition.index).await {
                 Ok(Some(found)) => found,
+                Ok(None) if replica => {
+                    // Nothing archived at the source yet (or remote.read is off).
+                    early.insert(i, replica_outcome(target.fetch_offset, 0, 0));
+                    continue;
+                }
                 Ok(None) => continue, // the local read answers OffsetOutOfRange
                 Err(e) => {
                     tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "archive manifest unavailable");
@@ -149,7 +161,26 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                     continue;
                 }
             };
-            let start = start_offset(Some(&root), log);
+            let start = if replica {
+                root.start_offset
+            } else {
+                start_offset(Some(&root), log)
+            };
+            if replica && target.fetch_offset == root.next_offset {
+                // Caught up with the source: wait for the follower to see more.
+                target.replica_wait = Some((start, root.next_offset));
+                let mut watch = tier.subscribe();
+                watch.borrow_and_update();
+                replica_watches.push(watch);
+                continue;
+            }
+            if replica && (target.fetch_offset < start || target.fetch_offset > root.next_offset) {
+                early.insert(
+                    i,
+                    replica_outcome(target.fetch_offset, start, root.next_offset),
+                );
+                continue;
+            }
             if target.fetch_offset < start || target.fetch_offset >= root.next_offset {
                 continue; // out of range everywhere: the local read says so
             }
@@ -157,7 +188,11 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 // An earlier read failed after its fetch stopped waiting: say so now, once.
                 let mut outcome = Outcome::empty();
                 outcome.error = Some(for_archive(failure));
-                outcome.high_watermark = log.high_watermark();
+                outcome.high_watermark = if replica {
+                    root.next_offset
+                } else {
+                    log.high_watermark()
+                };
                 outcome.log_start_offset = start;
                 early.insert(i, outcome);
                 continue;
@@ -184,7 +219,12 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 }
                 .boxed(),
             );
-            target.remote = Some(RemoteTarget { tier, start });
+            let replica_end = replica.then_some(root.next_offset);
+            target.remote = Some(RemoteTarget {
+                tier,
+                start,
+                replica_end,
+            });
         }
     }
     let remote_count = pending.len();
@@ -228,11 +268,12 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         if now >= deadline {
             break outcomes;
         }
+        let waiting = watches.is_empty() && replica_watches.is_empty();
         if pending.is_empty() {
-            if satisfied || min_bytes == 0 || (watches.is_empty() && remote_count == 0) {
+            if satisfied || min_bytes == 0 || (waiting && remote_count == 0) {
                 break outcomes;
             }
-            if watches.is_empty() {
+            if waiting {
                 // Only archive partitions, all answered, and still short of min_bytes: their
                 // data is all there is; more would need another round trip anyway.
                 break outcomes;
@@ -254,8 +295,20 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                         .await;
             }
         };
+        let replica_changed = async {
+            if replica_watches.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                let _ = futures::future::select_all(
+                    replica_watches.iter_mut().map(|w| Box::pin(w.changed())),
+                )
+                .await;
+            }
+        };
         tokio::select! {
             () = changed => {}
+            // A replica saw new uploads: answer now; the client's next fetch reads them.
+            () = replica_changed => break outcomes,
             Some((i, result)) = pending.next(), if !pending.is_empty() => {
                 remote_done.insert(i, result);
             }
@@ -277,7 +330,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 .log
                 .as_ref()
                 .expect("find_partition returns online partitions");
-            outcome.high_watermark = log.high_watermark();
+            outcome.high_watermark = remote.replica_end.unwrap_or_else(|| log.high_watermark());
             outcome.log_start_offset = remote.start;
             match remote_done.remove(&i) {
                 // Still running: nothing this time, no error; it lands in the cache.
@@ -307,6 +360,18 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     build(&targets, outcomes, uses_ids)
 }
 
+/// The answer for a read replica partition that has nothing at `offset`: empty at its end,
+/// OffsetOutOfRange elsewhere.
+fn replica_outcome(offset: i64, start: i64, end: i64) -> Outcome {
+    let mut outcome = Outcome::empty();
+    outcome.log_start_offset = start;
+    outcome.high_watermark = end;
+    if offset != end {
+        outcome.error = Some(ErrorCode::OffsetOutOfRange);
+    }
+    outcome
+}
+
 /// Reads every local target (blocking), honouring the byte limits; archive targets are left
 /// empty here.
 fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
@@ -324,6 +389,11 @@ fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
                 }
             };
             if target.remote.is_some() {
+                return outcome;
+            }
+            if let Some((start, end)) = target.replica_wait {
+                outcome.log_start_offset = start;
+                outcome.high_watermark = end;
                 return outcome;
             }
             let log = partition

@@ -76,6 +76,10 @@ async fn lookup(
     if let Some(code) = check_leader_epoch(current_leader_epoch) {
         return response.with_error_code(code.code());
     }
+    if topic_ref.config().remote_readreplica.is_some() {
+        let found = replica_lookup(node, &topic_ref, index, timestamp, version).await;
+        return answer(response, found, version);
+    }
     let log = partition
         .log
         .as_ref()
@@ -134,6 +138,14 @@ async fn lookup(
         }
         _ => Err(ErrorCode::InvalidRequest),
     };
+    answer(response, found, version)
+}
+
+fn answer(
+    response: ListOffsetsPartitionResponse,
+    found: Result<Found, ErrorCode>,
+    version: i16,
+) -> ListOffsetsPartitionResponse {
     match found {
         Ok(Some((offset, timestamp))) => {
             // The leader epoch field exists from v4; older versions must leave it unset.
@@ -145,6 +157,51 @@ async fn lookup(
         }
         Ok(None) => response,
         Err(code) => response.with_error_code(code.code()),
+    }
+}
+
+/// A lookup on a read replica: everything comes from the source's manifest as followed
+/// (timestamps through its time indexes, never a scan).
+async fn replica_lookup(
+    node: &Arc<Node>,
+    topic: &crate::topics::Topic,
+    index: i32,
+    timestamp: i64,
+    version: i16,
+) -> Result<Found, ErrorCode> {
+    let Some(tiering) = &node.tiering else {
+        return Err(ErrorCode::KafkaStorageError);
+    };
+    let (tier, root) = match tiering.readable_root(topic, index).await {
+        Ok(Some((tier, root))) => (Some(tier), Some(root)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::warn!(topic = %topic.name, partition = index, error = %e, "read replica: source manifest unavailable");
+            return Err(for_archive(ReadFailure::of(&e)));
+        }
+    };
+    let (start, end) = root
+        .as_ref()
+        .map_or((0, 0), |r| (r.start_offset, r.next_offset));
+    let max = root.as_ref().map_or(-1, |r| r.max_timestamp);
+    let search = |t: i64| async move {
+        match (tier.as_ref(), root.as_ref()) {
+            (Some(tier), Some(root)) => tiering
+                .offset_for_timestamp(tier, root, start, t)
+                .await
+                .map_err(|e| for_archive(ReadFailure::of(&e))),
+            _ => Ok(None),
+        }
+    };
+    match timestamp {
+        LATEST => Ok(Some((end, -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((start, -1))),
+        LATEST_TIERED if version >= 9 => Ok((end > start).then_some((end - 1, -1))),
+        MAX_TIMESTAMP if version >= 7 => {
+            if max < 0 { Ok(None) } else { search(max).await }
+        }
+        t if t >= 0 => search(t).await,
+        _ => Err(ErrorCode::InvalidRequest),
     }
 }
 

@@ -120,10 +120,18 @@ async fn queue(
     records: Option<Bytes>,
     durability: Durability,
 ) -> Queued {
-    let (_, partition) = match find_partition(node, topic, partition) {
+    let (topic_ref, partition) = match find_partition(node, topic, partition) {
         Ok(found) => found,
         Err(code) => return Queued::Failed(code, None),
     };
+    if let Some(source) = topic_ref.config().remote_readreplica {
+        return Queued::Failed(
+            ErrorCode::InvalidTopicException,
+            Some(format!(
+                "topic '{topic}' is a read replica of {source}: it is read-only; produce to the source cluster"
+            )),
+        );
+    }
     let log = partition
         .log
         .as_ref()

@@ -92,18 +92,24 @@ pub(super) async fn create(
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let outcome = if request.validate_only {
-            node.topics
-                .validate_create(&name, partitions, replication, &configs)
-                .map(|(config, overrides)| (Uuid::nil(), config, overrides))
-        } else {
-            node.topics
-                .create(&name, partitions, replication, &configs)
-                .await
-                .map(|t| (t.id, t.config(), t.overrides()))
-        };
+        // Left to the broker: the default, or what the archive holds for a recovered topic.
+        let asked = (topic.num_partitions != -1 || !topic.assignments.is_empty()).then_some(partitions);
+        let outcome = crate::dr::create_topic(
+            node,
+            &name,
+            asked,
+            replication,
+            &configs,
+            request.validate_only,
+        )
+        .await;
         results.push(match outcome {
-            Ok((id, config, overrides)) => {
+            Ok(crate::dr::Created {
+                id,
+                partitions,
+                config,
+                overrides,
+            }) => {
                 let described = (version >= 5).then(|| describe_for_create(&config, &overrides));
                 result
                     .with_topic_id(id)

@@ -414,6 +414,26 @@ impl PartitionLog {
         self.shared.config()
     }
 
+    /// Makes `dir` a new, empty partition log whose first offset will be `base` (a partition
+    /// whose older offsets live in the archive). Offsets below `base` are not deleted records:
+    /// the archive may serve them. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors creating the directory or the segment.
+    pub fn create_empty_at(
+        storage: &dyn Storage,
+        dir: &Path,
+        base: i64,
+        config: &LogConfig,
+    ) -> Result<(), LogError> {
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| LogError::io("create directory", dir.to_path_buf(), e))?;
+        recovery::create_segment(storage, dir, base.max(0), config)?;
+        Ok(())
+    }
+
     /// The start offset DeleteRecords asked for (0 if never): the first offset any tier may
     /// serve.
     pub fn records_start(&self) -> i64 {

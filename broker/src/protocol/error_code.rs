@@ -65,7 +65,10 @@ pub fn for_topic(error: &TopicError) -> ErrorCode {
         TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
         TopicError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
-        TopicError::Config(_) | TopicError::CreateOnly(_) | TopicError::Unsupported(_) => {
+        TopicError::Config(_)
+        | TopicError::CreateOnly(_)
+        | TopicError::Unsupported(_)
+        | TopicError::Archive(_) => {
             ErrorCode::InvalidConfig
         }
         TopicError::Log(e) => for_log(e),
