@@ -298,13 +298,14 @@ def s3(tmp_path):
     server.stop()
 
 
-def silt_cli(*args, env=None, timeout=120):
+def silt_cli(*args, env=None, timeout=120, input=None):
     """Runs the silt binary's CLI; returns the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SILT_")}
     full_env.update(env or {})
     # Values may be binary: undecodable bytes are replaced rather than failing the test.
     return subprocess.run(
-        [str(SILT_BIN), *args], capture_output=True, text=True, errors="replace", timeout=timeout, env=full_env
+        [str(SILT_BIN), *args], capture_output=True, text=True, errors="replace", timeout=timeout, env=full_env,
+        input=input,
     )
 
 

@@ -1,0 +1,180 @@
+"""Disaster recovery from a replicated bucket, with two clusters and no mirror maker.
+
+Cluster A archives to one bucket on moto's S3 server; the tests copy that bucket into a second
+one with boto3 (independent of silt, as S3 replication or MinIO site replication would), and
+cluster B, with its own data directory, takes over from the copy: topic by topic, as a whole
+cluster, or as read replicas.
+"""
+
+import json
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from kafka import KafkaConsumer
+
+from conftest import admin_json, silt_cli, wait_for
+from helpers import confluent_produce, confluent_read, create_topic
+
+FAST = [
+    "--set", "archive_check_interval_ms=100",
+    "--set", "archive_upload_interval_ms=300",
+    "--set", "archive_metadata_interval_ms=200",
+]
+TOPIC_CONFIG = {"segment.bytes": "65536", "retention.ms": "-1"}
+PREFIX = "cluster"
+
+
+def make_bucket(s3, name):
+    s3.client.create_bucket(Bucket=name)
+    return name
+
+
+def copy_bucket(s3, source, target, keep=lambda key: True):
+    """Copies every object (that `keep` accepts) from one bucket to another; returns the keys
+    left behind."""
+    left = []
+    for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=source):
+        for obj in page.get("Contents", []):
+            if keep(obj["Key"]):
+                s3.client.copy_object(Bucket=target, Key=obj["Key"], CopySource={"Bucket": source, "Key": obj["Key"]})
+            else:
+                left.append(obj["Key"])
+    return left
+
+
+def cluster(silt_factory, s3, name, bucket, *extra):
+    return silt_factory(name=name, extra_args=["--archive", f"s3://{bucket}/{PREFIX}", *FAST, *extra], env=s3.env)
+
+
+def fully_archived(silt, topic):
+    status = admin_json(silt, "/v1/status")
+    parts = next(t for t in status["topics"] if t["name"] == topic)["partitions"]
+    return all(p["archive"] and p["archive"]["archived_next_offset"] == p["high_watermark"] for p in parts)
+
+
+def produce(silt, topic, count, partitions, first=0):
+    records = [(i % partitions, b"k%d" % i, b"%s-%d-" % (topic.encode(), i) + bytes([i % 256]) * (i % 200), [], None) for i in range(first, first + count)]
+    delivered = confluent_produce(silt.bootstrap, topic, records)
+    return [(p, offset, key, value) for (p, key, value, _, _), (_, offset) in zip(records, delivered)]
+
+
+def read_all(bootstrap, topic, partitions, count, **conf):
+    got = confluent_read(bootstrap, topic, list(range(partitions)), count, start=0, **conf)
+    return sorted((m.partition(), m.offset(), m.key(), m.value()) for m in got)
+
+
+def commit_half(bootstrap, topic, group, expected):
+    """A group consumes about half of each partition and commits; returns the offsets."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    by_partition = {}
+    for p, offset, _, _ in expected:
+        by_partition[p] = max(by_partition.get(p, -1), offset)
+    targets = [TopicPartition(topic, p, last // 2) for p, last in by_partition.items()]
+    consumer.commit(offsets=targets, asynchronous=False)
+    consumer.close()
+    return {t.partition: t.offset for t in targets}
+
+
+def groups_snapshot(s3, bucket):
+    keys = [o["Key"] for o in s3.client.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/_silt/groups/").get("Contents", [])]
+    snapshots = [json.loads(s3.client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
+    return max(snapshots, key=lambda s: s["updated_ms"]) if snapshots else None
+
+
+def test_a_second_cluster_recovers_topics_and_groups_from_a_copied_bucket(silt_factory, s3):
+    bucket_a, bucket_b = make_bucket(s3, "region-a"), make_bucket(s3, "region-b")
+    a = cluster(silt_factory, s3, "a", bucket_a)
+    create_topic(a.bootstrap, "orders", partitions=3, config=TOPIC_CONFIG)
+    create_topic(a.bootstrap, "payments", partitions=2, config={**TOPIC_CONFIG, "retention.bytes": "123456789"})
+    orders = produce(a, "orders", 3000, 3)
+    payments = produce(a, "payments", 2000, 2)
+    committed = commit_half(a.bootstrap, "payments", "billing", payments)
+    wait_for(lambda: fully_archived(a, "orders") and fully_archived(a, "payments"), timeout=60, what="A archived everything")
+    wait_for(lambda: (groups_snapshot(s3, bucket_a) or {}).get("groups", {}).get("billing"), timeout=30, what="A wrote its group offsets to the bucket")
+    snapshot = groups_snapshot(s3, bucket_a)
+    assert {int(p): o["offset"] for p, o in snapshot["groups"]["billing"]["payments"].items()} == committed
+
+    # Region A is lost; its bucket had been replicated.
+    a.stop()
+    copy_bucket(s3, bucket_a, bucket_b)
+    b = cluster(silt_factory, s3, "b", bucket_b)
+
+    # Topic by topic: every archived offset reads at once, byte-identical, from the earliest.
+    made = silt_cli("topic", "create", "orders", "--recover", "--brokers", b.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert read_all(b.bootstrap, "orders", 3, len(orders)) == sorted(orders)
+    # New produces continue after the archive's last offset, with no overlap.
+    more = produce(b, "orders", 30, 3, first=3000)
+    for p in range(3):
+        last_old = max(o for q, o, _, _ in orders if q == p)
+        assert min(o for q, o, _, _ in more if q == p) == last_old + 1
+    assert read_all(b.bootstrap, "orders", 3, len(orders) + 30) == sorted(orders + more)
+
+    # Recovering what the bucket does not hold says so.
+    missing = silt_cli("topic", "create", "nope", "--recover", "--brokers", b.bootstrap)
+    assert missing.returncode != 0 and "no topic 'nope' in the archive" in missing.stdout + missing.stderr
+
+    # The whole cluster: the rest of the topics, their properties, and the groups' offsets.
+    restored = silt_cli("cluster", "restore", "--from", f"s3://{bucket_b}/{PREFIX}", "--brokers", b.bootstrap, env=s3.env)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "restored 1 topics" in restored.stdout and "already here): orders" in restored.stdout, restored.stdout
+    described = silt_cli("topic", "describe", "payments", "--brokers", b.bootstrap)
+    assert "123456789" in described.stdout, described.stdout
+    # A consumer of the group resumes at its committed offsets, and reads to the end.
+    consumer = KafkaConsumer("payments", bootstrap_servers=b.bootstrap, group_id="billing", enable_auto_commit=False, auto_offset_reset="none", consumer_timeout_ms=20000)
+    resumed = {}
+    for msg in consumer:
+        resumed.setdefault(msg.partition, []).append((msg.partition, msg.offset, msg.key, msg.value))
+        if sum(len(v) for v in resumed.values()) == sum(1 for p, o, _, _ in payments if o >= committed[p]):
+            break
+    consumer.close()
+    for p in range(2):
+        assert resumed[p] == [r for r in payments if r[0] == p and r[1] >= committed[p]]
+
+
+def test_a_read_replica_follows_replication_and_refuses_produce(silt_factory, s3):
+    bucket_a, bucket_b, own = make_bucket(s3, "primary"), make_bucket(s3, "replica"), make_bucket(s3, "reader")
+    a = cluster(silt_factory, s3, "a", bucket_a)
+    create_topic(a.bootstrap, "clicks", partitions=2, config=TOPIC_CONFIG)
+    first = produce(a, "clicks", 2000, 2)
+    wait_for(lambda: fully_archived(a, "clicks"), timeout=60, what="A archived everything")
+    copy_bucket(s3, bucket_a, bucket_b)
+
+    # Cluster B reads the replicated bucket; a bare bucket name resolves on B's own endpoint.
+    b = cluster(silt_factory, s3, "b", own)
+    made = silt_cli("topic", "create", "clicks", "--read-replica", bucket_b, "--brokers", b.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert read_all(b.bootstrap, "clicks", 2, len(first)) == sorted(first)
+
+    # Offsets by time resolve through the source's manifest.
+    consumer = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+    low, high = consumer.get_watermark_offsets(TopicPartition("clicks", 0), timeout=10)
+    assert (low, high) == (0, max(o for p, o, _, _ in first if p == 0) + 1)
+    found = consumer.offsets_for_times([TopicPartition("clicks", 0, 0)], timeout=10)[0]
+    assert found.offset == 0 and found.error is None
+
+    # A produces more; replication delivers the manifest before some segments: the replica
+    # serves up to the last complete segment and never errors, then catches up.
+    second = produce(a, "clicks", 2000, 2, first=2000)
+    wait_for(lambda: fully_archived(a, "clicks"), timeout=60, what="A archived the rest")
+    held = copy_bucket(s3, bucket_a, bucket_b, keep=lambda k: not (k.endswith(".log") and "/1/segments/" in k and k.rsplit("/", 1)[1] >= "%020d" % 1000))
+    assert held, "some partition-1 segments held back"
+    end_0 = max(o for p, o, _, _ in first + second if p == 0) + 1
+    wait_for(lambda: consumer.get_watermark_offsets(TopicPartition("clicks", 0), timeout=10)[1] == end_0, timeout=30, what="replica partition 0 caught up")
+    low1, high1 = consumer.get_watermark_offsets(TopicPartition("clicks", 1), timeout=10)
+    assert high1 <= 1000, "partition 1 serves only what replicated"
+    partial = confluent_read(b.bootstrap, "clicks", [1], high1, start=0)
+    assert [m.offset() for m in partial] == list(range(high1))
+    copy_bucket(s3, bucket_a, bucket_b)
+    end_1 = max(o for p, o, _, _ in first + second if p == 1) + 1
+    wait_for(lambda: consumer.get_watermark_offsets(TopicPartition("clicks", 1), timeout=10)[1] == end_1, timeout=30, what="replica partition 1 caught up")
+    consumer.close()
+    assert read_all(b.bootstrap, "clicks", 2, len(first) + len(second)) == sorted(first + second)
+
+    # Produce is refused with a clear, non-retriable error.
+    refused = silt_cli("topic", "produce", "clicks", "--brokers", b.bootstrap, input="x\n")
+    assert refused.returncode != 0 and "read replica" in refused.stderr and "read-only" in refused.stderr, refused.stderr
+    producer = Producer({"bootstrap.servers": b.bootstrap, "message.timeout.ms": 10000})
+    errors = []
+    producer.produce("clicks", b"nope", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(15)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors
