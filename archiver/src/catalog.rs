@@ -116,9 +116,7 @@ pub async fn put_groups(
     snapshot: &GroupsSnapshot,
 ) -> Result<(), ArchiveError> {
     let body = Bytes::from(serde_json::to_vec_pretty(snapshot).expect("snapshot serialises"));
-    remote
-        .put(&layout.groups(&snapshot.cluster_id), body)
-        .await
+    remote.put(&layout.groups(&snapshot.cluster_id), body).await
 }
 
 /// The newest groups snapshot in the bucket (of whichever cluster wrote last), if any.

@@ -523,7 +523,11 @@ impl Manifest {
         let mut root = self.root.clone();
         let mut spine = match self.spine.take() {
             Some(spine) => spine,
-            None => self.load_spine().await?,
+            None => match self.load_spine().await {
+                Ok(spine) => spine,
+                Err(e) if e.is_not_found() => return Err(self.moved_under_us(e).await),
+                Err(e) => return Err(e),
+            },
         };
         let saved_spine = spine.clone();
         let mut writes: Vec<(u64, Node)> = Vec::new();
@@ -557,6 +561,31 @@ impl Manifest {
                 self.spine = (self.root.version == version_before).then_some(saved_spine);
                 Err(e)
             }
+        }
+    }
+
+    /// A node of the root this writer holds is gone: another writer advanced the manifest and
+    /// collected it. Fenced, unless the newer root is this writer's own (adopted then).
+    async fn moved_under_us(&mut self, error: ArchiveError) -> ArchiveError {
+        let latest = match self.reader.latest_root().await {
+            Ok(latest) => latest,
+            Err(e) => return e,
+        };
+        if latest.version == self.root.version {
+            return error;
+        }
+        if latest.writer == self.writer {
+            let next = latest.next_offset;
+            self.root = latest;
+            self.pending.retain(|e| e.meta.base_offset >= next);
+            return error;
+        }
+        tracing::error!(partition = %self.reader.id, writer = %latest.writer, version = latest.version, "another writer advanced this partition's manifest: fenced");
+        self.fenced = true;
+        ArchiveError::Fenced {
+            partition: self.reader.id.to_string(),
+            found: latest.version,
+            expected: self.root.version + 1,
         }
     }
 

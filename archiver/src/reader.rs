@@ -796,11 +796,7 @@ impl RemoteReader {
             bump(&self.metrics.prefetches, 1);
         }
         let bytes = self
-            .timed(
-                "get chunk",
-                key,
-                remote.get_range(key, range.clone()),
-            )
+            .timed("get chunk", key, remote.get_range(key, range.clone()))
             .await?;
         if bytes.len() as u64 != len {
             return Err(ArchiveError::Corrupt {

@@ -265,6 +265,31 @@ async fn a_second_writer_is_fenced() {
 }
 
 #[tokio::test]
+async fn a_writer_whose_tree_was_collected_by_another_is_fenced() {
+    // Cluster B recovered the partition from the root cluster A still writes; A commits first
+    // and collects the nodes B's view of the tree still points at.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let first = archive(store.clone(), "a/0/x");
+    let mut a = Manifest::load(first.reader(pid()), "a/0/x".into())
+        .await
+        .unwrap();
+    a.append(entry(0));
+    a.commit(1).await.unwrap();
+    let second = archive(store.clone(), "b/0/y");
+    let mut b = Manifest::load(second.reader(pid()), "b/0/y".into())
+        .await
+        .unwrap();
+    a.append(entry(1));
+    a.commit(2).await.unwrap();
+    b.append(entry(1));
+    let error = b.commit(2).await.unwrap_err();
+    assert!(matches!(error, ArchiveError::Fenced { .. }), "{error}");
+    assert!(b.is_fenced());
+    let root = first.reader(pid()).latest_root().await.unwrap();
+    assert_eq!((root.writer.as_str(), root.next_offset), ("a/0/x", 20));
+}
+
+#[tokio::test]
 async fn retention_drops_the_oldest_segments_and_their_objects() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let archive = archive(store.clone(), "w");

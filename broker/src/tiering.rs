@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use silt_archiver::{
-    Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, PartitionArchiver, PartitionId, ReaderConfig,
-    ManifestReader, RemoteReader, RemoteSlice, Root, SealedSegment, TopicCatalog,
+    Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, ManifestReader,
+    PartitionArchiver, PartitionId, ReaderConfig, RemoteReader, RemoteSlice, Root, SealedSegment,
+    TopicCatalog,
 };
 use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
@@ -742,7 +743,10 @@ impl Tiering {
         };
         match self.archive.put_groups(&snapshot).await {
             Ok(()) => {
-                tracing::debug!(groups = snapshot.groups.len(), "wrote committed offsets to the bucket");
+                tracing::debug!(
+                    groups = snapshot.groups.len(),
+                    "wrote committed offsets to the bucket"
+                );
                 *written = Some(snapshot.groups);
             }
             Err(e) => {

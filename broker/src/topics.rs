@@ -486,7 +486,8 @@ impl TopicRegistry {
         let (config, overrides) =
             self.validate_create(name, partitions, replication_factor, configs)?;
         if let Some(restored) = &restored
-            && (restored.starts.len() != partitions as usize || self.get_by_id(restored.id).is_some())
+            && (restored.starts.len() != partitions as usize
+                || self.get_by_id(restored.id).is_some())
         {
             return Err(TopicError::Archive(format!(
                 "cannot restore '{name}': {} start offsets for {partitions} partitions, or id {} in use",

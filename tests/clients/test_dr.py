@@ -178,3 +178,42 @@ def test_a_read_replica_follows_replication_and_refuses_produce(silt_factory, s3
     producer.produce("clicks", b"nope", partition=0, on_delivery=lambda err, msg: errors.append(err))
     producer.flush(15)
     assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors
+
+
+def partition_status(silt, topic, partition=0):
+    status = admin_json(silt, "/v1/status")
+    return next(t for t in status["topics"] if t["name"] == topic)["partitions"][partition]
+
+
+def test_a_restored_cluster_and_the_original_never_both_write_a_manifest(silt_factory, s3):
+    # A fail-over gone wrong: the original comes back while the restored cluster writes the
+    # same bucket. The conditional manifest writes let exactly one of them go on archiving.
+    bucket = make_bucket(s3, "shared")
+    a = cluster(silt_factory, s3, "a", bucket)
+    create_topic(a.bootstrap, "ledger", partitions=1, config=TOPIC_CONFIG)
+    before = produce(a, "ledger", 500, 1)
+    wait_for(lambda: fully_archived(a, "ledger"), timeout=60, what="A archived everything")
+    b = cluster(silt_factory, s3, "b", bucket)
+    made = silt_cli("topic", "create", "ledger", "--recover", "--brokers", b.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+
+    # Both take writes at the same offsets: two histories that must not both reach the bucket.
+    produce(a, "ledger", 300, 1, first=500)
+    produce(b, "ledger", 300, 1, first=5000)
+
+    def settled():
+        fenced = [(partition_status(c, "ledger")["archive"] or {}).get("fenced") for c in (a, b)]
+        return fenced.count(True) == 1 and fenced
+
+    fenced = wait_for(settled, timeout=60, what="one cluster fenced")
+    winner, loser = (b, a) if fenced[0] else (a, b)
+    wait_for(lambda: fully_archived(winner, "ledger"), timeout=60, what="the winner archived its writes")
+    # The loser keeps its unarchived data locally and says why it stopped.
+    assert partition_status(loser, "ledger")["high_watermark"] == 800
+    assert "fenced" in loser.log_text().lower()
+    # The bucket holds one consistent history: the winner's.
+    verified = silt_cli("archive", "--archive", f"s3://{bucket}/{PREFIX}", "verify", "ledger", env=s3.env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    restored = read_all(winner.bootstrap, "ledger", 1, 800)
+    assert restored[:500] == sorted(before)
+    assert {v.split(b"-")[1] for _, o, _, v in restored[500:]} == {b"%d" % i for i in range(*((500, 800) if winner is a else (5000, 5300)))}

@@ -143,7 +143,11 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
             .with_timeout_ms(60_000);
         let (response, _) = client.send(request, 7).await?;
         for result in &response.topics {
-            match check(result.error_code, result.error_message.as_ref(), &topic.name) {
+            match check(
+                result.error_code,
+                result.error_message.as_ref(),
+                &topic.name,
+            ) {
                 Ok(()) => {
                     restored += 1;
                     first_serving.get_or_insert(started.elapsed());

@@ -25,10 +25,11 @@ pub(super) fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let log = match find_partition(node, topic.topic.0.as_str(), p.partition) {
-                        Ok((_, partition)) => partition,
-                        Err(e) => return result.with_error_code(e.code()),
-                    };
+                    let (topic_ref, log) =
+                        match find_partition(node, topic.topic.0.as_str(), p.partition) {
+                            Ok(found) => found,
+                            Err(e) => return result.with_error_code(e.code()),
+                        };
                     if let Some(e) = check_leader_epoch(p.current_leader_epoch) {
                         return result.with_error_code(code(Some(e)));
                     }
@@ -37,10 +38,18 @@ pub(super) fn handle(
                         .as_ref()
                         .expect("find_partition returns online partitions");
                     if p.leader_epoch == LEADER_EPOCH {
-                        // The epoch asked for is the current one: it ends at the log end.
-                        result
-                            .with_leader_epoch(LEADER_EPOCH)
-                            .with_end_offset(log.high_watermark())
+                        // The epoch asked for is the current one: it ends at the log end (a
+                        // read replica's: the end it serves of its source's archive).
+                        let end = if topic_ref.config().remote_readreplica.is_some() {
+                            node.tiering
+                                .as_ref()
+                                .and_then(|t| t.get(topic_ref.id, p.partition))
+                                .and_then(|tier| tier.root())
+                                .map_or(0, |root| root.next_offset)
+                        } else {
+                            log.high_watermark()
+                        };
+                        result.with_leader_epoch(LEADER_EPOCH).with_end_offset(end)
                     } else {
                         // Later epochs are unknown; earlier ones never existed. Kafka answers
                         // both with UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.

@@ -198,7 +198,11 @@ async fn replica_lookup(
         EARLIEST | EARLIEST_LOCAL => Ok(Some((start, -1))),
         LATEST_TIERED if version >= 9 => Ok((end > start).then_some((end - 1, -1))),
         MAX_TIMESTAMP if version >= 7 => {
-            if max < 0 { Ok(None) } else { search(max).await }
+            if max < 0 {
+                Ok(None)
+            } else {
+                search(max).await
+            }
         }
         t if t >= 0 => search(t).await,
         _ => Err(ErrorCode::InvalidRequest),

@@ -31,6 +31,11 @@ pub(super) async fn delete(
                         continue;
                     }
                 };
+            if topic_ref.config().remote_readreplica.is_some() {
+                // A read replica's records belong to its source cluster.
+                partitions.push(result.with_error_code(ErrorCode::PolicyViolation.code()));
+                continue;
+            }
             let (offset, deleting) = (p.offset, partition.clone());
             let deleted = tokio::task::spawn_blocking(move || {
                 deleting

@@ -93,7 +93,8 @@ pub(super) async fn create(
             })
             .collect();
         // Left to the broker: the default, or what the archive holds for a recovered topic.
-        let asked = (topic.num_partitions != -1 || !topic.assignments.is_empty()).then_some(partitions);
+        let asked =
+            (topic.num_partitions != -1 || !topic.assignments.is_empty()).then_some(partitions);
         let outcome = crate::dr::create_topic(
             node,
             &name,

@@ -68,9 +68,7 @@ pub fn for_topic(error: &TopicError) -> ErrorCode {
         TopicError::Config(_)
         | TopicError::CreateOnly(_)
         | TopicError::Unsupported(_)
-        | TopicError::Archive(_) => {
-            ErrorCode::InvalidConfig
-        }
+        | TopicError::Archive(_) => ErrorCode::InvalidConfig,
         TopicError::Log(e) => for_log(e),
     }
 }

@@ -49,6 +49,18 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                     Ok(log) => {
                         let tier = node.tiering.as_ref().and_then(|t| t.get(topic.id, p.index));
                         let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
+                        if let Some(source) = topic.config().remote_readreplica {
+                            // A read replica: what it serves of its source's archive.
+                            let root = tier.as_ref().and_then(|t| t.root());
+                            return json!({
+                                "partition": p.index,
+                                "online": true,
+                                "read_replica_of": source,
+                                "high_watermark": root.as_ref().map_or(0, |r| r.next_offset),
+                                "start_offset": root.as_ref().map_or(0, |r| r.start_offset),
+                                "source_manifest_version": root.as_ref().map(|r| r.version),
+                            });
+                        }
                         json!({
                             "partition": p.index,
                             "online": !log.is_closed(),
