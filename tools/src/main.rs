@@ -60,8 +60,23 @@ enum Command {
     },
 }
 
+/// Lets a CLI command piped into `head` end quietly when the pipe closes, as Unix tools do
+/// (Rust ignores SIGPIPE, and `println!` then panics on the closed pipe).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // The server keeps ignoring SIGPIPE: a client's closed socket is an error to handle.
+        default_sigpipe();
+    }
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
