@@ -832,7 +832,10 @@ impl RemoteReader {
     /// Keeps a sequential reader's next `prefetch_chunks` chunks (from byte `end` of
     /// `located`, crossing into the next segments) cached or on their way. Nothing happens while
     /// at least half of them are; then every missing one is fetched, with one GET per run of
-    /// consecutive chunks of an object (fewer, larger GETs than one per chunk).
+    /// consecutive chunks of an object (fewer, larger GETs than one per chunk). A following
+    /// segment no larger than twice the window is taken whole, in one GET: a reader streaming
+    /// through segments then costs one request per object, which stores charge for and some
+    /// servers spend most of their time on.
     fn prefetch(
         self: &Arc<Self>,
         manifest: ManifestReader,
@@ -846,12 +849,15 @@ impl RemoteReader {
             let window = u64::from(this.config.prefetch_chunks);
             // The window: (object, its length, chunk index) of each chunk ahead.
             let mut ahead: Vec<(Path, Arc<str>, u64, u64)> = Vec::new();
+            let whole_max = 2 * window * chunk;
             let mut located = located;
             let mut index = end / chunk + 1;
+            let mut following = false;
             loop {
                 let size = located.entry.meta.size_bytes;
                 let name: Arc<str> = located.key.as_ref().into();
-                while (ahead.len() as u64) < window && index * chunk < size {
+                let whole = following && size <= whole_max;
+                while (whole || (ahead.len() as u64) < window) && index * chunk < size {
                     ahead.push((located.key.clone(), name.clone(), size, index));
                     index += 1;
                 }
@@ -864,6 +870,7 @@ impl RemoteReader {
                     _ => break,
                 }
                 index = 0;
+                following = true;
             }
             let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
             let ready = |(_, name, _, index): &(Path, Arc<str>, u64, u64)| {
