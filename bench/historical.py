@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from produce_consume import VALUE, producer, produce_at_rate  # noqa: E402
+from produce_consume import producer, produce_at_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "history"
@@ -52,7 +52,10 @@ def start_moto(work):
 
     port = free_port()
     log = open(work / "moto.log", "w")
-    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    # Niced: the store stands for a service on other machines; on this one it must not take the
+    # broker's cores (it spends a whole core per stream of ranged GETs).
+    process = subprocess.Popen(["nice", "-n", "10", str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=log)
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
     deadline = time.monotonic() + 60
     while True:
@@ -145,6 +148,8 @@ def replay(bootstrap, expected, stop_at=None):
 
 
 def replay_forever(bootstrap, expected, stop):
+    # The replaying consumer stands for a client on another machine: niced like the store.
+    os.nice(10)
     while not stop.is_set():
         replay(bootstrap, expected, stop)
 
@@ -174,11 +179,11 @@ def first_byte_times(bootstrap, end, samples, chunk_messages):
     return [times[min(len(times) - 1, int(q * len(times)))] * 1000 for q in (0.5, 0.99)]
 
 
-def produce_fill(bootstrap, total_bytes):
+def produce_fill(bootstrap, total_bytes, value_bytes):
     p = producer(bootstrap)
-    payload = os.urandom(VALUE)
+    payload = os.urandom(value_bytes)
     sent = 0
-    while sent * VALUE < total_bytes:
+    while sent * value_bytes < total_bytes:
         try:
             p.produce(TOPIC, payload, partition=0)
             sent += 1
@@ -196,6 +201,8 @@ def main():
     parser.add_argument("--mib", type=int, default=512, help="MiB produced and replayed")
     parser.add_argument("--rate", type=int, default=5000, help="messages/s of the latency test")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--value-bytes", type=int, default=16384,
+                        help="record size of the replayed topic (large enough that the Python consumer is not the limit)")
     parser.add_argument("--replay-cap", type=int, default=0, help="archive_read_bytes_per_sec during the latency test (0: the default)")
     parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
     args = parser.parse_args()
@@ -218,8 +225,8 @@ def main():
         node = Node(binary, work / "data", env, settings).start()
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
         admin.create_topics([NewTopic(TOPIC, 1, 1, config={"segment.bytes": str(64 << 20)})])[TOPIC].result(30)
-        count = produce_fill(node.bootstrap, args.mib << 20)
-        print(f"produced {count} messages of {VALUE} bytes ({args.mib} MiB) to one partition", flush=True)
+        count = produce_fill(node.bootstrap, args.mib << 20, args.value_bytes)
+        print(f"produced {count} messages of {args.value_bytes} bytes ({args.mib} MiB) to one partition", flush=True)
 
         hot, _ = replay(node.bootstrap, count)
         print(f"hot read (local log):      {hot / 1e6:8.1f} MB/s", flush=True)
@@ -240,7 +247,7 @@ def main():
         gets_before = metric(node.admin, "silt_object_store_gets_total")
         cold, seconds = replay(node.bootstrap, count)
         gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
-        gb = count * VALUE / 1e9
+        gb = count * args.value_bytes / 1e9
         print(f"cold read (archive, empty cache): {cold / 1e6:8.1f} MB/s   {100 * cold / 1e6 / raw_best:.0f}% of raw GET "
               f"({raw_best:.1f} MB/s), {100 * cold / hot:.0f}% of hot; {gets / gb:.0f} GETs per GB", flush=True)
 
@@ -249,7 +256,7 @@ def main():
         node.stop()
         shutil.rmtree(work / "data" / "cache", ignore_errors=True)
         node.start("--set", "archive_prefetch_chunks=0")
-        chunk_messages = (4 << 20) // (VALUE + 70)  # messages in a 4 MiB chunk, roughly
+        chunk_messages = (4 << 20) // (args.value_bytes + 70)  # messages in a 4 MiB chunk, roughly
         p50, p99 = first_byte_times(node.bootstrap, count, 40, 2 * chunk_messages)
         print(f"time to first byte, random offsets, empty cache: p50 {p50:.1f} ms   p99 {p99:.1f} ms", flush=True)
 

@@ -833,7 +833,7 @@ impl RemoteReader {
     /// `located`, crossing into the next segments) cached or on their way. Nothing happens while
     /// at least half of them are; then every missing one is fetched, with one GET per run of
     /// consecutive chunks of an object (fewer, larger GETs than one per chunk). A following
-    /// segment no larger than twice the window is taken whole, in one GET: a reader streaming
+    /// segment no larger than four windows is taken whole, in one GET: a reader streaming
     /// through segments then costs one request per object, which stores charge for and some
     /// servers spend most of their time on.
     fn prefetch(
@@ -849,7 +849,35 @@ impl RemoteReader {
             let window = u64::from(this.config.prefetch_chunks);
             // The window: (object, its length, chunk index) of each chunk ahead.
             let mut ahead: Vec<(Path, Arc<str>, u64, u64)> = Vec::new();
-            let whole_max = 2 * window * chunk;
+            let whole_max = 4 * window * chunk;
+            // Streaming through small segments: from the moment the reader is in one, the next
+            // is on its way whole, so its GET has a whole segment's reading time to finish.
+            let next = located.entry.meta.last_offset + 1;
+            if located.entry.meta.size_bytes <= whole_max
+                && next < root.next_offset
+                && let Ok(Some(following)) = this.locate(&manifest, &root, next).await
+                && following.entry.meta.size_bytes <= whole_max
+            {
+                let size = following.entry.meta.size_bytes;
+                let name: Arc<str> = following.key.as_ref().into();
+                let first = ChunkId {
+                    key: name.clone(),
+                    index: 0,
+                };
+                let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                if !inflight.contains_key(&first) && !this.cache.contains(&first) {
+                    this.start_run(
+                        &mut inflight,
+                        manifest.remote(),
+                        &following.key,
+                        &name,
+                        size,
+                        0,
+                        size.div_ceil(chunk),
+                        true,
+                    );
+                }
+            }
             let mut located = located;
             let mut index = end / chunk + 1;
             let mut following = false;

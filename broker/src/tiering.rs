@@ -174,9 +174,59 @@ pub fn start_offset(root: Option<&Root>, log: &PartitionLog) -> i64 {
     }
 }
 
+/// The threads archive work runs on: uploads and remote reads, off the request threads and
+/// below them in CPU priority (`archive_thread_nice`), so a replay or an upload burst never
+/// keeps an append waiting for a core.
+struct ArchiveRuntime(Option<tokio::runtime::Runtime>);
+
+impl ArchiveRuntime {
+    fn start(threads: usize, nice: u32) -> std::io::Result<ArchiveRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("silt-archive")
+            .on_thread_start(move || {
+                // Linux keeps a niceness per thread: this lowers only the archive's threads.
+                if nice > 0
+                    && let Err(e) = rustix::process::setpriority_process(None, nice as i32)
+                {
+                    tracing::debug!(error = %e, "archive thread keeps the default priority");
+                }
+            })
+            .enable_all()
+            .build()?;
+        Ok(ArchiveRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for ArchiveRuntime {
+    fn drop(&mut self) {
+        // May be dropped on a runtime thread, where a blocking shutdown is not allowed.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for ArchiveRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArchiveRuntime")
+    }
+}
+
 /// The archive side of the node.
 #[derive(Debug)]
 pub struct Tiering {
+    /// Owns the archive's threads (`handle` spawns on them).
+    _threads: ArchiveRuntime,
+    handle: tokio::runtime::Handle,
     archive: Archive,
     reader: Arc<RemoteReader>,
     read_timeout: Duration,
@@ -209,6 +259,10 @@ impl Tiering {
             index_interval_bytes: node.topic_defaults.index_interval_bytes,
         };
         let archive = Archive::open(target, writer, config)?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let runtime = ArchiveRuntime::start(threads, node.archive_thread_nice).map_err(|e| {
+            ArchiveError::Config(format!("cannot start the archive's threads: {e}"))
+        })?;
         let read_timeout = Duration::from_millis(node.archive_read_timeout_ms);
         let reader = RemoteReader::new(
             archive.clone(),
@@ -224,6 +278,8 @@ impl Tiering {
             },
         )?;
         Ok(Tiering {
+            handle: runtime.handle(),
+            _threads: runtime,
             archive,
             reader,
             read_timeout,
@@ -291,6 +347,15 @@ impl Tiering {
             .as_ref()
             .unwrap_or(&self.archive)
             .reader(tier.id.clone())
+    }
+
+    /// Runs archive work on the archive's threads.
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
     }
 
     /// The archive.
@@ -517,7 +582,7 @@ impl Tiering {
                 let this = self.clone();
                 let node = node.clone();
                 let topic = topic.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     this.work(&node, &topic, &partition, &tier).await;
                     tier.busy.store(false, Ordering::Release);
                 });

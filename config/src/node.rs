@@ -76,6 +76,10 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "cap on bytes read from the archive per second, so replays cannot starve produce (0: none)",
     ),
     (
+        "archive_thread_nice",
+        "CPU niceness (0-19) of the threads that upload and read the archive, below the request threads",
+    ),
+    (
         "auto_create_topics",
         "create a topic on first Metadata or Produce naming it (Kafka's auto.create.topics.enable)",
     ),
@@ -207,6 +211,8 @@ pub struct NodeConfig {
     pub archive_gets_in_flight_max: u32,
     /// Cap on archive read bandwidth; 0: none.
     pub archive_read_bytes_per_sec: u64,
+    /// Niceness of the archive's threads (uploads, remote reads).
+    pub archive_thread_nice: u32,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions`.
@@ -260,6 +266,7 @@ impl Default for NodeConfig {
             archive_read_timeout_ms: 10_000,
             archive_gets_in_flight_max: 8,
             archive_read_bytes_per_sec: 0,
+            archive_thread_nice: 10,
             auto_create_topics: true,
             default_partitions: 1,
             request_bytes_max: 100 * 1024 * 1024,
@@ -389,6 +396,11 @@ impl NodeConfig {
             "archive_gets_in_flight_max" => {
                 self.archive_gets_in_flight_max = parse_in(value, 1, 256)
                     .ok_or_else(|| invalid("an integer from 1 to 256"))?
+                    as u32
+            }
+            "archive_thread_nice" => {
+                self.archive_thread_nice = parse_in(value, 0, 19)
+                    .ok_or_else(|| invalid("an integer from 0 (as the request threads) to 19"))?
                     as u32
             }
             "archive_read_bytes_per_sec" => {
@@ -614,6 +626,7 @@ impl NodeConfig {
             "archive_read_timeout_ms" => self.archive_read_timeout_ms.to_string(),
             "archive_gets_in_flight_max" => self.archive_gets_in_flight_max.to_string(),
             "archive_read_bytes_per_sec" => self.archive_read_bytes_per_sec.to_string(),
+            "archive_thread_nice" => self.archive_thread_nice.to_string(),
             "auto_create_topics" => self.auto_create_topics.to_string(),
             "default_partitions" => self.default_partitions.to_string(),
             "request_bytes_max" => self.request_bytes_max.to_string(),
@@ -757,6 +770,7 @@ mod tests {
                 "archive_chunk_bytes" => "1048576",
                 "archive_prefetch_chunks" => "2",
                 "archive_read_bytes_per_sec" => "0",
+                "archive_thread_nice" => "5",
                 "group_min_session_timeout_ms" => "6000",
                 "group_max_session_timeout_ms" => "300000",
                 "group_initial_rebalance_delay_ms" => "0",

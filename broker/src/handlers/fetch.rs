@@ -203,7 +203,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             let offset = target.fetch_offset;
             // Only the first partition of a request may exceed its limit (KIP-74).
             let min_one = std::mem::replace(&mut first, false);
-            let task = tokio::spawn(async move {
+            let task = tiering.clone().spawn(async move {
                 tiering
                     .read(&tier_for_task, root_for_task, offset, limit, min_one)
                     .await
