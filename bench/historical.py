@@ -8,9 +8,11 @@ Against moto's S3 server (started here, on 127.0.0.1) and a release silt:
   2. cold read: the same replay after the local log has handed everything to the archive and
      silt restarted with an empty cache; object-store GETs per GB replayed;
   3. time to first byte for random historical offsets (empty cache): p50 / p99;
-  4. produce latency (acks=-1, fixed moderate rate) with no replay, then while a consumer
-     replays the archive as fast as it can (cache kept small so the replay keeps hitting the
-     store): p50 / p99.
+  4. produce latency (acks=-1, fixed moderate rate) with no replay; while the store serves raw
+     GETs as fast as a client takes them, silt not involved (the machine's own floor); then
+     while a consumer replays the archive as fast as it can (cache kept small so the replay
+     keeps hitting the store): p50 / p99. The store and the replaying client run niced: they
+     stand for other machines.
 
 Usage: bench/historical.sh [--mib 512] (builds a release silt, runs this with the venv).
 """
@@ -147,6 +149,20 @@ def replay(bootstrap, expected, stop_at=None):
     return size / elapsed, elapsed
 
 
+def store_load(endpoint, stop, result):
+    """GETs one 64 MiB object from the store in a loop, niced like the replaying consumer:
+    the store's own work during a replay, with silt taking no part."""
+    import boto3
+
+    os.nice(10)
+    c = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    c.put_object(Bucket="bench", Key="store-load", Body=os.urandom(64 << 20))
+    got, start = 0, time.monotonic()
+    while not stop.is_set():
+        got += len(c.get_object(Bucket="bench", Key="store-load")["Body"].read())
+    result.value = got / (time.monotonic() - start)
+
+
 def replay_forever(bootstrap, expected, stop):
     # The replaying consumer stands for a client on another machine: niced like the store.
     os.nice(10)
@@ -268,6 +284,19 @@ def main():
         admin.create_topics([NewTopic("live", 1, 1)])["live"].result(30)
         idle = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
         print(f"produce {idle[0]:.0f} msgs/s, idle:          p50 {idle[1]:6.2f} ms   p99 {idle[2]:6.2f} ms", flush=True)
+        # The machine's own limit: the same produce while the store serves GETs as fast as a
+        # client takes them, silt not involved (on 2 shared cores the store's work alone moves
+        # the produce tail).
+        stop = multiprocessing.Event()
+        rate = multiprocessing.Value("d", 0.0)
+        loader = multiprocessing.Process(target=store_load, args=(env["AWS_ENDPOINT"], stop, rate))
+        loader.start()
+        time.sleep(2)
+        loaded = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
+        stop.set()
+        loader.join(60)
+        print(f"produce {loaded[0]:.0f} msgs/s, store busy:    p50 {loaded[1]:6.2f} ms   p99 {loaded[2]:6.2f} ms   "
+              f"({loaded[2] / idle[2]:.2f}x idle p99; the store served {rate.value / 1e6:.0f} MB/s of raw GETs, silt idle)", flush=True)
         fetched_before = metric(node.admin, "silt_archive_fetched_bytes_total")
         stop = multiprocessing.Event()
         reader = multiprocessing.Process(target=replay_forever, args=(node.bootstrap, count, stop))
@@ -278,7 +307,8 @@ def main():
         stop.set()
         reader.join(60)
         print(f"produce {busy[0]:.0f} msgs/s, during replay: p50 {busy[1]:6.2f} ms   p99 {busy[2]:6.2f} ms   "
-              f"({busy[2] / idle[2]:.2f}x idle p99; replay fetched {fetched / 1e6 / (args.seconds + 1):.1f} MB/s from the store)", flush=True)
+              f"({busy[2] / idle[2]:.2f}x idle p99, {busy[2] / loaded[2]:.2f}x the store-busy p99; "
+              f"replay fetched {fetched / 1e6 / (args.seconds + 1):.1f} MB/s from the store)", flush=True)
     finally:
         if node is not None and node.process.poll() is None:
             node.stop()
