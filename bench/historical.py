@@ -119,10 +119,18 @@ def start_silt_with_admin(binary, data, extra):
         [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,silt=info"},
     )
+    log = open(Path(data).parent / "silt.log", "a")
+
+    def drain():
+        for rest in process.stderr:
+            log.write(rest)
+            log.flush()
+
     for line in process.stderr:
+        log.write(line)
         match = re.search(r"kafka=(\S+) admin=(\S+)", line)
         if match:
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+            threading.Thread(target=drain, daemon=True).start()
             return process, match.group(1), match.group(2)
     raise RuntimeError("silt did not start")
 

@@ -832,10 +832,9 @@ impl RemoteReader {
     /// Keeps a sequential reader's next `prefetch_chunks` chunks (from byte `end` of
     /// `located`, crossing into the next segments) cached or on their way. Nothing happens while
     /// at least half of them are; then every missing one is fetched, with one GET per run of
-    /// consecutive chunks of an object (fewer, larger GETs than one per chunk). A following
-    /// segment no larger than four windows is taken whole, in one GET: a reader streaming
-    /// through segments then costs one request per object, which stores charge for and some
-    /// servers spend most of their time on.
+    /// consecutive chunks of an object, at most a window per GET (fewer, larger GETs than one
+    /// per chunk, several at once). A reader streaming through segments no larger than four
+    /// windows has the whole next segment on its way from the moment it enters one.
     fn prefetch(
         self: &Arc<Self>,
         manifest: ManifestReader,
@@ -866,16 +865,21 @@ impl RemoteReader {
                 };
                 let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
                 if !inflight.contains_key(&first) && !this.cache.contains(&first) {
-                    this.start_run(
-                        &mut inflight,
-                        manifest.remote(),
-                        &following.key,
-                        &name,
-                        size,
-                        0,
-                        size.div_ceil(chunk),
-                        true,
-                    );
+                    // In GETs of a window each, side by side: one stream per object is slow on
+                    // real stores, which give bandwidth per connection.
+                    let count = size.div_ceil(chunk);
+                    for first in (0..count).step_by(window.max(1) as usize) {
+                        this.start_run(
+                            &mut inflight,
+                            manifest.remote(),
+                            &following.key,
+                            &name,
+                            size,
+                            first,
+                            window.max(1).min(count - first),
+                            true,
+                        );
+                    }
                 }
             }
             let mut located = located;
@@ -916,7 +920,9 @@ impl RemoteReader {
             let mut runs: Vec<(Path, Arc<str>, u64, u64, u64)> = Vec::new();
             for (key, name, size, index) in missing {
                 match runs.last_mut() {
-                    Some(run) if run.1 == name && run.3 + run.4 == index => run.4 += 1,
+                    Some(run) if run.1 == name && run.3 + run.4 == index && run.4 < window => {
+                        run.4 += 1
+                    }
                     _ => runs.push((key, name, size, index, 1)),
                 }
             }
