@@ -175,8 +175,8 @@ pub fn start_offset(root: Option<&Root>, log: &PartitionLog) -> i64 {
 }
 
 /// The threads archive work runs on: uploads and remote reads, off the request threads and
-/// below them in CPU priority (`archive_thread_nice`), so a replay or an upload burst never
-/// keeps an append waiting for a core.
+/// below them in CPU priority (`archive_thread_nice`), so that when both want a core, the
+/// threads that take produce requests get it first.
 struct ArchiveRuntime(Option<tokio::runtime::Runtime>);
 
 impl ArchiveRuntime {

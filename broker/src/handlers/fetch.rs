@@ -146,8 +146,19 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             let (tier, root) = match tiering.readable_root(topic, partition.index).await {
                 Ok(Some(found)) => found,
                 Ok(None) if replica => {
-                    // Nothing archived at the source yet (or remote.read is off).
-                    early.insert(i, replica_outcome(target.fetch_offset, 0, 0));
+                    // Nothing archived at the source yet (or remote.read is off): at offset 0,
+                    // wait for the follower like a caught-up reader.
+                    match tiering.get(topic.id, partition.index) {
+                        Some(tier) if target.fetch_offset == 0 => {
+                            target.replica_wait = Some((0, 0));
+                            let mut watch = tier.subscribe();
+                            watch.borrow_and_update();
+                            replica_watches.push(watch);
+                        }
+                        _ => {
+                            early.insert(i, replica_outcome(target.fetch_offset, 0, 0));
+                        }
+                    }
                     continue;
                 }
                 Ok(None) => continue, // the local read answers OffsetOutOfRange
@@ -268,12 +279,12 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         if now >= deadline {
             break outcomes;
         }
-        let waiting = watches.is_empty() && replica_watches.is_empty();
+        let nothing_to_watch = watches.is_empty() && replica_watches.is_empty();
         if pending.is_empty() {
-            if satisfied || min_bytes == 0 || (waiting && remote_count == 0) {
+            if satisfied || min_bytes == 0 || (nothing_to_watch && remote_count == 0) {
                 break outcomes;
             }
-            if waiting {
+            if nothing_to_watch {
                 // Only archive partitions, all answered, and still short of min_bytes: their
                 // data is all there is; more would need another round trip anyway.
                 break outcomes;
