@@ -240,6 +240,8 @@ pub struct Tiering {
     node_config: silt_config::NodeConfig,
     /// The archives read replicas follow, by the target they resolve to.
     sources: Mutex<HashMap<String, Archive>>,
+    /// A round of following read replicas is running (a slow source must not pile them up).
+    following: Arc<AtomicBool>,
 }
 
 impl Tiering {
@@ -291,6 +293,7 @@ impl Tiering {
             cluster_id: cluster_id.to_string(),
             node_config: node.clone(),
             sources: Mutex::new(HashMap::new()),
+            following: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -764,7 +767,14 @@ impl Tiering {
                 return;
             }
             self.tick(&node).await;
-            self.follow(&node).await;
+            // In the background: a source bucket that does not answer must not hold up uploads.
+            if !self.following.swap(true, Ordering::AcqRel) {
+                let (this, node) = (self.clone(), node.clone());
+                self.spawn(async move {
+                    this.follow(&node).await;
+                    this.following.store(false, Ordering::Release);
+                });
+            }
             let now = node.clock.now_ms();
             if now >= groups_due {
                 self.put_groups(&node, &mut groups_written).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use silt_tests::{Raw, Silt, encode_request};
+use silt_tests::{Raw, Silt, encode_request, wait_until};
 
 fn metadata_works(silt: &Silt) {
     let mut raw = Raw::connect(&silt.kafka);
@@ -83,6 +83,10 @@ fn bad_frames_close_only_their_own_connection() {
     }
     metadata_works(&silt);
     assert!(silt.is_running());
+    // The log line of the last refused frame may land after the client saw the close.
+    wait_until(Duration::from_secs(10), || {
+        silt.log().contains("Array length")
+    });
     let log = silt.log();
     assert!(log.contains("exceeds request_bytes_max"), "{log}");
     assert!(log.contains("unknown API key 2000"), "{log}");
