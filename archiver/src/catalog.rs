@@ -68,13 +68,7 @@ pub async fn delete(
 pub async fn list(remote: &Remote, layout: &Layout) -> Result<Vec<TopicCatalog>, ArchiveError> {
     let mut topics = Vec::new();
     for meta in remote.list(&layout.catalog_dir(), None).await? {
-        let bytes = remote.get(&meta.location).await?;
-        let topic: TopicCatalog =
-            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt {
-                key: meta.location.to_string(),
-                reason: e.to_string(),
-            })?;
-        topics.push(topic);
+        topics.push(get_json::<TopicCatalog>(remote, &meta.location).await?);
     }
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(topics)
@@ -130,12 +124,7 @@ pub async fn latest_groups(
 ) -> Result<Option<GroupsSnapshot>, ArchiveError> {
     let mut newest: Option<GroupsSnapshot> = None;
     for meta in remote.list(&layout.groups_dir(), None).await? {
-        let bytes = remote.get(&meta.location).await?;
-        let snapshot: GroupsSnapshot =
-            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt {
-                key: meta.location.to_string(),
-                reason: e.to_string(),
-            })?;
+        let snapshot: GroupsSnapshot = get_json(remote, &meta.location).await?;
         if newest
             .as_ref()
             .is_none_or(|n| snapshot.updated_ms > n.updated_ms)
@@ -144,4 +133,16 @@ pub async fn latest_groups(
         }
     }
     Ok(newest)
+}
+
+/// Reads a JSON object of the bucket; one that does not parse is corrupt.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    remote: &Remote,
+    key: &object_store::path::Path,
+) -> Result<T, ArchiveError> {
+    let bytes = remote.get(key).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }

@@ -59,6 +59,19 @@ fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// The names of every topic the cluster has.
+async fn topic_names(client: &mut Client) -> Result<HashSet<String>> {
+    let request = MetadataRequest::default()
+        .with_topics(None)
+        .with_allow_auto_topic_creation(false);
+    let (metadata, _) = client.send(request, 12).await?;
+    Ok(metadata
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect())
+}
+
 async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
     let started = Instant::now();
     let archive = Archive::open(
@@ -97,19 +110,7 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
     let group_count = groups.as_ref().map_or(0, |g| g.groups.len());
 
     let mut client = Client::connect(&brokers.brokers).await?;
-    let (metadata, _) = client
-        .send(
-            MetadataRequest::default()
-                .with_topics(None)
-                .with_allow_auto_topic_creation(false),
-            12,
-        )
-        .await?;
-    let existing: HashSet<String> = metadata
-        .topics
-        .iter()
-        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-        .collect();
+    let existing = topic_names(&mut client).await?;
 
     let bar = ProgressBar::new((topics.len() + group_count) as u64);
     bar.set_style(
@@ -170,19 +171,7 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
 
     let mut offsets = 0;
     if let Some(snapshot) = &groups {
-        let (metadata, _) = client
-            .send(
-                MetadataRequest::default()
-                    .with_topics(None)
-                    .with_allow_auto_topic_creation(false),
-                12,
-            )
-            .await?;
-        let present: HashSet<String> = metadata
-            .topics
-            .iter()
-            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-            .collect();
+        let present = topic_names(&mut client).await?;
         for (group, group_topics) in &snapshot.groups {
             bar.set_message(format!("group {group}"));
             let request = OffsetCommitRequest::default()
