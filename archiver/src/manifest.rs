@@ -395,6 +395,9 @@ pub struct Manifest {
     leftover_nodes: Vec<u64>,
     leftover_segments: Vec<(i64, i64, u64)>,
     fenced: bool,
+    /// The lowest node id this writer may use: ids found taken by another writer are never
+    /// written again.
+    node_floor: u64,
 }
 
 impl Manifest {
@@ -416,6 +419,7 @@ impl Manifest {
             leftover_nodes,
             leftover_segments,
             fenced: false,
+            node_floor: 0,
         })
     }
 
@@ -521,6 +525,7 @@ impl Manifest {
         }
         let version_before = self.root.version;
         let mut root = self.root.clone();
+        root.next_node_id = root.next_node_id.max(self.node_floor);
         let mut spine = match self.spine.take() {
             Some(spine) => spine,
             None => match self.load_spine().await {
@@ -599,13 +604,57 @@ impl Manifest {
         let remote = self.reader.remote.clone();
         let layout = self.reader.layout.clone();
         let id = self.reader.id.clone();
+        // Nodes are immutable and created only where nothing is: a writer racing this one (a
+        // cluster that recovered the partition, say) may have taken the same ids, and
+        // overwriting its node would corrupt the tree its root names, whichever root wins.
         let uploads = writes.iter().map(|(node, content)| {
             let key = layout.node(&id, *node);
             let bytes = Bytes::from(content.encode());
             let remote = remote.clone();
-            async move { remote.put(&key, bytes).await }
+            async move {
+                match remote.put_if_absent(&key, bytes.clone()).await? {
+                    Created::Yes => Ok(true),
+                    // The same bytes: this writer's own earlier attempt, which no root names.
+                    Created::AlreadyExists => Ok(remote.get(&key).await? == bytes),
+                    // No conditional writes here: the root's check below is the only fence.
+                    Created::Unsupported => remote.put(&key, bytes).await.map(|()| true),
+                }
+            }
         });
-        futures::future::try_join_all(uploads).await?;
+        let created = futures::future::try_join_all(uploads).await?;
+        if created.contains(&false) {
+            // Taken: never use these ids again. Fenced if another writer has committed.
+            let taken = remote
+                .list(
+                    &layout.nodes_dir(&id),
+                    Some(&layout.node(&id, self.node_floor.saturating_sub(1))),
+                )
+                .await?
+                .iter()
+                .filter_map(|meta| parse_node_id(&meta.location))
+                .max()
+                .unwrap_or(0);
+            self.node_floor = self.node_floor.max(taken + 1);
+            let latest = self.reader.latest_root().await?;
+            if latest.version > self.root.version && latest.writer != self.writer {
+                self.fenced = true;
+                tracing::error!(partition = %id, writer = %latest.writer, version = latest.version, "another writer advanced this partition's manifest: fenced");
+                return Err(ArchiveError::Fenced {
+                    partition: id.to_string(),
+                    found: latest.version,
+                    expected: self.root.version + 1,
+                });
+            }
+            return Err(ArchiveError::Unavailable {
+                op: "commit",
+                key: layout.nodes_dir(&id).to_string(),
+                source: object_store::Error::Generic {
+                    store: "silt",
+                    source: "manifest node ids taken by another writer; retrying with fresh ones"
+                        .into(),
+                },
+            });
+        }
         root.version = self.root.version + 1;
         root.writer = self.writer.clone();
         root.updated_ms = now_ms;

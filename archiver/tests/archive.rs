@@ -290,6 +290,36 @@ async fn a_writer_whose_tree_was_collected_by_another_is_fenced() {
 }
 
 #[tokio::test]
+async fn a_losing_writer_never_overwrites_the_winners_nodes() {
+    // Two writers from one root (the original cluster and one that recovered the partition)
+    // each commit a different segment at the same offset: they allocate the same node ids.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let first = archive(store.clone(), "a/0/x");
+    let mut a = Manifest::load(first.reader(pid()), "a/0/x".into())
+        .await
+        .unwrap();
+    a.append(entry(0));
+    a.commit(1).await.unwrap();
+    let second = archive(store.clone(), "b/0/y");
+    let mut b = Manifest::load(second.reader(pid()), "b/0/y".into())
+        .await
+        .unwrap();
+    b.append(entry(1));
+    b.commit(2).await.unwrap();
+    let mut theirs = entry(1);
+    theirs.object_id = 99;
+    theirs.meta.crc32c = 99;
+    a.append(theirs);
+    let error = a.commit(2).await.unwrap_err();
+    assert!(matches!(error, ArchiveError::Fenced { .. }), "{error}");
+    // The winner's tree is intact: its root and its nodes agree.
+    let reader = second.reader(pid());
+    let root = reader.latest_root().await.unwrap();
+    assert_eq!((root.writer.as_str(), root.next_offset), ("b/0/y", 20));
+    assert_eq!(reader.find_offset(&root, 15).await.unwrap(), Some(entry(1)));
+}
+
+#[tokio::test]
 async fn retention_drops_the_oldest_segments_and_their_objects() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let archive = archive(store.clone(), "w");
