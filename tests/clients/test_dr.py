@@ -108,6 +108,9 @@ def test_a_second_cluster_recovers_topics_and_groups_from_a_copied_bucket(silt_f
         last_old = max(o for q, o, _, _ in orders if q == p)
         assert min(o for q, o, _, _ in more if q == p) == last_old + 1
     assert read_all(b.bootstrap, "orders", 3, len(orders) + 30) == sorted(orders + more)
+    # A recovered topic is an ordinary topic from now on: it survives a hard restart.
+    b.restart(hard=True)
+    assert read_all(b.bootstrap, "orders", 3, len(orders) + 30) == sorted(orders + more)
 
     # Recovering what the bucket does not hold says so.
     missing = silt_cli("topic", "create", "nope", "--recover", "--brokers", b.bootstrap)
@@ -168,6 +171,9 @@ def test_a_read_replica_follows_replication_and_refuses_produce(silt_factory, s3
     end_1 = max(o for p, o, _, _ in first + second if p == 1) + 1
     wait_for(lambda: consumer.get_watermark_offsets(TopicPartition("clicks", 1), timeout=10)[1] == end_1, timeout=30, what="replica partition 1 caught up")
     consumer.close()
+    assert read_all(b.bootstrap, "clicks", 2, len(first) + len(second)) == sorted(first + second)
+    # The replica survives a restart of its cluster (it keeps nothing but its definition).
+    b.restart()
     assert read_all(b.bootstrap, "clicks", 2, len(first) + len(second)) == sorted(first + second)
 
     # Produce is refused with a clear, non-retriable error.
