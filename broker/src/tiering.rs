@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use silt_archiver::{
     Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, ManifestReader,
     PartitionArchiver, PartitionId, ReaderConfig, RemoteReader, RemoteSlice, Root, SealedSegment,
@@ -33,6 +34,9 @@ use crate::topics::{Partition, Topic};
 
 /// group -> topic -> partition -> committed offset.
 pub type GroupsMap = BTreeMap<String, BTreeMap<String, BTreeMap<i32, GroupOffset>>>;
+
+/// Read replica partitions followed at once.
+const REPLICA_FOLLOW_CONCURRENCY: usize = 16;
 
 /// How many of its newest segments a read replica checks are there when it first loads a root.
 const REPLICA_FIRST_CHECK: usize = 16;
@@ -851,7 +855,11 @@ impl Tiering {
                 }
             }
         }
-        futures::future::join_all(rounds).await;
+        // A few partitions at a time: each is a LIST and a GET (more when it moved).
+        futures::stream::iter(rounds)
+            .buffer_unordered(REPLICA_FOLLOW_CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     /// Loads a read replica partition's latest root from its source and publishes as much of
