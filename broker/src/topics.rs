@@ -485,15 +485,19 @@ impl TopicRegistry {
         let _admin = self.admin.lock().await;
         let (config, overrides) =
             self.validate_create(name, partitions, replication_factor, configs)?;
-        if let Some(restored) = &restored
-            && (restored.starts.len() != partitions as usize
-                || self.get_by_id(restored.id).is_some())
-        {
-            return Err(TopicError::Archive(format!(
-                "cannot restore '{name}': {} start offsets for {partitions} partitions, or id {} in use",
-                restored.starts.len(),
-                restored.id
-            )));
+        if let Some(restored) = &restored {
+            if let Some(holder) = self.get_by_id(restored.id) {
+                return Err(TopicError::Archive(format!(
+                    "cannot restore '{name}': its id {} belongs to topic '{}' here already",
+                    restored.id, holder.name
+                )));
+            }
+            if restored.starts.len() != partitions as usize {
+                return Err(TopicError::Archive(format!(
+                    "cannot restore '{name}': {} start offsets for {partitions} partitions",
+                    restored.starts.len()
+                )));
+            }
         }
         let record = TopicRecord {
             format: FORMAT_VERSION,
