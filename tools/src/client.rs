@@ -197,6 +197,11 @@ pub(crate) fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result
     }
 }
 
+/// A protocol string from a Rust one.
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
 /// Kafka's default partitioner for keyed records: murmur2 of the key, positive, modulo the
 /// partition count (as the Java client and librdkafka's `murmur2_random` do).
 pub(crate) fn partition_for_key(key: &[u8], partitions: i32) -> i32 {

@@ -19,10 +19,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::{
     CreateTopicsRequest, GroupId, MetadataRequest, OffsetCommitRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
 use silt_archiver::{Archive, ArchiveConfig};
 
-use crate::client::{Client, check};
+use crate::client::{Client, check, str_bytes};
 use crate::topic::BrokerArgs;
 
 /// Cluster commands.
@@ -53,10 +52,6 @@ pub(crate) async fn run(command: ClusterCommand, brokers: &BrokerArgs) -> Result
     match command {
         ClusterCommand::Restore(args) => restore(&args, brokers).await,
     }
-}
-
-fn str_bytes(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 /// The names of every topic the cluster has.

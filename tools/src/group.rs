@@ -6,19 +6,17 @@ use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
 use clap::Subcommand;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::Decodable;
 
-use crate::client::{Client, check};
-use crate::topic::BrokerArgs;
+use crate::client::{Client, check, str_bytes};
+use crate::topic::{BrokerArgs, list_offsets};
 
 /// Group commands.
 #[derive(Debug, Subcommand)]
@@ -48,10 +46,6 @@ pub(crate) enum GroupCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
-}
-
-fn str_bytes(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 /// Runs a group command.
@@ -144,43 +138,6 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     Ok(out)
 }
 
-async fn offsets_at(
-    client: &mut Client,
-    topic: &str,
-    partitions: &[i32],
-    timestamp: i64,
-) -> Result<BTreeMap<i32, i64>> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(str_bytes(topic)))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                ),
-        ]);
-    let (response, _) = client.send(request, 7).await?;
-    let mut out = BTreeMap::new();
-    for t in response.topics {
-        for p in t.partitions {
-            check(
-                p.error_code,
-                None,
-                &format!("offsets of {topic}/{}", p.partition_index),
-            )?;
-            out.insert(p.partition_index, p.offset);
-        }
-    }
-    Ok(out)
-}
-
 async fn describe(client: &mut Client, group: &str) -> Result<()> {
     ensure_coordinator(client, group).await?;
     let (response, _) = client
@@ -238,7 +195,7 @@ async fn describe(client: &mut Client, group: &str) -> Result<()> {
     );
     for (topic, mut partitions) in topics {
         partitions.sort_unstable();
-        let ends = offsets_at(client, &topic, &partitions, -1)
+        let ends = list_offsets(client, &topic, &partitions, -1)
             .await
             .unwrap_or_default();
         for partition in partitions {
@@ -291,14 +248,14 @@ async fn seek(client: &mut Client, group: &str, topic: &str, to: &str) -> Result
         .collect();
     partitions.sort_unstable();
     let targets: BTreeMap<i32, i64> = match to {
-        "start" | "earliest" => offsets_at(client, topic, &partitions, -2).await?,
-        "end" | "latest" => offsets_at(client, topic, &partitions, -1).await?,
+        "start" | "earliest" => list_offsets(client, topic, &partitions, -2).await?,
+        "end" | "latest" => list_offsets(client, topic, &partitions, -1).await?,
         at if at.starts_with('@') => {
             let timestamp: i64 = at[1..]
                 .parse()
                 .with_context(|| format!("bad timestamp in {at:?}"))?;
-            let found = offsets_at(client, topic, &partitions, timestamp).await?;
-            let ends = offsets_at(client, topic, &partitions, -1).await?;
+            let found = list_offsets(client, topic, &partitions, timestamp).await?;
+            let ends = list_offsets(client, topic, &partitions, -1).await?;
             found
                 .into_iter()
                 .map(|(p, o)| (p, if o < 0 { ends[&p] } else { o }))

@@ -21,11 +21,10 @@ use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
     IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
 use silt_index::batch::{self, Codec};
 use silt_index::record::{NewRecord, Record, decode_records, encode_batch};
 
-use crate::client::{Client, check, partition_for_key};
+use crate::client::{Client, check, partition_for_key, str_bytes};
 
 /// Where to find a broker.
 #[derive(Debug, Args, Clone)]
@@ -157,10 +156,6 @@ fn parse_codec(s: &str) -> Result<Codec, String> {
             ));
         }
     })
-}
-
-fn str_bytes(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 fn topic_name(s: &str) -> TopicName {
@@ -336,7 +331,7 @@ async fn partitions_of(
 }
 
 /// ListOffsets for each partition at `timestamp` (-1 latest, -2 earliest): partition -> offset.
-async fn list_offsets(
+pub(crate) async fn list_offsets(
     client: &mut Client,
     name: &str,
     partitions: &[i32],
