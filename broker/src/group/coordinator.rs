@@ -18,7 +18,7 @@ use super::state::{
     CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, JoinResult,
     Reply, Saved, SyncOutcome, SyncResult,
 };
-use super::store::{self, GroupStore, Key, Value};
+use super::store::{self, GroupStore, Key, Value, durable};
 use crate::log::{Clock, LogError, Storage};
 use crate::protocol::error_code::ErrorCode;
 
@@ -422,12 +422,10 @@ impl GroupCoordinator {
             }
         }
         drop(guard);
-        for ticket in tickets {
-            ticket.wait().await.map_err(|e| {
-                tracing::error!(group = group_id, error = %e, "offset commit not durable");
-                ErrorCode::KafkaStorageError
-            })?;
-        }
+        durable(tickets).await.map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "offset commit not durable");
+            ErrorCode::KafkaStorageError
+        })?;
         Ok(())
     }
 
@@ -492,12 +490,9 @@ impl GroupCoordinator {
             .await
             .map_err(|_| ErrorCode::KafkaStorageError)?;
         drop(guard);
-        for ticket in tickets {
-            ticket
-                .wait()
-                .await
-                .map_err(|_| ErrorCode::KafkaStorageError)?;
-        }
+        durable(tickets)
+            .await
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
         Ok(())
     }
 
@@ -543,12 +538,9 @@ impl GroupCoordinator {
             .await
             .map_err(|_| ErrorCode::KafkaStorageError)?;
         drop(guard);
-        for ticket in tickets {
-            ticket
-                .wait()
-                .await
-                .map_err(|_| ErrorCode::KafkaStorageError)?;
-        }
+        durable(tickets)
+            .await
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
         Ok(results)
     }
 

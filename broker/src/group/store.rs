@@ -447,6 +447,18 @@ pub fn group_value(group: &super::state::Group) -> GroupValue {
     }
 }
 
+/// Waits until every ticket's records are durable.
+///
+/// # Errors
+///
+/// The first append that failed.
+pub async fn durable(tickets: Vec<AppendTicket>) -> Result<(), AppendError> {
+    for ticket in tickets {
+        ticket.wait().await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
