@@ -627,25 +627,21 @@ impl Manifest {
             let taken = remote
                 .list(
                     &layout.nodes_dir(&id),
-                    Some(&layout.node(&id, self.node_floor.saturating_sub(1))),
+                    // From the first id this attempt used: the taken ones are at or above it.
+                    writes
+                        .iter()
+                        .map(|(node, _)| layout.node(&id, node.saturating_sub(1)))
+                        .min()
+                        .as_ref(),
                 )
                 .await?
                 .iter()
                 .filter_map(|meta| parse_node_id(&meta.location))
+                .chain(writes.iter().map(|(node, _)| *node))
                 .max()
                 .unwrap_or(0);
             self.node_floor = self.node_floor.max(taken + 1);
-            let latest = self.reader.latest_root().await?;
-            if latest.version > self.root.version && latest.writer != self.writer {
-                self.fenced = true;
-                tracing::error!(partition = %id, writer = %latest.writer, version = latest.version, "another writer advanced this partition's manifest: fenced");
-                return Err(ArchiveError::Fenced {
-                    partition: id.to_string(),
-                    found: latest.version,
-                    expected: self.root.version + 1,
-                });
-            }
-            return Err(ArchiveError::Unavailable {
+            let taken_error = ArchiveError::Unavailable {
                 op: "commit",
                 key: layout.nodes_dir(&id).to_string(),
                 source: object_store::Error::Generic {
@@ -653,7 +649,9 @@ impl Manifest {
                     source: "manifest node ids taken by another writer; retrying with fresh ones"
                         .into(),
                 },
-            });
+            };
+            // Fenced if that writer has committed meanwhile; otherwise retried.
+            return Err(self.moved_under_us(taken_error).await);
         }
         root.version = self.root.version + 1;
         root.writer = self.writer.clone();

@@ -481,7 +481,11 @@ impl Tiering {
     }
 
     fn tier(&self, topic: &Topic, partition: i32) -> Result<Arc<PartitionTier>, ArchiveError> {
-        let source = match &topic.config().remote_readreplica {
+        if let Some(tier) = self.get(topic.id, partition) {
+            return Ok(tier);
+        }
+        // First look at this partition: a read replica's source is resolved once, here.
+        let source = match &topic.read_replica_of {
             Some(value) => Some(self.replica_source(value)?),
             None => None,
         };
@@ -529,7 +533,7 @@ impl Tiering {
     /// Records a topic in the bucket's catalog (not a read replica: its catalog is its
     /// source's).
     pub async fn put_catalog(&self, topic: &Topic, now_ms: i64) {
-        if topic.config().remote_readreplica.is_some() {
+        if topic.read_replica_of.is_some() {
             return;
         }
         let catalog = TopicCatalog {
@@ -570,7 +574,7 @@ impl Tiering {
         let now = node.clock.now_ms();
         for topic in node.topics.all() {
             let config = topic.config();
-            if !config.remote_storage_enable || config.remote_readreplica.is_some() {
+            if !config.remote_storage_enable || topic.read_replica_of.is_some() {
                 continue;
             }
             for partition in topic.partitions() {
@@ -838,7 +842,7 @@ impl Tiering {
     pub async fn follow(&self, node: &Node) {
         let mut rounds = Vec::new();
         for topic in node.topics.all() {
-            if topic.config().remote_readreplica.is_none() || !topic.config().remote_read {
+            if topic.read_replica_of.is_none() || !topic.config().remote_read {
                 continue;
             }
             for partition in 0..topic.partition_count() {

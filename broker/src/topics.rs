@@ -145,6 +145,8 @@ pub struct Topic {
     pub name: String,
     /// Id.
     pub id: Uuid,
+    /// For a read replica, the archive it serves (`remote.readreplica`, fixed at creation).
+    pub read_replica_of: Option<String>,
     dir: PathBuf,
     state: RwLock<TopicState>,
 }
@@ -344,6 +346,7 @@ impl TopicRegistry {
         Arc::new(Topic {
             name: record.name,
             id: record.id,
+            read_replica_of: config.remote_readreplica.clone(),
             dir,
             state: RwLock::new(TopicState {
                 overrides: record.configs,
@@ -595,7 +598,7 @@ impl TopicRegistry {
             name: name.to_string(),
             id,
             partitions: topic.partition_count(),
-            replica: topic.config().remote_readreplica.is_some(),
+            replica: topic.read_replica_of.is_some(),
         });
         Ok(())
     }

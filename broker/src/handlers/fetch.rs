@@ -136,7 +136,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 .log
                 .as_ref()
                 .expect("find_partition returns online partitions");
-            let replica = topic.config().remote_readreplica.is_some();
+            let replica = topic.read_replica_of.is_some();
             if !replica && target.fetch_offset >= log.log_start_offset() {
                 let config = topic.config();
                 target.tiered_local = config.remote_read && config.remote_storage_enable;

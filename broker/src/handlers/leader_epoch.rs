@@ -40,7 +40,7 @@ pub(super) fn handle(
                     if p.leader_epoch == LEADER_EPOCH {
                         // The epoch asked for is the current one: it ends at the log end (a
                         // read replica's: the end it serves of its source's archive).
-                        let end = if topic_ref.config().remote_readreplica.is_some() {
+                        let end = if topic_ref.read_replica_of.is_some() {
                             node.tiering
                                 .as_ref()
                                 .and_then(|t| t.get(topic_ref.id, p.partition))

@@ -76,7 +76,7 @@ async fn lookup(
     if let Some(code) = check_leader_epoch(current_leader_epoch) {
         return response.with_error_code(code.code());
     }
-    if topic_ref.config().remote_readreplica.is_some() {
+    if topic_ref.read_replica_of.is_some() {
         let found = replica_lookup(node, &topic_ref, index, timestamp, version).await;
         return answer(response, found, version);
     }

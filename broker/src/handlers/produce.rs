@@ -124,7 +124,7 @@ async fn queue(
         Ok(found) => found,
         Err(code) => return Queued::Failed(code, None),
     };
-    if let Some(source) = topic_ref.config().remote_readreplica {
+    if let Some(source) = &topic_ref.read_replica_of {
         return Queued::Failed(
             ErrorCode::InvalidTopicException,
             Some(format!(

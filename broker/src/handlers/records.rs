@@ -31,7 +31,7 @@ pub(super) async fn delete(
                         continue;
                     }
                 };
-            if topic_ref.config().remote_readreplica.is_some() {
+            if topic_ref.read_replica_of.is_some() {
                 // A read replica's records belong to its source cluster.
                 partitions.push(result.with_error_code(ErrorCode::PolicyViolation.code()));
                 continue;

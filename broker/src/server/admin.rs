@@ -49,7 +49,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                     Ok(log) => {
                         let tier = node.tiering.as_ref().and_then(|t| t.get(topic.id, p.index));
                         let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
-                        if let Some(source) = topic.config().remote_readreplica {
+                        if let Some(source) = &topic.read_replica_of {
                             // A read replica: what it serves of its source's archive.
                             let root = tier.as_ref().and_then(|t| t.root());
                             return json!({
