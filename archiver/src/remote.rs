@@ -274,6 +274,12 @@ impl Remote {
         &self.metrics
     }
 
+    /// Counts this store's requests in `metrics` (shared with another store of the node).
+    pub fn counting_in(mut self, metrics: Arc<RemoteMetrics>) -> Remote {
+        self.metrics = metrics;
+        self
+    }
+
     fn failed(&self, op: &'static str, key: &Path, e: object_store::Error) -> ArchiveError {
         if !matches!(e, object_store::Error::NotFound { .. }) {
             RemoteMetrics::add(&self.metrics.failures, 1);

@@ -21,8 +21,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use silt_archiver::{
     Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, ManifestReader,
-    PartitionArchiver, PartitionId, ReaderConfig, RemoteReader, RemoteSlice, Root, SealedSegment,
-    TopicCatalog,
+    PartitionArchiver, PartitionId, ReaderConfig, Remote, RemoteReader, RemoteSlice, Root,
+    SealedSegment, TopicCatalog,
 };
 use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
@@ -343,7 +343,9 @@ impl Tiering {
             node_cache_bytes: self.node_config.archive_node_cache_bytes,
             index_interval_bytes: self.node_config.topic_defaults.index_interval_bytes,
         };
-        let archive = Archive::open(&target, writer, config)?;
+        // Its requests count with the node's own archive's in /metrics.
+        let remote = Remote::open(&target)?.counting_in(self.archive.remote().metrics().clone());
+        let archive = Archive::with_remote(remote, writer, config);
         sources.insert(target, archive.clone());
         Ok(archive)
     }
