@@ -150,10 +150,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                     // wait for the follower like a caught-up reader.
                     match tiering.get(topic.id, partition.index) {
                         Some(tier) if target.fetch_offset == 0 => {
-                            target.replica_wait = Some((0, 0));
-                            let mut watch = tier.subscribe();
-                            watch.borrow_and_update();
-                            replica_watches.push(watch);
+                            replica_watches.push(wait_on_replica(target, &tier, 0, 0));
                         }
                         _ => {
                             early.insert(i, replica_outcome(target.fetch_offset, 0, 0));
@@ -179,10 +176,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             };
             if replica && target.fetch_offset == root.next_offset {
                 // Caught up with the source: wait for the follower to see more.
-                target.replica_wait = Some((start, root.next_offset));
-                let mut watch = tier.subscribe();
-                watch.borrow_and_update();
-                replica_watches.push(watch);
+                replica_watches.push(wait_on_replica(target, &tier, start, root.next_offset));
                 continue;
             }
             if replica && (target.fetch_offset < start || target.fetch_offset > root.next_offset) {
@@ -369,6 +363,20 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     let sent: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
     Metrics::add(&node.metrics.fetch_bytes, sent);
     build(&targets, outcomes, uses_ids)
+}
+
+/// Marks a read replica target as caught up at `end` (serving from `start`); returns what
+/// wakes the fetch when the follower sees more.
+fn wait_on_replica(
+    target: &mut Target,
+    tier: &PartitionTier,
+    start: i64,
+    end: i64,
+) -> tokio::sync::watch::Receiver<i64> {
+    target.replica_wait = Some((start, end));
+    let mut watch = tier.subscribe();
+    watch.borrow_and_update();
+    watch
 }
 
 /// The answer for a read replica partition that has nothing at `offset`: empty at its end,
