@@ -371,6 +371,8 @@ async fn timestamps_find_the_first_record_at_or_after_across_segments_and_codecs
         .await
         .unwrap();
     }
+    // Buffered appends are readable once fsynced.
+    log.flush().await.unwrap();
     assert!(log.segments().len() > 1);
     for (target, expected) in [
         (0, Some((0, T0))),
@@ -703,4 +705,76 @@ async fn every_durable_append_survives_a_power_cut() {
             .unwrap();
         assert_eq!(next.base_offset, values.len() as i64);
     }
+}
+
+/// Issue #10: the high watermark moves only once the data is durable. A consumer that reads
+/// while an acks=-1 append waits for its fsync must see nothing of it; whatever it did read
+/// survives a power cut at that very moment, and no offset it saw is given to another record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_nothing_is_readable_before_it_is_durable() {
+    for seed in 1..=16u64 {
+        let storage = SimStorage::new(seed);
+        storage.set_sync_latency(Duration::from_millis(30));
+        let dir = PathBuf::from("/data/t/0");
+        let log = Arc::new(open(Arc::new(storage.clone()), &dir, clock()));
+        let mut watch = log.subscribe();
+        watch.borrow_and_update();
+        let appending = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.append(batch("durable", 3, T0, Codec::None), Durability::Durable)
+                    .await
+            })
+        };
+        // The moment anything becomes readable, a consumer reads it and the power fails.
+        watch.changed().await.unwrap();
+        let seen = read_values(&log, 0);
+        assert_eq!(
+            seen.len(),
+            3,
+            "seed {seed}: the whole batch became readable"
+        );
+        storage.power_cut();
+        let _ = appending.await.unwrap();
+        drop(log);
+        let log = open(Arc::new(storage.after_reboot()), &dir, clock());
+        let survived = read_values(&log, 0);
+        assert_eq!(
+            survived, seen,
+            "seed {seed}: a consumer read records that the power cut took back"
+        );
+        let next = log
+            .append(batch("after", 1, T0, Codec::None), Durability::Durable)
+            .await
+            .unwrap();
+        assert_eq!(
+            next.base_offset, 3,
+            "seed {seed}: no offset a consumer saw is reused"
+        );
+    }
+}
+
+/// Issue #10: an acks=0/1 append is answered once written, but consumers see it only after the
+/// background flush has made it durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_buffered_appends_become_readable_when_flushed() {
+    let storage = SimStorage::new(3);
+    storage.set_sync_latency(Duration::from_millis(20));
+    let log = open(Arc::new(storage.clone()), Path::new("/data/t/0"), clock());
+    let mut watch = log.subscribe();
+    watch.borrow_and_update();
+    let before = storage.syncs();
+    let appended = log
+        .append(batch("buffered", 2, T0, Codec::None), Durability::Buffered)
+        .await
+        .unwrap();
+    assert_eq!((appended.base_offset, appended.last_offset), (0, 1));
+    if storage.syncs() == before {
+        // Answered before any fsync: not readable yet.
+        assert_eq!(log.high_watermark(), 0);
+        assert!(log.read(0, 1 << 20).unwrap().records.is_empty());
+    }
+    watch.wait_for(|hw| *hw == 2).await.unwrap();
+    assert!(storage.syncs() > before, "readable only after an fsync");
+    assert_eq!(read_values(&log, 0).len(), 2);
 }

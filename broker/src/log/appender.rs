@@ -8,10 +8,15 @@
 //!    topics the time is stamped and the CRC recomputed), and its producer state recorded;
 //! 2. all accepted batches go to the file in one `pwritev` (header copies and the client's
 //!    bytes interleaved; nothing else is copied), after preallocating if needed;
-//! 3. indexes, the readable extent and the high watermark are published, and buffered appends
-//!    (acks=0/1) are answered;
+//! 3. indexes and the written extent are published, and buffered appends (acks=0/1) are
+//!    answered;
 //! 4. if any append in the group asked for durability (acks=-1), one `fdatasync`, then those
 //!    are answered. Otherwise the data is fsynced within `flush_interval_ms`.
+//!
+//! The high watermark (what consumers may read) moves only after an `fdatasync` succeeds:
+//! nothing a consumer reads can be taken back by a power cut, and an offset a consumer saw is
+//! never given to another record. Buffered appends therefore become readable at the latest
+//! `flush_interval_ms` after they are answered.
 //!
 //! A segment that would outgrow `segment.bytes` (or `segment.ms`) is sealed in the middle of a
 //! group: what was accepted so far is written, the segment is fsynced, truncated to its size and
@@ -471,7 +476,7 @@ impl Writer {
         let headers: Vec<BatchHeader> = pending.iter().map(|p| p.header).collect();
         self.active.publish(&headers, now);
         assert_eq!(self.active.committed(), end, "published extent");
-        self.shared.publish_high_watermark(self.next_offset);
+        // Written, not yet durable: the high watermark waits for the fsync (see `flush`).
         self.unflushed = true;
         let log_start_offset = self.shared.log_start_offset();
         for p in pending.drain(..) {
@@ -535,6 +540,8 @@ impl Writer {
                 self.shared
                     .flushed_offset
                     .store(self.next_offset, Ordering::Release);
+                // Durable now: consumers may read it.
+                self.shared.publish_high_watermark(self.next_offset);
                 Ok(())
             }
             Err(e) => {

@@ -498,9 +498,11 @@ fn truncate_active(
         }
         file.set_len(valid)
             .map_err(|e| LogError::io("truncate", path.to_path_buf(), e))?;
-        file.sync_data()
-            .map_err(|e| LogError::io("sync", path.to_path_buf(), e))?;
     }
+    // What the scan kept may have reached only the page cache before the crash: it becomes
+    // the high watermark, so it must be durable first.
+    file.sync_data()
+        .map_err(|e| LogError::io("sync", path.to_path_buf(), e))?;
     Ok(indexer)
 }
 
