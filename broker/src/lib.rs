@@ -8,6 +8,7 @@
 //! - [`handlers`]: one file per Kafka API, from a decoded request to a response.
 //! - [`group`]: consumer groups: the group protocol and committed offsets in silt's own log.
 //! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
+//! - [`partition`]: one partition as clients see it: bounds and reads across tiers.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
 //! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
@@ -29,6 +30,7 @@ pub mod handlers;
 pub mod log;
 pub mod metrics;
 pub mod node;
+pub mod partition;
 pub mod protocol;
 pub mod retention;
 pub mod server;

@@ -28,7 +28,6 @@ use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
-use crate::log::PartitionLog;
 use crate::node::Node;
 use crate::topics::{Partition, Topic};
 
@@ -163,18 +162,6 @@ impl PartitionTier {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-    }
-}
-
-/// The first offset a client may read from a partition: the archive's start (or DeleteRecords'
-/// start, if past it) when the archive `root` reaches the local log, else the local start.
-pub fn start_offset(root: Option<&Root>, log: &PartitionLog) -> i64 {
-    let local = log.log_start_offset();
-    match root {
-        Some(root) if !root.is_empty() && root.next_offset >= local => {
-            root.start_offset.max(log.records_start()).min(local)
-        }
-        _ => local,
     }
 }
 
@@ -388,7 +375,7 @@ impl Tiering {
         topic: &Topic,
         partition: i32,
     ) -> Result<Option<(Arc<PartitionTier>, Arc<Root>)>, ArchiveError> {
-        if !topic.config().remote_read {
+        if !topic.remote_read() {
             return Ok(None);
         }
         let tier = self.tier(topic, partition)?;
@@ -844,7 +831,7 @@ impl Tiering {
     pub async fn follow(&self, node: &Node) {
         let mut rounds = Vec::new();
         for topic in node.topics.all() {
-            if topic.read_replica_of.is_none() || !topic.config().remote_read {
+            if topic.read_replica_of.is_none() || !topic.remote_read() {
                 continue;
             }
             for partition in 0..topic.partition_count() {

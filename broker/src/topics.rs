@@ -168,6 +168,15 @@ impl Topic {
             .clone()
     }
 
+    /// True when reads may go to the archive (`remote.read`), without copying the config.
+    pub fn remote_read(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .remote_read
+    }
+
     /// The properties set on the topic (canonical name -> value).
     pub fn overrides(&self) -> BTreeMap<String, String> {
         self.state

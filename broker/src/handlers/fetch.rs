@@ -20,12 +20,12 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use silt_archiver::{ArchiveError, RemoteSlice};
 use uuid::Uuid;
 
-use super::{check_leader_epoch, find_partition, topic_name};
+use super::topic_name;
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::protocol::error_code::{ErrorCode, for_archive, for_log};
-use crate::tiering::{PartitionTier, ReadFailure, start_offset};
-use crate::topics::{Partition, Topic};
+use crate::partition::{Bounds, Located, PartitionView, check_leader_epoch};
+use crate::protocol::error_code::{ErrorCode, for_archive};
+use crate::tiering::{PartitionTier, ReadFailure};
 
 /// Once local data can answer a fetch, how long archive reads of the same request still get
 /// to finish (a read from the chunk cache takes well under this).
@@ -38,23 +38,22 @@ struct Target {
     partition_index: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
-    found: Result<(Arc<Topic>, Arc<Partition>), ErrorCode>,
-    /// Set when the offset is below the local log and the archive holds it.
-    remote: Option<RemoteTarget>,
-    /// The offset was at or past the local start when the request was planned, and the
-    /// archive is behind the local log: if local retention moves the start past it before
-    /// the read, the next fetch goes to the archive (no OffsetOutOfRange, which would make
-    /// the client reset its position).
-    tiered_local: bool,
-    /// A read replica partition with nothing past the offset yet: (start, end) it serves.
-    replica_wait: Option<(i64, i64)>,
+    found: Result<PartitionView, ErrorCode>,
+    /// Where the read goes (set for every partition that was found).
+    plan: Plan,
 }
 
-struct RemoteTarget {
-    tier: Arc<PartitionTier>,
-    start: i64,
-    /// A read replica's end (its local log plays no part).
-    replica_end: Option<i64>,
+/// Where a target's data comes from.
+enum Plan {
+    /// The local log; see [`Located::Local`] for `tiered`.
+    Local { tiered: bool },
+    /// The archive: a read running in its own task.
+    Remote {
+        tier: Arc<PartitionTier>,
+        bounds: Bounds,
+    },
+    /// Nothing to read: answered with this outcome.
+    Early,
 }
 
 /// What a read gave for one partition.
@@ -71,6 +70,15 @@ impl Outcome {
             error: None,
             high_watermark: -1,
             log_start_offset: -1,
+            records: Bytes::new(),
+        }
+    }
+
+    fn of(error: Option<ErrorCode>, bounds: Bounds) -> Outcome {
+        Outcome {
+            error,
+            high_watermark: bounds.high_watermark,
+            log_start_offset: bounds.log_start,
             records: Bytes::new(),
         }
     }
@@ -95,12 +103,14 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         for p in &topic.partitions {
             let found = match &by_id {
                 Some(None) => Err(ErrorCode::UnknownTopicId),
-                _ => find_partition(&node, name.0.as_str(), p.partition),
+                _ => PartitionView::find(&node, name.0.as_str(), p.partition),
             };
-            let found = match check_leader_epoch(p.current_leader_epoch) {
-                Some(e) => Err(e),
-                None => found,
-            };
+            let found = found.and_then(|view| {
+                match check_leader_epoch(p.current_leader_epoch, view.leader_epoch()) {
+                    Some(e) => Err(e),
+                    None => Ok(view),
+                }
+            });
             targets.push(Target {
                 topic: name.clone(),
                 topic_id: topic.topic_id,
@@ -108,9 +118,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 found,
-                remote: None,
-                tiered_local: false,
-                replica_wait: None,
+                plan: Plan::Early,
             });
         }
     }
@@ -126,111 +134,54 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     let mut replica_watches = Vec::new();
     let mut pending: FuturesUnordered<BoxFuture<'static, (usize, RemoteResult)>> =
         FuturesUnordered::new();
-    if let Some(tiering) = &node.tiering {
-        let mut first = true;
-        for (i, target) in targets.iter_mut().enumerate() {
-            let Ok((topic, partition)) = &target.found else {
-                continue;
-            };
-            let log = partition
-                .log
-                .as_ref()
-                .expect("find_partition returns online partitions");
-            let replica = topic.read_replica_of.is_some();
-            if !replica && target.fetch_offset >= log.log_start_offset() {
-                let config = topic.config();
-                target.tiered_local = config.remote_read && config.remote_storage_enable;
+    let mut first = true;
+    for (i, target) in targets.iter_mut().enumerate() {
+        let Ok(view) = &target.found else {
+            continue;
+        };
+        target.plan = match view.locate(target.fetch_offset).await {
+            Located::Local { tiered } => {
                 first = false;
-                continue;
+                Plan::Local { tiered }
             }
-            let (tier, root) = match tiering.readable_root(topic, partition.index).await {
-                Ok(Some(found)) => found,
-                Ok(None) if replica => {
-                    // Nothing archived at the source yet (or remote.read is off): at offset 0,
-                    // wait for the follower like a caught-up reader.
-                    match tiering.get(topic.id, partition.index) {
-                        Some(tier) if target.fetch_offset == 0 => {
-                            replica_watches.push(wait_on_replica(target, &tier, 0, 0));
-                        }
-                        _ => {
-                            early.insert(i, replica_outcome(target.fetch_offset, 0, 0));
-                        }
-                    }
-                    continue;
-                }
-                Ok(None) => continue, // the local read answers OffsetOutOfRange
-                Err(e) => {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "archive manifest unavailable");
-                    let mut outcome = Outcome::empty();
-                    outcome.error = Some(for_archive(ReadFailure::of(&e)));
-                    outcome.high_watermark = log.high_watermark();
-                    outcome.log_start_offset = log.log_start_offset();
-                    early.insert(i, outcome);
-                    continue;
-                }
-            };
-            let start = if replica {
-                root.start_offset
-            } else {
-                start_offset(Some(&root), log)
-            };
-            if replica && target.fetch_offset == root.next_offset {
-                // Caught up with the source: wait for the follower to see more.
-                replica_watches.push(wait_on_replica(target, &tier, start, root.next_offset));
-                continue;
+            Located::Answer(error, bounds) => {
+                early.insert(i, Outcome::of(error, bounds));
+                Plan::Early
             }
-            if replica && (target.fetch_offset < start || target.fetch_offset > root.next_offset) {
-                early.insert(
-                    i,
-                    replica_outcome(target.fetch_offset, start, root.next_offset),
-                );
-                continue;
+            Located::Wait(bounds, mut watch) => {
+                watch.borrow_and_update();
+                replica_watches.push(watch);
+                early.insert(i, Outcome::of(None, bounds));
+                Plan::Early
             }
-            if target.fetch_offset < start || target.fetch_offset >= root.next_offset {
-                continue; // out of range everywhere: the local read says so
-            }
-            if let Some(failure) = tier.take_read_failure() {
-                // An earlier read failed after its fetch stopped waiting: say so now, once.
-                let mut outcome = Outcome::empty();
-                outcome.error = Some(for_archive(failure));
-                outcome.high_watermark = if replica {
-                    root.next_offset
-                } else {
-                    log.high_watermark()
+            Located::Archive(read) => {
+                let Some(tiering) = node.tiering.clone() else {
+                    unreachable!("only a node with an archive locates reads in it");
                 };
-                outcome.log_start_offset = start;
-                early.insert(i, outcome);
-                continue;
-            }
-            let limit = (target.partition_max_bytes.max(0) as u32).min(max_bytes);
-            let (tiering, tier_for_task, root_for_task) =
-                (tiering.clone(), tier.clone(), root.clone());
-            let offset = target.fetch_offset;
-            // Only the first partition of a request may exceed its limit (KIP-74).
-            let min_one = std::mem::replace(&mut first, false);
-            let task = tiering.clone().spawn(async move {
-                tiering
-                    .read(&tier_for_task, root_for_task, offset, limit, min_one)
-                    .await
-            });
-            pending.push(
-                async move {
-                    let result = task.await.unwrap_or_else(|e| {
-                        Err(ArchiveError::Config(format!(
-                            "archive read task failed: {e}"
-                        )))
-                    });
-                    (i, result)
+                let limit = (target.partition_max_bytes.max(0) as u32).min(max_bytes);
+                let (tier, root, offset) = (read.tier.clone(), read.root, target.fetch_offset);
+                // Only the first partition of a request may exceed its limit (KIP-74).
+                let min_one = std::mem::replace(&mut first, false);
+                let task = tiering
+                    .clone()
+                    .spawn(async move { tiering.read(&tier, root, offset, limit, min_one).await });
+                pending.push(
+                    async move {
+                        let result = task.await.unwrap_or_else(|e| {
+                            Err(ArchiveError::Config(format!(
+                                "archive read task failed: {e}"
+                            )))
+                        });
+                        (i, result)
+                    }
+                    .boxed(),
+                );
+                Plan::Remote {
+                    tier: read.tier,
+                    bounds: read.bounds,
                 }
-                .boxed(),
-            );
-            let replica_end = replica.then_some(root.next_offset);
-            target.remote = Some(RemoteTarget {
-                tier,
-                start,
-                replica_end,
-            });
-        }
+            }
+        };
     }
     let remote_count = pending.len();
     let mut remote_done: HashMap<usize, RemoteResult> = HashMap::new();
@@ -240,9 +191,8 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         // Subscribe before reading, so an append between the read and the wait still wakes us.
         let mut watches: Vec<_> = targets
             .iter()
-            .filter(|t| t.remote.is_none())
-            .filter_map(|t| t.found.as_ref().ok())
-            .filter_map(|(_, p)| p.log.as_ref().ok().map(|log| log.subscribe()))
+            .filter(|t| matches!(t.plan, Plan::Local { .. }))
+            .filter_map(|t| t.found.as_ref().ok().map(PartitionView::subscribe))
             .collect();
         for watch in &mut watches {
             watch.borrow_and_update();
@@ -327,16 +277,11 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     for (i, outcome) in outcomes.iter_mut().enumerate() {
         if let Some(early) = early.remove(&i) {
             *outcome = early;
-        } else if let Some(remote) = &targets[i].remote {
-            let Ok((_, partition)) = &targets[i].found else {
-                continue;
-            };
-            let log = partition
-                .log
-                .as_ref()
-                .expect("find_partition returns online partitions");
-            outcome.high_watermark = remote.replica_end.unwrap_or_else(|| log.high_watermark());
-            outcome.log_start_offset = remote.start;
+        } else if let (Plan::Remote { tier, bounds }, Ok(view)) =
+            (&targets[i].plan, &targets[i].found)
+        {
+            *outcome = Outcome::of(None, *bounds);
+            outcome.high_watermark = view.bounds_now().high_watermark;
             match remote_done.remove(&i) {
                 // Still running: nothing this time, no error; it lands in the cache.
                 None => {}
@@ -350,7 +295,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                 Some(Ok(None)) => outcome.error = Some(ErrorCode::OffsetOutOfRange),
                 Some(Err(e)) => {
                     // This fetch reports it; the next one need not.
-                    remote.tier.take_read_failure();
+                    tier.take_read_failure();
                     outcome.error = Some(for_archive(ReadFailure::of(&e)));
                 }
             }
@@ -365,33 +310,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     build(&targets, outcomes, uses_ids)
 }
 
-/// Marks a read replica target as caught up at `end` (serving from `start`); returns what
-/// wakes the fetch when the follower sees more.
-fn wait_on_replica(
-    target: &mut Target,
-    tier: &PartitionTier,
-    start: i64,
-    end: i64,
-) -> tokio::sync::watch::Receiver<i64> {
-    target.replica_wait = Some((start, end));
-    let mut watch = tier.subscribe();
-    watch.borrow_and_update();
-    watch
-}
-
-/// The answer for a read replica partition that has nothing at `offset`: empty at its end,
-/// OffsetOutOfRange elsewhere.
-fn replica_outcome(offset: i64, start: i64, end: i64) -> Outcome {
-    let mut outcome = Outcome::empty();
-    outcome.log_start_offset = start;
-    outcome.high_watermark = end;
-    if offset != end {
-        outcome.error = Some(ErrorCode::OffsetOutOfRange);
-    }
-    outcome
-}
-
-/// Reads every local target (blocking), honouring the byte limits; archive targets are left
+/// Reads every local target (blocking), honouring the byte limits; other targets are left
 /// empty here.
 fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
     let mut budget = max_bytes;
@@ -399,54 +318,34 @@ fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
     targets
         .iter()
         .map(|target| {
-            let mut outcome = Outcome::empty();
-            let partition = match &target.found {
-                Ok((_, partition)) => partition,
+            let view = match &target.found {
+                Ok(view) => view,
                 Err(code) => {
-                    outcome.error = Some(*code);
-                    return outcome;
+                    return Outcome {
+                        error: Some(*code),
+                        ..Outcome::empty()
+                    };
                 }
             };
-            if target.remote.is_some() {
-                return outcome;
-            }
-            if let Some((start, end)) = target.replica_wait {
-                outcome.log_start_offset = start;
-                outcome.high_watermark = end;
-                return outcome;
-            }
-            let log = partition
-                .log
-                .as_ref()
-                .expect("find_partition returns online partitions");
-            outcome.high_watermark = log.high_watermark();
-            outcome.log_start_offset = log.log_start_offset();
+            let Plan::Local { tiered } = target.plan else {
+                return Outcome::empty();
+            };
             if budget == 0 && !first_with_data {
-                return outcome;
+                return Outcome::of(None, view.bounds_now());
             }
             let limit = (target.partition_max_bytes.max(0) as u32).min(budget);
-            match log.read(target.fetch_offset, limit) {
-                Ok(slice) => {
-                    outcome.high_watermark = slice.high_watermark;
-                    outcome.log_start_offset = slice.log_start_offset;
-                    let len = slice.records.len() as u32;
-                    if len > budget && !first_with_data {
-                        // Only the first partition with data may exceed the budget.
-                        return outcome;
-                    }
-                    if len > 0 {
-                        first_with_data = false;
-                    }
-                    budget = budget.saturating_sub(len);
-                    outcome.records = slice.records;
-                }
-                Err(crate::log::LogError::OffsetOutOfRange { log_start, .. })
-                    if target.tiered_local && target.fetch_offset < log_start =>
-                {
-                    // Local retention won the race; the archive has it (see `tiered_local`).
-                }
-                Err(e) => outcome.error = Some(for_log(&e)),
+            let read = view.read_local(target.fetch_offset, limit, tiered);
+            let mut outcome = Outcome::of(read.error, read.bounds);
+            let len = read.records.len() as u32;
+            if len > budget && !first_with_data {
+                // Only the first partition with data may exceed the budget.
+                return outcome;
             }
+            if len > 0 {
+                first_with_data = false;
+            }
+            budget = budget.saturating_sub(len);
+            outcome.records = read.records;
             outcome
         })
         .collect()

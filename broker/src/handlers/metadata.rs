@@ -1,5 +1,7 @@
 //! Metadata: this broker, and the topics asked for (auto-creating unknown ones when allowed).
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -7,8 +9,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use super::cluster::advertised;
-use super::{LEADER_EPOCH, str_bytes, topic_name};
+use super::{str_bytes, topic_name};
 use crate::node::Node;
+use crate::partition::PartitionView;
 use crate::protocol::error_code::{ErrorCode, for_topic};
 use crate::topics::Topic;
 
@@ -28,13 +31,13 @@ pub(super) async fn handle(
             .topics
             .all()
             .iter()
-            .map(|t| describe(t, node_id))
+            .map(|t| describe(node, t, node_id))
             .collect(),
         Some(list) if list.is_empty() && version == 0 => node
             .topics
             .all()
             .iter()
-            .map(|t| describe(t, node_id))
+            .map(|t| describe(node, t, node_id))
             .collect(),
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
@@ -42,7 +45,7 @@ pub(super) async fn handle(
                 topics.push(match (wanted.name, wanted.topic_id) {
                     (Some(name), _) => by_name(node, name.0.as_str(), may_create, node_id).await,
                     (None, id) if id != Uuid::nil() => match node.topics.get_by_id(id) {
-                        Some(topic) => describe(&topic, node_id),
+                        Some(topic) => describe(node, &topic, node_id),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
                             .with_error_code(ErrorCode::UnknownTopicId.code()),
@@ -74,7 +77,7 @@ async fn by_name(
     node_id: BrokerId,
 ) -> MetadataResponseTopic {
     if let Some(topic) = node.topics.get(name) {
-        return describe(&topic, node_id);
+        return describe(node, &topic, node_id);
     }
     let unknown = |error: ErrorCode| {
         MetadataResponseTopic::default()
@@ -86,10 +89,10 @@ async fn by_name(
     }
     let partitions = node.config.default_partitions;
     match node.topics.create(name, partitions, 1, &[]).await {
-        Ok(topic) => describe(&topic, node_id),
+        Ok(topic) => describe(node, &topic, node_id),
         // Another request created it meanwhile.
         Err(crate::topics::TopicError::AlreadyExists(_)) => match node.topics.get(name) {
-            Some(topic) => describe(&topic, node_id),
+            Some(topic) => describe(node, &topic, node_id),
             None => unknown(ErrorCode::LeaderNotAvailable),
         },
         Err(e) => {
@@ -99,14 +102,15 @@ async fn by_name(
     }
 }
 
-fn describe(topic: &Topic, node_id: BrokerId) -> MetadataResponseTopic {
+fn describe(node: &Node, topic: &Arc<Topic>, node_id: BrokerId) -> MetadataResponseTopic {
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
+            let view = PartitionView::of(node, topic.clone(), p.clone());
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_epoch(LEADER_EPOCH)
+                .with_leader_epoch(view.leader_epoch())
                 .with_replica_nodes(vec![node_id])
                 .with_isr_nodes(vec![node_id]);
             match &p.log {

@@ -27,8 +27,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::node::Node;
 use crate::protocol::Request;
-use crate::protocol::error_code::ErrorCode;
-use crate::topics::{Partition, Topic};
 
 pub use api_versions::unsupported_version_response;
 
@@ -193,37 +191,3 @@ fn str_bytes(s: &str) -> StrBytes {
 fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
-
-/// A partition addressed by a request, or the code to answer with.
-fn find_partition(
-    node: &Node,
-    topic: &str,
-    partition: i32,
-) -> Result<(Arc<Topic>, Arc<Partition>), ErrorCode> {
-    let topic = node
-        .topics
-        .get(topic)
-        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    let partition = topic
-        .partition(partition)
-        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    if partition.log.is_err() {
-        return Err(ErrorCode::KafkaStorageError);
-    }
-    Ok((topic, partition))
-}
-
-/// Checks a client's view of the leader epoch against ours (always 0 on one node).
-fn check_leader_epoch(current_leader_epoch: i32) -> Option<ErrorCode> {
-    if current_leader_epoch < 0 {
-        return None; // -1: the client does not know the epoch, nothing to check
-    }
-    match current_leader_epoch.cmp(&LEADER_EPOCH) {
-        std::cmp::Ordering::Greater => Some(ErrorCode::UnknownLeaderEpoch),
-        std::cmp::Ordering::Less => Some(ErrorCode::FencedLeaderEpoch),
-        std::cmp::Ordering::Equal => None,
-    }
-}
-
-/// The leader epoch of every partition: one node, no elections.
-pub(crate) const LEADER_EPOCH: i32 = 0;

@@ -12,10 +12,11 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use silt_index::batch::BatchHeader;
 
-use super::{Handled, find_partition, respond, str_bytes};
+use super::{Handled, respond, str_bytes};
 use crate::log::{AppendError, AppendTicket, Appended, Durability};
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::partition::PartitionView;
 use crate::protocol::error_code::{ErrorCode, for_append};
 
 /// What became of one partition's batch at queueing time.
@@ -120,22 +121,10 @@ async fn queue(
     records: Option<Bytes>,
     durability: Durability,
 ) -> Queued {
-    let (topic_ref, partition) = match find_partition(node, topic, partition) {
-        Ok(found) => found,
+    let view = match PartitionView::find(node, topic, partition) {
+        Ok(view) => view,
         Err(code) => return Queued::Failed(code, None),
     };
-    if let Some(source) = &topic_ref.read_replica_of {
-        return Queued::Failed(
-            ErrorCode::InvalidTopicException,
-            Some(format!(
-                "topic '{topic}' is a read replica of {source}: it is read-only; produce to the source cluster"
-            )),
-        );
-    }
-    let log = partition
-        .log
-        .as_ref()
-        .expect("find_partition returns online partitions");
     let records = records.unwrap_or_default();
     // Produce v3 and later carry exactly one batch per partition.
     if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX)
@@ -150,9 +139,9 @@ async fn queue(
         );
     }
     let bytes = records.len() as u64;
-    match log.submit(records, durability).await {
+    match view.submit(records, durability).await {
         Ok(ticket) => Queued::Ticket(ticket, bytes),
-        Err(e) => Queued::Failed(for_append(&e), Some(e.to_string())),
+        Err(refused) => Queued::Failed(refused.code, refused.message),
     }
 }
 

@@ -477,6 +477,9 @@ impl Writer {
         self.active.publish(&headers, now);
         assert_eq!(self.active.committed(), end, "published extent");
         // Written, not yet durable: the high watermark waits for the fsync (see `flush`).
+        self.shared
+            .log_end
+            .store(self.next_offset, Ordering::Release);
         self.unflushed = true;
         let log_start_offset = self.shared.log_start_offset();
         for p in pending.drain(..) {

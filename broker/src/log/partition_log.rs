@@ -39,6 +39,8 @@ pub(crate) struct LogShared {
     /// DeleteRecords' start offset, persisted; may be below the local segments.
     records_start: AtomicI64,
     pub flushed_offset: AtomicI64,
+    /// Offset after the last written batch (durable or not): the next append's offset.
+    pub log_end: AtomicI64,
     config: RwLock<LogConfig>,
     pub closed: AtomicBool,
 }
@@ -155,6 +157,7 @@ impl PartitionLog {
             log_start_offset: AtomicI64::new(recovered.log_start_offset),
             records_start: AtomicI64::new(recovered.records_start),
             flushed_offset: AtomicI64::new(recovered.next_offset),
+            log_end: AtomicI64::new(recovered.next_offset),
             config: RwLock::new(config),
             closed: AtomicBool::new(false),
         });
@@ -358,6 +361,12 @@ impl PartitionLog {
     /// First offset held locally.
     pub fn log_start_offset(&self) -> i64 {
         self.shared.log_start_offset()
+    }
+
+    /// Offset after the last written batch: what the next append gets. Above the high
+    /// watermark while a write waits for its fsync.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end.load(Ordering::Acquire)
     }
 
     /// Everything below this offset is fsynced.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::metrics;
 use crate::node::Node;
+use crate::partition::PartitionView;
 
 pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
@@ -45,44 +46,46 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
             let partitions: Vec<Value> = topic
                 .partitions()
                 .iter()
-                .map(|p| match &p.log {
-                    Ok(log) => {
-                        let tier = node.tiering.as_ref().and_then(|t| t.get(topic.id, p.index));
-                        let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
-                        if let Some(source) = &topic.read_replica_of {
-                            // A read replica: what it serves of its source's archive.
-                            let root = tier.as_ref().and_then(|t| t.root());
-                            return json!({
-                                "partition": p.index,
-                                "online": true,
-                                "read_replica_of": source,
-                                "high_watermark": root.as_ref().map_or(0, |r| r.next_offset),
-                                "start_offset": root.as_ref().map_or(0, |r| r.start_offset),
-                                "source_manifest_version": root.as_ref().map(|r| r.version),
-                            });
-                        }
-                        json!({
-                            "partition": p.index,
-                            "online": !log.is_closed(),
-                            "high_watermark": log.high_watermark(),
-                            // The first offset a consumer can read, across tiers.
-                            "start_offset": crate::tiering::start_offset(
-                                tier.as_ref().and_then(|t| t.root()).as_deref(),
-                                log,
-                            ),
-                            "local_start_offset": log.log_start_offset(),
-                            "local_bytes": log.size_bytes(),
-                            "local_segments": log.segments().len(),
-                            "archive": tier.map(|t| json!({
-                                "archived_next_offset": t.archived_next(),
-                                "archive_start_offset": t.archive_start(),
-                                "fenced": t.is_fenced(),
-                                "backlog_segments": backlog.map(|b| b.0),
-                                "backlog_bytes": backlog.map(|b| b.1),
-                            })),
-                        })
+                .map(|p| {
+                    let view = PartitionView::of(&node, topic.clone(), p.clone());
+                    if let Some(error) = view.offline() {
+                        return json!({ "partition": p.index, "online": false, "error": error });
                     }
-                    Err(e) => json!({ "partition": p.index, "online": false, "error": e }),
+                    let bounds = view.bounds_now();
+                    let tier = view.tier();
+                    if let Some(source) = &topic.read_replica_of {
+                        // A read replica: what it serves of its source's archive.
+                        return json!({
+                            "partition": p.index,
+                            "online": true,
+                            "read_replica_of": source,
+                            "high_watermark": bounds.high_watermark,
+                            "start_offset": bounds.log_start,
+                            "source_manifest_version": tier.and_then(|t| t.root()).map(|r| r.version),
+                        });
+                    }
+                    let Ok(log) = &p.log else {
+                        unreachable!("online partitions have a log");
+                    };
+                    let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
+                    json!({
+                        "partition": p.index,
+                        "online": !log.is_closed(),
+                        "high_watermark": bounds.high_watermark,
+                        "log_end_offset": bounds.log_end,
+                        // The first offset a consumer can read, across tiers.
+                        "start_offset": bounds.log_start,
+                        "local_start_offset": bounds.local_start,
+                        "local_bytes": log.size_bytes(),
+                        "local_segments": log.segments().len(),
+                        "archive": tier.map(|t| json!({
+                            "archived_next_offset": t.archived_next(),
+                            "archive_start_offset": t.archive_start(),
+                            "fenced": t.is_fenced(),
+                            "backlog_segments": backlog.map(|b| b.0),
+                            "backlog_bytes": backlog.map(|b| b.1),
+                        })),
+                    })
                 })
                 .collect();
             json!({ "name": topic.name, "id": topic.id, "partitions": partitions })
