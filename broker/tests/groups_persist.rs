@@ -146,3 +146,77 @@ async fn offsets_and_members_survive_restart_and_compaction() {
         .unwrap();
     node.shutdown().await;
 }
+
+async fn open_sim(storage: &silt_broker::log::sim::SimStorage) -> Arc<Node> {
+    let config = NodeConfig {
+        data_dir: "/sim/data".into(),
+        archive: silt_config::ArchiveTarget::Disabled,
+        ..NodeConfig::default()
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let storage = storage.clone();
+    tokio::task::spawn_blocking(move || {
+        Node::open(config, Arc::new(storage), Arc::new(SystemClock), runtime).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue #10: a committed offset reaches OffsetFetch only once its record is durable, so a
+/// power cut never takes back an offset a consumer was shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_committed_offsets_are_visible_only_once_durable() {
+    let storage = silt_broker::log::sim::SimStorage::new(11);
+    let node = open_sim(&storage).await;
+    let committed = |node: &Node| {
+        node.groups
+            .offsets("g")
+            .and_then(|o| o.get(&("t".to_string(), 0)).map(|c| c.offset))
+    };
+    node.groups
+        .commit("g", "", None, -1, vec![commit("t", 0, 41)])
+        .await
+        .unwrap();
+    assert_eq!(committed(&node), Some(41));
+    storage.set_sync_latency(std::time::Duration::from_millis(40));
+    let committing = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.groups
+                .commit("g", "", None, -1, vec![commit("t", 0, 42)])
+                .await
+        })
+    };
+    // While the fsync runs, OffsetFetch still answers with the durable offset.
+    let mut looks = 0;
+    while !committing.is_finished() {
+        assert_eq!(committed(&node), Some(41), "visible before it was durable");
+        looks += 1;
+        tokio::task::yield_now().await;
+    }
+    assert!(looks > 0);
+    committing.await.unwrap().unwrap();
+    assert_eq!(committed(&node), Some(42));
+
+    // A commit in flight when the power fails: whatever OffsetFetch showed survives.
+    let committing = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.groups
+                .commit("g", "", None, -1, vec![commit("t", 0, 43)])
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let shown = committed(&node);
+    storage.power_cut();
+    let _ = committing.await.unwrap();
+    drop(node);
+    storage.set_sync_latency(std::time::Duration::ZERO);
+    let node = open_sim(&storage.after_reboot()).await;
+    let after = committed(&node);
+    assert!(
+        after >= shown,
+        "shown {shown:?} before the power cut, {after:?} after"
+    );
+}

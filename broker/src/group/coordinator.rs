@@ -5,6 +5,12 @@
 //! produced to the requests waiting for them. Changes worth keeping (committed offsets, a new
 //! generation, an assignment) are appended to the group log; commits are answered only once
 //! their append is fsynced. A task ticks every group every [`TICK`].
+//!
+//! Committed offsets, and the deletions of groups and offsets, change the coordinator's memory
+//! only once their records are durable, and in the order the records are in the log (an
+//! [`ApplyQueue`] per group-log partition): what OffsetFetch returns can never be taken back
+//! by a crash, and the same apply step serves when the group log is replicated and "durable"
+//! means "committed by a quorum".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,7 +47,35 @@ pub struct GroupCoordinator {
     clock: Arc<dyn Clock>,
     store: GroupStore,
     groups: Mutex<HashMap<String, Entry>>,
+    /// Per group-log partition: changes waiting for their records to be durable.
+    applies: Vec<Mutex<ApplyQueue>>,
+    /// Per group-log partition: signalled when its apply queue empties.
+    applies_drained: Vec<tokio::sync::Notify>,
     compact_bytes: u64,
+}
+
+/// A change to the groups, applied once its records are durable.
+type Apply = Box<dyn FnOnce(&mut HashMap<String, Entry>) + Send>;
+
+/// Changes of one group-log partition in the order their records were submitted (the order of
+/// the log: submissions hold the partition's lock). Each waits until its records are durable;
+/// then it and every ready change after it are applied, so memory follows the log in order
+/// even when appends complete out of order.
+#[derive(Default)]
+struct ApplyQueue {
+    next: u64,
+    /// Submission number -> the change (`None`: records not durable yet; `Some(None)`: the
+    /// append failed, nothing to apply).
+    pending: std::collections::BTreeMap<u64, Option<Option<Apply>>>,
+}
+
+impl std::fmt::Debug for ApplyQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyQueue")
+            .field("next", &self.next)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
 }
 
 /// A commit of one partition's offset.
@@ -133,12 +167,87 @@ impl GroupCoordinator {
             clock,
             store,
             groups: Mutex::new(groups),
+            applies: (0..store::GROUP_LOG_PARTITIONS)
+                .map(|_| Mutex::new(ApplyQueue::default()))
+                .collect(),
+            applies_drained: (0..store::GROUP_LOG_PARTITIONS)
+                .map(|_| tokio::sync::Notify::new())
+                .collect(),
             compact_bytes: config.log_compaction_bytes,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submits `records` to group-log partition `p` and applies `apply` to memory once they
+    /// are durable, in log order; returns when that is done (or the append failed).
+    ///
+    /// The wait runs in its own task: a request dropped halfway (its client went away) must
+    /// not leave the records durable and unapplied, nor stall the changes after them.
+    ///
+    /// # Errors
+    ///
+    /// `KAFKA_STORAGE_ERROR` when the append was refused or did not become durable.
+    async fn submit_and_apply(
+        self: &Arc<Self>,
+        group_id: &str,
+        records: Vec<(Key, Value)>,
+        apply: Apply,
+    ) -> Result<(), ErrorCode> {
+        let p = GroupStore::partition_of(group_id);
+        let guard = self.store.lock(p).await;
+        let seq = {
+            let mut queue = self.applies[p].lock().unwrap_or_else(|e| e.into_inner());
+            let seq = queue.next;
+            queue.next += 1;
+            queue.pending.insert(seq, None);
+            seq
+        };
+        let submitted = self.store.submit(p, &records).await;
+        drop(guard);
+        let (done, outcome) = oneshot::channel();
+        let this = self.clone();
+        let group = group_id.to_string();
+        tokio::spawn(async move {
+            let result = match submitted {
+                Ok(tickets) => durable(tickets).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &result {
+                tracing::error!(group, error = %e, "group log append failed; not applied");
+            }
+            this.applied(p, seq, result.is_ok().then_some(apply));
+            let _ = done.send(result.is_ok());
+        });
+        match outcome.await {
+            Ok(true) => Ok(()),
+            _ => Err(ErrorCode::KafkaStorageError),
+        }
+    }
+
+    /// Marks submission `seq` of partition `p` durable (or failed: `None`) and applies every
+    /// change that is now ready, in order.
+    fn applied(&self, p: usize, seq: u64, apply: Option<Apply>) {
+        let mut queue = self.applies[p].lock().unwrap_or_else(|e| e.into_inner());
+        let slot = queue
+            .pending
+            .get_mut(&seq)
+            .expect("a submission is completed once");
+        assert!(slot.is_none(), "submission {seq} completed twice");
+        *slot = Some(apply);
+        while let Some(entry) = queue.pending.first_entry() {
+            if entry.get().is_none() {
+                break; // an earlier submission is not durable yet
+            }
+            if let Some(Some(apply)) = entry.remove() {
+                apply(&mut self.lock());
+            }
+        }
+        if queue.pending.is_empty() {
+            self.applies_drained[p].notify_waiters();
+        }
     }
 
     fn entry<'a>(&self, groups: &'a mut HashMap<String, Entry>, id: &str) -> &'a mut Entry {
@@ -368,14 +477,14 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// OffsetCommit: checks membership, then appends the offsets durably and answers once they
-    /// are fsynced.
+    /// OffsetCommit: checks membership, then appends the offsets and answers once they are
+    /// durable; OffsetFetch sees them from then on.
     ///
     /// # Errors
     ///
     /// The error code for every partition of the request.
     pub async fn commit(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -404,29 +513,17 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        let p = GroupStore::partition_of(group_id);
-        let guard = self.store.lock(p).await;
-        let tickets = self.store.submit(p, &records).await.map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "offset commit not written");
-            ErrorCode::KafkaStorageError
-        })?;
-        {
-            // Memory follows the log's order: applied while the partition is locked.
-            let mut groups = self.lock();
-            let entry = self.entry(&mut groups, group_id);
+        let (this, id) = (self.clone(), group_id.to_string());
+        let apply: Apply = Box::new(move |groups| {
+            let entry = this.entry(groups, &id);
             for o in offsets {
                 entry
                     .group
                     .offsets
                     .insert((o.topic, o.partition), o.committed);
             }
-        }
-        drop(guard);
-        durable(tickets).await.map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "offset commit not durable");
-            ErrorCode::KafkaStorageError
-        })?;
-        Ok(())
+        });
+        self.submit_and_apply(group_id, records, apply).await
     }
 
     /// Committed offsets of a group: all, or those of the given topics' partitions.
@@ -459,17 +556,16 @@ impl GroupCoordinator {
         out
     }
 
-    /// DeleteGroups for one group: only an empty one.
+    /// DeleteGroups for one group: only an empty one. Its offsets and the group go once the
+    /// tombstones are durable.
     ///
     /// # Errors
     ///
     /// GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or a storage failure.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
-        let p = GroupStore::partition_of(group_id);
-        let guard = self.store.lock(p).await;
+    pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<(), ErrorCode> {
         let records = {
-            let mut groups = self.lock();
-            let entry = groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+            let groups = self.lock();
+            let entry = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
             if !entry.group.is_empty() {
                 return Err(ErrorCode::NonEmptyGroup);
             }
@@ -480,39 +576,39 @@ impl GroupCoordinator {
                 .map(|(t, p)| (Key::offset(group_id, t, *p), Value::Tombstone))
                 .collect();
             records.push((Key::group(group_id), Value::Tombstone));
-            entry.group.state = GroupState::Dead;
-            groups.remove(group_id);
             records
         };
-        let tickets = self
-            .store
-            .submit(p, &records)
-            .await
-            .map_err(|_| ErrorCode::KafkaStorageError)?;
-        drop(guard);
-        durable(tickets)
-            .await
-            .map_err(|_| ErrorCode::KafkaStorageError)?;
-        Ok(())
+        let id = group_id.to_string();
+        let apply: Apply = Box::new(move |groups| {
+            // As replay does: the group's offsets and metadata are gone. A member that joined
+            // meanwhile (its record follows these in the log) keeps the group alive.
+            if let Some(entry) = groups.get_mut(&id) {
+                entry.group.offsets.clear();
+                if entry.group.is_empty() && entry.group.pending_members.is_empty() {
+                    entry.group.state = GroupState::Dead;
+                    groups.remove(&id);
+                }
+            }
+        });
+        self.submit_and_apply(group_id, records, apply).await
     }
 
-    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to.
+    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to, once
+    /// the tombstones are durable.
     ///
     /// # Errors
     ///
     /// GROUP_ID_NOT_FOUND for the whole request; per partition, GROUP_SUBSCRIBED_TO_TOPIC.
     pub async fn delete_offsets(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
-        let p = GroupStore::partition_of(group_id);
-        let guard = self.store.lock(p).await;
-        let (results, records) = {
-            let mut groups = self.lock();
-            let entry = groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+        let (results, deleted) = {
+            let groups = self.lock();
+            let entry = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
             let subscribed = entry.group.subscribed_topics();
-            let mut records = Vec::new();
+            let mut deleted = Vec::new();
             let results = partitions
                 .iter()
                 .map(|(topic, partition)| {
@@ -522,25 +618,31 @@ impl GroupCoordinator {
                     if entry
                         .group
                         .offsets
-                        .remove(&(topic.clone(), *partition))
-                        .is_some()
+                        .contains_key(&(topic.clone(), *partition))
                     {
-                        records.push((Key::offset(group_id, topic, *partition), Value::Tombstone));
+                        deleted.push((topic.clone(), *partition));
                     }
                     None
                 })
                 .collect();
-            (results, records)
+            (results, deleted)
         };
-        let tickets = self
-            .store
-            .submit(p, &records)
-            .await
-            .map_err(|_| ErrorCode::KafkaStorageError)?;
-        drop(guard);
-        durable(tickets)
-            .await
-            .map_err(|_| ErrorCode::KafkaStorageError)?;
+        if deleted.is_empty() {
+            return Ok(results);
+        }
+        let records = deleted
+            .iter()
+            .map(|(topic, partition)| (Key::offset(group_id, topic, *partition), Value::Tombstone))
+            .collect();
+        let id = group_id.to_string();
+        let apply: Apply = Box::new(move |groups| {
+            if let Some(entry) = groups.get_mut(&id) {
+                for key in deleted {
+                    entry.group.offsets.remove(&key);
+                }
+            }
+        });
+        self.submit_and_apply(group_id, records, apply).await?;
         Ok(results)
     }
 
@@ -574,6 +676,21 @@ impl GroupCoordinator {
                 continue;
             }
             let guard = self.store.lock(p).await;
+            // The snapshot is taken from memory, which must hold every record before it: wait
+            // for the submissions still on their way to be applied (no new ones can start
+            // while the partition is locked).
+            loop {
+                let drained = self.applies_drained[p].notified();
+                let empty = self.applies[p]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pending
+                    .is_empty();
+                if empty {
+                    break;
+                }
+                drained.await;
+            }
             let live = {
                 let groups = self.lock();
                 store::live_records(p, groups.iter().map(|(id, e)| (id, &e.group)))
