@@ -9,6 +9,7 @@
 //! - [`group`]: consumer groups: the group protocol and committed offsets in silt's own log.
 //! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
 //! - [`partition`]: one partition as clients see it: bounds and reads across tiers.
+//! - [`replica`]: the replicated-log seam: leadership, acks and the high watermark.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
 //! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod protocol;
+pub mod replica;
 pub mod retention;
 pub mod server;
 pub mod tiering;

@@ -156,8 +156,8 @@ pub fn render(node: &Node) -> String {
     for topic in node.topics.all() {
         for partition in topic.partitions() {
             let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
-            match &partition.log {
-                Ok(log) => {
+            match partition.log() {
+                Some(log) => {
                     let values = [
                         log.high_watermark().to_string(),
                         log.log_start_offset().to_string(),
@@ -169,7 +169,7 @@ pub fn render(node: &Node) -> String {
                         row.push(format!("{{{labels}}} {value}"));
                     }
                 }
-                Err(_) => rows[4].push(format!("{{{labels}}} 1")),
+                None => rows[4].push(format!("{{{labels}}} 1")),
             }
         }
     }

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use crate::log::{AppendError, AppendTicket, Durability, LogError, PartitionLog, ReadSlice};
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_archive, for_log};
+use crate::replica::{Acks, LOCAL_EPOCH, Replica};
 use crate::tiering::{PartitionTier, ReadFailure, Tiering};
 use crate::topics::{Partition, Topic};
 
@@ -156,7 +157,7 @@ impl PartitionView {
         let partition = topic
             .partition(index)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-        if partition.log.is_err() {
+        if partition.replica.is_err() {
             return Err(ErrorCode::KafkaStorageError);
         }
         Ok(PartitionView::of(node, topic, partition))
@@ -183,7 +184,7 @@ impl PartitionView {
 
     /// Why the partition's log is offline, if it is.
     pub fn offline(&self) -> Option<&str> {
-        self.partition.log.as_ref().err().map(String::as_str)
+        self.partition.replica.as_ref().err().map(String::as_str)
     }
 
     /// The local log (never consulted for a read replica's data).
@@ -192,10 +193,20 @@ impl PartitionView {
     ///
     /// For an offline partition: [`Self::find`] only returns online ones.
     fn log(&self) -> &PartitionLog {
+        self.replica().log()
+    }
+
+    /// This node's replica.
+    ///
+    /// # Panics
+    ///
+    /// For an offline partition, as [`Self::log`].
+    fn replica(&self) -> &dyn Replica {
         self.partition
-            .log
+            .replica
             .as_ref()
             .expect("views of offline partitions are not read")
+            .as_ref()
     }
 
     fn is_replica(&self) -> bool {
@@ -450,21 +461,23 @@ impl PartitionView {
         answer.unwrap_or(Err(ErrorCode::UnknownServerError))
     }
 
-    /// The end offset of leader epoch `epoch` (OffsetForLeaderEpoch): `(epoch, end)` for the
-    /// current epoch, `(-1, -1)` for one this partition never had.
+    /// The end offset of leader epoch `epoch` (OffsetForLeaderEpoch): the largest epoch at or
+    /// below it and where that epoch ended, or `(-1, -1)` (UNDEFINED_EPOCH) when there is none.
     pub fn epoch_end_offset(&self, epoch: i32) -> (i32, i64) {
-        if epoch != LEADER_EPOCH {
-            // Later epochs are unknown; earlier ones never existed. Kafka answers both with
-            // UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
-            return (-1, -1);
+        if self.is_replica() {
+            // A read replica serves its source in one epoch, which ends where it serves.
+            return if epoch == LOCAL_EPOCH {
+                (LOCAL_EPOCH, self.bounds_now().high_watermark)
+            } else {
+                (-1, -1)
+            };
         }
-        // The current epoch ends at the log end (a read replica's: the end it serves).
-        (LEADER_EPOCH, self.bounds_now().high_watermark)
+        self.replica().epoch_end_offset(epoch).unwrap_or((-1, -1))
     }
 
-    /// The leader epoch clients must name (0 on one node: there are no elections).
+    /// The leader epoch clients must name.
     pub fn leader_epoch(&self) -> i32 {
-        LEADER_EPOCH
+        self.replica().leadership().epoch
     }
 
     /// DeleteRecords: moves the start of the partition to `offset` (-1: the high watermark)
@@ -512,8 +525,12 @@ impl PartitionView {
                 )),
             });
         }
-        self.log()
-            .submit(batch, durability)
+        let acks = match durability {
+            Durability::Durable => Acks::All,
+            Durability::Buffered => Acks::Leader,
+        };
+        self.replica()
+            .submit(batch, acks)
             .await
             .map_err(|e: AppendError| Refused {
                 code: crate::protocol::error_code::for_append(&e),
@@ -528,9 +545,6 @@ fn replica_answer(offset: i64, bounds: Bounds) -> Located {
     let error = (offset != bounds.high_watermark).then_some(ErrorCode::OffsetOutOfRange);
     Located::Answer(error, bounds)
 }
-
-/// The leader epoch of every partition: one node, no elections.
-const LEADER_EPOCH: i32 = 0;
 
 /// Checks a client's view of the leader epoch against the partition's.
 pub fn check_leader_epoch(current_leader_epoch: i32, ours: i32) -> Option<ErrorCode> {

@@ -81,7 +81,7 @@ async fn apply(node: &Node) {
     for topic in node.topics.all() {
         let config = topic.config();
         for partition in topic.partitions() {
-            let Ok(log) = &partition.log else { continue };
+            let Some(log) = partition.log() else { continue };
             if active_expired(&log.segments(), now, config.retention_ms)
                 && let Err(e) = log.roll_if_older(0).await
             {
@@ -114,7 +114,7 @@ async fn apply(node: &Node) {
             // Deletion touches files: off the async threads.
             let partition_for_io = partition.clone();
             let deleted = tokio::task::spawn_blocking(move || {
-                let log = partition_for_io.log.as_ref().expect("checked online");
+                let log = partition_for_io.log().expect("checked online");
                 log.delete_oldest_segments(|s| s.base_offset <= limit)
             })
             .await;

@@ -567,7 +567,7 @@ impl Tiering {
                 continue;
             }
             for partition in topic.partitions() {
-                if partition.log.is_err() {
+                if partition.log().is_none() {
                     continue;
                 }
                 let Ok(tier) = self.tier(&topic, partition.index) else {
@@ -592,7 +592,7 @@ impl Tiering {
 
     /// One round of work on a partition: load, roll if idle, upload, apply retention.
     async fn work(&self, node: &Node, topic: &Topic, partition: &Partition, tier: &PartitionTier) {
-        let Ok(log) = &partition.log else { return };
+        let Some(log) = partition.log() else { return };
         let now = node.clock.now_ms();
         let mut guard = tier.archiver.lock().await;
         if guard.is_none() {
@@ -730,7 +730,7 @@ impl Tiering {
     /// Backlog: (segments, bytes) sealed but not archived, and the archive lag in offsets, of
     /// one partition.
     pub fn backlog(&self, topic: &Topic, partition: &Partition) -> Option<(u64, u64, i64)> {
-        let log = partition.log.as_ref().ok()?;
+        let log = partition.log()?;
         let archived = self.archived_next(topic.id, partition.index).unwrap_or(0);
         let sealed: Vec<_> = log
             .segments()

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{Clock, LogConfig, LogError, PartitionLog, Storage};
+use crate::replica::{LocalReplica, Replica};
 
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -129,13 +130,20 @@ pub struct Restored {
     pub starts: Vec<i64>,
 }
 
-/// A partition: its log, or why it is offline.
+/// A partition: this node's replica of it, or why it is offline.
 #[derive(Debug)]
 pub struct Partition {
     /// Partition index.
     pub index: i32,
-    /// The log, or the error that keeps it offline.
-    pub log: Result<PartitionLog, String>,
+    /// The replica, or the error that keeps it offline.
+    pub replica: Result<Arc<dyn Replica>, String>,
+}
+
+impl Partition {
+    /// The local log, if the partition is online.
+    pub fn log(&self) -> Option<&PartitionLog> {
+        self.replica.as_ref().ok().map(|r| r.log())
+    }
 }
 
 /// A topic on this node.
@@ -368,18 +376,19 @@ impl TopicRegistry {
     fn open_partition(&self, topic_dir: &Path, index: i32, config: &TopicConfig) -> Arc<Partition> {
         let dir = topic_dir.join(index.to_string());
         let log_config = LogConfig::new(config, &self.node);
-        let log = PartitionLog::open(
+        let replica = PartitionLog::open(
             self.storage.clone(),
             &dir,
             log_config,
             self.clock.clone(),
             &self.runtime,
         )
+        .map(|log| Arc::new(LocalReplica::new(log, self.node.node_id)) as Arc<dyn Replica>)
         .map_err(|e| {
             tracing::error!(dir = %dir.display(), error = %e, "partition offline");
             e.to_string()
         });
-        Arc::new(Partition { index, log })
+        Arc::new(Partition { index, replica })
     }
 
     /// Sets who hears about topic changes.
@@ -576,9 +585,9 @@ impl TopicRegistry {
             .remove(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         for partition in topic.partitions() {
-            if let Ok(log) = &partition.log {
+            if let Ok(replica) = &partition.replica {
                 // Closing flushes; the files go anyway, but no writer is left running.
-                let _ = log.close().await;
+                let _ = replica.close().await;
             }
         }
         let this = self.clone();
@@ -713,7 +722,7 @@ impl TopicRegistry {
             state.overrides = canonical;
             state.config = config_for_io.clone();
             for partition in &state.partitions {
-                if let Ok(log) = &partition.log {
+                if let Some(log) = partition.log() {
                     log.set_config(LogConfig::new(&config_for_io, &this.node));
                 }
             }
@@ -729,8 +738,8 @@ impl TopicRegistry {
     pub async fn close_all(&self) {
         for topic in self.all() {
             for partition in topic.partitions() {
-                if let Ok(log) = &partition.log
-                    && let Err(e) = log.close().await
+                if let Ok(replica) = &partition.replica
+                    && let Err(e) = replica.close().await
                 {
                     tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "close failed; next start will scan");
                 }

@@ -113,7 +113,7 @@ fn describe(node: &Node, topic: &Arc<Topic>, node_id: BrokerId) -> MetadataRespo
                 .with_leader_epoch(view.leader_epoch())
                 .with_replica_nodes(vec![node_id])
                 .with_isr_nodes(vec![node_id]);
-            match &p.log {
+            match &p.replica {
                 Ok(_) => partition.with_leader_id(node_id),
                 Err(_) => partition
                     .with_leader_id(BrokerId(-1))

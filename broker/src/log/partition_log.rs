@@ -98,17 +98,30 @@ pub struct ReadSlice {
 }
 
 /// The outcome of a queued append, to wait for.
-#[derive(Debug)]
-pub struct AppendTicket(oneshot::Receiver<Result<Appended, AppendError>>);
+pub struct AppendTicket(futures::future::BoxFuture<'static, Result<Appended, AppendError>>);
+
+impl std::fmt::Debug for AppendTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppendTicket")
+    }
+}
 
 impl AppendTicket {
-    /// Waits until the append is written (buffered) or fsynced (durable).
+    /// A ticket for whatever `outcome` resolves to.
+    pub fn new(
+        outcome: impl std::future::Future<Output = Result<Appended, AppendError>> + Send + 'static,
+    ) -> AppendTicket {
+        AppendTicket(Box::pin(outcome))
+    }
+
+    /// Waits until the append is done as asked: written (buffered), fsynced (durable) or, on
+    /// a replicated partition, acknowledged by a quorum.
     ///
     /// # Errors
     ///
-    /// Why the writer refused it, or [`AppendError::Closed`] if the log stopped first.
+    /// Why it was refused, or [`AppendError::Closed`] if the log stopped first.
     pub async fn wait(self) -> Result<Appended, AppendError> {
-        self.0.await.map_err(|_| AppendError::Closed)?
+        self.0.await
     }
 }
 
@@ -214,7 +227,9 @@ impl PartitionLog {
             .send(Command::Append(request))
             .await
             .map_err(|_| AppendError::Closed)?;
-        Ok(AppendTicket(response))
+        Ok(AppendTicket::new(async move {
+            response.await.map_err(|_| AppendError::Closed)?
+        }))
     }
 
     /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (but at

@@ -64,7 +64,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "source_manifest_version": tier.and_then(|t| t.root()).map(|r| r.version),
                         });
                     }
-                    let Ok(log) = &p.log else {
+                    let Some(log) = p.log() else {
                         unreachable!("online partitions have a log");
                     };
                     let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));

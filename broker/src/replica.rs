@@ -1,0 +1,123 @@
+//! The replicated-log seam: a partition's log as its replicas agree on it.
+//!
+//! A [`Replica`] is this node's copy of a partition. It owns the local segment log
+//! ([`PartitionLog`]: reads, retention, tiering) and decides three things the layers above
+//! must not guess at:
+//!
+//! - who leads, in which leader epoch ([`Leadership`]): only the leader takes produce;
+//! - when an append counts ([`Acks`]): acks=1 once the leader wrote it, acks=-1 once it is
+//!   durable where it must be (this node's disk for a single replica, a quorum's disks for a
+//!   replicated one);
+//! - what consumers may read: the high watermark, which never runs ahead of durability.
+//!
+//! [`LocalReplica`] is the single-replica implementation: the partition log alone, whose high
+//! watermark follows its `fdatasync`s and whose leader epoch is always 0.
+
+use std::fmt::Debug;
+
+use bytes::Bytes;
+
+use crate::log::{AppendError, AppendTicket, Durability, LogError, PartitionLog};
+
+/// When a produce is answered (Kafka's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0 and acks=1: once the leader has written it.
+    Leader,
+    /// acks=-1: once it is durable on every replica that must have it.
+    All,
+}
+
+/// Who leads a partition, as this node knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    /// The current leader epoch.
+    pub epoch: i32,
+    /// The leader's node id, if there is one now.
+    pub leader: Option<i32>,
+    /// True when this node is the leader.
+    pub is_leader: bool,
+}
+
+/// This node's replica of a partition.
+#[async_trait::async_trait]
+pub trait Replica: Debug + Send + Sync + 'static {
+    /// The local segment log (reads up to the high watermark, retention, the archiver).
+    fn log(&self) -> &PartitionLog;
+
+    /// Who leads, in which epoch.
+    fn leadership(&self) -> Leadership;
+
+    /// Queues one record batch (the client's bytes, exactly one v2 batch) on the leader and
+    /// returns once it is queued, so that batches submitted in order are appended in order,
+    /// with a ticket that resolves as `acks` asks.
+    ///
+    /// # Errors
+    ///
+    /// The batch is refused before it is queued (not the leader, not a valid batch, the log
+    /// is closed).
+    async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError>;
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` this replica knows, with
+    /// the offset where it ended (the log end for the current epoch); `None` when there is
+    /// none.
+    fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)>;
+
+    /// Flushes and stops the replica; appends after this fail with `Closed`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PartitionLog::close`].
+    async fn close(&self) -> Result<(), LogError>;
+}
+
+/// A partition with a single replica, on this node: it always leads, in epoch 0, and what it
+/// has fsynced is committed.
+#[derive(Debug)]
+pub struct LocalReplica {
+    log: PartitionLog,
+    node_id: i32,
+}
+
+/// The leader epoch of a single-replica partition: it never has elections.
+pub const LOCAL_EPOCH: i32 = 0;
+
+impl LocalReplica {
+    /// The single replica over `log`, led by `node_id`.
+    pub fn new(log: PartitionLog, node_id: i32) -> LocalReplica {
+        LocalReplica { log, node_id }
+    }
+}
+
+#[async_trait::async_trait]
+impl Replica for LocalReplica {
+    fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    fn leadership(&self) -> Leadership {
+        Leadership {
+            epoch: LOCAL_EPOCH,
+            leader: Some(self.node_id),
+            is_leader: true,
+        }
+    }
+
+    async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError> {
+        let durability = match acks {
+            Acks::Leader => Durability::Buffered,
+            Acks::All => Durability::Durable,
+        };
+        self.log.submit(batch, durability).await
+    }
+
+    fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        // One epoch, which ends at the high watermark. Earlier epochs never existed, later ones
+        // are unknown: Kafka answers both with UNDEFINED_EPOCH.
+        (epoch == LOCAL_EPOCH).then(|| (LOCAL_EPOCH, self.log.high_watermark()))
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        self.log.close().await
+    }
+}
