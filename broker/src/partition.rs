@@ -475,9 +475,12 @@ impl PartitionView {
         self.replica().epoch_end_offset(epoch).unwrap_or((-1, -1))
     }
 
-    /// The leader epoch clients must name.
+    /// The leader epoch clients must name (-1 while the partition is offline).
     pub fn leader_epoch(&self) -> i32 {
-        self.replica().leadership().epoch
+        self.partition
+            .replica
+            .as_ref()
+            .map_or(-1, |r| r.leadership().epoch)
     }
 
     /// DeleteRecords: moves the start of the partition to `offset` (-1: the high watermark)

@@ -51,7 +51,8 @@ const _: () = assert!(OFFSET_CRC + 4 == CRC_START);
 const ATTR_CODEC_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
+/// The control bit of a batch's attributes: its records are markers, not data.
+pub const ATTR_CONTROL: i16 = 0x20;
 
 /// Compression codec of a batch (attributes bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

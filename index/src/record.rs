@@ -67,6 +67,9 @@ pub enum RecordError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A control batch is not what [`encode_control_batch`] writes.
+    #[error("not a control batch of silt's form: {0}")]
+    Control(&'static str),
 }
 
 /// Decodes every record of one whole batch, decompressing at most `decompressed_max` bytes.
@@ -288,6 +291,71 @@ pub struct ProducerStamp {
     pub base_sequence: i32,
 }
 
+/// Version of the key of a control record (Kafka's `ControlRecordType` key schema).
+pub const CONTROL_KEY_VERSION: i16 = 0;
+
+/// Encodes a control batch: one record whose key is Kafka's control key (version, type) and
+/// whose value is `value`, with no producer id, at `base_offset` in leader epoch `epoch`.
+///
+/// Consumers skip control batches whatever their type (librdkafka ignores types it does not
+/// know, the Java client, kafka-python and kafkajs skip every control batch), so a broker can
+/// keep its own markers in a partition's log. The control record's offset is a gap to them.
+pub fn encode_control_batch(
+    base_offset: i64,
+    epoch: i32,
+    timestamp: i64,
+    control_type: i16,
+    value: &[u8],
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key.extend_from_slice(&control_type.to_be_bytes());
+    let record = NewRecord {
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Vec::new(),
+        timestamp,
+    };
+    let mut out = encode_batch(base_offset, &[record], Codec::None, None);
+    out[12..16].copy_from_slice(&epoch.to_be_bytes());
+    let attributes = i16::from_be_bytes([out[21], out[22]]) | crate::batch::ATTR_CONTROL;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The type and value of a control batch's record (see [`encode_control_batch`]).
+///
+/// # Errors
+///
+/// The batch is not a control batch of one record with a control key.
+pub fn decode_control_batch(batch: &[u8]) -> Result<(i16, Bytes), RecordError> {
+    let header =
+        crate::BatchHeader::parse(batch, u32::MAX)?.ok_or(RecordError::Control("short batch"))?;
+    if !header.is_control() {
+        return Err(RecordError::Control("the control bit is not set"));
+    }
+    let records = decode_records(batch, 1 << 20)?;
+    let [record] = records.as_slice() else {
+        return Err(RecordError::Control("it does not hold exactly one record"));
+    };
+    let key = record
+        .key
+        .as_deref()
+        .ok_or(RecordError::Control("its record has no key"))?;
+    let [v0, v1, t0, t1] = *key else {
+        return Err(RecordError::Control("its key is not 4 bytes"));
+    };
+    if i16::from_be_bytes([v0, v1]) != CONTROL_KEY_VERSION {
+        return Err(RecordError::Control("unknown control key version"));
+    }
+    Ok((
+        i16::from_be_bytes([t0, t1]),
+        record.value.clone().unwrap_or_default(),
+    ))
+}
+
 /// Encodes `records` as one v2 batch at `base_offset`, compressed with `codec`.
 ///
 /// # Panics
@@ -440,6 +508,29 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn control_batches_round_trip(
+            base in 0i64..1 << 40,
+            epoch in 0i32..i32::MAX,
+            control_type in any::<i16>(),
+            value in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let batch = encode_control_batch(base, epoch, 1_700_000_000_000, control_type, &value);
+            verify_crc(&batch).unwrap();
+            let header = crate::BatchHeader::parse(&batch, u32::MAX).unwrap().unwrap();
+            prop_assert!(header.is_control());
+            prop_assert!(!header.has_producer_id());
+            prop_assert_eq!(header.base_offset, base);
+            prop_assert_eq!(header.partition_leader_epoch, epoch);
+            prop_assert_eq!(header.record_count, 1);
+            let (t, v) = decode_control_batch(&batch).unwrap();
+            prop_assert_eq!(t, control_type);
+            prop_assert_eq!(v.as_ref(), value.as_slice());
+            // A data batch is not a control batch.
+            let data = encode_batch(base, &[NewRecord::default()], Codec::None, None);
+            prop_assert!(decode_control_batch(&data).is_err());
+        }
+
         #[test]
         fn decode_of_encode_is_identity(
             records in proptest::collection::vec(arb_record(), 1..20),

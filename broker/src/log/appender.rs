@@ -26,6 +26,12 @@
 //! are rolled back; the next write goes to the same position). A failed fsync stops the
 //! partition: after one, the kernel may have dropped the dirty pages, and nothing after them
 //! can be trusted (PostgreSQL's "fsyncgate").
+//!
+//! A replicated log ([`super::raft`]) takes Raft entries instead ([`Command::AppendEntries`]):
+//! the leader checked them before they were replicated, so the writer never refuses one; it
+//! gives each its offsets, writes the term as its leader epoch, records its producer state,
+//! and reports when the group is fsynced. Its high watermark is the commit point, not the
+//! flush point. Truncation, purging and snapshot installation are in [`super::raft_writer`].
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -39,7 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::LogError;
 use super::partition_log::LogShared;
-use super::producer_state::{Check, ProducerEntry, ProducerStateTable, SequenceError};
+use super::producer_state::{Check, ProducerEntry, SequenceError};
+use super::raft::{EntryBody, EntryWrite, Flushed, ResetTo};
 use super::recovery::{self, CleanShutdown};
 use super::segment::Segment;
 
@@ -119,10 +126,41 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
+/// Raft entries on their way to the writer, and who to tell when they are fsynced.
+pub(crate) struct EntriesRequest {
+    pub entries: Vec<EntryWrite>,
+    pub flushed: Flushed,
+}
+
+impl std::fmt::Debug for EntriesRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntriesRequest")
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the writer can be asked to do.
 #[derive(Debug)]
 pub(crate) enum Command {
     Append(AppendRequest),
+    /// Append Raft entries (a replicated log).
+    AppendEntries(EntriesRequest),
+    /// Drop every entry after index `after` (`None`: every entry).
+    Truncate {
+        after: Option<u64>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Drop whole segments whose entries are all at or before this log id; record it purged.
+    Purge {
+        upto: super::raft::RaftLogId,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Replace the whole log with an empty one after an installed snapshot.
+    Reset {
+        to: Box<ResetTo>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Seal the active segment if it holds data appended at least `age_ms` ago.
     RollIfOlder {
         age_ms: i64,
@@ -135,25 +173,67 @@ pub(crate) enum Command {
 }
 
 /// An accepted batch waiting to be written.
-struct Pending {
-    request: AppendRequest,
-    header_bytes: [u8; BATCH_HEADER_BYTES],
-    header: BatchHeader,
-    log_append_time: i64,
+pub(super) struct Pending {
+    /// The batch after its header.
+    pub body: Bytes,
+    pub header_bytes: [u8; BATCH_HEADER_BYTES],
+    pub header: BatchHeader,
+    pub log_append_time: i64,
     /// Producer entry before this batch was recorded, to roll back a failed write.
-    undo: Option<(i64, Option<ProducerEntry>)>,
+    pub undo: Option<(i64, Option<ProducerEntry>)>,
+    pub origin: Origin,
+}
+
+/// Who a pending batch is answered to.
+pub(super) enum Origin {
+    /// A client append (single replica).
+    Client {
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+        durability: Durability,
+    },
+    /// A Raft entry.
+    Entry {
+        index: u64,
+        term: u64,
+        written: Option<oneshot::Sender<Appended>>,
+    },
+}
+
+/// A piece of work of a group: a client append or a request of Raft entries.
+enum Incoming {
+    Client(AppendRequest),
+    Entries(EntriesRequest),
+}
+
+impl Incoming {
+    fn bytes(&self) -> u64 {
+        match self {
+            Incoming::Client(r) => r.batch.len() as u64,
+            Incoming::Entries(r) => r
+                .entries
+                .iter()
+                .map(|e| match &e.body {
+                    EntryBody::Batch(b) => b.len() as u64,
+                    EntryBody::Control { value, .. } => value.len() as u64 + 80,
+                })
+                .sum(),
+        }
+    }
 }
 
 /// The writer's state; moved into a blocking thread for each group and back.
 pub(crate) struct Writer {
-    shared: Arc<LogShared>,
-    active: Arc<Segment>,
-    allocated: u64,
-    next_offset: i64,
-    producers: ProducerStateTable,
-    unflushed: bool,
+    pub(super) shared: Arc<LogShared>,
+    pub(super) active: Arc<Segment>,
+    pub(super) allocated: u64,
+    pub(super) next_offset: i64,
+    pub(super) unflushed: bool,
     /// Durable appends written but waiting for the group's fsync.
     waiting: Vec<(oneshot::Sender<Result<Appended, AppendError>>, Appended)>,
+    /// For a replicated log: the index the next entry must have.
+    pub(super) next_index: u64,
+    /// Raft entries written and waiting for the group's fsync.
+    flush_waiters: Vec<Flushed>,
 }
 
 impl Writer {
@@ -161,7 +241,7 @@ impl Writer {
         shared: Arc<LogShared>,
         active: Arc<Segment>,
         next_offset: i64,
-        producers: ProducerStateTable,
+        next_index: u64,
     ) -> Result<Writer, LogError> {
         let path = active.path(silt_index::segment::SegmentFile::Log);
         let allocated = active
@@ -173,9 +253,10 @@ impl Writer {
             active,
             allocated,
             next_offset,
-            producers,
             unflushed: false,
             waiting: Vec::new(),
+            next_index,
+            flush_waiters: Vec::new(),
         })
     }
 
@@ -206,23 +287,28 @@ impl Writer {
                 break;
             };
             match command {
-                Command::Append(first) => {
+                Command::Append(_) | Command::AppendEntries(_) => {
+                    let first = match command {
+                        Command::Append(request) => Incoming::Client(request),
+                        Command::AppendEntries(request) => Incoming::Entries(request),
+                        _ => unreachable!("matched above"),
+                    };
+                    let mut bytes = first.bytes();
                     let mut group = vec![first];
-                    let mut bytes = group[0].batch.len() as u64;
                     let group_bytes_max = self.shared.config().group_bytes_max;
                     let mut deferred = None;
                     while bytes < group_bytes_max && group.len() < GROUP_APPENDS_MAX {
-                        match commands.try_recv() {
-                            Ok(Command::Append(request)) => {
-                                bytes += request.batch.len() as u64;
-                                group.push(request);
-                            }
+                        let incoming = match commands.try_recv() {
+                            Ok(Command::Append(request)) => Incoming::Client(request),
+                            Ok(Command::AppendEntries(request)) => Incoming::Entries(request),
                             Ok(other) => {
                                 deferred = Some(other);
                                 break;
                             }
                             Err(_) => break,
-                        }
+                        };
+                        bytes += incoming.bytes();
+                        group.push(incoming);
                     }
                     match self.blocking(move |w| w.append_group(group)).await {
                         Some((writer, ())) => self = writer,
@@ -276,7 +362,24 @@ impl Writer {
     /// Runs a control command; `None` when the writer stopped.
     async fn control(self, command: Command) -> Option<Writer> {
         match command {
-            Command::Append(_) => unreachable!("appends are grouped by run"),
+            Command::Append(_) | Command::AppendEntries(_) => {
+                unreachable!("appends are grouped by run")
+            }
+            Command::Truncate { after, reply } => {
+                let (writer, result) = self.blocking(move |w| w.truncate_after(after)).await?;
+                let _ = reply.send(result);
+                Some(writer)
+            }
+            Command::Purge { upto, reply } => {
+                let (writer, result) = self.blocking(move |w| w.purge(upto)).await?;
+                let _ = reply.send(result);
+                Some(writer)
+            }
+            Command::Reset { to, reply } => {
+                let (writer, result) = self.blocking(move |w| w.reset(*to)).await?;
+                let _ = reply.send(result);
+                Some(writer)
+            }
             Command::RollIfOlder { age_ms, reply } => {
                 let (writer, result) = self.blocking(move |w| w.roll_if_older(age_ms)).await?;
                 let _ = reply.send(result);
@@ -337,109 +440,290 @@ impl Writer {
         }
     }
 
-    fn append_group(&mut self, group: Vec<AppendRequest>) {
+    fn append_group(&mut self, group: Vec<Incoming>) {
         if self.shared.closed.load(Ordering::Acquire) {
-            group.into_iter().for_each(|r| refuse(Command::Append(r)));
+            for incoming in group {
+                match incoming {
+                    Incoming::Client(r) => refuse(Command::Append(r)),
+                    Incoming::Entries(r) => refuse(Command::AppendEntries(r)),
+                }
+            }
             return;
         }
         let now = self.shared.clock.now_ms();
         let config = self.shared.config();
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut pending_bytes = 0u64;
-        for request in group {
-            let header = request.header;
-            if let Err(e) = check_timestamps(&header, &config, now) {
-                let _ = request.reply.send(Err(e));
-                continue;
-            }
-            match self.producers.check(&header) {
-                Err(e) => {
-                    let _ = request.reply.send(Err(e.into()));
-                    continue;
+        let mut flushed: Vec<Flushed> = Vec::new();
+        for incoming in group {
+            match incoming {
+                Incoming::Client(request) => {
+                    self.accept_client(request, &config, now, &mut pending, &mut pending_bytes)
                 }
-                Ok(Check::Duplicate(meta)) => {
-                    let log_append_time = if config.timestamp_type == TimestampType::LogAppendTime {
-                        meta.timestamp
-                    } else {
-                        -1
-                    };
-                    let _ = request.reply.send(Ok(Appended {
-                        base_offset: meta.base_offset,
-                        last_offset: meta.last_offset,
-                        log_append_time,
-                        log_start_offset: self.shared.log_start_offset(),
-                        duplicate: true,
-                    }));
-                    continue;
-                }
-                Ok(Check::Append) => {}
-            }
-            let size = request.batch.len() as u64;
-            let filled = self.active.committed() + pending_bytes;
-            let offsets_needed = i64::from(header.last_offset_delta) + 1;
-            let relative_end = self.next_offset + offsets_needed - self.active.base_offset();
-            let first_append = self.active.first_append_ms();
-            let roll = filled > 0
-                && (filled + size > config.segment_bytes
-                    || (first_append >= 0 && now - first_append >= config.segment_ms)
-                    || relative_end > i64::from(i32::MAX));
-            if roll {
-                if !self.commit(&mut pending, &mut pending_bytes, now) {
-                    let _ = request
-                        .reply
-                        .send(Err(AppendError::Storage("write failed".into())));
-                    continue;
-                }
-                if let Err(e) = self.roll() {
-                    tracing::error!(error = %e, "segment roll failed");
-                    let _ = request.reply.send(Err(AppendError::Storage(e.to_string())));
-                    continue;
+                Incoming::Entries(request) => {
+                    for entry in request.entries {
+                        if !self.accept_entry(entry, &config, now, &mut pending, &mut pending_bytes)
+                        {
+                            break;
+                        }
+                    }
+                    flushed.push(request.flushed);
                 }
             }
-            let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
-            header_bytes.copy_from_slice(&request.batch[..BATCH_HEADER_BYTES]);
-            batch::set_base_offset(&mut header_bytes, self.next_offset);
-            batch::set_leader_epoch(&mut header_bytes, self.shared.leader_epoch);
-            let log_append_time = if config.timestamp_type == TimestampType::LogAppendTime {
-                batch::set_log_append_time(
-                    &mut header_bytes,
-                    &request.batch[BATCH_HEADER_BYTES..],
-                    now,
-                );
-                now
-            } else {
-                -1
-            };
-            let patched = BatchHeader::parse(&header_bytes, u32::MAX)
-                .expect("header was valid before patching")
-                .expect("whole header");
-            assert_eq!(patched.base_offset, self.next_offset, "patched base offset");
-            let undo = patched.has_producer_id().then(|| {
-                (
-                    patched.producer_id,
-                    self.producers.entry(patched.producer_id).cloned(),
-                )
-            });
-            self.producers.record(&patched, now);
-            self.next_offset = patched.next_offset();
-            pending_bytes += size;
-            pending.push(Pending {
-                request,
-                header_bytes,
-                header: patched,
-                log_append_time,
-                undo,
-            });
         }
         if !self.commit(&mut pending, &mut pending_bytes, now) {
+            for callback in flushed {
+                callback(Err(LogError::Closed));
+            }
             return;
+        }
+        if self.shared.closed.load(Ordering::Acquire) {
+            // A Raft entry could not be written: its callers must not hear it is durable.
+            for callback in flushed {
+                callback(Err(LogError::Closed));
+            }
+        } else {
+            self.flush_waiters.extend(flushed);
         }
         self.finish_durable();
     }
 
+    /// Checks a client's batch (single replica), gives it its offsets and queues it in
+    /// `pending`, or answers it with the reason it is refused.
+    fn accept_client(
+        &mut self,
+        request: AppendRequest,
+        config: &super::LogConfig,
+        now: i64,
+        pending: &mut Vec<Pending>,
+        pending_bytes: &mut u64,
+    ) {
+        let header = request.header;
+        if let Err(e) = check_timestamps(&header, config, now) {
+            let _ = request.reply.send(Err(e));
+            return;
+        }
+        let check = self.shared.producers().check(&header);
+        match check {
+            Err(e) => {
+                let _ = request.reply.send(Err(e.into()));
+                return;
+            }
+            Ok(Check::Duplicate(meta)) => {
+                let log_append_time = if config.timestamp_type == TimestampType::LogAppendTime {
+                    meta.timestamp
+                } else {
+                    -1
+                };
+                let _ = request.reply.send(Ok(Appended {
+                    base_offset: meta.base_offset,
+                    last_offset: meta.last_offset,
+                    log_append_time,
+                    log_start_offset: self.shared.log_start_offset(),
+                    duplicate: true,
+                }));
+                return;
+            }
+            Ok(Check::Append) => {}
+        }
+        if let Err(e) = self.roll_before(
+            u64::from(header.size()),
+            i64::from(header.last_offset_delta) + 1,
+            config,
+            now,
+            pending,
+            pending_bytes,
+        ) {
+            let _ = request.reply.send(Err(e));
+            return;
+        }
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        header_bytes.copy_from_slice(&request.batch[..BATCH_HEADER_BYTES]);
+        batch::set_base_offset(&mut header_bytes, self.next_offset);
+        batch::set_leader_epoch(&mut header_bytes, self.shared.leader_epoch);
+        let log_append_time = if config.timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(
+                &mut header_bytes,
+                &request.batch[BATCH_HEADER_BYTES..],
+                now,
+            );
+            now
+        } else {
+            -1
+        };
+        let body = request.batch.slice(BATCH_HEADER_BYTES..);
+        self.queue(
+            header_bytes,
+            body,
+            log_append_time,
+            Origin::Client {
+                reply: request.reply,
+                durability: request.durability,
+            },
+            now,
+            pending,
+            pending_bytes,
+        );
+    }
+
+    /// Gives a Raft entry its offsets and queues it in `pending`. The leader checked it before
+    /// it was replicated: it is never refused. Returns false if the log stopped.
+    fn accept_entry(
+        &mut self,
+        entry: EntryWrite,
+        config: &super::LogConfig,
+        now: i64,
+        pending: &mut Vec<Pending>,
+        pending_bytes: &mut u64,
+    ) -> bool {
+        assert_eq!(
+            entry.index, self.next_index,
+            "Raft entry {} appended where {} was due",
+            entry.index, self.next_index
+        );
+        let epoch = i32::try_from(entry.term).expect("Raft terms stay below 2^31");
+        let bytes = match &entry.body {
+            EntryBody::Batch(bytes) => bytes.clone(),
+            EntryBody::Control {
+                control_type,
+                value,
+            } => Bytes::from(silt_index::record::encode_control_batch(
+                self.next_offset,
+                epoch,
+                now,
+                *control_type,
+                value,
+            )),
+        };
+        let header = BatchHeader::parse(&bytes, u32::MAX)
+            .expect("the leader checked the batch")
+            .expect("a whole batch");
+        if let Err(e) = self.roll_before(
+            u64::from(header.size()),
+            i64::from(header.last_offset_delta) + 1,
+            config,
+            now,
+            pending,
+            pending_bytes,
+        ) {
+            tracing::error!(dir = %self.shared.dir.display(), error = %e, "cannot roll a replicated log; partition stopped");
+            self.shared.closed.store(true, Ordering::Release);
+            return false;
+        }
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        header_bytes.copy_from_slice(&bytes[..BATCH_HEADER_BYTES]);
+        batch::set_base_offset(&mut header_bytes, self.next_offset);
+        batch::set_leader_epoch(&mut header_bytes, epoch);
+        let log_append_time = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            -1
+        };
+        if let Some(raft) = &self.shared.raft {
+            let new_epoch = raft
+                .epochs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .assign(epoch, self.next_offset);
+            if new_epoch {
+                let cache = raft
+                    .epochs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Err(e) = cache.write(self.shared.storage.as_ref(), &self.shared.dir) {
+                    tracing::warn!(error = %e, "leader epoch checkpoint not written; rebuilt at the next start");
+                }
+            }
+        }
+        self.next_index += 1;
+        self.queue(
+            header_bytes,
+            bytes.slice(BATCH_HEADER_BYTES..),
+            log_append_time,
+            Origin::Entry {
+                index: entry.index,
+                term: entry.term,
+                written: entry.written,
+            },
+            now,
+            pending,
+            pending_bytes,
+        );
+        true
+    }
+
+    /// Rolls the active segment first if a batch of `size` bytes taking `offsets` offsets
+    /// must not go into it (`segment.bytes`, `segment.ms`, relative offsets), writing what is
+    /// pending before.
+    fn roll_before(
+        &mut self,
+        size: u64,
+        offsets: i64,
+        config: &super::LogConfig,
+        now: i64,
+        pending: &mut Vec<Pending>,
+        pending_bytes: &mut u64,
+    ) -> Result<(), AppendError> {
+        let filled = self.active.committed() + *pending_bytes;
+        let relative_end = self.next_offset + offsets - self.active.base_offset();
+        let first_append = self.active.first_append_ms();
+        let roll = filled > 0
+            && (filled + size > config.segment_bytes
+                || (first_append >= 0 && now - first_append >= config.segment_ms)
+                || relative_end > i64::from(i32::MAX));
+        if !roll {
+            return Ok(());
+        }
+        if !self.commit(pending, pending_bytes, now) {
+            return Err(AppendError::Storage("write failed".into()));
+        }
+        self.roll().map_err(|e| {
+            tracing::error!(error = %e, "segment roll failed");
+            AppendError::Storage(e.to_string())
+        })
+    }
+
+    /// Records a batch with its offsets in the producer table and queues it for the write.
+    #[allow(clippy::too_many_arguments)]
+    fn queue(
+        &mut self,
+        header_bytes: [u8; BATCH_HEADER_BYTES],
+        body: Bytes,
+        log_append_time: i64,
+        origin: Origin,
+        now: i64,
+        pending: &mut Vec<Pending>,
+        pending_bytes: &mut u64,
+    ) {
+        let patched = BatchHeader::parse(&header_bytes, u32::MAX)
+            .expect("header was valid before patching")
+            .expect("whole header");
+        assert_eq!(patched.base_offset, self.next_offset, "patched base offset");
+        let mut producers = self.shared.producers();
+        let undo = patched.has_producer_id().then(|| {
+            (
+                patched.producer_id,
+                producers.entry(patched.producer_id).cloned(),
+            )
+        });
+        producers.record(&patched, now);
+        drop(producers);
+        self.next_offset = patched.next_offset();
+        *pending_bytes += u64::from(patched.size());
+        pending.push(Pending {
+            body,
+            header_bytes,
+            header: patched,
+            log_append_time,
+            undo,
+            origin,
+        });
+    }
+
     /// Writes and publishes `pending`, answering buffered appends and queueing durable ones
     /// for the next fsync. Returns false if the write failed (everything is then rolled back
-    /// and answered with an error).
+    /// and answered with an error; a replicated log stops, since the entries were promised).
     fn commit(&mut self, pending: &mut Vec<Pending>, pending_bytes: &mut u64, now: i64) -> bool {
         if pending.is_empty() {
             return true;
@@ -451,24 +735,32 @@ impl Writer {
             let mut slices = Vec::with_capacity(pending.len() * 2);
             for p in pending.iter() {
                 slices.push(IoSlice::new(&p.header_bytes));
-                slices.push(IoSlice::new(&p.request.batch[BATCH_HEADER_BYTES..]));
+                slices.push(IoSlice::new(&p.body));
             }
             self.active.file().write_all_at(&slices, position)
         });
         if let Err(e) = result {
             tracing::error!(path = %path.display(), error = %e, "append write failed");
             // Undo in reverse so each producer ends where it was before the group.
-            for p in pending.iter().rev() {
-                if let Some((producer_id, entry)) = p.undo.clone() {
-                    self.producers.restore(producer_id, entry);
+            {
+                let mut producers = self.shared.producers();
+                for p in pending.iter().rev() {
+                    if let Some((producer_id, entry)) = p.undo.clone() {
+                        producers.restore(producer_id, entry);
+                    }
                 }
             }
             self.next_offset = pending[0].header.base_offset;
             for p in pending.drain(..) {
-                let _ = p
-                    .request
-                    .reply
-                    .send(Err(AppendError::Storage(e.to_string())));
+                match p.origin {
+                    Origin::Client { reply, .. } => {
+                        let _ = reply.send(Err(AppendError::Storage(e.to_string())));
+                    }
+                    Origin::Entry { .. } => {
+                        // Openraft was told the entry is appended: it cannot be taken back.
+                        self.shared.closed.store(true, Ordering::Release);
+                    }
+                }
             }
             *pending_bytes = 0;
             return false;
@@ -482,6 +774,7 @@ impl Writer {
             .store(self.next_offset, Ordering::Release);
         self.unflushed = true;
         let log_start_offset = self.shared.log_start_offset();
+        let mut entry_position = position;
         for p in pending.drain(..) {
             let appended = Appended {
                 base_offset: p.header.base_offset,
@@ -490,20 +783,33 @@ impl Writer {
                 log_start_offset,
                 duplicate: false,
             };
-            match p.request.durability {
-                Durability::Buffered => {
-                    let _ = p.request.reply.send(Ok(appended));
+            match p.origin {
+                Origin::Client { reply, durability } => match durability {
+                    Durability::Buffered => {
+                        let _ = reply.send(Ok(appended));
+                    }
+                    Durability::Durable => self.waiting.push((reply, appended)),
+                },
+                Origin::Entry {
+                    index,
+                    term,
+                    written,
+                } => {
+                    self.entry_written(index, term, entry_position, p.header.next_offset());
+                    if let Some(written) = written {
+                        let _ = written.send(appended);
+                    }
                 }
-                Durability::Durable => self.waiting.push((p.request.reply, appended)),
             }
+            entry_position += u64::from(p.header.size());
         }
         *pending_bytes = 0;
         true
     }
 
-    /// Fsyncs if durable appends are waiting, then answers them.
+    /// Fsyncs if durable appends or Raft entries are waiting, then answers them.
     fn finish_durable(&mut self) {
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.flush_waiters.is_empty() {
             return;
         }
         let result = self.flush();
@@ -511,6 +817,12 @@ impl Writer {
             let _ = reply.send(match &result {
                 Ok(()) => Ok(appended),
                 Err(e) => Err(AppendError::Storage(e.to_string())),
+            });
+        }
+        for callback in self.flush_waiters.drain(..) {
+            callback(match &result {
+                Ok(()) => Ok(()),
+                Err(_) => Err(LogError::Closed),
             });
         }
     }
@@ -532,7 +844,7 @@ impl Writer {
     }
 
     /// fdatasync of the active segment. A failure stops the partition.
-    fn flush(&mut self) -> Result<(), LogError> {
+    pub(super) fn flush(&mut self) -> Result<(), LogError> {
         if !self.unflushed {
             return Ok(());
         }
@@ -543,8 +855,15 @@ impl Writer {
                 self.shared
                     .flushed_offset
                     .store(self.next_offset, Ordering::Release);
-                // Durable now: consumers may read it.
-                self.shared.publish_high_watermark(self.next_offset);
+                match &self.shared.raft {
+                    // Durable now: consumers may read it.
+                    None => self.shared.publish_high_watermark(self.next_offset),
+                    // Durable here; readable once committed too.
+                    Some(raft) => {
+                        raft.flushed_next.store(self.next_index, Ordering::Release);
+                        self.shared.refresh_high_watermark();
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -556,7 +875,7 @@ impl Writer {
     }
 
     /// Seals the active segment and starts a new one at the next offset.
-    fn roll(&mut self) -> Result<(), LogError> {
+    pub(super) fn roll(&mut self) -> Result<(), LogError> {
         let old = self.active.clone();
         let dir = self.shared.dir.clone();
         let storage = self.shared.storage.clone();
@@ -578,8 +897,21 @@ impl Writer {
         // The sealed segment is whole on disk; durable appends written to it can be answered.
         self.finish_durable();
         let config = self.shared.config();
+        if self.shared.raft.is_some() {
+            // Its first entry's index is named before the segment exists.
+            super::raft::write_raft_file(
+                storage.as_ref(),
+                &dir,
+                self.next_offset,
+                self.next_index,
+            )?;
+        }
         let new = recovery::create_segment(storage.as_ref(), &dir, self.next_offset, &config)?;
-        recovery::write_snapshot(storage.as_ref(), &dir, self.next_offset, &self.producers)?;
+        if self.shared.raft.is_some() {
+            *new.raft() = Some(super::raft::RaftSpan::empty(self.next_index));
+        }
+        let producers = self.shared.producers().clone();
+        recovery::write_snapshot(storage.as_ref(), &dir, self.next_offset, &producers)?;
         old.mark_sealed();
         self.allocated = new.file().len().map_err(|e| {
             LogError::io("stat", new.path(silt_index::segment::SegmentFile::Log), e)
@@ -605,7 +937,8 @@ impl Writer {
         let dir = self.shared.dir.clone();
         let storage = self.shared.storage.clone();
         recovery::write_indexes(storage.as_ref(), &dir, &self.active.indexer())?;
-        recovery::write_snapshot(storage.as_ref(), &dir, self.next_offset, &self.producers)?;
+        let producers = self.shared.producers().clone();
+        recovery::write_snapshot(storage.as_ref(), &dir, self.next_offset, &producers)?;
         recovery::write_clean_marker(
             storage.as_ref(),
             &dir,
@@ -613,6 +946,7 @@ impl Writer {
                 base_offset: self.active.base_offset(),
                 size_bytes: self.active.committed(),
                 next_offset: self.next_offset,
+                next_index: self.shared.raft.as_ref().map(|_| self.next_index),
             },
         )?;
         self.shared.closed.store(true, Ordering::Release);
@@ -649,10 +983,15 @@ fn refuse(command: Command) {
         Command::Append(request) => {
             let _ = request.reply.send(Err(AppendError::Closed));
         }
+        Command::AppendEntries(request) => (request.flushed)(Err(LogError::Closed)),
         Command::RollIfOlder { reply, .. } => {
             let _ = reply.send(Err(LogError::Closed));
         }
-        Command::Flush(reply) | Command::Close(reply) => {
+        Command::Flush(reply)
+        | Command::Close(reply)
+        | Command::Truncate { reply, .. }
+        | Command::Purge { reply, .. }
+        | Command::Reset { reply, .. } => {
             let _ = reply.send(Err(LogError::Closed));
         }
     }

@@ -23,10 +23,13 @@
 //! - [`partition_log`]: [`PartitionLog`], the handle everything else uses: append, read,
 //!   timestamp lookup, retention, DeleteRecords.
 //! - [`producer_state`]: the sans-io idempotent-producer table.
+//! - [`raft`]: a replicated log, whose segments are its Raft log (one entry per batch).
 
 pub mod appender;
 pub mod partition_log;
 pub mod producer_state;
+pub mod raft;
+mod raft_writer;
 pub mod recovery;
 pub mod segment;
 pub mod sim;

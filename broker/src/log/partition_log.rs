@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use silt_index::batch::{self, BatchHeader};
@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::appender::{
     AppendError, AppendRequest, Appended, COMMANDS_QUEUED_MAX, Command, Durability, Writer,
 };
+use super::producer_state::ProducerStateTable;
+use super::raft::RaftShared;
 use super::recovery;
 use super::segment::{Segment, SegmentInfo};
 use super::storage::Storage;
@@ -43,6 +45,10 @@ pub(crate) struct LogShared {
     pub log_end: AtomicI64,
     config: RwLock<LogConfig>,
     pub closed: AtomicBool,
+    /// Idempotent producers, as of the log end (kept by the writer).
+    producers: Mutex<ProducerStateTable>,
+    /// The Raft side of a replicated log; `None` for a single replica.
+    pub raft: Option<RaftShared>,
 }
 
 impl LogShared {
@@ -55,6 +61,63 @@ impl LogShared {
 
     pub(crate) fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn producers(&self) -> MutexGuard<'_, ProducerStateTable> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_log_start_offset(&self, offset: i64) {
+        self.log_start_offset.store(offset, Ordering::Release);
+    }
+
+    /// A replicated log's high watermark: the offset after the last entry that is both
+    /// committed (by a quorum) and fsynced here. Moves forward only.
+    pub(crate) fn refresh_high_watermark(&self) {
+        let Some(raft) = &self.raft else { return };
+        let readable_next =
+            RaftShared::load(&raft.commit_next).min(RaftShared::load(&raft.flushed_next));
+        let Some(readable) = readable_next.checked_sub(1) else {
+            return;
+        };
+        let offset = match raft.recent_next_offset(readable) {
+            Some(offset) => offset,
+            None => match self.next_offset_after(readable) {
+                Ok(Some(offset)) => offset,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot place the commit point");
+                    return;
+                }
+            },
+        };
+        let current = *self.high_watermark.borrow();
+        if offset > current {
+            self.publish_high_watermark(offset);
+        }
+    }
+
+    /// The offset after Raft entry `index`, if the file holds it.
+    pub(crate) fn next_offset_after(&self, index: u64) -> Result<Option<i64>, LogError> {
+        Ok(self
+            .locate_index(index)?
+            .map(|(_, _, header)| header.next_offset()))
+    }
+
+    /// Finds Raft entry `index` in the file: its segment, position and header.
+    pub(crate) fn locate_index(
+        &self,
+        index: u64,
+    ) -> Result<Option<(Arc<Segment>, u64, BatchHeader)>, LogError> {
+        super::raft_writer::locate(&self.all_segments(), index)
+    }
+
+    /// Moves a replicated log's high watermark to `offset` if it is behind (a snapshot was
+    /// installed: everything before it is committed).
+    pub(crate) fn refresh_high_watermark_to(&self, offset: i64) {
+        if offset > *self.high_watermark.borrow() {
+            self.publish_high_watermark(offset);
+        }
     }
 
     pub(crate) fn publish_high_watermark(&self, offset: i64) {
@@ -80,9 +143,15 @@ impl LogShared {
         segments.range(start..).map(|(_, s)| s.clone()).collect()
     }
 
-    fn all_segments(&self) -> Vec<Arc<Segment>> {
+    pub(crate) fn all_segments(&self) -> Vec<Arc<Segment>> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
         segments.values().cloned().collect()
+    }
+
+    /// Replaces the segment set (truncation, snapshot installation).
+    pub(crate) fn set_segments(&self, segments: Vec<Arc<Segment>>) {
+        let mut map = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        *map = segments.into_iter().map(|s| (s.base_offset(), s)).collect();
     }
 }
 
@@ -128,8 +197,8 @@ impl AppendTicket {
 /// One partition's local log.
 #[derive(Debug)]
 pub struct PartitionLog {
-    shared: Arc<LogShared>,
-    commands: mpsc::Sender<Command>,
+    pub(super) shared: Arc<LogShared>,
+    pub(super) commands: mpsc::Sender<Command>,
 }
 
 impl PartitionLog {
@@ -146,6 +215,33 @@ impl PartitionLog {
         clock: Arc<dyn Clock>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<PartitionLog, LogError> {
+        PartitionLog::open_as(storage, dir, config, clock, runtime, false)
+    }
+
+    /// Opens (or creates) a replicated log in `dir`: a Raft log in its segment files (see
+    /// [`super::raft`]). Blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`PartitionLog::open`], and a Raft file that is not whole.
+    pub fn open_replicated(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<PartitionLog, LogError> {
+        PartitionLog::open_as(storage, dir, config, clock, runtime, true)
+    }
+
+    fn open_as(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        runtime: &tokio::runtime::Handle,
+        replicated: bool,
+    ) -> Result<PartitionLog, LogError> {
         let now = clock.now_ms();
         let recovered = recovery::recover(storage.as_ref(), dir, &config, now)?;
         let active = recovered
@@ -153,7 +249,28 @@ impl PartitionLog {
             .last()
             .expect("recovery leaves an active segment")
             .clone();
-        let (high_watermark, _) = watch::channel(recovered.next_offset);
+        let raft = if replicated {
+            Some(super::raft_writer::recover_raft(
+                storage.as_ref(),
+                dir,
+                &recovered,
+            )?)
+        } else {
+            None
+        };
+        // A replicated log's high watermark is the commit point: unknown until Raft says, but
+        // what was applied before the restart is committed.
+        let high_watermark = match &raft {
+            None => recovered.next_offset,
+            Some((_, first_readable)) => *first_readable,
+        };
+        let (high_watermark, _) = watch::channel(high_watermark);
+        // The index the next entry gets: right after the active segment's entries.
+        let next_index = active
+            .raft()
+            .as_ref()
+            .and_then(|span| span.next_index())
+            .unwrap_or(0);
         let shared = Arc::new(LogShared {
             dir: dir.to_path_buf(),
             storage,
@@ -173,13 +290,10 @@ impl PartitionLog {
             log_end: AtomicI64::new(recovered.next_offset),
             config: RwLock::new(config),
             closed: AtomicBool::new(false),
+            producers: Mutex::new(recovered.producers),
+            raft: raft.map(|(r, _)| r),
         });
-        let writer = Writer::new(
-            shared.clone(),
-            active,
-            recovered.next_offset,
-            recovered.producers,
-        )?;
+        let writer = Writer::new(shared.clone(), active, recovered.next_offset, next_index)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         runtime.spawn(writer.run(receiver));
         Ok(PartitionLog { shared, commands })
@@ -529,12 +643,16 @@ impl PartitionLog {
         }
         let storage = self.shared.storage.as_ref();
         for (info, segment) in &removed {
-            for kind in [
-                SegmentFile::Log,
-                SegmentFile::OffsetIndex,
-                SegmentFile::TimeIndex,
+            let raft_file = self
+                .shared
+                .dir
+                .join(super::raft::raft_file_name(info.base_offset));
+            for path in [
+                segment.path(SegmentFile::Log),
+                segment.path(SegmentFile::OffsetIndex),
+                segment.path(SegmentFile::TimeIndex),
+                raft_file,
             ] {
-                let path = segment.path(kind);
                 if storage.exists(&path) {
                     storage
                         .remove_file(&path)

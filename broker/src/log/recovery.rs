@@ -32,6 +32,8 @@ use super::{LogConfig, LogError};
 pub(crate) const CLEAN_SHUTDOWN: &str = "clean_shutdown";
 /// Name of the file DeleteRecords leaves when it moves the start inside a segment.
 pub(crate) const LOG_START_OFFSET: &str = "log_start_offset";
+/// Name of a replicated partition's Raft vote (written by the Raft log store).
+pub const RAFT_VOTE: &str = "raft_vote";
 const SNAPSHOT_EXTENSION: &str = "snapshot";
 /// Largest batch recovery believes in; a length field above it is garbage.
 const BATCH_LENGTH_SANE_MAX: u32 = i32::MAX as u32;
@@ -44,6 +46,9 @@ pub(crate) struct CleanShutdown {
     pub base_offset: i64,
     pub size_bytes: u64,
     pub next_offset: i64,
+    /// For a replicated log: the Raft index the next entry gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_index: Option<u64>,
 }
 
 /// A recovered partition, ready for its appender.
@@ -57,6 +62,8 @@ pub(crate) struct Recovered {
     pub records_start: i64,
     pub next_offset: i64,
     pub producers: ProducerStateTable,
+    /// The clean-shutdown marker's next Raft index, when the marker was trusted.
+    pub clean_next_index: Option<u64>,
 }
 
 /// Name of a producer-state snapshot taken at `offset`.
@@ -64,7 +71,7 @@ pub(crate) fn snapshot_file_name(offset: i64) -> String {
     format!("{offset:020}.{SNAPSHOT_EXTENSION}")
 }
 
-fn parse_snapshot_name(name: &str) -> Option<i64> {
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".snapshot")?;
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
 }
@@ -91,6 +98,7 @@ pub(crate) fn recover(
 
     let mut logs = BTreeMap::new();
     let mut index_files = Vec::new();
+    let mut raft_files = Vec::new();
     let mut snapshots = BTreeMap::new();
     for name in &names {
         let path = dir.join(name);
@@ -111,12 +119,23 @@ pub(crate) fn recover(
             });
         } else if name.ends_with(".tmp") {
             remove(storage, &path)?;
-        } else if name != CLEAN_SHUTDOWN && name != LOG_START_OFFSET {
+        } else if let Some(base) = super::raft::parse_raft_file_name(name) {
+            raft_files.push((base, path));
+        } else if ![
+            CLEAN_SHUTDOWN,
+            LOG_START_OFFSET,
+            super::raft::RAFT_STATE,
+            super::raft::EPOCH_CHECKPOINT,
+            RAFT_VOTE,
+        ]
+        .contains(&name.as_str())
+        {
             tracing::warn!(path = %path.display(), "ignoring a file silt did not write");
         }
     }
-    // Index files whose log is gone (a crash while deleting a segment) are leftovers.
-    for (base, path) in index_files {
+    // Index and Raft files whose log is gone (a crash while deleting or creating a segment)
+    // are leftovers.
+    for (base, path) in index_files.into_iter().chain(raft_files) {
         if !logs.contains_key(&base) {
             remove(storage, &path)?;
         }
@@ -126,6 +145,7 @@ pub(crate) fn recover(
     let mut log_start_offset = read_log_start(storage, dir)?;
 
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(logs.len() + 1);
+    let mut clean_next_index = None;
     let last_base = logs.keys().next_back().copied();
     for (&base, path) in &logs {
         let file = storage
@@ -137,7 +157,14 @@ pub(crate) fn recover(
             // A clean close leaves the segment's bytes, then preallocated zeros. Anything else
             // past the recorded size means the file changed since: distrust the marker.
             (true, Some(marker)) if marker.base_offset == base && marker_fits(&file, marker) => {
-                open_sealed(storage, dir, base, &file, Some(marker), config)?
+                let indexer = open_sealed(storage, dir, base, &file, Some(marker), config)?;
+                let stats = indexer.stats();
+                if stats.next_offset == marker.next_offset && stats.size_bytes == marker.size_bytes
+                {
+                    // The segment is as the marker describes it: its Raft count holds too.
+                    clean_next_index = marker.next_index;
+                }
+                indexer
             }
             (true, _) => scan_active(dir, base, &file, config)?,
         };
@@ -190,6 +217,7 @@ pub(crate) fn recover(
         records_start,
         next_offset,
         producers,
+        clean_next_index,
     })
 }
 
@@ -553,7 +581,7 @@ fn describe(stop: &Option<ScanStop>) -> String {
 
 /// Scans `[0, len)` of a segment with CRC checks, indexing every valid batch, in chunks.
 /// Returns the indexer (its stats end at the last valid batch) and why the scan stopped early.
-fn scan_segment(
+pub(crate) fn scan_segment(
     path: &Path,
     base: i64,
     file: &Arc<dyn StorageFile>,
@@ -607,7 +635,7 @@ fn scan_segment(
 }
 
 /// Loads the newest usable snapshot and replays the batch headers after it.
-fn recover_producers(
+pub(crate) fn recover_producers(
     storage: &dyn Storage,
     segments: &[Arc<Segment>],
     snapshots: &BTreeMap<i64, PathBuf>,
@@ -648,6 +676,51 @@ fn recover_producers(
         let end = segment.committed();
         while position < end {
             let header = segment.read_header(position)?;
+            if header.base_offset >= replay_from {
+                table.record(&header, now_ms);
+            }
+            position += u64::from(header.size());
+        }
+    }
+    Ok(table)
+}
+
+/// The producer table as of `until` (read-only): the newest loadable snapshot at or before it,
+/// brought forward by the batch headers before `until`.
+pub(crate) fn recover_producers_until(
+    storage: &dyn Storage,
+    segments: &[Arc<Segment>],
+    snapshots: &BTreeMap<i64, PathBuf>,
+    until: i64,
+    now_ms: i64,
+) -> Result<ProducerStateTable, LogError> {
+    let mut table = ProducerStateTable::new();
+    let mut replay_from = segments.first().map_or(until, |s| s.base_offset());
+    for (&offset, path) in snapshots.range(..=until).rev() {
+        let loaded = storage
+            .open(path, false)
+            .and_then(|f| read_all(f.as_ref()))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ProducerStateTable>(&bytes).ok());
+        if let Some(snapshot) = loaded {
+            table = snapshot;
+            replay_from = offset;
+            break;
+        }
+    }
+    for segment in segments {
+        if segment.info().next_offset <= replay_from || segment.base_offset() >= until {
+            continue;
+        }
+        let Some((mut position, _)) = segment.locate(replay_from)? else {
+            continue;
+        };
+        let end = segment.committed();
+        while position < end {
+            let header = segment.read_header(position)?;
+            if header.base_offset >= until {
+                break;
+            }
             if header.base_offset >= replay_from {
                 table.record(&header, now_ms);
             }

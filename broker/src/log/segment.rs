@@ -28,6 +28,8 @@ pub struct Segment {
     /// Wall-clock time of the first append (or of opening, for a recovered segment); drives
     /// `segment.ms`. -1 while empty.
     first_append_ms: AtomicI64,
+    /// For a replicated log: where the segment's Raft entries are (see [`super::raft`]).
+    raft: Mutex<Option<super::raft::RaftSpan>>,
 }
 
 /// A snapshot of what a segment holds, for retention, the archiver and status pages.
@@ -69,7 +71,13 @@ impl Segment {
             indexer: Mutex::new(indexer),
             sealed: AtomicBool::new(sealed),
             first_append_ms: AtomicI64::new(first_append_ms),
+            raft: Mutex::new(None),
         }
+    }
+
+    /// The Raft entries of the segment (`None` for a log that is not replicated).
+    pub(crate) fn raft(&self) -> MutexGuard<'_, Option<super::raft::RaftSpan>> {
+        self.raft.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// First offset of the segment.
