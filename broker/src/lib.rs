@@ -10,6 +10,7 @@
 //! - [`topics`]: topics and partitions on this node, kept in `<data>/topics`.
 //! - [`partition`]: one partition as clients see it: bounds and reads across tiers.
 //! - [`replica`]: the replicated-log seam: leadership, acks and the high watermark.
+//! - [`raft`]: openraft over replicated partition logs: types, log store, state machine.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
 //! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod protocol;
+pub mod raft;
 pub mod replica;
 pub mod retention;
 pub mod server;

@@ -576,6 +576,9 @@ impl Writer {
         pending: &mut Vec<Pending>,
         pending_bytes: &mut u64,
     ) -> bool {
+        if entry.index != self.next_index {
+            self.start_empty_log_at(entry.index);
+        }
         assert_eq!(
             entry.index, self.next_index,
             "Raft entry {} appended where {} was due",

@@ -53,6 +53,10 @@ pub(crate) const RAFT_EXTENSION: &str = "raft";
 pub(crate) const RAFT_STATE: &str = "raft_state";
 /// Name of the leader epoch checkpoint (as Kafka names it).
 pub(crate) const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+/// Name of the file with the last applied membership (written by the Raft state machine).
+pub const RAFT_MEMBERSHIP: &str = "raft_membership";
+/// Name of the file with the last Raft snapshot (written by the Raft state machine).
+pub const RAFT_SNAPSHOT: &str = "raft_snapshot";
 
 const RAFT_FILE_MAGIC: &[u8; 8] = b"SILTRAFT";
 const RAFT_FILE_VERSION: u16 = 1;
@@ -528,6 +532,30 @@ impl super::PartitionLog {
         self.raft_shared().last()
     }
 
+    /// The index of the first entry the log holds (where a read can start).
+    pub fn raft_first_index(&self) -> u64 {
+        let raft = self.raft_shared();
+        let on_disk = self
+            .shared
+            .all_segments()
+            .first()
+            .and_then(|s| s.raft().as_ref().map(|span| span.base_index));
+        let pending = raft
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next()
+            .copied();
+        let purged_next = raft.raft_state().purged.map_or(0, |(i, _)| i + 1);
+        on_disk
+            .into_iter()
+            .chain(pending)
+            .min()
+            .unwrap_or(0)
+            .max(purged_next)
+    }
+
     /// The purged and applied log ids as persisted.
     pub fn raft_state(&self) -> RaftState {
         self.raft_shared().raft_state()
@@ -557,12 +585,16 @@ impl super::PartitionLog {
             let mut pending = raft.pending.lock().unwrap_or_else(|p| p.into_inner());
             let mut last = raft.last.lock().unwrap_or_else(|p| p.into_inner());
             for entry in &entries {
-                let expected = last.map_or(0, |(i, _)| i + 1);
-                assert_eq!(
-                    entry.index, expected,
-                    "Raft entry {} does not follow {last:?}",
-                    entry.index
-                );
+                // An empty log (nothing in it, nothing purged) starts wherever its first
+                // entry says; after that, no holes.
+                if let Some((previous, _)) = *last {
+                    assert_eq!(
+                        entry.index,
+                        previous + 1,
+                        "Raft entry {} does not follow {previous}",
+                        entry.index
+                    );
+                }
                 pending.insert(entry.index, (entry.term, entry.body.clone()));
                 *last = Some((entry.index, entry.term));
             }
@@ -590,7 +622,8 @@ impl super::PartitionLog {
         let raft = self.raft_shared();
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        let mut index = start;
+        // Nothing is held before the first entry: a read from before it starts there.
+        let mut index = start.max(self.raft_first_index());
         while index < end {
             let pending = raft
                 .pending
@@ -689,7 +722,11 @@ impl super::PartitionLog {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|i, _| *i < first_dropped);
             let purged = raft.raft_state().purged;
-            *raft.last.lock().unwrap_or_else(|p| p.into_inner()) = after.or(purged);
+            let mut last = raft.last.lock().unwrap_or_else(|p| p.into_inner());
+            // Truncating after the end changes nothing.
+            if last.is_some_and(|(l, _)| l >= first_dropped) {
+                *last = after.or(purged);
+            }
         }
         let (reply, response) = oneshot::channel();
         self.commands
@@ -708,6 +745,18 @@ impl super::PartitionLog {
     ///
     /// I/O errors, [`LogError::Closed`].
     pub async fn purge_upto(&self, upto: RaftLogId) -> Result<(), LogError> {
+        {
+            let raft = self.raft_shared();
+            raft.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|i, _| *i > upto.0);
+            let mut last = raft.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|(i, _)| i < upto.0) {
+                // Purged past its end: the log is empty and continues after `upto`.
+                *last = Some(upto);
+            }
+        }
         let (reply, response) = oneshot::channel();
         self.commands
             .send(super::appender::Command::Purge { upto, reply })
@@ -739,6 +788,15 @@ impl super::PartitionLog {
         let raft = self.raft_shared();
         raft.commit_next.fetch_max(next, Ordering::AcqRel);
         self.shared.refresh_high_watermark();
+    }
+
+    /// The offset after Raft entry `index`, if the file holds it. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading batch headers.
+    pub fn locate_next_offset(&self, index: u64) -> Result<Option<i64>, LogError> {
+        self.shared.next_offset_after(index)
     }
 
     /// The index after the last entry fsynced here.

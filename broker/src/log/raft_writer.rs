@@ -233,6 +233,33 @@ impl Writer {
         }
     }
 
+    /// Makes an empty log (no entry written, nothing purged) start at `index`. Anything else
+    /// is a hole, which Raft never makes.
+    pub(super) fn start_empty_log_at(&mut self, index: u64) {
+        let empty = self.active.committed() == 0
+            && self.shared.all_segments().len() == 1
+            && self.raft().raft_state().purged.is_none();
+        assert!(
+            empty,
+            "Raft entry {index} appended where {} was due",
+            self.next_index
+        );
+        if let Err(e) = write_raft_file(
+            self.shared.storage.as_ref(),
+            &self.shared.dir,
+            self.active.base_offset(),
+            index,
+        ) {
+            tracing::error!(error = %e, "cannot name the first Raft index; partition stopped");
+            self.shared.closed.store(true, Ordering::Release);
+            return;
+        }
+        *self.active.raft() = Some(RaftSpan::empty(index));
+        self.next_index = index;
+        self.raft().written_next.store(index, Ordering::Release);
+        self.raft().flushed_next.store(index, Ordering::Release);
+    }
+
     /// Drops every entry after `after` from the file (`None`: all of them): the log ends there,
     /// with its producer state and leader epochs as of that point.
     ///
@@ -341,6 +368,20 @@ impl Writer {
     pub(super) fn purge(&mut self, upto: RaftLogId) -> Result<(), LogError> {
         let storage = self.shared.storage.clone();
         let dir = self.shared.dir.clone();
+        if upto.0 >= self.next_index {
+            // Everything goes, and the log continues after `upto`: seal what the active
+            // segment holds so it can go too, and name the new first index.
+            if self.active.committed() > 0 {
+                self.roll()?;
+            }
+            let next = upto.0 + 1;
+            write_raft_file(storage.as_ref(), &dir, self.active.base_offset(), next)?;
+            *self.active.raft() = Some(RaftSpan::empty(next));
+            self.next_index = next;
+            let raft = self.raft();
+            raft.written_next.store(next, Ordering::Release);
+            raft.flushed_next.store(next, Ordering::Release);
+        }
         let segments = self.shared.all_segments();
         let mut kept = Vec::with_capacity(segments.len());
         let mut dropping = true;

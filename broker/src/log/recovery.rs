@@ -126,6 +126,8 @@ pub(crate) fn recover(
             LOG_START_OFFSET,
             super::raft::RAFT_STATE,
             super::raft::EPOCH_CHECKPOINT,
+            super::raft::RAFT_MEMBERSHIP,
+            super::raft::RAFT_SNAPSHOT,
             RAFT_VOTE,
         ]
         .contains(&name.as_str())
