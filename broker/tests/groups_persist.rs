@@ -194,7 +194,10 @@ async fn r10_committed_offsets_are_visible_only_once_durable() {
     while !committing.is_finished() {
         let shown = committed(&node);
         if shown == Some(42) {
-            assert!(storage.syncs() > syncs_before, "visible before it was durable");
+            assert!(
+                storage.syncs() > syncs_before,
+                "visible before it was durable"
+            );
         } else {
             assert_eq!(shown, Some(41));
         }

@@ -13,6 +13,10 @@
 //!
 //! Groups are numbered by a [`GroupId`]: 0 is the controller, the controller numbers the rest.
 
+pub mod codec;
+pub mod group;
+pub mod mem;
+pub mod network;
 pub mod runtime;
 pub mod store;
 
@@ -59,7 +63,7 @@ pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, NodeId, EmptyN
 /// A snapshot: its metadata and its bytes.
 pub type Snapshot = openraft::Snapshot<CommittedLeaderId, NodeId, EmptyNode, Bytes>;
 /// An openraft node.
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, store::StateMachine>;
 
 openraft::declare_raft_types!(
     /// silt's Raft types.

@@ -524,6 +524,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
         let mut membership_changed = false;
+        let mut replies = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let reply = match &entry.payload {
@@ -537,12 +538,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             self.applied = Some(entry.log_id);
             if let Some(responder) = responder {
-                responder.send(reply);
+                replies.push((responder, reply));
             }
         }
         if let Some(applied) = self.applied {
             // Committed: consumers may read it (once it is fsynced here).
             self.log.set_commit_next(applied.index + 1);
+        }
+        // Writers hear only now, so what they were told is committed is readable.
+        for (responder, reply) in replies {
+            responder.send(reply);
         }
         if membership_changed {
             self.save_membership()?;
