@@ -26,6 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod dr;
 pub mod group;
 pub mod handlers;

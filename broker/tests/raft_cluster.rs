@@ -59,6 +59,7 @@ async fn start_node(net: &Arc<MemNetwork>, id: NodeId, storage: SimStorage) -> N
         },
         timing: TIMING,
         application: Arc::new(PartitionApplication),
+        keep_committed: false,
     };
     let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
     let handle = start(spec, storage_dyn, Arc::new(SystemClock), net.router(id))

@@ -63,6 +63,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// Settings that parse one by one but disagree with each other (named in the message).
+    #[error("conflicting settings: {0}")]
+    Conflict(String),
 }
 
 /// Orders `known` so the keys closest to `key` come first, for "did you mean" messages.

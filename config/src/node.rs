@@ -22,7 +22,38 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "admin_addr",
         "address of the admin HTTP server (/metrics, /v1/status)",
     ),
-    ("node_id", "this broker's id in Metadata responses"),
+    (
+        "node_id",
+        "this broker's id, unique in its cluster (Kafka's broker.id)",
+    ),
+    (
+        "rpc_addr",
+        "address of the listener other nodes of the cluster reach this one on (Raft, metadata)",
+    ),
+    (
+        "advertised_rpc_addr",
+        "host:port other nodes are told to reach this one on (default: rpc_addr)",
+    ),
+    (
+        "seeds",
+        "the cluster's founding nodes and controller voters, id@host:port,...; empty: a cluster of one",
+    ),
+    (
+        "default_replication_factor",
+        "replicas of a topic created without one (Kafka's default.replication.factor)",
+    ),
+    (
+        "default_min_insync_replicas",
+        "default min.insync.replicas of topics",
+    ),
+    (
+        "raft_heartbeat_interval_ms",
+        "how often a partition leader tells its followers it is alive",
+    ),
+    (
+        "raft_election_timeout_ms",
+        "shortest silence from a leader before a follower stands for election (the longest is twice it)",
+    ),
     (
         "archive",
         "where sealed segments go: a directory, file:///dir, s3://bucket/prefix, or none",
@@ -185,6 +216,18 @@ pub struct NodeConfig {
     pub admin_addr: SocketAddr,
     /// Broker id in Metadata.
     pub node_id: i32,
+    /// Listener for the other nodes of the cluster.
+    pub rpc_addr: SocketAddr,
+    /// `host:port` other nodes use; `None` means `rpc_addr`.
+    pub advertised_rpc_addr: Option<String>,
+    /// The founding nodes (controller voters): (id, `host:port`); empty for a cluster of one.
+    pub seeds: Vec<(i32, String)>,
+    /// Kafka's `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// Raft heartbeat period.
+    pub raft_heartbeat_interval_ms: u64,
+    /// Shortest Raft election timeout (the longest is twice it).
+    pub raft_election_timeout_ms: u64,
     /// Archive destination.
     pub archive: ArchiveTarget,
     /// Longest wait before an unsealed segment's data is rolled and archived.
@@ -253,6 +296,12 @@ impl Default for NodeConfig {
             advertised_kafka_addr: None,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             node_id: 0,
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 33145)),
+            advertised_rpc_addr: None,
+            seeds: Vec::new(),
+            default_replication_factor: 1,
+            raft_heartbeat_interval_ms: 150,
+            raft_election_timeout_ms: 1000,
             archive: ArchiveTarget::Default,
             archive_upload_interval_ms: 3_600_000,
             archive_metadata_interval_ms: 60_000,
@@ -326,6 +375,44 @@ impl NodeConfig {
                 self.node_id = parse_in(value, 0, i32::MAX as i64)
                     .ok_or_else(|| invalid("an integer from 0 to 2147483647"))?
                     as i32
+            }
+            "rpc_addr" => self.rpc_addr = parse_addr(value).ok_or_else(|| invalid(ADDR))?,
+            "advertised_rpc_addr" => {
+                self.advertised_rpc_addr = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_host_port(value).ok_or_else(|| invalid("host:port"))?)
+                }
+            }
+            "seeds" => {
+                self.seeds = parse_seeds(value).map_err(|reason| ConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    origin: source.clone(),
+                    expected: format!(
+                        "id@host:port,... with distinct ids and addresses, such as 1@127.0.0.1:33145,2@127.0.0.1:33146,3@127.0.0.1:33147 ({reason})"
+                    ),
+                })?
+            }
+            "default_replication_factor" => {
+                self.default_replication_factor = parse_in(value, 1, 5)
+                    .ok_or_else(|| invalid("an integer from 1 to 5"))?
+                    as i16
+            }
+            "default_min_insync_replicas" => {
+                defaults.min_insync_replicas = parse_in(value, 1, 5)
+                    .ok_or_else(|| invalid("an integer from 1 to 5"))?
+                    as u32
+            }
+            "raft_heartbeat_interval_ms" => {
+                self.raft_heartbeat_interval_ms = parse_in(value, 10, 10_000)
+                    .ok_or_else(|| invalid("milliseconds from 10 to 10000"))?
+                    as u64
+            }
+            "raft_election_timeout_ms" => {
+                self.raft_election_timeout_ms = parse_in(value, 50, 60_000)
+                    .ok_or_else(|| invalid("milliseconds from 50 to 60000"))?
+                    as u64
             }
             "archive" => {
                 self.archive = match value {
@@ -609,6 +696,18 @@ impl NodeConfig {
             "advertised_kafka_addr" => self.advertised_addr(),
             "admin_addr" => self.admin_addr.to_string(),
             "node_id" => self.node_id.to_string(),
+            "rpc_addr" => self.rpc_addr.to_string(),
+            "advertised_rpc_addr" => self.advertised_rpc(),
+            "seeds" => self
+                .seeds
+                .iter()
+                .map(|(id, addr)| format!("{id}@{addr}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            "default_replication_factor" => self.default_replication_factor.to_string(),
+            "default_min_insync_replicas" => d.min_insync_replicas.to_string(),
+            "raft_heartbeat_interval_ms" => self.raft_heartbeat_interval_ms.to_string(),
+            "raft_election_timeout_ms" => self.raft_election_timeout_ms.to_string(),
             "archive" => match &self.archive {
                 ArchiveTarget::Default => self.data_dir.join("archive").display().to_string(),
                 ArchiveTarget::Disabled => "none".to_string(),
@@ -657,6 +756,44 @@ impl NodeConfig {
         })
     }
 
+    /// The `host:port` other nodes are told to reach this one on.
+    pub fn advertised_rpc(&self) -> String {
+        match &self.advertised_rpc_addr {
+            Some(addr) => addr.clone(),
+            None => self.rpc_addr.to_string(),
+        }
+    }
+
+    /// Checks settings against each other (after every layer is applied).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Conflict`] naming the settings that disagree.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.seeds.is_empty() && !self.seeds.iter().any(|(id, _)| *id == self.node_id) {
+            // A node joining a running cluster is not a seed: fine, it asks the seeds to join.
+            return Ok(());
+        }
+        if let Some((_, addr)) = self.seeds.iter().find(|(id, _)| *id == self.node_id)
+            && *addr != self.advertised_rpc()
+            && addr.parse::<SocketAddr>().ok() != Some(self.rpc_addr)
+        {
+            return Err(ConfigError::Conflict(format!(
+                "seeds name node {} at {addr}, but this node listens on {} (rpc_addr) and advertises {} (advertised_rpc_addr)",
+                self.node_id,
+                self.rpc_addr,
+                self.advertised_rpc()
+            )));
+        }
+        if self.raft_heartbeat_interval_ms >= self.raft_election_timeout_ms {
+            return Err(ConfigError::Conflict(format!(
+                "raft_heartbeat_interval_ms ({}) must be below raft_election_timeout_ms ({})",
+                self.raft_heartbeat_interval_ms, self.raft_election_timeout_ms
+            )));
+        }
+        Ok(())
+    }
+
     /// The `host:port` clients are told to connect to.
     pub fn advertised_addr(&self) -> String {
         match &self.advertised_kafka_addr {
@@ -675,6 +812,37 @@ const ARCHIVE_SCHEMES: &[&str] = &["file", "s3", "s3a", "gs", "az", "azure", "ab
 
 fn parse_addr(value: &str) -> Option<SocketAddr> {
     value.parse().ok()
+}
+
+fn parse_host_port(value: &str) -> Option<String> {
+    let (host, port) = value.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| value.to_string())
+}
+
+/// Parses `id@host:port,...` into distinct (id, address) pairs.
+fn parse_seeds(value: &str) -> Result<Vec<(i32, String)>, String> {
+    let mut seeds: Vec<(i32, String)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| format!("{item:?} has no '@'"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("{id:?} is not a node id"))?;
+        let addr =
+            parse_host_port(addr.trim()).ok_or_else(|| format!("{addr:?} is not host:port"))?;
+        if seeds.iter().any(|(i, _)| *i == id) {
+            return Err(format!("node {id} is named twice"));
+        }
+        if seeds.iter().any(|(_, a)| *a == addr) {
+            return Err(format!("{addr} is named twice"));
+        }
+        seeds.push((id, addr));
+    }
+    Ok(seeds)
 }
 
 pub(crate) fn parse_bool(value: &str) -> Option<bool> {
@@ -750,6 +918,48 @@ mod tests {
     }
 
     #[test]
+    fn seeds_parse_and_bad_ones_are_named() {
+        let mut config = NodeConfig::default();
+        config
+            .set("seeds", "1@127.0.0.1:33145, 2@10.0.0.2:33145", Source::Flag)
+            .unwrap();
+        assert_eq!(
+            config.seeds,
+            vec![
+                (1, "127.0.0.1:33145".to_string()),
+                (2, "10.0.0.2:33145".to_string())
+            ]
+        );
+        for (bad, why) in [
+            ("1@a:1,1@b:2", "named twice"),
+            ("1@a:1,2@a:1", "named twice"),
+            ("x@a:1", "not a node id"),
+            ("1@nowhere", "not host:port"),
+            ("1:2", "no '@'"),
+        ] {
+            let e = config
+                .set("seeds", bad, Source::Flag)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // A seed list that puts this node elsewhere than it listens is refused at start.
+        let mut config = NodeConfig {
+            node_id: 1,
+            ..NodeConfig::default()
+        };
+        config
+            .set("seeds", "1@127.0.0.1:40000,2@127.0.0.1:40001", Source::Flag)
+            .unwrap();
+        let e = config.check().unwrap_err().to_string();
+        assert!(e.contains("seeds name node 1 at 127.0.0.1:40000"), "{e}");
+        config
+            .set("rpc_addr", "127.0.0.1:40000", Source::Flag)
+            .unwrap();
+        config.check().unwrap();
+    }
+
+    #[test]
     fn every_documented_key_is_accepted() {
         // Each key must round-trip through `set` with a plausible value, so NODE_KEYS and the
         // match in `set` cannot drift apart.
@@ -774,6 +984,12 @@ mod tests {
                 "group_min_session_timeout_ms" => "6000",
                 "group_max_session_timeout_ms" => "300000",
                 "group_initial_rebalance_delay_ms" => "0",
+                "rpc_addr" => "127.0.0.1:33145",
+                "advertised_rpc_addr" => "node-1:33145",
+                "seeds" => "1@127.0.0.1:33145,2@127.0.0.1:33146",
+                "default_replication_factor" | "default_min_insync_replicas" => "3",
+                "raft_heartbeat_interval_ms" => "100",
+                "raft_election_timeout_ms" => "1000",
                 _ => "4096",
             };
             let mut config = NodeConfig::default();

@@ -167,13 +167,13 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         "min.insync.replicas",
         &[],
         PropertyKind::Int,
-        "replicas that must acknowledge acks=all (1 on one node)",
+        "in-sync replicas (the leader included) a partition needs to take acks=all",
     ),
     prop(
         "unclean.leader.election.enable",
         &[],
         PropertyKind::Boolean,
-        "accepted for compatibility; one node has no elections",
+        "accepted for compatibility: only in-sync replicas (a Raft quorum) can lead",
     ),
 ];
 
@@ -261,7 +261,7 @@ impl TopicProperty {
                 "CreateTime" | "LogAppendTime" => value.to_string(),
                 _ => return Err(invalid("CreateTime or LogAppendTime")),
             },
-            "min.insync.replicas" => int(1, 1, "1 (silt runs one replica per partition)")?,
+            "min.insync.replicas" => int(1, 5, "an integer from 1 to 5")?,
             "remote.readreplica" => {
                 if value.is_empty() {
                     return Err(invalid("a bucket name or archive URL"));
@@ -306,6 +306,8 @@ pub struct TopicDefaults {
     pub message_timestamp_type: TimestampType,
     /// `remote.storage.enable`: true when the node has an archive.
     pub remote_storage_enable: bool,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: u32,
 }
 
 impl Default for TopicDefaults {
@@ -322,6 +324,7 @@ impl Default for TopicDefaults {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             remote_storage_enable: true,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -361,6 +364,8 @@ pub struct TopicConfig {
     pub remote_recovery: bool,
     /// `remote.readreplica`.
     pub remote_readreplica: Option<String>,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: u32,
 }
 
 impl TopicConfig {
@@ -390,6 +395,7 @@ impl TopicConfig {
             remote_read: true,
             remote_recovery: false,
             remote_readreplica: None,
+            min_insync_replicas: defaults.min_insync_replicas,
         };
         for (name, raw) in overrides {
             let (key, value) = TopicProperty::validate(name, raw)?;
@@ -416,11 +422,9 @@ impl TopicConfig {
                 "remote.read" => config.remote_read = value == "true",
                 "remote.recovery" => config.remote_recovery = value == "true",
                 "remote.readreplica" => config.remote_readreplica = Some(value),
+                "min.insync.replicas" => config.min_insync_replicas = long() as u32,
                 // Accepted for compatibility; one value only, nothing to resolve.
-                "cleanup.policy"
-                | "compression.type"
-                | "min.insync.replicas"
-                | "unclean.leader.election.enable" => {}
+                "cleanup.policy" | "compression.type" | "unclean.leader.election.enable" => {}
                 other => unreachable!("validated property {other} has no field"),
             }
         }
@@ -456,7 +460,7 @@ impl TopicConfig {
             "remote.read" => self.remote_read.to_string(),
             "remote.recovery" => self.remote_recovery.to_string(),
             "remote.readreplica" => self.remote_readreplica.clone().unwrap_or_default(),
-            "min.insync.replicas" => "1".to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "unclean.leader.election.enable" => "false".to_string(),
             _ => return None,
         })

@@ -115,6 +115,21 @@ pub enum AppendError {
     /// The log is closed or stopped.
     #[error("partition log is closed")]
     Closed,
+    /// This replica does not lead the partition (or stopped leading before the append was
+    /// committed: its outcome is unknown, an idempotent producer's retry is safe).
+    #[error("not the partition's leader (the leader is {})", leader.map_or("unknown".to_string(), |l| format!("broker {l}")))]
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<i32>,
+    },
+    /// Fewer replicas are in sync than the topic's `min.insync.replicas`.
+    #[error("{in_sync} replica(s) in sync, min.insync.replicas is {required}")]
+    NotEnoughReplicas {
+        /// In-sync replicas, the leader included.
+        in_sync: usize,
+        /// What the topic requires.
+        required: usize,
+    },
 }
 
 /// An append on its way to the writer.
@@ -957,7 +972,7 @@ impl Writer {
     }
 }
 
-fn check_timestamps(
+pub(crate) fn check_timestamps(
     header: &BatchHeader,
     config: &super::LogConfig,
     now: i64,

@@ -360,14 +360,17 @@ impl PartitionLog {
             high_watermark: hw,
             log_start_offset,
         };
-        if offset < log_start_offset || offset > high_watermark {
+        // Between the high watermark and the log end is not out of range: it is written and
+        // not yet readable (not yet durable, or not yet committed by a quorum; a new leader's
+        // high watermark can trail what the old one showed). The reader waits, as in Kafka.
+        if offset < log_start_offset || offset > high_watermark.max(self.log_end_offset()) {
             return Err(LogError::OffsetOutOfRange {
                 requested: offset,
                 log_start: log_start_offset,
                 high_watermark,
             });
         }
-        if offset == high_watermark {
+        if offset >= high_watermark {
             return Ok(empty(high_watermark));
         }
         for segment in self.shared.segments_from(offset) {
@@ -485,6 +488,11 @@ impl PartitionLog {
     /// A receiver that changes whenever the high watermark moves (for long polls).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.shared.high_watermark.subscribe()
+    }
+
+    /// The log's clock, in milliseconds since the Unix epoch.
+    pub fn clock_now_ms(&self) -> i64 {
+        self.shared.clock.now_ms()
     }
 
     /// First offset held locally.
@@ -715,7 +723,7 @@ impl PartitionLog {
 }
 
 /// Checks that `bytes` is exactly one whole v2 batch with a good CRC, within `max` bytes.
-fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
+pub(crate) fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
     let header = BatchHeader::parse(bytes, u32::MAX)
         .map_err(|e| AppendError::Corrupt(e.to_string()))?
         .ok_or_else(|| {

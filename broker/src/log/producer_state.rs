@@ -103,49 +103,47 @@ impl ProducerStateTable {
         if !header.has_producer_id() {
             return Ok(Check::Append);
         }
-        let producer_id = header.producer_id;
-        let Some(entry) = self.producers.get(&producer_id) else {
+        check_entry(self.producers.get(&header.producer_id), header)
+    }
+
+    /// Checks a batch as if `in_flight` (batches of the same producer accepted by a leader and
+    /// not appended yet, oldest first) had been appended. A duplicate of one of those comes
+    /// back as a [`Check::Duplicate`] whose offsets are -1: it has none yet.
+    ///
+    /// # Errors
+    ///
+    /// [`SequenceError`] when the batch must be refused.
+    pub fn check_with(
+        &self,
+        header: &BatchHeader,
+        in_flight: &[InFlightBatch],
+    ) -> Result<Check, SequenceError> {
+        if !header.has_producer_id() {
             return Ok(Check::Append);
-        };
-        let first_sequence = header.base_sequence;
-        if header.producer_epoch < entry.epoch {
-            return Err(SequenceError::InvalidProducerEpoch {
-                producer_id,
-                epoch: header.producer_epoch,
-                current: entry.epoch,
+        }
+        let mut entry = self.producers.get(&header.producer_id).cloned();
+        for batch in in_flight {
+            let e = entry.get_or_insert_with(|| ProducerEntry {
+                epoch: batch.epoch,
+                batches: VecDeque::new(),
+                last_append_ms: 0,
+            });
+            if batch.epoch != e.epoch {
+                e.epoch = batch.epoch;
+                e.batches.clear();
+            }
+            if e.batches.len() == BATCHES_PER_PRODUCER_MAX {
+                e.batches.pop_front();
+            }
+            e.batches.push_back(BatchMeta {
+                first_sequence: batch.first_sequence,
+                last_sequence: batch.last_sequence,
+                base_offset: -1,
+                last_offset: -1,
+                timestamp: -1,
             });
         }
-        if header.producer_epoch > entry.epoch {
-            return if first_sequence == 0 {
-                Ok(Check::Append)
-            } else {
-                Err(SequenceError::OutOfOrderSequence {
-                    producer_id,
-                    first_sequence,
-                    last_sequence: -1,
-                })
-            };
-        }
-        let last_sequence = header.last_sequence();
-        if let Some(duplicate) = entry
-            .batches
-            .iter()
-            .find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
-        {
-            return Ok(Check::Duplicate(*duplicate));
-        }
-        let Some(last) = entry.batches.back() else {
-            return Ok(Check::Append);
-        };
-        if first_sequence == wrapping_sequence(last.last_sequence, 1) {
-            Ok(Check::Append)
-        } else {
-            Err(SequenceError::OutOfOrderSequence {
-                producer_id,
-                first_sequence,
-                last_sequence: last.last_sequence,
-            })
-        }
+        check_entry(entry.as_ref(), header)
     }
 
     /// Records an appended batch (its header carries the assigned base offset).
@@ -217,6 +215,67 @@ impl ProducerStateTable {
     /// True when no producer is known.
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
+    }
+}
+
+/// A batch a leader accepted and has not appended yet (see [`ProducerStateTable::check_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlightBatch {
+    /// Producer epoch.
+    pub epoch: i16,
+    /// First sequence.
+    pub first_sequence: i32,
+    /// Last sequence.
+    pub last_sequence: i32,
+}
+
+/// Kafka's checks (see the module docs) of a batch against one producer's entry.
+fn check_entry(
+    entry: Option<&ProducerEntry>,
+    header: &BatchHeader,
+) -> Result<Check, SequenceError> {
+    let producer_id = header.producer_id;
+    let Some(entry) = entry else {
+        return Ok(Check::Append);
+    };
+    let first_sequence = header.base_sequence;
+    if header.producer_epoch < entry.epoch {
+        return Err(SequenceError::InvalidProducerEpoch {
+            producer_id,
+            epoch: header.producer_epoch,
+            current: entry.epoch,
+        });
+    }
+    if header.producer_epoch > entry.epoch {
+        return if first_sequence == 0 {
+            Ok(Check::Append)
+        } else {
+            Err(SequenceError::OutOfOrderSequence {
+                producer_id,
+                first_sequence,
+                last_sequence: -1,
+            })
+        };
+    }
+    let last_sequence = header.last_sequence();
+    if let Some(duplicate) = entry
+        .batches
+        .iter()
+        .find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+    {
+        return Ok(Check::Duplicate(*duplicate));
+    }
+    let Some(last) = entry.batches.back() else {
+        return Ok(Check::Append);
+    };
+    if first_sequence == wrapping_sequence(last.last_sequence, 1) {
+        Ok(Check::Append)
+    } else {
+        Err(SequenceError::OutOfOrderSequence {
+            producer_id,
+            first_sequence,
+            last_sequence: last.last_sequence,
+        })
     }
 }
 
@@ -298,6 +357,40 @@ mod tests {
             table.check(&header(0, 0, 103, 1)),
             Ok(Check::Duplicate(_))
         ));
+    }
+
+    #[test]
+    fn in_flight_batches_count_as_appended() {
+        let mut table = ProducerStateTable::new();
+        table.record(&header(0, 0, 0, 2), 0);
+        let in_flight = [
+            InFlightBatch {
+                epoch: 0,
+                first_sequence: 2,
+                last_sequence: 3,
+            },
+            InFlightBatch {
+                epoch: 0,
+                first_sequence: 4,
+                last_sequence: 4,
+            },
+        ];
+        // Next in line after the in-flight ones, not after what is appended.
+        assert_eq!(
+            table.check_with(&header(0, 0, 5, 1), &in_flight),
+            Ok(Check::Append)
+        );
+        assert!(table.check_with(&header(0, 0, 2, 1), &in_flight).is_err());
+        // A retry of an in-flight batch is a duplicate without offsets yet.
+        match table.check_with(&header(0, 0, 2, 2), &in_flight) {
+            Ok(Check::Duplicate(meta)) => assert_eq!(meta.base_offset, -1),
+            other => panic!("{other:?}"),
+        }
+        // A retry of an appended one has its offsets.
+        match table.check_with(&header(0, 0, 0, 2), &in_flight) {
+            Ok(Check::Duplicate(meta)) => assert_eq!(meta.base_offset, 0),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

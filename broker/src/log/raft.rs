@@ -138,6 +138,9 @@ pub struct RaftState {
     /// The state machine had applied up to this entry (a lower bound; never ahead of what
     /// this node has fsynced).
     pub applied: Option<RaftLogId>,
+    /// Committed up to this entry, for groups that keep it (the controller's).
+    #[serde(default)]
+    pub committed: Option<RaftLogId>,
 }
 
 impl RaftState {
@@ -817,6 +820,24 @@ impl super::PartitionLog {
                 return Ok(());
             }
             state.applied = Some(applied);
+            *state
+        };
+        state.write(self.shared.storage.as_ref(), &self.shared.dir)
+    }
+
+    /// Records the commit point (blocking; only groups that need it at start-up call it).
+    ///
+    /// # Errors
+    ///
+    /// The write failed.
+    pub fn save_committed(&self, committed: Option<RaftLogId>) -> Result<(), LogError> {
+        let raft = self.raft_shared();
+        let state = {
+            let mut state = raft.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.committed >= committed {
+                return Ok(());
+            }
+            state.committed = committed;
             *state
         };
         state.write(self.shared.storage.as_ref(), &self.shared.dir)

@@ -31,7 +31,8 @@ pub fn for_append(error: &AppendError) -> ErrorCode {
         AppendError::Storage(_) => ErrorCode::KafkaStorageError,
         // The partition is closing (deleted or shutting down): retriable, the client refreshes
         // its metadata.
-        AppendError::Closed => ErrorCode::NotLeaderOrFollower,
+        AppendError::Closed | AppendError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
+        AppendError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
     }
 }
 

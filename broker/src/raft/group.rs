@@ -92,6 +92,8 @@ pub struct GroupSpec {
     pub timing: Timing,
     /// What committed entries mean.
     pub application: Arc<dyn Application>,
+    /// Keep the commit point on disk (see [`LogStore::keeping_committed`]).
+    pub keep_committed: bool,
 }
 
 /// Why a group did not start.
@@ -129,6 +131,7 @@ pub async fn start(
         log_config,
         timing,
         application,
+        keep_committed,
     } = spec;
     let config = config(group, timing).map_err(|reason| GroupError::Raft { group, reason })?;
     let runtime = tokio::runtime::Handle::current();
@@ -149,7 +152,10 @@ pub async fn start(
         .await?
     };
     let (log, state_machine) = opened;
-    let store = LogStore::new(log.clone(), storage);
+    let mut store = LogStore::new(log.clone(), storage);
+    if keep_committed {
+        store = store.keeping_committed();
+    }
     let network = NetworkFactory::new(router, group, node);
     let raft = Raft::new(node, config, network, store, state_machine)
         .await

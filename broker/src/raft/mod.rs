@@ -19,6 +19,7 @@ pub mod mem;
 pub mod network;
 pub mod runtime;
 pub mod store;
+pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

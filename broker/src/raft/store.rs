@@ -124,6 +124,9 @@ pub struct LogStore {
     log: Arc<PartitionLog>,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
+    /// Keep the commit point on disk (the controller's group: a restart applies its
+    /// metadata at once, before any leader speaks).
+    keep_committed: bool,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -138,7 +141,18 @@ impl LogStore {
     /// The log store of the replicated `log` in `dir`.
     pub fn new(log: Arc<PartitionLog>, storage: Arc<dyn Storage>) -> LogStore {
         let dir = log.dir().to_path_buf();
-        LogStore { log, storage, dir }
+        LogStore {
+            log,
+            storage,
+            dir,
+            keep_committed: false,
+        }
+    }
+
+    /// Makes the store keep the commit point on disk.
+    pub fn keeping_committed(mut self) -> LogStore {
+        self.keep_committed = true;
+        self
     }
 
     /// The log.
@@ -269,6 +283,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             )
             .await
             .map_err(io_error)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        if !self.keep_committed {
+            return Ok(());
+        }
+        let committed = committed.as_ref().map(from_log_id);
+        blocking(|| self.log.save_committed(committed)).map_err(io_error)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        if !self.keep_committed {
+            return Ok(None);
+        }
+        Ok(self.log.raft_state().committed.map(to_log_id))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

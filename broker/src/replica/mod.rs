@@ -11,7 +11,10 @@
 //! - what consumers may read: the high watermark, which never runs ahead of durability.
 //!
 //! [`LocalReplica`] is the single-replica implementation: the partition log alone, whose high
-//! watermark follows its `fdatasync`s and whose leader epoch is always 0.
+//! watermark follows its `fdatasync`s and whose leader epoch is always 0. [`raft::RaftReplica`]
+//! replicates through openraft: its high watermark is the commit point, its epoch the term.
+
+pub mod raft;
 
 use std::fmt::Debug;
 

@@ -1,0 +1,318 @@
+//! A replica of a replicated partition: openraft over the partition's segment files.
+//!
+//! The leader checks each batch before it is replicated (Raft cannot refuse an entry once it
+//! has an index): its size and CRC, its timestamps, and its idempotent producer's sequence,
+//! counting the batches it accepted that are not appended yet (the "gate"). It stamps
+//! LogAppendTime batches, so every replica stores the same bytes. Then the batch goes to
+//! openraft; acks=1 is answered once the leader's copy is written, acks=-1 once a quorum has
+//! fsynced it and the high watermark has moved past it.
+//!
+//! `min.insync.replicas` counts the leader and the followers that acknowledged it within the
+//! replica lag time (Kafka's `replica.lag.time.max.ms`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::type_config::async_runtime::Instant as _;
+use silt_config::TimestampType;
+use silt_index::batch::{self, BATCH_HEADER_BYTES, BatchHeader};
+use tokio::sync::oneshot;
+
+use super::{Acks, Leadership, Replica};
+use crate::log::appender::check_timestamps;
+use crate::log::producer_state::{Check, InFlightBatch};
+use crate::log::{AppendError, AppendTicket, Appended, LogError, PartitionLog};
+use crate::raft::group::GroupHandle;
+use crate::raft::{GroupId, LogData, NodeId};
+
+/// What a replicated partition is asked to honour (from its topic's properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: usize,
+    /// How long a follower may go without acknowledging the leader and still count as in
+    /// sync.
+    pub replica_lag_max: Duration,
+}
+
+/// Batches the leader accepted and has not appended yet, per producer, for one term.
+#[derive(Debug, Default)]
+struct Gate {
+    term: u64,
+    in_flight: HashMap<i64, Vec<InFlightBatch>>,
+}
+
+/// This node's replica of a replicated partition.
+pub struct RaftReplica {
+    node: NodeId,
+    group: GroupId,
+    handle: GroupHandle,
+    settings: RwLock<ReplicaSettings>,
+    gate: tokio::sync::Mutex<Gate>,
+}
+
+impl std::fmt::Debug for RaftReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftReplica")
+            .field("node", &self.node)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaftReplica {
+    /// The replica of group `group` on node `node`.
+    pub fn new(
+        node: NodeId,
+        group: GroupId,
+        handle: GroupHandle,
+        settings: ReplicaSettings,
+    ) -> RaftReplica {
+        RaftReplica {
+            node,
+            group,
+            handle,
+            settings: RwLock::new(settings),
+            gate: tokio::sync::Mutex::new(Gate::default()),
+        }
+    }
+
+    /// The group's Raft and log.
+    pub fn handle(&self) -> &GroupHandle {
+        &self.handle
+    }
+
+    /// The partition's Raft group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Replaces the settings (after AlterConfigs).
+    pub fn set_settings(&self, settings: ReplicaSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
+    fn settings(&self) -> ReplicaSettings {
+        *self.settings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The replicas in sync with this leader, itself included (just itself on a follower).
+    pub fn in_sync(&self) -> Vec<NodeId> {
+        let lag = self.settings().replica_lag_max;
+        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        let mut in_sync = vec![self.node];
+        if let Some(heartbeats) = &metrics.heartbeat {
+            for (follower, acked) in heartbeats {
+                if *follower != self.node && acked.as_ref().is_some_and(|at| at.elapsed() <= lag) {
+                    in_sync.push(*follower);
+                }
+            }
+        }
+        in_sync.sort_unstable();
+        in_sync
+    }
+
+    /// The voters of the group (its replicas).
+    pub fn voters(&self) -> Vec<NodeId> {
+        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Refuses with `NotLeader` unless this node leads; returns the term.
+    fn leading_term(&self) -> Result<u64, AppendError> {
+        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        if metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node) {
+            Ok(metrics.current_term)
+        } else {
+            Err(AppendError::NotLeader {
+                leader: metrics.current_leader.and_then(|l| i32::try_from(l).ok()),
+            })
+        }
+    }
+
+    /// Waits until the producer table holds a batch a retry duplicated while it was in
+    /// flight, and answers with its offsets.
+    async fn duplicate_of_in_flight(
+        log: &PartitionLog,
+        header: BatchHeader,
+    ) -> Result<Appended, AppendError> {
+        let mut watch = log.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = log.producers().entry(header.producer_id).and_then(|e| {
+                e.batches
+                    .iter()
+                    .find(|b| {
+                        e.epoch == header.producer_epoch
+                            && b.first_sequence == header.base_sequence
+                            && b.last_sequence == header.last_sequence()
+                    })
+                    .copied()
+            });
+            if let Some(meta) = found {
+                return Ok(Appended {
+                    base_offset: meta.base_offset,
+                    last_offset: meta.last_offset,
+                    log_append_time: -1,
+                    log_start_offset: log.log_start_offset(),
+                    duplicate: true,
+                });
+            }
+            let changed = tokio::time::timeout(Duration::from_millis(50), watch.changed()).await;
+            if tokio::time::Instant::now() >= deadline || matches!(changed, Ok(Err(_))) {
+                return Err(AppendError::NotLeader { leader: None });
+            }
+        }
+    }
+}
+
+/// Stamps a batch with the leader's clock (LogAppendTime topics), on a copy.
+fn stamp_append_time(batch: &Bytes, now: i64) -> Bytes {
+    let mut copy = BytesMut::from(batch.as_ref());
+    let (header, records) = copy.split_at_mut(BATCH_HEADER_BYTES);
+    batch::set_log_append_time(header, records, now);
+    copy.freeze()
+}
+
+#[async_trait::async_trait]
+impl Replica for RaftReplica {
+    fn log(&self) -> &PartitionLog {
+        &self.handle.log
+    }
+
+    fn leadership(&self) -> Leadership {
+        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        let is_leader =
+            metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node);
+        Leadership {
+            epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            leader: metrics.current_leader.and_then(|l| i32::try_from(l).ok()),
+            is_leader,
+        }
+    }
+
+    async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError> {
+        let log = self.log();
+        let config = log.config();
+        let header = crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?;
+        let term = self.leading_term()?;
+        if acks == Acks::All {
+            let required = self.settings().min_insync_replicas;
+            let in_sync = self.in_sync().len();
+            if in_sync < required {
+                return Err(AppendError::NotEnoughReplicas { in_sync, required });
+            }
+        }
+        let now = log.clock_now_ms();
+        check_timestamps(&header, &config, now)?;
+        let batch = if config.timestamp_type == TimestampType::LogAppendTime {
+            stamp_append_time(&batch, now)
+        } else {
+            batch
+        };
+        let (written_tx, written_rx) = oneshot::channel();
+        let (responder, complete) = ProgressResponder::complete_only();
+        {
+            // Batches enter Raft in the order they pass the gate.
+            let mut gate = self.gate.lock().await;
+            if gate.term != term {
+                *gate = Gate {
+                    term,
+                    ..Gate::default()
+                };
+            }
+            if header.has_producer_id() {
+                let table = log.producers();
+                let in_flight = gate.in_flight.entry(header.producer_id).or_default();
+                // What the table holds already is not in flight any more.
+                if let Some(entry) = table.entry(header.producer_id) {
+                    in_flight.retain(|f| {
+                        !(entry.epoch == f.epoch
+                            && entry.batches.iter().any(|b| {
+                                b.first_sequence == f.first_sequence
+                                    && b.last_sequence == f.last_sequence
+                            }))
+                    });
+                }
+                match table.check_with(&header, in_flight)? {
+                    Check::Duplicate(meta) if meta.base_offset >= 0 => {
+                        let appended = Appended {
+                            base_offset: meta.base_offset,
+                            last_offset: meta.last_offset,
+                            log_append_time: if config.timestamp_type
+                                == TimestampType::LogAppendTime
+                            {
+                                meta.timestamp
+                            } else {
+                                -1
+                            },
+                            log_start_offset: log.log_start_offset(),
+                            duplicate: true,
+                        };
+                        return Ok(AppendTicket::new(async move { Ok(appended) }));
+                    }
+                    Check::Duplicate(_) => {
+                        drop(table);
+                        let log = self.handle.log.clone();
+                        return Ok(AppendTicket::new(async move {
+                            RaftReplica::duplicate_of_in_flight(&log, header).await
+                        }));
+                    }
+                    Check::Append => {}
+                }
+                in_flight.push(InFlightBatch {
+                    epoch: header.producer_epoch,
+                    first_sequence: header.base_sequence,
+                    last_sequence: header.last_sequence(),
+                });
+                if in_flight.len() > 64 {
+                    // Never more than a producer's pipeline; an old one was lost with a term.
+                    in_flight.remove(0);
+                }
+            }
+            let data = LogData {
+                batch,
+                written: Some(Arc::new(Mutex::new(Some(written_tx)))),
+            };
+            self.handle
+                .raft
+                .client_write_ff(data, Some(responder))
+                .await
+                .map_err(|_| AppendError::Closed)?;
+        }
+        Ok(AppendTicket::new(async move {
+            let not_leader = |leader: Option<u64>| AppendError::NotLeader {
+                leader: leader.and_then(|l| i32::try_from(l).ok()),
+            };
+            match acks {
+                Acks::Leader => written_rx.await.map_err(|_| not_leader(None)),
+                Acks::All => match complete.await {
+                    Ok(Ok(_)) => written_rx.await.map_err(|_| not_leader(None)),
+                    Ok(Err(
+                        ClientWriteError::ForwardToLeader(f)
+                        | ClientWriteError::LogEntryDiscarded(f),
+                    )) => Err(not_leader(f.leader_id)),
+                    Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
+                    Err(_) => Err(not_leader(None)),
+                },
+            }
+        }))
+    }
+
+    fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.log().epoch_end_offset(epoch)
+    }
+
+    async fn close(&self) -> Result<(), LogError> {
+        if let Err(e) = self.handle.raft.shutdown().await {
+            tracing::warn!(group = self.group, error = %e, "Raft did not stop cleanly");
+        }
+        self.log().close().await
+    }
+}
