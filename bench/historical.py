@@ -116,7 +116,7 @@ def start_silt_with_admin(binary, data, extra):
     import threading
 
     process = subprocess.Popen(
-        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *extra],
+        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,silt=info"},
     )
     log = open(Path(data).parent / "silt.log", "a")

@@ -53,7 +53,7 @@ def raw_disk(directory: Path, size: int, seconds: float) -> float:
 
 def start_silt(binary: Path, data: Path, extra=()):
     process = subprocess.Popen(
-        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", *extra],
+        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,silt=info"},
     )
     for line in process.stderr:

@@ -13,27 +13,13 @@
 use std::collections::BTreeMap;
 
 use silt_archiver::{Archive, PartitionId, TopicCatalog};
-use silt_config::TopicConfig;
-use uuid::Uuid;
 
+use crate::cluster::admin::{Created, NewTopic, Restored};
 use crate::node::Node;
-use crate::topics::{Restored, TopicError};
+use crate::topics::TopicError;
 
 /// Property names that say how a topic is created, not what it is.
 const RECOVERY: &str = "remote.recovery";
-
-/// A topic as created (or as it would be, for validate-only requests).
-#[derive(Debug)]
-pub struct Created {
-    /// Topic id.
-    pub id: Uuid,
-    /// Partitions.
-    pub partitions: i32,
-    /// Resolved properties.
-    pub config: TopicConfig,
-    /// Overrides as stored.
-    pub overrides: BTreeMap<String, String>,
-}
 
 /// Creates a topic: plainly, recovered from this node's archive (`remote.recovery=true`), or
 /// as a read replica of another archive (`remote.readreplica=<bucket or URL>`).
@@ -52,24 +38,17 @@ pub async fn create_topic(
     validate_only: bool,
 ) -> Result<Created, TopicError> {
     let count = partitions.unwrap_or(node.config.default_partitions);
-    let (config, overrides) = node
-        .topics
-        .validate_create(name, count, replication, configs)?;
+    let (config, overrides) = node.topics.validate_create(name, count, configs)?;
     let replica = config.remote_readreplica.clone();
     if !config.remote_recovery && replica.is_none() {
-        if validate_only {
-            return Ok(Created {
-                id: Uuid::nil(),
-                partitions: count,
-                config,
-                overrides,
-            });
-        }
-        let topic = node
-            .topics
-            .create(name, count, replication, configs)
-            .await?;
-        return Ok(created(&topic));
+        let new = NewTopic {
+            name: name.to_string(),
+            partitions: count,
+            replication_factor: replication,
+            configs: configs.to_vec(),
+            restored: None,
+        };
+        return node.create_topic(new, validate_only).await;
     }
     if config.remote_recovery && replica.is_some() {
         return Err(TopicError::Archive(
@@ -111,30 +90,21 @@ pub async fn create_topic(
         next_offsets(&source, &catalog).await?
     };
     let merged_list: Vec<(String, String)> = merged.into_iter().collect();
-    if validate_only {
-        let (config, overrides) =
-            node.topics
-                .validate_create(name, catalog.partitions, replication, &merged_list)?;
-        return Ok(Created {
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: catalog.partitions,
+        replication_factor: replication,
+        configs: merged_list,
+        restored: Some(Restored {
             id: catalog.id,
-            partitions: catalog.partitions,
-            config,
-            overrides,
-        });
+            starts: starts.clone(),
+        }),
+    };
+    let mut created = node.create_topic(new, validate_only).await?;
+    if validate_only {
+        created.id = catalog.id;
+        return Ok(created);
     }
-    let topic = node
-        .topics
-        .create_as(
-            name,
-            catalog.partitions,
-            replication,
-            &merged_list,
-            Some(Restored {
-                id: catalog.id,
-                starts: starts.clone(),
-            }),
-        )
-        .await?;
     match &replica {
         Some(value) => {
             tracing::info!(topic = name, id = %catalog.id, source = value, partitions = catalog.partitions, "created read replica")
@@ -143,16 +113,7 @@ pub async fn create_topic(
             tracing::info!(topic = name, id = %catalog.id, partitions = catalog.partitions, next_offsets = ?starts, "recovered topic from the archive")
         }
     }
-    Ok(created(&topic))
-}
-
-fn created(topic: &crate::topics::Topic) -> Created {
-    Created {
-        id: topic.id,
-        partitions: topic.partition_count(),
-        config: topic.config(),
-        overrides: topic.overrides(),
-    }
+    Ok(created)
 }
 
 /// The newest incarnation of `name` in an archive's catalog.

@@ -26,6 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod controller;
 pub mod dr;
 pub mod group;

@@ -4,25 +4,26 @@
 //!
 //! ```text
 //! <data>/node.json           {"format":1,"cluster_id":"..."}: made on first start
-//! <data>/producer_ids.json   {"next":N}: first producer id not yet handed out
+//! <data>/producer_ids.json   {"next":N}: producer ids handed out before the node was part of a
+//!                            cluster (the controller hands out blocks now)
 //! ```
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use silt_config::NodeConfig;
 
+use crate::cluster::{Cluster, Replicas};
+use crate::controller::state::PRODUCER_ID_BLOCK;
+use crate::controller::{Command, ControllerError, Reply};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{Clock, LogError, Storage};
 use crate::metrics::Metrics;
 use crate::tiering::Tiering;
-use crate::topics::{TopicEvent, TopicRegistry};
-
-/// Producer ids are reserved on disk this many at a time.
-pub const PRODUCER_ID_BLOCK: i64 = 1000;
+use crate::topics::{ReplicaFactory, TopicEvent, TopicRegistry};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct NodeRecord {
@@ -40,7 +41,7 @@ struct ProducerIdRecord {
 pub struct Node {
     /// Settings.
     pub config: NodeConfig,
-    /// Cluster id, made on first start and kept in `node.json`.
+    /// The cluster's id (the controller's; kept in `node.json` too).
     pub cluster_id: String,
     /// Topics.
     pub topics: Arc<TopicRegistry>,
@@ -52,8 +53,11 @@ pub struct Node {
     pub metrics: Metrics,
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    storage: Arc<dyn Storage>,
-    producer_ids: Mutex<ProducerIds>,
+    /// This node's part in the cluster: controller, peers, Raft groups.
+    pub cluster: Arc<Cluster>,
+    /// Opens this node's replicas.
+    pub replicas: Arc<dyn ReplicaFactory>,
+    producer_ids: tokio::sync::Mutex<ProducerIds>,
     started: Instant,
 }
 
@@ -63,36 +67,79 @@ struct ProducerIds {
     reserved_until: i64,
 }
 
+/// What a data directory says about the node before it joins its cluster.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The cluster id it was made with (the cluster's, once the controller named it).
+    pub cluster_id: String,
+    /// Producer ids it handed out before it was part of a cluster.
+    pub next_producer_id: i64,
+}
+
 impl Node {
-    /// Opens the node's data directory (creating it), loads its identity and its topics.
-    /// Blocking: it recovers every partition log.
+    /// Reads (creating the data directory and `node.json`) what the node is. Blocking.
     ///
     /// # Errors
     ///
     /// [`LogError`] naming the path when the data directory cannot be created, read or
     /// written.
-    pub fn open(
-        mut config: NodeConfig,
-        storage: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<Arc<Node>, LogError> {
+    pub fn identity(config: &NodeConfig, storage: &dyn Storage) -> Result<Identity, LogError> {
         let data = config.data_dir.clone();
         storage
             .create_dir_all(&data)
             .map_err(|e| LogError::io("create data directory", data.clone(), e))?;
         let node_file = data.join("node.json");
         let cluster_id = if storage.exists(&node_file) {
-            let record: NodeRecord = read_json(storage.as_ref(), &node_file)?;
+            let record: NodeRecord = read_json(storage, &node_file)?;
             record.cluster_id
         } else {
             let record = NodeRecord {
                 format: 1,
                 cluster_id: new_cluster_id(),
             };
-            write_json(storage.as_ref(), &node_file, &record)?;
+            write_json(storage, &node_file, &record)?;
             record.cluster_id
         };
+        let ids_file = data.join("producer_ids.json");
+        let next_producer_id = if storage.exists(&ids_file) {
+            read_json::<ProducerIdRecord>(storage, &ids_file)?.next
+        } else {
+            0
+        };
+        Ok(Identity {
+            cluster_id,
+            next_producer_id,
+        })
+    }
+
+    /// Opens the node's data directory now that it is part of its cluster: its topics (their
+    /// partitions open as the controller's state is reconciled), groups and archive.
+    /// Blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError`] naming the path when the data directory cannot be read or written.
+    pub fn open(
+        mut config: NodeConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        runtime: tokio::runtime::Handle,
+        cluster: Arc<Cluster>,
+    ) -> Result<Arc<Node>, LogError> {
+        let data = config.data_dir.clone();
+        let own = Node::identity(&config, storage.as_ref())?;
+        let cluster_id = cluster.cluster_id().unwrap_or(own.cluster_id.clone());
+        if cluster_id != own.cluster_id {
+            // Joined a cluster founded elsewhere: this node is part of it now.
+            write_json(
+                storage.as_ref(),
+                &data.join("node.json"),
+                &NodeRecord {
+                    format: 1,
+                    cluster_id: cluster_id.clone(),
+                },
+            )?;
+        }
         let archive_target = match &config.archive {
             silt_config::ArchiveTarget::Disabled => None,
             silt_config::ArchiveTarget::Default => Some(data.join("archive").display().to_string()),
@@ -109,18 +156,7 @@ impl Node {
             )),
             None => None,
         };
-        let ids_file = data.join("producer_ids.json");
-        let next = if storage.exists(&ids_file) {
-            read_json::<ProducerIdRecord>(storage.as_ref(), &ids_file)?.next
-        } else {
-            0
-        };
-        let topics = Arc::new(TopicRegistry::open(
-            storage.clone(),
-            clock.clone(),
-            &config,
-            runtime.clone(),
-        )?);
+        let topics = Arc::new(TopicRegistry::open(storage.clone(), &config)?);
         let group_config = GroupConfig {
             session_timeout_min_ms: config.group_min_session_timeout_ms,
             session_timeout_max_ms: config.group_max_session_timeout_ms,
@@ -134,6 +170,14 @@ impl Node {
             clock.clone(),
             &runtime,
         )?);
+        let replicas = Arc::new(Replicas::new(
+            &config,
+            storage.clone(),
+            clock.clone(),
+            cluster.transport.clone(),
+            cluster.groups.clone(),
+            cluster.timing,
+        ));
         let node = Arc::new(Node {
             config,
             cluster_id,
@@ -142,10 +186,11 @@ impl Node {
             tiering,
             metrics: Metrics::default(),
             clock,
-            storage,
-            producer_ids: Mutex::new(ProducerIds {
-                next,
-                reserved_until: next,
+            cluster,
+            replicas,
+            producer_ids: tokio::sync::Mutex::new(ProducerIds {
+                next: 0,
+                reserved_until: 0,
             }),
             started: Instant::now(),
         });
@@ -175,23 +220,29 @@ impl Node {
         Ok(node)
     }
 
-    /// Hands out a producer id never given before, reserving a block on disk when the
-    /// current one runs out (so a restart never reuses an id). Blocking.
+    /// Hands out a producer id never given before anywhere in the cluster: from a block the
+    /// controller reserved for this node, reserving another when it runs out.
     ///
     /// # Errors
     ///
-    /// The I/O error of reserving a block.
-    pub fn allocate_producer_id(&self) -> Result<i64, LogError> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+    /// The controller did not answer, or refused.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.next == ids.reserved_until {
-            let until = ids.next + PRODUCER_ID_BLOCK;
-            let path = self.config.data_dir.join("producer_ids.json");
-            write_json(
-                self.storage.as_ref(),
-                &path,
-                &ProducerIdRecord { next: until },
-            )?;
-            ids.reserved_until = until;
+            let command = Command::AllocateProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            };
+            match self.cluster.propose(command).await? {
+                Reply::ProducerIds { first, count } => {
+                    ids.next = first;
+                    ids.reserved_until = first + count;
+                }
+                other => {
+                    return Err(ControllerError::Stopped(format!(
+                        "producer ids refused: {other:?}"
+                    )));
+                }
+            }
         }
         let id = ids.next;
         ids.next += 1;
@@ -212,10 +263,11 @@ impl Node {
         self.config.data_dir.clone()
     }
 
-    /// Closes every partition log cleanly.
+    /// Closes every replica cleanly, then stops the Raft groups.
     pub async fn shutdown(&self) {
         self.topics.close_all().await;
         self.groups.close().await;
+        self.cluster.shutdown().await;
     }
 }
 
@@ -251,39 +303,4 @@ fn write_json<T: Serialize>(
 ) -> Result<(), LogError> {
     let bytes = serde_json::to_vec_pretty(value).expect("node records serialise");
     write_atomic(storage, path, &bytes).map_err(|e| LogError::io("write", path.to_path_buf(), e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::{DiskStorage, SystemClock};
-
-    #[tokio::test]
-    async fn producer_ids_are_never_reused_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = NodeConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..NodeConfig::default()
-        };
-        let open = || {
-            Node::open(
-                config.clone(),
-                Arc::new(DiskStorage),
-                Arc::new(SystemClock),
-                tokio::runtime::Handle::current(),
-            )
-            .unwrap()
-        };
-        let node = open();
-        let first: Vec<i64> = (0..3)
-            .map(|_| node.allocate_producer_id().unwrap())
-            .collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        let cluster_id = node.cluster_id.clone();
-        assert_eq!(cluster_id.len(), 22);
-        drop(node);
-        let node = open();
-        assert_eq!(node.cluster_id, cluster_id);
-        assert_eq!(node.allocate_producer_id().unwrap(), PRODUCER_ID_BLOCK);
-    }
 }

@@ -157,10 +157,39 @@ impl PartitionView {
         let partition = topic
             .partition(index)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if !partition.hosted {
+            // Another broker's: the client's metadata is stale.
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
         if partition.replica.is_err() {
             return Err(ErrorCode::KafkaStorageError);
         }
         Ok(PartitionView::of(node, topic, partition))
+    }
+
+    /// The online partition `index` of `topic`, which this node must lead (what produce,
+    /// fetch, ListOffsets and OffsetForLeaderEpoch ask of it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::find`], and `NOT_LEADER_OR_FOLLOWER` on a follower (the client refreshes
+    /// its metadata and goes to the leader).
+    pub fn find_leader(node: &Node, topic: &str, index: i32) -> Result<PartitionView, ErrorCode> {
+        let view = PartitionView::find(node, topic, index)?;
+        if view.is_replica() || view.replica().leadership().is_leader {
+            Ok(view)
+        } else {
+            Err(ErrorCode::NotLeaderOrFollower)
+        }
+    }
+
+    /// The current leader of the partition, as this replica knows (for KIP-951 hints).
+    pub fn leader(&self) -> Option<i32> {
+        self.partition
+            .replica
+            .as_ref()
+            .ok()
+            .and_then(|r| r.leadership().leader)
     }
 
     /// The view of a partition already looked up (it may be offline: see [`Self::offline`]).

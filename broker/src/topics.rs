@@ -8,10 +8,13 @@
 //! <data>/trash/                         deleted topics on their way out
 //! ```
 //!
-//! `topic.json` is written atomically (temporary file, fsync, rename, fsync of the directory)
-//! before any partition directory exists, so a topic is either fully known after a crash or
-//! not at all. A deleted topic's directory is renamed into `trash/` first (atomic), then
-//! removed, so a topic created again under the same name starts clean.
+//! The controller's state says which topics exist and which partitions this node holds a
+//! replica of; [`TopicRegistry::reconcile`] makes the directory agree with it. `topic.json`
+//! is written atomically (temporary file, fsync, rename, fsync of the directory) before any
+//! partition directory exists, so a topic is either fully known after a crash or not at all.
+//! A topic whose id matches the controller's keeps its data; any other is renamed into
+//! `trash/` first (atomic), then removed, so a topic created again under the same name starts
+//! clean.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,11 +22,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use silt_config::{ConfigError, NodeConfig, TopicConfig, TopicProperty};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::controller::{ClusterState, TopicMeta};
 use crate::log::storage::{read_all, write_atomic};
-use crate::log::{Clock, LogConfig, LogError, PartitionLog, Storage};
-use crate::replica::{LocalReplica, Replica};
+use crate::log::{LogConfig, LogError, PartitionLog, Storage};
+use crate::replica::Replica;
 
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -56,9 +61,12 @@ pub enum TopicError {
     /// Replica assignments naming brokers other than this one.
     #[error("{0}")]
     InvalidReplicaAssignment(String),
-    /// A replication factor this node cannot provide.
-    #[error("replication factor {0} is larger than the 1 broker available")]
-    InvalidReplicationFactor(i16),
+    /// A replication factor the cluster cannot provide (named in the message).
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// The controller did not answer (no quorum): retriable.
+    #[error("{0}")]
+    Unavailable(String),
     /// A property or value that is not accepted.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -121,29 +129,48 @@ pub struct TopicRecord {
     pub configs: BTreeMap<String, String>,
 }
 
-/// What a topic restored from an archive keeps of its former life.
-#[derive(Debug, Clone)]
-pub struct Restored {
-    /// The topic's id in the archive (its objects are named by it).
-    pub id: Uuid,
-    /// Per partition, the offset its local log starts at: the archive's next offset.
-    pub starts: Vec<i64>,
-}
-
-/// A partition: this node's replica of it, or why it is offline.
+/// A partition: this node's replica of it, or why there is none here.
 #[derive(Debug)]
 pub struct Partition {
     /// Partition index.
     pub index: i32,
-    /// The replica, or the error that keeps it offline.
+    /// The replica, or why there is none: it is offline here, or hosted by other brokers.
     pub replica: Result<Arc<dyn Replica>, String>,
+    /// True when this node holds a replica (online or not).
+    pub hosted: bool,
 }
 
 impl Partition {
-    /// The local log, if the partition is online.
+    /// The local log, if the partition is online here.
     pub fn log(&self) -> Option<&PartitionLog> {
         self.replica.as_ref().ok().map(|r| r.log())
     }
+
+    fn elsewhere(index: i32, replicas: &[i32]) -> Partition {
+        Partition {
+            index,
+            replica: Err(format!("hosted on brokers {replicas:?}")),
+            hosted: false,
+        }
+    }
+}
+
+/// Opens this node's replica of a partition (a local log alone, or a Raft group).
+#[async_trait::async_trait]
+pub trait ReplicaFactory: std::fmt::Debug + Send + Sync + 'static {
+    /// Opens the replica of partition `index` of `topic` in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// Why it cannot serve (its log does not open, its group does not start).
+    async fn open(
+        &self,
+        topic: &TopicMeta,
+        index: i32,
+        dir: PathBuf,
+        log_config: LogConfig,
+        config: &TopicConfig,
+    ) -> Result<Arc<dyn Replica>, String>;
 }
 
 /// A topic on this node.
@@ -155,6 +182,8 @@ pub struct Topic {
     pub id: Uuid,
     /// For a read replica, the archive it serves (`remote.readreplica`, fixed at creation).
     pub read_replica_of: Option<String>,
+    /// silt's own (the group log): not listed as a client's topic.
+    pub internal: bool,
     dir: PathBuf,
     state: RwLock<TopicState>,
 }
@@ -258,17 +287,20 @@ pub enum TopicEvent {
 /// Receives [`TopicEvent`]s.
 pub type TopicListener = Arc<dyn Fn(TopicEvent) + Send + Sync>;
 
-/// All topics of the node.
+/// The topics of this node: what the controller's state says this node holds, materialized
+/// in `<data>/topics` (see [`TopicRegistry::reconcile`]).
 pub struct TopicRegistry {
     root: PathBuf,
     trash: PathBuf,
     storage: Arc<dyn Storage>,
-    clock: Arc<dyn Clock>,
     node: NodeConfig,
-    runtime: tokio::runtime::Handle,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serialises create, delete and alter so two admin requests cannot interleave on one name.
-    admin: tokio::sync::Mutex<()>,
+    /// Topics found on disk at start and not reconciled yet.
+    found: Mutex<HashMap<String, TopicRecord>>,
+    /// One reconciliation at a time.
+    reconciling: tokio::sync::Mutex<()>,
+    /// The controller state version last materialized.
+    reconciled: watch::Sender<u64>,
     listener: Mutex<Option<TopicListener>>,
 }
 
@@ -281,18 +313,13 @@ impl std::fmt::Debug for TopicRegistry {
 }
 
 impl TopicRegistry {
-    /// Loads every topic under `<data>/topics`, opening its partition logs (blocking).
-    /// A partition whose log does not open stays offline with the error; the others serve.
+    /// Reads what topics `<data>/topics` holds (blocking); their partitions open when the
+    /// controller's state is reconciled.
     ///
     /// # Errors
     ///
     /// When the topics directory cannot be created or listed, or a `topic.json` is unreadable.
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-        node: &NodeConfig,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<TopicRegistry, LogError> {
+    pub fn open(storage: Arc<dyn Storage>, node: &NodeConfig) -> Result<TopicRegistry, LogError> {
         let root = node.data_dir.join("topics");
         let trash = node.data_dir.join("trash");
         for dir in [&root, &trash] {
@@ -310,17 +337,7 @@ impl TopicRegistry {
                 .remove_dir_all(&path)
                 .map_err(|e| LogError::io("remove", path.clone(), e))?;
         }
-        let registry = TopicRegistry {
-            root: root.clone(),
-            trash,
-            storage: storage.clone(),
-            clock,
-            node: node.clone(),
-            runtime,
-            topics: RwLock::new(HashMap::new()),
-            admin: tokio::sync::Mutex::new(()),
-            listener: Mutex::new(None),
-        };
+        let mut found = HashMap::new();
         let mut names = storage
             .list_dir(&root)
             .map_err(|e| LogError::io("list directory", root.clone(), e))?;
@@ -338,57 +355,33 @@ impl TopicRegistry {
                 .map_err(|e| LogError::io("read", file.clone(), e))?;
             let record: TopicRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| LogError::corrupt(file.clone(), 0, e.to_string()))?;
-            let topic = registry.load(record, dir);
-            registry
-                .topics
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name, topic);
+            found.insert(record.name.clone(), record);
         }
-        Ok(registry)
-    }
-
-    fn load(&self, record: TopicRecord, dir: PathBuf) -> Arc<Topic> {
-        let config = match TopicConfig::resolve(&record.configs, &self.node.topic_defaults) {
-            Ok(config) => config,
-            Err(e) => {
-                tracing::error!(topic = %record.name, error = %e, "stored topic config no longer validates; using defaults");
-                TopicConfig::resolve(&BTreeMap::new(), &self.node.topic_defaults)
-                    .expect("defaults are valid")
-            }
-        };
-        let partitions = (0..record.partitions)
-            .map(|i| self.open_partition(&dir, i, &config))
-            .collect();
-        Arc::new(Topic {
-            name: record.name,
-            id: record.id,
-            read_replica_of: config.remote_readreplica.clone(),
-            dir,
-            state: RwLock::new(TopicState {
-                overrides: record.configs,
-                config,
-                partitions,
-            }),
+        Ok(TopicRegistry {
+            root,
+            trash,
+            storage,
+            node: node.clone(),
+            topics: RwLock::new(HashMap::new()),
+            found: Mutex::new(found),
+            reconciling: tokio::sync::Mutex::new(()),
+            reconciled: watch::Sender::new(0),
+            listener: Mutex::new(None),
         })
     }
 
-    fn open_partition(&self, topic_dir: &Path, index: i32, config: &TopicConfig) -> Arc<Partition> {
-        let dir = topic_dir.join(index.to_string());
-        let log_config = LogConfig::new(config, &self.node);
-        let replica = PartitionLog::open(
-            self.storage.clone(),
-            &dir,
-            log_config,
-            self.clock.clone(),
-            &self.runtime,
-        )
-        .map(|log| Arc::new(LocalReplica::new(log, self.node.node_id)) as Arc<dyn Replica>)
-        .map_err(|e| {
-            tracing::error!(dir = %dir.display(), error = %e, "partition offline");
-            e.to_string()
-        });
-        Arc::new(Partition { index, replica })
+    /// Topics found on disk at start (a node from before clusters brings its topics into the
+    /// controller from these).
+    pub fn found_on_disk(&self) -> Vec<TopicRecord> {
+        let mut records: Vec<TopicRecord> = self
+            .found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        records
     }
 
     /// Sets who hears about topic changes.
@@ -439,7 +432,8 @@ impl TopicRegistry {
         topics
     }
 
-    /// Checks a creation without doing it; returns the resolved config and overrides.
+    /// Checks the parts of a creation that do not depend on the cluster: the name, the
+    /// partition count and the properties. Returns the resolved config and the overrides.
     ///
     /// # Errors
     ///
@@ -448,20 +442,13 @@ impl TopicRegistry {
         &self,
         name: &str,
         partitions: i32,
-        replication_factor: i16,
         configs: &[(String, String)],
     ) -> Result<(TopicConfig, BTreeMap<String, String>), TopicError> {
         validate_topic_name(name)?;
-        if self.get(name).is_some() {
-            return Err(TopicError::AlreadyExists(name.to_string()));
-        }
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
             return Err(TopicError::InvalidPartitions(format!(
                 "number of partitions must be between 1 and {PARTITIONS_MAX}, not {partitions}"
             )));
-        }
-        if replication_factor != 1 {
-            return Err(TopicError::InvalidReplicationFactor(replication_factor));
         }
         let mut overrides = BTreeMap::new();
         for (key, value) in configs {
@@ -472,71 +459,219 @@ impl TopicRegistry {
         Ok((config, overrides))
     }
 
-    /// Creates a topic: writes `topic.json`, then opens its partition logs.
+    /// Validates a replacement of a topic's overrides: each property, and that no
+    /// creation-only one changes. Returns the canonical overrides.
     ///
     /// # Errors
     ///
-    /// As [`TopicRegistry::validate_create`], or an I/O error writing the topic.
-    pub async fn create(
-        self: &Arc<Self>,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: &[(String, String)],
-    ) -> Result<Arc<Topic>, TopicError> {
-        self.create_as(name, partitions, replication_factor, configs, None)
-            .await
-    }
-
-    /// Creates a topic, as [`TopicRegistry::create`]; with `restored`, under a given id and
-    /// with each partition's log starting (empty) at a given offset: a topic recovered from
-    /// an archive, whose older offsets the archive serves.
-    ///
-    /// # Errors
-    ///
-    /// As [`TopicRegistry::create`].
-    pub async fn create_as(
-        self: &Arc<Self>,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: &[(String, String)],
-        restored: Option<Restored>,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let _admin = self.admin.lock().await;
-        let (config, overrides) =
-            self.validate_create(name, partitions, replication_factor, configs)?;
-        if let Some(restored) = &restored {
-            if let Some(holder) = self.get_by_id(restored.id) {
-                return Err(TopicError::Archive(format!(
-                    "cannot restore '{name}': its id {} belongs to topic '{}' here already",
-                    restored.id, holder.name
-                )));
-            }
-            if restored.starts.len() != partitions as usize {
-                return Err(TopicError::Archive(format!(
-                    "cannot restore '{name}': {} start offsets for {partitions} partitions",
-                    restored.starts.len()
-                )));
+    /// [`TopicError::Config`] or [`TopicError::CreateOnly`].
+    pub fn validate_overrides(
+        &self,
+        current: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, TopicError> {
+        let mut canonical = BTreeMap::new();
+        for (key, value) in overrides {
+            let (key, value) = TopicProperty::validate(key, value)?;
+            canonical.insert(key.to_string(), value);
+        }
+        for property in silt_config::TOPIC_PROPERTIES
+            .iter()
+            .filter(|p| p.create_only)
+        {
+            if canonical.get(property.name) != current.get(property.name) {
+                return Err(TopicError::CreateOnly(property.name));
             }
         }
+        TopicConfig::resolve(&canonical, &self.node.topic_defaults)?;
+        Ok(canonical)
+    }
+
+    /// The controller state version last materialized here.
+    pub fn reconciled(&self) -> watch::Receiver<u64> {
+        self.reconciled.subscribe()
+    }
+
+    /// Waits until the controller state `version` is materialized here (at most `timeout`).
+    pub async fn wait_reconciled(&self, version: u64, timeout: std::time::Duration) -> bool {
+        let mut watch = self.reconciled.subscribe();
+        tokio::time::timeout(timeout, watch.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Makes this node hold what `state` says node `me` holds: topics created, deleted or
+    /// changed, this node's partitions opened (through `factory`) and the ones moved away
+    /// closed and removed. Topics keep their data when their id matches.
+    pub async fn reconcile(
+        self: &Arc<Self>,
+        state: &ClusterState,
+        me: i32,
+        factory: &dyn ReplicaFactory,
+    ) {
+        let _one_at_a_time = self.reconciling.lock().await;
+        // Gone from the controller (or replaced by a new incarnation): delete here.
+        for topic in self.all() {
+            let keep = state
+                .topics
+                .get(&topic.name)
+                .is_some_and(|meta| meta.id == topic.id);
+            if !keep && let Err(e) = self.remove_topic(&topic.name).await {
+                tracing::error!(topic = %topic.name, error = %e, "could not delete the topic here");
+            }
+        }
+        for meta in state.topics.values() {
+            if let Err(e) = self.materialize(meta, me, factory).await {
+                tracing::error!(topic = %meta.name, error = %e, "could not materialize the topic here");
+            }
+        }
+        self.reconciled.send_replace(state.version);
+    }
+
+    /// Brings one topic here in line with `meta`.
+    async fn materialize(
+        self: &Arc<Self>,
+        meta: &TopicMeta,
+        me: i32,
+        factory: &dyn ReplicaFactory,
+    ) -> Result<(), TopicError> {
+        let config = match TopicConfig::resolve(&meta.configs, &self.node.topic_defaults) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(topic = %meta.name, error = %e, "topic config no longer validates; using defaults");
+                TopicConfig::resolve(&BTreeMap::new(), &self.node.topic_defaults)
+                    .expect("defaults are valid")
+            }
+        };
+        let topic = match self.get(&meta.name) {
+            Some(topic) => topic,
+            None => self.create_local(meta, &config).await?,
+        };
+        let mut changed = false;
+        let old_overrides = topic.overrides();
+        if old_overrides != meta.configs {
+            let this = self.clone();
+            let (topic_io, configs) = (topic.clone(), meta.configs.clone());
+            self.blocking(move || {
+                let mut record = topic_io.record();
+                record.configs = configs;
+                this.write_record(&topic_io.dir, &record)
+                    .map_err(TopicError::from)
+            })
+            .await?;
+            let mut state = topic.state.write().unwrap_or_else(|p| p.into_inner());
+            state.overrides = meta.configs.clone();
+            state.config = config.clone();
+            for partition in &state.partitions {
+                if let Ok(replica) = &partition.replica {
+                    replica.reconfigure(LogConfig::new(&config, &self.node), &config);
+                }
+            }
+            changed = true;
+            tracing::info!(topic = %meta.name, configs = ?meta.configs, "topic config changed");
+        }
+        let current = topic.partitions();
+        let mut partitions = Vec::with_capacity(meta.partitions.len());
+        for (index, placement) in meta.partitions.iter().enumerate() {
+            let index = index as i32;
+            let assigned = placement.replicas.contains(&me)
+                || placement.target.as_ref().is_some_and(|t| t.contains(&me));
+            let existing = current.get(index as usize).cloned();
+            let partition = match existing {
+                Some(p) if p.hosted == assigned => p,
+                Some(p) if p.hosted => {
+                    // Moved away: this node's copy goes.
+                    if let Ok(replica) = &p.replica {
+                        let _ = replica.close().await;
+                    }
+                    self.remove_partition_dir(&topic, index).await?;
+                    tracing::info!(topic = %meta.name, partition = index, "replica moved away; removed here");
+                    Arc::new(Partition::elsewhere(index, &placement.replicas))
+                }
+                _ if assigned => {
+                    let dir = topic.dir.join(index.to_string());
+                    if let Some(start) = meta.starts.as_ref().and_then(|s| s.get(index as usize)) {
+                        self.prepare_restored(&dir, *start).await?;
+                    }
+                    let log_config = LogConfig::new(&config, &self.node);
+                    let replica = factory
+                        .open(meta, index, dir.clone(), log_config, &config)
+                        .await;
+                    if let Err(e) = &replica {
+                        tracing::error!(dir = %dir.display(), error = %e, "partition offline");
+                    }
+                    Arc::new(Partition {
+                        index,
+                        replica,
+                        hosted: true,
+                    })
+                }
+                _ => Arc::new(Partition::elsewhere(index, &placement.replicas)),
+            };
+            partitions.push(partition);
+        }
+        if partitions.len() != current.len()
+            || partitions
+                .iter()
+                .zip(&current)
+                .any(|(a, b)| !Arc::ptr_eq(a, b))
+        {
+            if partitions.len() != current.len() {
+                let this = self.clone();
+                let topic_io = topic.clone();
+                let count = partitions.len() as i32;
+                self.blocking(move || {
+                    let mut record = topic_io.record();
+                    record.partitions = count;
+                    this.write_record(&topic_io.dir, &record)
+                        .map_err(TopicError::from)
+                })
+                .await?;
+                changed = true;
+            }
+            topic
+                .state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .partitions = partitions;
+        }
+        if changed {
+            self.notify(TopicEvent::Changed(topic));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic's directory and record here (keeping what is there if it is the same
+    /// incarnation), with no partition open yet.
+    async fn create_local(
+        self: &Arc<Self>,
+        meta: &TopicMeta,
+        config: &TopicConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
         let record = TopicRecord {
             format: FORMAT_VERSION,
-            name: name.to_string(),
-            id: restored.as_ref().map_or_else(Uuid::new_v4, |r| r.id),
-            partitions,
-            configs: overrides,
+            name: meta.name.clone(),
+            id: meta.id,
+            partitions: meta.partitions.len() as i32,
+            configs: meta.configs.clone(),
         };
-        let log_config = LogConfig::new(&config, &self.node);
+        let found = self
+            .found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&meta.name);
+        let adopt = found.as_ref().is_some_and(|r| r.id == meta.id);
         let this = self.clone();
-        let topic = self
+        let record_io = record.clone();
+        let dir = self
             .blocking(move || {
-                let dir = this.root.join(&record.name);
-                if this.storage.exists(&dir) {
-                    // A directory without topic.json (skipped at start): never adopt its data.
+                let dir = this.root.join(&record_io.name);
+                if this.storage.exists(&dir) && !adopt {
+                    // Another incarnation (or a directory without topic.json): never adopt
+                    // its data.
                     let stale = this
                         .trash
-                        .join(format!("{}-stale-{}", record.name, record.id));
+                        .join(format!("{}-stale-{}", record_io.name, record_io.id));
                     this.storage
                         .rename(&dir, &stale)
                         .map_err(|e| LogError::io("rename", dir.clone(), e))?;
@@ -547,37 +682,83 @@ impl TopicRegistry {
                 this.storage
                     .create_dir_all(&dir)
                     .map_err(|e| LogError::io("create directory", dir.clone(), e))?;
-                this.write_record(&dir, &record)?;
-                for (index, &start) in restored.iter().flat_map(|r| r.starts.iter().enumerate()) {
-                    PartitionLog::create_empty_at(
-                        this.storage.as_ref(),
-                        &dir.join(index.to_string()),
-                        start,
-                        &log_config,
-                    )?;
-                }
+                this.write_record(&dir, &record_io)?;
                 this.storage
                     .sync_dir(&this.root)
                     .map_err(|e| LogError::io("sync directory", this.root.clone(), e))?;
-                Ok::<_, TopicError>(this.load(record, dir))
+                Ok::<_, TopicError>(dir)
             })
             .await?;
-        tracing::info!(topic = name, partitions, id = %topic.id, configs = ?topic.overrides(), "created topic");
+        let topic = Arc::new(Topic {
+            name: meta.name.clone(),
+            id: meta.id,
+            read_replica_of: config.remote_readreplica.clone(),
+            internal: meta.internal,
+            dir,
+            state: RwLock::new(TopicState {
+                overrides: meta.configs.clone(),
+                config: config.clone(),
+                partitions: Vec::new(),
+            }),
+        });
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), topic.clone());
-        self.notify(TopicEvent::Changed(topic.clone()));
+            .insert(meta.name.clone(), topic.clone());
+        if adopt {
+            tracing::debug!(topic = %meta.name, id = %meta.id, "opened topic");
+        } else {
+            tracing::info!(topic = %meta.name, partitions = meta.partitions.len(), id = %meta.id, configs = ?meta.configs, "created topic");
+        }
         Ok(topic)
     }
 
-    /// Deletes a topic: closes its logs, renames its directory into the trash, removes it.
-    ///
-    /// # Errors
-    ///
-    /// [`TopicError::Unknown`], or an I/O error (the topic is then already gone from service).
-    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().await;
+    /// Makes `dir` an empty log starting at `start`, unless it exists (a restored partition).
+    async fn prepare_restored(&self, dir: &Path, start: i64) -> Result<(), TopicError> {
+        if self.storage.exists(dir) {
+            return Ok(());
+        }
+        let storage = self.storage.clone();
+        let dir = dir.to_path_buf();
+        let config = LogConfig::new(
+            &TopicConfig::resolve(&BTreeMap::new(), &self.node.topic_defaults)
+                .expect("defaults are valid"),
+            &self.node,
+        );
+        self.blocking(move || {
+            PartitionLog::create_empty_at(storage.as_ref(), &dir, start, &config)
+                .map_err(TopicError::from)
+        })
+        .await
+    }
+
+    async fn remove_partition_dir(&self, topic: &Topic, index: i32) -> Result<(), TopicError> {
+        let storage = self.storage.clone();
+        let dir = topic.dir.join(index.to_string());
+        let target = self
+            .trash
+            .join(format!("{}-{}-{index}", topic.name, topic.id));
+        let root = topic.dir.clone();
+        self.blocking(move || {
+            if storage.exists(&dir) {
+                storage
+                    .rename(&dir, &target)
+                    .map_err(|e| LogError::io("rename", dir.clone(), e))?;
+                storage
+                    .sync_dir(&root)
+                    .map_err(|e| LogError::io("sync directory", root.clone(), e))?;
+                storage
+                    .remove_dir_all(&target)
+                    .map_err(|e| LogError::io("remove", target.clone(), e))?;
+            }
+            Ok::<_, TopicError>(())
+        })
+        .await
+    }
+
+    /// Deletes a topic here: closes its replicas, renames its directory into the trash,
+    /// removes it.
+    async fn remove_topic(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
         let topic = self
             .topics
             .write()
@@ -621,120 +802,7 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Grows a topic to `count` partitions.
-    ///
-    /// # Errors
-    ///
-    /// [`TopicError::InvalidPartitions`] unless `count` is larger than today's count and within
-    /// the limit; I/O errors.
-    pub async fn add_partitions(
-        self: &Arc<Self>,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let current = topic.partition_count();
-        if count <= current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic currently has {current} partitions, {count} would not be an increase"
-            )));
-        }
-        if count > PARTITIONS_MAX {
-            return Err(TopicError::InvalidPartitions(format!(
-                "at most {PARTITIONS_MAX} partitions"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let this = self.clone();
-        let topic_for_io = topic.clone();
-        self.blocking(move || {
-            let config = topic_for_io.config();
-            let mut record = topic_for_io.record();
-            record.partitions = count;
-            this.write_record(&topic_for_io.dir, &record)?;
-            let added: Vec<Arc<Partition>> = (current..count)
-                .map(|i| this.open_partition(&topic_for_io.dir, i, &config))
-                .collect();
-            topic_for_io
-                .state
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .partitions
-                .extend(added);
-            Ok::<_, TopicError>(())
-        })
-        .await?;
-        tracing::info!(topic = name, from = current, to = count, "added partitions");
-        self.notify(TopicEvent::Changed(topic));
-        Ok(())
-    }
-
-    /// Replaces a topic's overrides (after validating each) and applies them to its logs.
-    ///
-    /// # Errors
-    ///
-    /// [`TopicError::Config`] or [`TopicError::CreateOnly`]; I/O errors.
-    pub async fn set_overrides(
-        self: &Arc<Self>,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let mut canonical = BTreeMap::new();
-        for (key, value) in &overrides {
-            let (key, value) = TopicProperty::validate(key, value)?;
-            canonical.insert(key.to_string(), value);
-        }
-        let current = topic.overrides();
-        for property in silt_config::TOPIC_PROPERTIES
-            .iter()
-            .filter(|p| p.create_only)
-        {
-            if canonical.get(property.name) != current.get(property.name) {
-                return Err(TopicError::CreateOnly(property.name));
-            }
-        }
-        let config = TopicConfig::resolve(&canonical, &self.node.topic_defaults)?;
-        if validate_only {
-            return Ok(());
-        }
-        let this = self.clone();
-        let topic_for_io = topic.clone();
-        let config_for_io = config.clone();
-        self.blocking(move || {
-            let mut record = topic_for_io.record();
-            record.configs = canonical.clone();
-            this.write_record(&topic_for_io.dir, &record)?;
-            let mut state = topic_for_io
-                .state
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            state.overrides = canonical;
-            state.config = config_for_io.clone();
-            for partition in &state.partitions {
-                if let Some(log) = partition.log() {
-                    log.set_config(LogConfig::new(&config_for_io, &this.node));
-                }
-            }
-            Ok::<_, TopicError>(())
-        })
-        .await?;
-        tracing::info!(topic = name, configs = ?topic.overrides(), "altered topic config");
-        self.notify(TopicEvent::Changed(topic));
-        Ok(())
-    }
-
-    /// Closes every partition log (clean shutdown).
+    /// Closes every replica (clean shutdown).
     pub async fn close_all(&self) {
         for topic in self.all() {
             for partition in topic.partitions() {

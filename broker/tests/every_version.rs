@@ -10,13 +10,14 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use silt_broker::handlers::{self, Handled};
-use silt_broker::log::{DiskStorage, SystemClock};
-use silt_broker::node::Node;
+use silt_broker::log::DiskStorage;
 use silt_broker::protocol::versions::SUPPORTED;
 use silt_broker::protocol::{encode_response, parse_request};
 use silt_config::NodeConfig;
 use silt_index::batch::Codec;
 use silt_index::record::{NewRecord, encode_batch};
+
+mod common;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -339,19 +340,11 @@ async fn every_advertised_version_round_trips() {
         group_initial_rebalance_delay_ms: 0,
         ..NodeConfig::default()
     };
-    let runtime = tokio::runtime::Handle::current();
-    let node = tokio::task::spawn_blocking(move || {
-        Node::open(
-            config,
-            Arc::new(DiskStorage),
-            Arc::new(SystemClock),
-            runtime,
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
-    let topic = node.topics.create("t", 2, 1, &[]).await.unwrap();
+    let node = common::open_node(config, Arc::new(DiskStorage)).await;
+    let topic = node
+        .create_topic(common::new_topic("t", 2), false)
+        .await
+        .unwrap();
     let mut partitions = 2;
     for (api, min, max) in SUPPORTED {
         for version in *min..=*max {
@@ -391,10 +384,9 @@ fn mutated_requests_never_panic() {
         group_initial_rebalance_delay_ms: 0,
         ..NodeConfig::default()
     };
-    let handle = runtime.handle().clone();
-    let node = Node::open(config, Arc::new(DiskStorage), Arc::new(SystemClock), handle).unwrap();
+    let node = runtime.block_on(common::open_node(config, Arc::new(DiskStorage)));
     let topic_id = runtime
-        .block_on(node.topics.create("t", 2, 1, &[]))
+        .block_on(node.create_topic(common::new_topic("t", 2), false))
         .unwrap()
         .id;
     let apis: Vec<(ApiKey, i16)> = SUPPORTED

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use silt_broker::group::state::{CommittedOffset, JoinRequest};
 use silt_broker::group::{GroupState, OffsetCommit};
-use silt_broker::log::{DiskStorage, SystemClock};
+use silt_broker::log::DiskStorage;
 use silt_broker::node::Node;
 use silt_config::NodeConfig;
+
+mod common;
 
 async fn open(dir: &std::path::Path) -> Arc<Node> {
     let config = NodeConfig {
@@ -16,18 +18,7 @@ async fn open(dir: &std::path::Path) -> Arc<Node> {
         group_log_compaction_bytes: 64 * 1024,
         ..NodeConfig::default()
     };
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        Node::open(
-            config,
-            Arc::new(DiskStorage),
-            Arc::new(SystemClock),
-            runtime,
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap()
+    common::open_node(config, Arc::new(DiskStorage)).await
 }
 
 fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
@@ -47,7 +38,9 @@ fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
 async fn offsets_and_members_survive_restart_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.topics.create("t", 4, 1, &[]).await.unwrap();
+    node.create_topic(common::new_topic("t", 4), false)
+        .await
+        .unwrap();
     // An admin-style group: many commits of the same partitions.
     for round in 0..500 {
         let offsets = (0..4)
@@ -153,13 +146,7 @@ async fn open_sim(storage: &silt_broker::log::sim::SimStorage) -> Arc<Node> {
         archive: silt_config::ArchiveTarget::Disabled,
         ..NodeConfig::default()
     };
-    let runtime = tokio::runtime::Handle::current();
-    let storage = storage.clone();
-    tokio::task::spawn_blocking(move || {
-        Node::open(config, Arc::new(storage), Arc::new(SystemClock), runtime).unwrap()
-    })
-    .await
-    .unwrap()
+    common::open_node(config, Arc::new(storage.clone())).await
 }
 
 /// Issue #10: a committed offset reaches OffsetFetch only once its record is durable, so a

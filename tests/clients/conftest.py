@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SILT_BIN = Path(os.environ.get("SILT_TEST_BIN", REPO / "target" / "debug" / "silt"))
 NODE_DIR = Path(__file__).resolve().parent
-READY = re.compile(r"silt is serving.*kafka=(\S+):(\d+) admin=(\S+):(\d+)")
+READY = re.compile(r"silt is serving.*kafka=(\S+):(\d+) admin=(\S+):(\d+) rpc=(\S+):(\d+)")
 
 
 class Silt:
@@ -31,6 +31,7 @@ class Silt:
         self.env = dict(env or {})
         self.kafka_port = 0
         self.admin_port = 0
+        self.rpc_port = 0
         self.process = None
         self.lines = []
 
@@ -49,9 +50,10 @@ class Silt:
             "--data-dir", str(self.data_dir),
             "--kafka-addr", f"127.0.0.1:{self.kafka_port}",
             "--admin-addr", f"127.0.0.1:{self.admin_port}",
+            "--rpc-addr", f"127.0.0.1:{self.rpc_port}",
             *self.extra_args,
         ]
-        env = {**os.environ, "RUST_LOG": os.environ.get("SILT_TEST_LOG", "info"), **self.env}
+        env = {**os.environ, "RUST_LOG": os.environ.get("SILT_TEST_LOG", "info,openraft=warn"), **self.env}
         env = {k: v for k, v in env.items() if not k.startswith("SILT_") or k in self.env}
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE, env=env, text=True)
@@ -66,6 +68,7 @@ class Silt:
                 if match:
                     self.kafka_port = int(match.group(2))
                     self.admin_port = int(match.group(4))
+                    self.rpc_port = int(match.group(6))
                     ready.set()
             log.close()
 

@@ -217,6 +217,8 @@ fn a_data_directory_that_cannot_be_created_is_named() {
             "127.0.0.1:0",
             "--admin-addr",
             "127.0.0.1:0",
+            "--rpc-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(blocker.join("data"));

@@ -78,7 +78,9 @@ fn main() -> ExitCode {
         default_sigpipe();
     }
     let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
+        // openraft narrates every election and membership step at info: silt logs the ones
+        // a user cares about itself.
+        "info,openraft=warn"
     } else {
         "warn"
     };

@@ -29,9 +29,18 @@ pub(crate) struct ServeArgs {
     /// Archive: a directory, file:///dir, s3://bucket/prefix, or none.
     #[arg(long)]
     archive: Option<String>,
-    /// Broker id.
+    /// Broker id (unique in the cluster).
     #[arg(long)]
     node_id: Option<String>,
+    /// Listen address for the other nodes of the cluster.
+    #[arg(long)]
+    rpc_addr: Option<String>,
+    /// host:port the other nodes are told to use.
+    #[arg(long)]
+    advertised_rpc_addr: Option<String>,
+    /// The cluster's founding nodes, id@host:port,... (empty: a cluster of one).
+    #[arg(long)]
+    seeds: Option<String>,
     /// Any setting, key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -56,6 +65,9 @@ pub(crate) fn load_config(args: &ServeArgs) -> Result<NodeConfig> {
         ("admin_addr", &args.admin_addr),
         ("archive", &args.archive),
         ("node_id", &args.node_id),
+        ("rpc_addr", &args.rpc_addr),
+        ("advertised_rpc_addr", &args.advertised_rpc_addr),
+        ("seeds", &args.seeds),
     ];
     for (key, value) in flags {
         if let Some(value) = value {
@@ -93,6 +105,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         archive,
         kafka = %server.kafka_addr(),
         admin = %server.admin_addr(),
+        rpc = %server.rpc_addr(),
+        node_id = server.node().config.node_id,
         topics = server.node().topics.all().len(),
         "silt is serving"
     );

@@ -195,8 +195,7 @@ pub(super) async fn alter(node: &Node, request: AlterConfigsRequest) -> AlterCon
                     .collect();
                 let name = resource.resource_name.as_str();
                 match node
-                    .topics
-                    .set_overrides(name, overrides, request.validate_only)
+                    .set_topic_overrides(name, overrides, request.validate_only)
                     .await
                 {
                     Ok(()) => (0, None),
@@ -243,8 +242,7 @@ pub(super) async fn incremental_alter(
                 match error {
                     Some(e) => failed(&e),
                     None => match node
-                        .topics
-                        .set_overrides(name, overrides, request.validate_only)
+                        .set_topic_overrides(name, overrides, request.validate_only)
                         .await
                     {
                         Ok(()) => (0, None),

@@ -103,7 +103,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         for p in &topic.partitions {
             let found = match &by_id {
                 Some(None) => Err(ErrorCode::UnknownTopicId),
-                _ => PartitionView::find(&node, name.0.as_str(), p.partition),
+                _ => PartitionView::find_leader(&node, name.0.as_str(), p.partition),
             };
             let found = found.and_then(|view| {
                 match check_leader_epoch(p.current_leader_epoch, view.leader_epoch()) {

@@ -25,11 +25,12 @@ pub(super) fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let view = match PartitionView::find(node, topic.topic.0.as_str(), p.partition)
-                    {
-                        Ok(view) => view,
-                        Err(e) => return result.with_error_code(e.code()),
-                    };
+                    let view =
+                        match PartitionView::find_leader(node, topic.topic.0.as_str(), p.partition)
+                        {
+                            Ok(view) => view,
+                            Err(e) => return result.with_error_code(e.code()),
+                        };
                     if let Some(e) = check_leader_epoch(p.current_leader_epoch, view.leader_epoch())
                     {
                         return result.with_error_code(e.code());

@@ -61,7 +61,7 @@ async fn lookup(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(-1);
-    let view = match PartitionView::find(node, topic, index) {
+    let view = match PartitionView::find_leader(node, topic, index) {
         Ok(view) => view,
         Err(code) => return response.with_error_code(code.code()),
     };

@@ -1,4 +1,9 @@
-//! Metadata: this broker, and the topics asked for (auto-creating unknown ones when allowed).
+//! Metadata: the cluster's brokers, and the topics asked for (auto-creating unknown ones when
+//! allowed), each partition with its leader, leader epoch, replicas and in-sync replicas.
+//!
+//! A partition this node holds a replica of is described from its Raft group (the leader and
+//! term every replica knows); one it does not hold, from the leadership its peers reported
+//! (see [`crate::cluster::leaders`]).
 
 use std::sync::Arc;
 
@@ -8,44 +13,41 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
-use super::cluster::advertised;
 use super::{str_bytes, topic_name};
+use crate::cluster::admin::NewTopic;
+use crate::controller::ClusterState;
 use crate::node::Node;
-use crate::partition::PartitionView;
 use crate::protocol::error_code::{ErrorCode, for_topic};
-use crate::topics::Topic;
+use crate::topics::{Partition, Topic};
 
 pub(super) async fn handle(
     node: &Node,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let (host, port) = advertised(node);
-    let node_id = BrokerId(node.config.node_id);
     // Before v4 a client could not say no to auto-creation; Kafka then creates.
     let may_create =
         node.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let all = |node: &Node| -> Vec<MetadataResponseTopic> {
+        let state = node.cluster.controller.state();
+        node.topics
+            .all()
+            .iter()
+            .filter(|t| !t.internal)
+            .map(|t| describe(node, &state, t))
+            .collect()
+    };
     let topics = match request.topics {
         // v0 used an empty list for "all topics"; later versions use null.
-        None => node
-            .topics
-            .all()
-            .iter()
-            .map(|t| describe(node, t, node_id))
-            .collect(),
-        Some(list) if list.is_empty() && version == 0 => node
-            .topics
-            .all()
-            .iter()
-            .map(|t| describe(node, t, node_id))
-            .collect(),
+        None => all(node),
+        Some(list) if list.is_empty() && version == 0 => all(node),
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
             for wanted in list {
                 topics.push(match (wanted.name, wanted.topic_id) {
-                    (Some(name), _) => by_name(node, name.0.as_str(), may_create, node_id).await,
+                    (Some(name), _) => by_name(node, name.0.as_str(), may_create).await,
                     (None, id) if id != Uuid::nil() => match node.topics.get_by_id(id) {
-                        Some(topic) => describe(node, &topic, node_id),
+                        Some(topic) => describe(node, &node.cluster.controller.state(), &topic),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
                             .with_error_code(ErrorCode::UnknownTopicId.code()),
@@ -57,27 +59,64 @@ pub(super) async fn handle(
             topics
         }
     };
+    let state = node.cluster.controller.state();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(node_id)
-                .with_host(str_bytes(&host))
-                .with_port(port),
-        ])
+        .with_brokers(brokers(node, &state))
         .with_cluster_id(Some(str_bytes(&node.cluster_id)))
-        .with_controller_id(node_id)
+        .with_controller_id(BrokerId(controller_id(node)))
         .with_cluster_authorized_operations(i32::MIN)
         .with_topics(topics)
 }
 
-async fn by_name(
-    node: &Node,
-    name: &str,
-    may_create: bool,
-    node_id: BrokerId,
-) -> MetadataResponseTopic {
+/// The controller's leader (the Kafka "controller"), or -1 while there is none.
+pub(super) fn controller_id(node: &Node) -> i32 {
+    node.cluster
+        .controller
+        .leader()
+        .and_then(|l| i32::try_from(l).ok())
+        .unwrap_or(-1)
+}
+
+/// Every registered broker with the address clients use.
+pub(super) fn brokers(node: &Node, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+    let mut brokers: Vec<MetadataResponseBroker> = state
+        .brokers
+        .values()
+        .map(|b| {
+            let (host, port) = split_host_port(&b.kafka_addr);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect();
+    if brokers.is_empty() {
+        // Not registered yet (a node still starting): at least this one.
+        let (host, port) = split_host_port(&node.config.advertised_addr());
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node.config.node_id))
+                .with_host(str_bytes(&host))
+                .with_port(port),
+        );
+    }
+    brokers
+}
+
+/// `host:port` split, IPv6 brackets removed.
+pub(super) fn split_host_port(addr: &str) -> (String, i32) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_matches(['[', ']']).to_string(),
+            port.parse().unwrap_or(9092),
+        ),
+        None => (addr.to_string(), 9092),
+    }
+}
+
+async fn by_name(node: &Node, name: &str, may_create: bool) -> MetadataResponseTopic {
     if let Some(topic) = node.topics.get(name) {
-        return describe(node, &topic, node_id);
+        return describe(node, &node.cluster.controller.state(), &topic);
     }
     let unknown = |error: ErrorCode| {
         MetadataResponseTopic::default()
@@ -87,12 +126,21 @@ async fn by_name(
     if !may_create {
         return unknown(ErrorCode::UnknownTopicOrPartition);
     }
-    let partitions = node.config.default_partitions;
-    match node.topics.create(name, partitions, 1, &[]).await {
-        Ok(topic) => describe(node, &topic, node_id),
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: node.config.default_partitions,
+        replication_factor: -1,
+        configs: Vec::new(),
+        restored: None,
+    };
+    match node.create_topic(new, false).await {
+        Ok(_) => match node.topics.get(name) {
+            Some(topic) => describe(node, &node.cluster.controller.state(), &topic),
+            None => unknown(ErrorCode::LeaderNotAvailable),
+        },
         // Another request created it meanwhile.
         Err(crate::topics::TopicError::AlreadyExists(_)) => match node.topics.get(name) {
-            Some(topic) => describe(node, &topic, node_id),
+            Some(topic) => describe(node, &node.cluster.controller.state(), &topic),
             None => unknown(ErrorCode::LeaderNotAvailable),
         },
         Err(e) => {
@@ -102,29 +150,68 @@ async fn by_name(
     }
 }
 
-fn describe(node: &Node, topic: &Arc<Topic>, node_id: BrokerId) -> MetadataResponseTopic {
+fn describe(node: &Node, state: &ClusterState, topic: &Arc<Topic>) -> MetadataResponseTopic {
+    let meta = state.topics.get(&topic.name).filter(|m| m.id == topic.id);
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
-            let view = PartitionView::of(node, topic.clone(), p.clone());
-            let partition = MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_epoch(view.leader_epoch())
-                .with_replica_nodes(vec![node_id])
-                .with_isr_nodes(vec![node_id]);
-            match &p.replica {
-                Ok(_) => partition.with_leader_id(node_id),
-                Err(_) => partition
-                    .with_leader_id(BrokerId(-1))
-                    .with_error_code(ErrorCode::KafkaStorageError.code())
-                    .with_offline_replicas(vec![node_id]),
-            }
+            let placement = meta.and_then(|m| m.partitions.get(p.index as usize));
+            let replicas =
+                placement.map_or_else(|| vec![node.config.node_id], |pm| pm.replicas.clone());
+            describe_partition(node, p, &replicas, placement.map(|pm| pm.group))
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
         .with_partitions(partitions)
         .with_topic_authorized_operations(i32::MIN)
+}
+
+fn describe_partition(
+    node: &Node,
+    partition: &Partition,
+    replicas: &[i32],
+    group: Option<u64>,
+) -> MetadataResponsePartition {
+    let described = MetadataResponsePartition::default()
+        .with_partition_index(partition.index)
+        .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect());
+    if !partition.hosted {
+        // Held elsewhere: what its leader told us, or its preferred leader if it said nothing.
+        let leadership = group.and_then(|g| node.cluster.leaders.get(g));
+        return match leadership {
+            Some(l) => described
+                .with_leader_id(BrokerId(l.leader))
+                .with_leader_epoch(l.epoch)
+                .with_isr_nodes(l.in_sync.iter().map(|r| BrokerId(*r)).collect()),
+            None => described
+                .with_leader_id(BrokerId(replicas.first().copied().unwrap_or(-1)))
+                .with_leader_epoch(-1)
+                .with_isr_nodes(replicas.iter().map(|r| BrokerId(*r)).collect()),
+        };
+    }
+    match &partition.replica {
+        Ok(replica) => {
+            let leadership = replica.leadership();
+            let in_sync = replica.in_sync();
+            let described = described
+                .with_leader_epoch(leadership.epoch)
+                .with_isr_nodes(in_sync.iter().map(|r| BrokerId(*r)).collect());
+            match leadership.leader {
+                Some(leader) => described.with_leader_id(BrokerId(leader)),
+                // An election is under way: the client asks again.
+                None => described
+                    .with_leader_id(BrokerId(-1))
+                    .with_error_code(ErrorCode::LeaderNotAvailable.code()),
+            }
+        }
+        Err(_) => described
+            .with_leader_id(BrokerId(-1))
+            .with_leader_epoch(-1)
+            .with_error_code(ErrorCode::KafkaStorageError.code())
+            .with_offline_replicas(vec![BrokerId(node.config.node_id)]),
+    }
 }

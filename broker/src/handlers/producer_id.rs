@@ -1,4 +1,5 @@
-//! InitProducerId for idempotent producers: a fresh producer id at epoch 0, never reused.
+//! InitProducerId for idempotent producers: a fresh producer id at epoch 0, never reused
+//! anywhere in the cluster (each node takes blocks of ids from the controller).
 //!
 //! As in Kafka, a non-transactional producer gets a new id whatever id it sends (KIP-360's
 //! epoch bump is a transactional-coordinator feature). Transactional ids need the transaction
@@ -21,14 +22,14 @@ pub(super) async fn handle(
     if request.transactional_id.is_some() {
         return response.with_error_code(ErrorCode::InvalidRequest.code());
     }
-    match tokio::task::spawn_blocking(move || node.allocate_producer_id()).await {
-        Ok(Ok(id)) => response
+    match node.allocate_producer_id().await {
+        Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not reserve producer ids");
-            response.with_error_code(ErrorCode::KafkaStorageError.code())
+        Err(e) => {
+            // The controller hands out producer ids; without a quorum, retry later.
+            tracing::warn!(error = %e, "could not reserve producer ids");
+            response.with_error_code(ErrorCode::CoordinatorNotAvailable.code())
         }
-        Err(_) => response.with_error_code(ErrorCode::UnknownServerError.code()),
     }
 }

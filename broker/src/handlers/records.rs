@@ -21,11 +21,11 @@ pub(super) async fn delete(
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            let deleted = match PartitionView::find(&node, topic.name.0.as_str(), p.partition_index)
-            {
-                Ok(view) => view.delete_records(p.offset).await,
-                Err(code) => Err(code),
-            };
+            let deleted =
+                match PartitionView::find_leader(&node, topic.name.0.as_str(), p.partition_index) {
+                    Ok(view) => view.delete_records(p.offset).await,
+                    Err(code) => Err(code),
+                };
             partitions.push(match deleted {
                 Ok(low_watermark) => result.with_low_watermark(low_watermark),
                 Err(code) => result.with_error_code(code.code()),

@@ -15,6 +15,7 @@ use silt_config::{TOPIC_PROPERTIES, TopicConfig};
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
+use crate::cluster::admin::Created;
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_topic};
 use crate::topics::{Topic, TopicError};
@@ -58,30 +59,25 @@ pub(super) async fn create(
         } else {
             topic.num_partitions
         };
-        let replication = if topic.replication_factor == -1 {
-            1
-        } else {
-            topic.replication_factor
-        };
-        let assignments_ok = topic
+        let state = node.cluster.controller.state();
+        let assignments: Vec<Vec<i32>> = topic
             .assignments
             .iter()
-            .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == node.config.node_id);
-        if !assignments_ok {
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        if let Some(message) = check_assignments(&assignments, &state) {
             results.push(
                 result
                     .with_error_code(ErrorCode::InvalidReplicaAssignment.code())
-                    .with_error_message(Some(str_bytes(&format!(
-                        "replica assignments may only name broker {}, once per partition",
-                        node.config.node_id
-                    )))),
+                    .with_error_message(Some(str_bytes(&message))),
             );
             continue;
         }
-        let (partitions, replication) = if topic.assignments.is_empty() {
-            (partitions, replication)
+        // Explicit assignments fix the count and the factor; placement stays silt's.
+        let (partitions, replication) = if assignments.is_empty() {
+            (partitions, topic.replication_factor)
         } else {
-            (topic.assignments.len() as i32, 1)
+            (assignments.len() as i32, assignments[0].len() as i16)
         };
         let configs: Vec<(String, String)> = topic
             .configs
@@ -105,9 +101,10 @@ pub(super) async fn create(
         )
         .await;
         results.push(match outcome {
-            Ok(crate::dr::Created {
+            Ok(Created {
                 id,
                 partitions,
+                replication_factor,
                 config,
                 overrides,
             }) => {
@@ -115,7 +112,7 @@ pub(super) async fn create(
                 result
                     .with_topic_id(id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(replication)
+                    .with_replication_factor(replication_factor)
                     .with_configs(described)
             }
             Err(e) => result
@@ -124,6 +121,29 @@ pub(super) async fn create(
         });
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// What is wrong with explicit replica assignments, if anything: silt places replicas itself,
+/// but accepts assignments that name registered brokers, once per partition, with the same
+/// number of replicas everywhere.
+fn check_assignments(
+    assignments: &[Vec<i32>],
+    state: &crate::controller::ClusterState,
+) -> Option<String> {
+    let factor = assignments.first()?.len();
+    for replicas in assignments {
+        if replicas.len() != factor {
+            return Some("every partition must have the same number of replicas".into());
+        }
+        let distinct: HashSet<&i32> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return Some(format!("replicas {replicas:?} name a broker twice"));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !state.brokers.contains_key(b)) {
+            return Some(format!("broker {unknown} is not in the cluster"));
+        }
+    }
+    None
 }
 
 fn describe_for_create(
@@ -180,7 +200,7 @@ pub(super) async fn delete(node: &Node, request: DeleteTopicsRequest) -> DeleteT
         let result = result
             .with_name(Some(topic_name(&topic.name)))
             .with_topic_id(topic.id);
-        responses.push(match node.topics.delete(&topic.name).await {
+        responses.push(match node.delete_topic(&topic.name).await {
             Ok(()) => result,
             Err(e) => result
                 .with_error_code(for_topic(&e).code())
@@ -197,20 +217,17 @@ pub(super) async fn create_partitions(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        let outcome = match &topic.assignments {
-            Some(assignments)
-                if !assignments.iter().all(|a| {
-                    a.broker_ids.len() == 1 && a.broker_ids[0].0 == node.config.node_id
-                }) =>
-            {
-                Err(TopicError::InvalidReplicaAssignment(format!(
-                    "replica assignments may only name broker {}",
-                    node.config.node_id
-                )))
-            }
-            _ => {
-                node.topics
-                    .add_partitions(topic.name.0.as_str(), topic.count, request.validate_only)
+        let state = node.cluster.controller.state();
+        let assignments: Vec<Vec<i32>> = topic
+            .assignments
+            .iter()
+            .flatten()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        let outcome = match check_assignments(&assignments, &state) {
+            Some(message) => Err(TopicError::InvalidReplicaAssignment(message)),
+            None => {
+                node.add_partitions(topic.name.0.as_str(), topic.count, request.validate_only)
                     .await
             }
         };

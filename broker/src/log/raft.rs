@@ -449,6 +449,9 @@ pub(crate) struct RaftShared {
     pub last: Mutex<Option<RaftLogId>>,
     /// Purged and applied ids, as persisted.
     pub state: Mutex<RaftState>,
+    /// Held while [`RAFT_STATE`] is rewritten, so writers from different threads neither
+    /// share its temporary file nor put an older state over a newer one.
+    state_file: Mutex<()>,
     /// Leader epochs (kept by the writer).
     pub epochs: Mutex<EpochCache>,
     /// (index, offset after it) of entries written lately, oldest first.
@@ -469,6 +472,7 @@ impl RaftShared {
             pending: Mutex::new(BTreeMap::new()),
             last: Mutex::new(last),
             state: Mutex::new(state),
+            state_file: Mutex::new(()),
             epochs: Mutex::new(epochs),
             recent: Mutex::new(VecDeque::new()),
             written_next: AtomicU64::new(next),
@@ -513,6 +517,24 @@ impl RaftShared {
 
     pub(crate) fn raft_state(&self) -> RaftState {
         *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the state with `change` and persists it, if `change` says it changed. Blocking.
+    pub(crate) fn update_state(
+        &self,
+        storage: &dyn Storage,
+        dir: &Path,
+        change: impl FnOnce(&mut RaftState) -> bool,
+    ) -> Result<(), LogError> {
+        let _file = self.state_file.lock().unwrap_or_else(|p| p.into_inner());
+        let state = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !change(&mut state) {
+                return Ok(());
+            }
+            *state
+        };
+        state.write(storage, dir)
     }
 }
 
@@ -813,16 +835,14 @@ impl super::PartitionLog {
     ///
     /// The write failed.
     pub fn save_applied(&self, applied: RaftLogId) -> Result<(), LogError> {
-        let raft = self.raft_shared();
-        let state = {
-            let mut state = raft.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.applied.is_some_and(|a| a.0 >= applied.0) {
-                return Ok(());
-            }
-            state.applied = Some(applied);
-            *state
-        };
-        state.write(self.shared.storage.as_ref(), &self.shared.dir)
+        self.raft_shared()
+            .update_state(self.shared.storage.as_ref(), &self.shared.dir, |state| {
+                if state.applied.is_some_and(|a| a.0 >= applied.0) {
+                    return false;
+                }
+                state.applied = Some(applied);
+                true
+            })
     }
 
     /// Records the commit point (blocking; only groups that need it at start-up call it).
@@ -831,16 +851,14 @@ impl super::PartitionLog {
     ///
     /// The write failed.
     pub fn save_committed(&self, committed: Option<RaftLogId>) -> Result<(), LogError> {
-        let raft = self.raft_shared();
-        let state = {
-            let mut state = raft.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.committed >= committed {
-                return Ok(());
-            }
-            state.committed = committed;
-            *state
-        };
-        state.write(self.shared.storage.as_ref(), &self.shared.dir)
+        self.raft_shared()
+            .update_state(self.shared.storage.as_ref(), &self.shared.dir, |state| {
+                if state.committed >= committed {
+                    return false;
+                }
+                state.committed = committed;
+                true
+            })
     }
 
     /// The leader epochs of the log.

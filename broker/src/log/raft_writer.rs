@@ -406,15 +406,12 @@ impl Writer {
                 .map_err(|e| LogError::io("sync directory", dir.clone(), e))?;
             self.shared.set_segments(kept);
         }
-        let raft = self.raft();
-        let state = {
-            let mut state = raft.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.raft().update_state(storage.as_ref(), &dir, |state| {
             if state.purged.is_none_or(|p| p.0 < upto.0) {
                 state.purged = Some(upto);
             }
-            *state
-        };
-        state.write(storage.as_ref(), &dir)
+            true
+        })
     }
 
     /// Replaces the whole log with an empty one that continues after `to.last` at
@@ -438,13 +435,11 @@ impl Writer {
         recovery::write_snapshot(storage.as_ref(), &dir, to.next_offset, &to.producers)?;
         to.epochs.write(storage.as_ref(), &dir)?;
         let raft = self.raft();
-        let state = {
-            let mut state = raft.state.lock().unwrap_or_else(|p| p.into_inner());
+        raft.update_state(storage.as_ref(), &dir, |state| {
             state.purged = Some(to.last);
             state.applied = Some(to.last);
-            *state
-        };
-        state.write(storage.as_ref(), &dir)?;
+            true
+        })?;
         *raft.epochs.lock().unwrap_or_else(|p| p.into_inner()) = to.epochs.clone();
         *raft.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(to.last);
         raft.written_next.store(next_index, Ordering::Release);

@@ -71,6 +71,8 @@ pub fn for_topic(error: &TopicError) -> ErrorCode {
         | TopicError::Unsupported(_)
         | TopicError::Archive(_) => ErrorCode::InvalidConfig,
         TopicError::Log(e) => for_log(e),
+        // No controller quorum now: retriable.
+        TopicError::Unavailable(_) => ErrorCode::RequestTimedOut,
     }
 }
 

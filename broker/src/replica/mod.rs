@@ -61,6 +61,17 @@ pub trait Replica: Debug + Send + Sync + 'static {
     /// is closed).
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError>;
 
+    /// The replicas in sync with the leader, the leader included (Kafka's ISR). A follower
+    /// knows only itself.
+    fn in_sync(&self) -> Vec<i32> {
+        self.leadership().leader.into_iter().collect()
+    }
+
+    /// Applies a topic's changed properties.
+    fn reconfigure(&self, log_config: crate::log::LogConfig, _topic: &silt_config::TopicConfig) {
+        self.log().set_config(log_config);
+    }
+
     /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` this replica knows, with
     /// the offset where it ended (the log end for the current epoch); `None` when there is
     /// none.

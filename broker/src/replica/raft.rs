@@ -103,7 +103,7 @@ impl RaftReplica {
     }
 
     /// The replicas in sync with this leader, itself included (just itself on a follower).
-    pub fn in_sync(&self) -> Vec<NodeId> {
+    pub fn in_sync_nodes(&self) -> Vec<NodeId> {
         let lag = self.settings().replica_lag_max;
         let metrics = self.handle.raft.metrics().borrow_watched().clone();
         let mut in_sync = vec![self.node];
@@ -204,7 +204,7 @@ impl Replica for RaftReplica {
         let term = self.leading_term()?;
         if acks == Acks::All {
             let required = self.settings().min_insync_replicas;
-            let in_sync = self.in_sync().len();
+            let in_sync = self.in_sync_nodes().len();
             if in_sync < required {
                 return Err(AppendError::NotEnoughReplicas { in_sync, required });
             }
@@ -303,6 +303,20 @@ impl Replica for RaftReplica {
                 },
             }
         }))
+    }
+
+    fn in_sync(&self) -> Vec<i32> {
+        if !self.leadership().is_leader {
+            return self.voters().iter().map(|v| *v as i32).collect();
+        }
+        self.in_sync_nodes().iter().map(|v| *v as i32).collect()
+    }
+
+    fn reconfigure(&self, log_config: crate::log::LogConfig, topic: &silt_config::TopicConfig) {
+        self.log().set_config(log_config);
+        let mut settings = self.settings();
+        settings.min_insync_replicas = topic.min_insync_replicas as usize;
+        self.set_settings(settings);
     }
 
     fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::cluster::{Cluster, ClusterError, reconcile};
 use crate::log::{Clock, DiskStorage, LogError, Storage, SystemClock};
 use crate::node::Node;
 use crate::retention;
@@ -40,6 +41,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// Settings that disagree with each other.
+    #[error(transparent)]
+    Config(#[from] silt_config::ConfigError),
+    /// The node could not take its place in its cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// A bound, loaded node, ready to serve.
@@ -48,14 +55,23 @@ pub struct Server {
     node: Arc<Node>,
     kafka: TcpListener,
     admin: TcpListener,
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
+}
+
+async fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
 }
 
 impl Server {
-    /// Opens the data directory (recovering every partition) and binds both listeners.
+    /// Opens the data directory, binds the listeners, takes this node's place in its cluster
+    /// (founding it, as a cluster of one, when there are no seeds) and opens the replicas the
+    /// controller gives it.
     ///
     /// # Errors
     ///
-    /// [`ServerError`] naming the path or address at fault.
+    /// [`ServerError`] naming the path, address or setting at fault.
     pub async fn bind(config: NodeConfig) -> Result<Server, ServerError> {
         Server::bind_with(config, Arc::new(DiskStorage), Arc::new(SystemClock)).await
     }
@@ -70,22 +86,9 @@ impl Server {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
-        let kafka_addr = config.kafka_addr;
-        let admin_addr = config.admin_addr;
-        let kafka = TcpListener::bind(kafka_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "Kafka API",
-                addr: kafka_addr,
-                source,
-            })?;
-        let admin = TcpListener::bind(admin_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "admin HTTP",
-                addr: admin_addr,
-                source,
-            })?;
+        let kafka = listen("Kafka API", config.kafka_addr).await?;
+        let admin = listen("admin HTTP", config.admin_addr).await?;
+        let rpc = listen("node RPC", config.rpc_addr).await?;
         // Port 0 asks the OS for a free port: from here on the node knows the real ones.
         if let Ok(bound) = kafka.local_addr() {
             config.kafka_addr = bound;
@@ -93,15 +96,48 @@ impl Server {
         if let Ok(bound) = admin.local_addr() {
             config.admin_addr = bound;
         }
+        if let Ok(bound) = rpc.local_addr() {
+            config.rpc_addr = bound;
+        }
+        config.check()?;
+        let identity = {
+            let (config, storage) = (config.clone(), storage.clone());
+            tokio::task::spawn_blocking(move || Node::identity(&config, storage.as_ref()))
+                .await
+                .map_err(|e| LogError::Corrupt {
+                    path: "<data dir>".into(),
+                    position: 0,
+                    reason: e.to_string(),
+                })??
+        };
+        let stop = watch::channel(false);
+        let cluster = Cluster::start(
+            &config,
+            storage.clone(),
+            clock.clone(),
+            rpc,
+            (identity.cluster_id, identity.next_producer_id),
+            stop.1.clone(),
+        )
+        .await?;
         let runtime = tokio::runtime::Handle::current();
-        let node = tokio::task::spawn_blocking(move || Node::open(config, storage, clock, runtime))
-            .await
-            .map_err(|e| LogError::Corrupt {
-                path: "<data dir>".into(),
-                position: 0,
-                reason: e.to_string(),
-            })??;
-        Ok(Server { node, kafka, admin })
+        let node = tokio::task::spawn_blocking(move || {
+            Node::open(config, storage, clock, runtime, cluster)
+        })
+        .await
+        .map_err(|e| LogError::Corrupt {
+            path: "<data dir>".into(),
+            position: 0,
+            reason: e.to_string(),
+        })??;
+        reconcile::adopt_found(&node).await;
+        reconcile::once(&node).await;
+        Ok(Server {
+            node,
+            kafka,
+            admin,
+            stop,
+        })
     }
 
     /// The address the Kafka API listens on.
@@ -118,6 +154,11 @@ impl Server {
             .unwrap_or(self.node.config.admin_addr)
     }
 
+    /// The address other nodes reach this one on.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.node.config.rpc_addr
+    }
+
     /// The node.
     pub fn node(&self) -> &Arc<Node> {
         &self.node
@@ -126,9 +167,18 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, lets open connections finish
     /// their responses, and closes every partition log (flush, indexes, clean-shutdown marker).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { node, kafka, admin } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let Server {
+            node,
+            kafka,
+            admin,
+            stop: (stop_tx, stop_rx),
+        } = self;
         let mut background = JoinSet::new();
+        background.spawn(reconcile::run(node.clone(), stop_rx.clone()));
+        background.spawn(crate::cluster::leaders::announce(
+            node.clone(),
+            stop_rx.clone(),
+        ));
         background.spawn(admin::serve(node.clone(), admin, stop_rx.clone()));
         background.spawn(retention::run(node.clone(), stop_rx.clone()));
         background.spawn(crate::group::coordinator::run(

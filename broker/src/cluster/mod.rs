@@ -1,0 +1,416 @@
+//! This node's part in its cluster: the controller it follows (or leads), the network to its
+//! peers, the Raft groups it runs, and the replicas it opens for the controller's topics.
+//!
+//! # Starting
+//!
+//! 1. The controller's group opens from `<data>/controller`. A fresh node that is a seed (or
+//!    the only node, with no seeds) initializes it with the seeds as voters; every seed does
+//!    the same, which is safe (identical memberships). A fresh node that is not a seed asks
+//!    the seeds to add it as a learner, until one says yes.
+//! 2. It waits for the controller to have a leader (a quorum of seeds must be up).
+//! 3. It registers itself (its addresses may have changed since last time) and, the first
+//!    time, names the cluster.
+//!
+//! Then [`reconcile`] keeps this node's replicas in line with the controller's state.
+
+pub mod admin;
+pub mod leaders;
+pub mod reconcile;
+mod replicas;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::EmptyNode;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{InitializeError, RaftError};
+use silt_config::NodeConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use replicas::Replicas;
+
+use crate::controller::{
+    Broker, Command, Controller, ControllerApp, ControllerError, NodeRequest, NodeResponse, Reply,
+};
+use crate::log::{Clock, LogConfig, LogError, Storage};
+use crate::raft::codec::{RaftRequest, RaftResponse};
+use crate::raft::group::{self, GroupError, GroupSpec, Timing};
+use crate::raft::network::Groups;
+use crate::raft::transport::{self, Service, Transport};
+use crate::raft::{CONTROLLER_GROUP, NodeId};
+
+/// How long a proposal may wait for the controller before the caller is told it is away.
+pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why this node could not take its place in the cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The controller's group did not start.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// Its log did not open.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The controller did not answer.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    /// The settings do not describe a cluster this node can be in (named in the message).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Who is where: broker id -> `host:port` of its node listener.
+type AddressBook = Arc<RwLock<HashMap<NodeId, String>>>;
+
+/// This node's part in the cluster.
+pub struct Cluster {
+    /// This node.
+    pub node_id: i32,
+    /// Connections to the peers.
+    pub transport: Arc<Transport>,
+    /// The Raft groups running here, by id.
+    pub groups: Arc<Groups>,
+    /// The controller.
+    pub controller: Controller,
+    /// Elections and heartbeats of partition groups.
+    pub timing: Timing,
+    /// Who leads the partitions this node holds no replica of, as its peers say.
+    pub leaders: leaders::Leaders,
+    addresses: AddressBook,
+    seeds: Vec<(i32, String)>,
+    stop: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of this node's partition and controller groups.
+pub fn timing(config: &NodeConfig) -> Timing {
+    Timing {
+        heartbeat_ms: config.raft_heartbeat_interval_ms,
+        election_min_ms: config.raft_election_timeout_ms,
+        election_max_ms: config.raft_election_timeout_ms * 2,
+    }
+}
+
+/// The controller's log settings: small segments, its entries are small.
+fn controller_log_config(config: &NodeConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 << 20,
+        preallocate_bytes: config.segment_preallocate_bytes.min(1 << 20),
+        ..LogConfig::new(
+            &silt_config::TopicConfig::resolve(&Default::default(), &config.topic_defaults)
+                .expect("defaults are valid"),
+            config,
+        )
+    }
+}
+
+impl Cluster {
+    /// Starts this node's part: the controller's group and the peer listener, joins or
+    /// founds the cluster, waits for the controller, registers this broker.
+    ///
+    /// `identity` is this node's cluster id from its data directory and the producer ids it
+    /// handed out before it was part of a cluster (the first node to bootstrap names the
+    /// cluster with them).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError`]: the controller's log or group did not start, or it never answered.
+    pub async fn start(
+        config: &NodeConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        listener: TcpListener,
+        identity: (String, i64),
+        stop: watch::Receiver<bool>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let me = config.node_id;
+        let node = NodeId::try_from(me)
+            .map_err(|_| ClusterError::Config(format!("node id {me} is negative")))?;
+        let addresses: AddressBook = Arc::default();
+        {
+            let mut book = addresses.write().unwrap_or_else(|p| p.into_inner());
+            for (id, addr) in &config.seeds {
+                book.insert(*id as NodeId, addr.clone());
+            }
+            book.insert(node, config.advertised_rpc());
+        }
+        let resolver = {
+            let addresses = addresses.clone();
+            Arc::new(move |id: NodeId| {
+                addresses
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned()
+            })
+        };
+        let transport = Transport::new(node, resolver);
+        let groups = Arc::new(Groups::default());
+        let app = Arc::new(ControllerApp::default());
+        let timing = timing(config);
+        let spec = GroupSpec {
+            node,
+            group: CONTROLLER_GROUP,
+            dir: config.data_dir.join("controller"),
+            log_config: controller_log_config(config),
+            timing,
+            application: app.clone(),
+            keep_committed: true,
+        };
+        let handle = group::start(spec, storage, clock, transport.clone()).await?;
+        groups.insert(CONTROLLER_GROUP, handle.raft.clone());
+        let controller = Controller::new(node, handle, app, transport.clone());
+        let cluster = Arc::new(Cluster {
+            node_id: me,
+            transport,
+            groups,
+            controller,
+            timing,
+            leaders: leaders::Leaders::default(),
+            addresses,
+            seeds: config.seeds.clone(),
+            stop: stop.clone(),
+        });
+        tokio::spawn(transport::serve(
+            listener,
+            cluster.clone(),
+            cluster.transport.metrics.clone(),
+            stop,
+        ));
+        cluster.bootstrap().await?;
+        cluster.wait_for_controller().await;
+        cluster.register(config, identity).await?;
+        Ok(cluster)
+    }
+
+    /// Founds the controller's group (seeds) or joins it (others), the first time.
+    async fn bootstrap(&self) -> Result<(), ClusterError> {
+        let raft = &self.controller.group().raft;
+        let me = self.node_id as NodeId;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Config(format!("controller: {e}")))?;
+        let voters: BTreeSet<NodeId> = if self.seeds.is_empty() {
+            BTreeSet::from([me])
+        } else {
+            self.seeds.iter().map(|(id, _)| *id as NodeId).collect()
+        };
+        if !initialized {
+            if voters.contains(&me) {
+                match raft.initialize(voters.clone()).await {
+                    Ok(()) => tracing::info!(voters = ?voters, "founded the cluster's controller"),
+                    // A peer initialized first and reached us: we are in already.
+                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(ClusterError::Config(format!("controller: {e}"))),
+                }
+            } else {
+                self.join(&voters).await;
+            }
+        }
+        let metrics = raft.metrics().borrow_watched().clone();
+        let members: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        if members == [me] && metrics.current_leader.is_none() {
+            // A cluster of one: no one to wait for.
+            let _ = raft.trigger().elect(false).await;
+        }
+        Ok(())
+    }
+
+    /// Asks the seeds to add this node to the controller's group, until one does.
+    async fn join(&self, seeds: &BTreeSet<NodeId>) {
+        let request =
+            serde_json::to_vec(&NodeRequest::Join { node: self.node_id }).expect("serialises");
+        let mut attempt = 0u64;
+        loop {
+            for seed in seeds {
+                let answer = self
+                    .transport
+                    .node_request(*seed, &request, Duration::from_secs(5))
+                    .await;
+                if let Ok(bytes) = answer
+                    && let Ok(NodeResponse::Done { .. }) = serde_json::from_slice(&bytes)
+                {
+                    tracing::info!(seed, "joined the cluster");
+                    return;
+                }
+            }
+            attempt += 1;
+            if attempt.is_multiple_of(10) {
+                tracing::warn!(seeds = ?seeds, "still asking the seeds to let this node join; are they up?");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Waits until the controller has a leader, saying so now and then.
+    async fn wait_for_controller(&self) {
+        let mut metrics = self.controller.group().raft.metrics();
+        let mut waited = Duration::ZERO;
+        loop {
+            if metrics.borrow_watched().current_leader.is_some() {
+                return;
+            }
+            let step = Duration::from_secs(5);
+            if tokio::time::timeout(step, metrics.changed()).await.is_err() {
+                waited += step;
+                tracing::warn!(waited_secs = waited.as_secs(), seeds = ?self.seeds, "waiting for the controller to elect a leader (a majority of the seeds must be up)");
+            }
+        }
+    }
+
+    /// Registers this broker and, if nobody has yet, names the cluster.
+    async fn register(
+        &self,
+        config: &NodeConfig,
+        identity: (String, i64),
+    ) -> Result<(), ClusterError> {
+        let (cluster_id, next_producer_id) = identity;
+        if self.controller.state().cluster_id.is_none() {
+            self.controller
+                .propose(
+                    Command::InitCluster {
+                        cluster_id,
+                        next_producer_id,
+                    },
+                    PROPOSAL_TIMEOUT,
+                )
+                .await?;
+        }
+        let broker = Broker {
+            id: self.node_id,
+            kafka_addr: config.advertised_addr(),
+            rpc_addr: config.advertised_rpc(),
+            admin_addr: config.admin_addr.to_string(),
+            draining: false,
+        };
+        if self.controller.state().brokers.get(&self.node_id) != Some(&broker) {
+            self.controller
+                .propose(Command::RegisterBroker(broker), PROPOSAL_TIMEOUT)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a controller command from this node.
+    ///
+    /// # Errors
+    ///
+    /// The controller did not answer in time.
+    pub async fn propose(&self, command: Command) -> Result<Reply, ControllerError> {
+        self.controller.propose(command, PROPOSAL_TIMEOUT).await
+    }
+
+    /// Learns the addresses the controller has for every broker.
+    pub fn learn_addresses(&self) {
+        let state = self.controller.state();
+        let mut book = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+        for broker in state.brokers.values() {
+            book.insert(broker.id as NodeId, broker.rpc_addr.clone());
+        }
+    }
+
+    /// The cluster's id (as the controller has it).
+    pub fn cluster_id(&self) -> Option<String> {
+        self.controller.state().cluster_id.clone()
+    }
+
+    /// Stops every Raft group here (after their replicas closed).
+    pub async fn shutdown(&self) {
+        for (group, raft) in self.groups.all() {
+            if let Err(e) = raft.shutdown().await {
+                tracing::debug!(group, error = %e, "Raft group did not stop cleanly");
+            }
+        }
+    }
+
+    /// True once the node is stopping.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn handle_node(&self, from: NodeId, request: NodeRequest) -> NodeResponse {
+        let not_leader = || NodeResponse::NotLeader {
+            leader: self.controller.leader(),
+        };
+        match request {
+            NodeRequest::Propose { command } => {
+                if !self.controller.is_leader() {
+                    return not_leader();
+                }
+                match self.controller.propose_here(&command).await {
+                    Ok(Some((reply, index))) => NodeResponse::Done {
+                        reply: Some(reply),
+                        index,
+                    },
+                    Ok(None) => not_leader(),
+                    Err(e) => NodeResponse::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            NodeRequest::Join { node } => {
+                if !self.controller.is_leader() {
+                    return not_leader();
+                }
+                let raft = &self.controller.group().raft;
+                match raft.add_learner(node as NodeId, EmptyNode {}, false).await {
+                    Ok(_) => {
+                        tracing::info!(node, from, "node joined the controller as a learner");
+                        NodeResponse::Done {
+                            reply: None,
+                            index: 0,
+                        }
+                    }
+                    Err(e) => NodeResponse::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            NodeRequest::Leaders { leads } => {
+                self.leaders.heard(from as i32, &leads);
+                NodeResponse::Done {
+                    reply: None,
+                    index: 0,
+                }
+            }
+            NodeRequest::TransferLeadership { .. } => NodeResponse::Error {
+                message: "not supported by this node".into(),
+            },
+        }
+    }
+
+    /// The directory of the controller's log.
+    pub fn controller_dir(config: &NodeConfig) -> PathBuf {
+        config.data_dir.join("controller")
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Cluster {
+    async fn raft(&self, request: RaftRequest) -> RaftResponse {
+        self.groups.handle(request).await
+    }
+
+    async fn node(&self, from: NodeId, request: Bytes) -> Bytes {
+        let response = match serde_json::from_slice::<NodeRequest>(&request) {
+            Ok(request) => self.handle_node(from, request).await,
+            Err(e) => NodeResponse::Error {
+                message: format!("not a node request: {e}"),
+            },
+        };
+        Bytes::from(serde_json::to_vec(&response).expect("responses serialise"))
+    }
+}

@@ -1,0 +1,134 @@
+//! Opening this node's replica of a partition: a local log alone for a partition of one
+//! replica, a Raft group for a replicated one.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{InitializeError, RaftError};
+use silt_config::{NodeConfig, TopicConfig};
+
+use crate::controller::TopicMeta;
+use crate::log::{Clock, LogConfig, PartitionLog, Storage};
+use crate::raft::NodeId;
+use crate::raft::group::{self, GroupSpec, Timing};
+use crate::raft::network::Groups;
+use crate::raft::store::PartitionApplication;
+use crate::raft::transport::Transport;
+use crate::replica::raft::{RaftReplica, ReplicaSettings};
+use crate::replica::{LocalReplica, Replica};
+use crate::topics::ReplicaFactory;
+
+/// How long a follower may go without acknowledging its leader and still count as in sync
+/// (Kafka's `replica.lag.time.max.ms` is 30 s; a Raft follower acknowledges every heartbeat).
+pub(crate) const REPLICA_LAG_MAX: Duration = Duration::from_secs(10);
+
+/// Opens replicas for this node.
+pub struct Replicas {
+    node: i32,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    transport: Arc<Transport>,
+    groups: Arc<Groups>,
+    timing: Timing,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicas")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replicas {
+    /// The factory of node `config.node_id`.
+    pub fn new(
+        config: &NodeConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        transport: Arc<Transport>,
+        groups: Arc<Groups>,
+        timing: Timing,
+    ) -> Replicas {
+        Replicas {
+            node: config.node_id,
+            storage,
+            clock,
+            transport,
+            groups,
+            timing,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplicaFactory for Replicas {
+    async fn open(
+        &self,
+        topic: &TopicMeta,
+        index: i32,
+        dir: PathBuf,
+        log_config: LogConfig,
+        config: &TopicConfig,
+    ) -> Result<Arc<dyn Replica>, String> {
+        let placement = topic
+            .partitions
+            .get(index as usize)
+            .ok_or_else(|| format!("no partition {index} of '{}'", topic.name))?;
+        let single = placement.replicas == [self.node] && placement.target.is_none();
+        if single {
+            // One replica: no Raft, the log alone (and its high watermark follows fsync).
+            let (storage, clock, node) = (self.storage.clone(), self.clock.clone(), self.node);
+            let runtime = tokio::runtime::Handle::current();
+            let opened = tokio::task::spawn_blocking(move || {
+                PartitionLog::open(storage, &dir, log_config, clock, &runtime)
+            })
+            .await
+            .map_err(|e| format!("opening the log panicked: {e}"))?;
+            return opened
+                .map(|log| Arc::new(LocalReplica::new(log, node)) as Arc<dyn Replica>)
+                .map_err(|e| e.to_string());
+        }
+        let me = self.node as NodeId;
+        let spec = GroupSpec {
+            node: me,
+            group: placement.group,
+            dir,
+            log_config,
+            timing: self.timing,
+            application: Arc::new(PartitionApplication),
+            keep_committed: false,
+        };
+        let handle = group::start(
+            spec,
+            self.storage.clone(),
+            self.clock.clone(),
+            self.transport.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.groups.insert(placement.group, handle.raft.clone());
+        if placement.replicas.contains(&self.node) {
+            let voters: BTreeSet<NodeId> =
+                placement.replicas.iter().map(|r| *r as NodeId).collect();
+            match handle.raft.initialize(voters).await {
+                // Every replica initializes with the same voters: safe, and none waits for
+                // another. One that heard from an initialized peer first is in already.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(format!("Raft group {}: {e}", placement.group)),
+            }
+        }
+        let settings = ReplicaSettings {
+            min_insync_replicas: config.min_insync_replicas as usize,
+            replica_lag_max: REPLICA_LAG_MAX,
+        };
+        Ok(Arc::new(RaftReplica::new(
+            me,
+            placement.group,
+            handle,
+            settings,
+        )))
+    }
+}
