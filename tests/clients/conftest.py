@@ -53,7 +53,7 @@ class Silt:
             "--rpc-addr", f"127.0.0.1:{self.rpc_port}",
             *self.extra_args,
         ]
-        env = {**os.environ, "RUST_LOG": os.environ.get("SILT_TEST_LOG", "info,openraft=warn"), **self.env}
+        env = {**os.environ, "RUST_LOG": os.environ.get("SILT_TEST_LOG", "info,openraft=error"), **self.env}
         env = {k: v for k, v in env.items() if not k.startswith("SILT_") or k in self.env}
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE, env=env, text=True)

@@ -81,7 +81,7 @@ impl Silt {
             ])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=error")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn silt");

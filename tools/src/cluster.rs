@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 };
 use silt_archiver::{Archive, ArchiveConfig};
 
+use crate::brokers::Brokers;
 use crate::client::{Client, check, str_bytes};
 use crate::topic::BrokerArgs;
 
@@ -104,8 +105,8 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
     };
     let group_count = groups.as_ref().map_or(0, |g| g.groups.len());
 
-    let mut client = Client::connect(&brokers.brokers).await?;
-    let existing = topic_names(&mut client).await?;
+    let mut brokers = Brokers::connect(&brokers.brokers).await?;
+    let existing = topic_names(brokers.any()).await?;
 
     let bar = ProgressBar::new((topics.len() + group_count) as u64);
     bar.set_style(
@@ -137,7 +138,7 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
                     ]),
             ])
             .with_timeout_ms(60_000);
-        let (response, _) = client.send(request, 7).await?;
+        let (response, _) = brokers.any().send(request, 7).await?;
         for result in &response.topics {
             match check(
                 result.error_code,
@@ -166,7 +167,7 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
 
     let mut offsets = 0;
     if let Some(snapshot) = &groups {
-        let present = topic_names(&mut client).await?;
+        let present = topic_names(brokers.any()).await?;
         for (group, group_topics) in &snapshot.groups {
             bar.set_message(format!("group {group}"));
             let request = OffsetCommitRequest::default()
@@ -196,7 +197,7 @@ async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
                         })
                         .collect(),
                 );
-            let (response, _) = client.send(request, 8).await?;
+            let (response, _) = brokers.coordinator(group).await?.send(request, 8).await?;
             let mut ok = true;
             for t in &response.topics {
                 for p in &t.partitions {

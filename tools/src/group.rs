@@ -5,18 +5,18 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes};
 use clap::Subcommand;
-use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::Decodable;
 
+use crate::brokers::Brokers;
 use crate::client::{Client, check, str_bytes};
-use crate::topic::{BrokerArgs, list_offsets};
+use crate::topic::{BrokerArgs, list_offsets, partitions_of};
 
 /// Group commands.
 #[derive(Debug, Subcommand)]
@@ -50,41 +50,43 @@ pub(crate) enum GroupCommand {
 
 /// Runs a group command.
 pub(crate) async fn run(command: GroupCommand, brokers: &BrokerArgs) -> Result<()> {
-    let mut client = Client::connect(&brokers.brokers).await?;
+    let mut brokers = Brokers::connect(&brokers.brokers).await?;
     match command {
-        GroupCommand::List => list(&mut client).await,
-        GroupCommand::Describe { name } => describe(&mut client, &name).await,
-        GroupCommand::Seek { name, topic, to } => seek(&mut client, &name, &topic, &to).await,
-        GroupCommand::Delete { names } => delete(&mut client, &names).await,
+        GroupCommand::List => list(&mut brokers).await,
+        GroupCommand::Describe { name } => describe(&mut brokers, &name).await,
+        GroupCommand::Seek { name, topic, to } => seek(&mut brokers, &name, &topic, &to).await,
+        GroupCommand::Delete { names } => delete(&mut brokers, &names).await,
     }
 }
 
-async fn ensure_coordinator(client: &mut Client, group: &str) -> Result<()> {
-    // v3: one key per request, which every broker since Kafka 2.0 speaks.
-    let (response, _) = client
-        .send(
-            FindCoordinatorRequest::default().with_key(str_bytes(group)),
-            3,
-        )
-        .await?;
-    check(
-        response.error_code,
-        response.error_message.as_ref(),
-        &format!("coordinator of {group}"),
-    )
-}
-
-async fn list(client: &mut Client) -> Result<()> {
-    let (response, _) = client.send(ListGroupsRequest::default(), 5).await?;
-    check(response.error_code, None, "list groups")?;
+/// Every group of the cluster: each broker lists the groups it coordinates.
+async fn list(brokers: &mut Brokers) -> Result<()> {
+    let ids = brokers.broker_ids().await?;
+    let mut groups = BTreeMap::new();
+    for id in ids {
+        let (response, _) = brokers
+            .broker(id)
+            .await?
+            .send(ListGroupsRequest::default(), 5)
+            .await?;
+        check(
+            response.error_code,
+            None,
+            &format!("list groups on broker {id}"),
+        )?;
+        for group in response.groups {
+            groups.insert(
+                group.group_id.0.to_string(),
+                (
+                    group.group_state.to_string(),
+                    group.protocol_type.to_string(),
+                ),
+            );
+        }
+    }
     println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
-    for group in response.groups {
-        println!(
-            "{:<40} {:<20} {}",
-            group.group_id.0.as_str(),
-            group.group_state.as_str(),
-            group.protocol_type.as_str()
-        );
+    for (id, (state, protocol_type)) in groups {
+        println!("{id:<40} {state:<20} {protocol_type}");
     }
     Ok(())
 }
@@ -138,9 +140,10 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     Ok(out)
 }
 
-async fn describe(client: &mut Client, group: &str) -> Result<()> {
-    ensure_coordinator(client, group).await?;
-    let (response, _) = client
+async fn describe(brokers: &mut Brokers, group: &str) -> Result<()> {
+    let (response, _) = brokers
+        .coordinator(group)
+        .await?
         .send(
             DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]),
             5,
@@ -181,7 +184,7 @@ async fn describe(client: &mut Client, group: &str) -> Result<()> {
             );
         }
     }
-    let committed = committed(client, group).await?;
+    let committed = committed(brokers.coordinator(group).await?, group).await?;
     let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in committed.keys().chain(owner.keys()) {
         let partitions = topics.entry(topic.clone()).or_default();
@@ -195,7 +198,7 @@ async fn describe(client: &mut Client, group: &str) -> Result<()> {
     );
     for (topic, mut partitions) in topics {
         partitions.sort_unstable();
-        let ends = list_offsets(client, &topic, &partitions, -1)
+        let ends = list_offsets(brokers, &topic, &partitions, -1)
             .await
             .unwrap_or_default();
         for partition in partitions {
@@ -222,40 +225,17 @@ async fn describe(client: &mut Client, group: &str) -> Result<()> {
     Ok(())
 }
 
-async fn seek(client: &mut Client, group: &str, topic: &str, to: &str) -> Result<()> {
-    ensure_coordinator(client, group).await?;
-    let (metadata, _) = client
-        .send(
-            MetadataRequest::default()
-                .with_topics(Some(vec![
-                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                        .with_name(Some(TopicName(str_bytes(topic)))),
-                ]))
-                .with_allow_auto_topic_creation(false),
-            12,
-        )
-        .await?;
-    let topic_meta = metadata
-        .topics
-        .into_iter()
-        .next()
-        .context("empty metadata response")?;
-    check(topic_meta.error_code, None, &format!("topic '{topic}'"))?;
-    let mut partitions: Vec<i32> = topic_meta
-        .partitions
-        .iter()
-        .map(|p| p.partition_index)
-        .collect();
-    partitions.sort_unstable();
+async fn seek(brokers: &mut Brokers, group: &str, topic: &str, to: &str) -> Result<()> {
+    let (_, partitions) = partitions_of(brokers, topic).await?;
     let targets: BTreeMap<i32, i64> = match to {
-        "start" | "earliest" => list_offsets(client, topic, &partitions, -2).await?,
-        "end" | "latest" => list_offsets(client, topic, &partitions, -1).await?,
+        "start" | "earliest" => list_offsets(brokers, topic, &partitions, -2).await?,
+        "end" | "latest" => list_offsets(brokers, topic, &partitions, -1).await?,
         at if at.starts_with('@') => {
             let timestamp: i64 = at[1..]
                 .parse()
                 .with_context(|| format!("bad timestamp in {at:?}"))?;
-            let found = list_offsets(client, topic, &partitions, timestamp).await?;
-            let ends = list_offsets(client, topic, &partitions, -1).await?;
+            let found = list_offsets(brokers, topic, &partitions, timestamp).await?;
+            let ends = list_offsets(brokers, topic, &partitions, -1).await?;
             found
                 .into_iter()
                 .map(|(p, o)| (p, if o < 0 { ends[&p] } else { o }))
@@ -285,7 +265,7 @@ async fn seek(client: &mut Client, group: &str, topic: &str, to: &str) -> Result
                         .collect(),
                 ),
         ]);
-    let (response, _) = client.send(request, 8).await?;
+    let (response, _) = brokers.coordinator(group).await?.send(request, 8).await?;
     for t in response.topics {
         for p in t.partitions {
             check(
@@ -305,17 +285,22 @@ async fn seek(client: &mut Client, group: &str, topic: &str, to: &str) -> Result
     Ok(())
 }
 
-async fn delete(client: &mut Client, names: &[String]) -> Result<()> {
-    let (response, _) = client
-        .send(
-            DeleteGroupsRequest::default()
-                .with_groups_names(names.iter().map(|n| GroupId(str_bytes(n))).collect()),
-            2,
-        )
-        .await?;
+async fn delete(brokers: &mut Brokers, names: &[String]) -> Result<()> {
+    let mut results = Vec::new();
+    for name in names {
+        let (response, _) = brokers
+            .coordinator(name)
+            .await?
+            .send(
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(name))]),
+                2,
+            )
+            .await?;
+        results.extend(response.results);
+    }
     let mut failed = false;
     println!("{:<40} STATUS", "GROUP");
-    for result in response.results {
+    for result in results {
         let status = match check(result.error_code, None, "") {
             Ok(()) => "OK".to_string(),
             Err(e) => {

@@ -4,6 +4,7 @@
 //! `rpk`, so they work against silt or any Kafka-compatible broker.
 
 mod archive;
+mod brokers;
 mod client;
 mod cluster;
 mod group;
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         // openraft narrates every election and membership step at info: silt logs the ones
         // a user cares about itself.
-        "info,openraft=warn"
+        "info,openraft=error"
     } else {
         "warn"
     };

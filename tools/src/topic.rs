@@ -14,22 +14,25 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    FetchResponse, IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use silt_index::batch::{self, Codec};
 use silt_index::record::{NewRecord, Record, decode_records, encode_batch};
 
-use crate::client::{Client, check, partition_for_key, str_bytes};
+use kafka_protocol::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::brokers::{Brokers, Retry, retriable};
+use crate::client::{Client, check, describe as describe_error, partition_for_key, str_bytes};
 
 /// Where to find a broker.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct BrokerArgs {
-    /// A broker's Kafka API address.
+    /// Kafka API address of a broker of the cluster (or several, comma-separated).
     #[arg(
         long,
         short = 'X',
@@ -164,7 +167,8 @@ fn topic_name(s: &str) -> TopicName {
 
 /// Runs a topic command.
 pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<()> {
-    let mut client = Client::connect(&brokers.brokers).await?;
+    let mut brokers = Brokers::connect(&brokers.brokers).await?;
+    let client = &mut brokers;
     match command {
         TopicCommand::Create {
             names,
@@ -181,14 +185,14 @@ pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<(
             if let Some(source) = read_replica {
                 configs.push(("remote.readreplica".into(), source));
             }
-            create(&mut client, &names, partitions, replicas, &configs, dry).await
+            create(client.any(), &names, partitions, replicas, &configs, dry).await
         }
-        TopicCommand::List => list(&mut client).await,
-        TopicCommand::Describe { name } => describe(&mut client, &name).await,
+        TopicCommand::List => list(client).await,
+        TopicCommand::Describe { name } => describe(client, &name).await,
         TopicCommand::AlterConfig { name, set, delete } => {
-            alter_config(&mut client, &name, &set, &delete).await
+            alter_config(client.any(), &name, &set, &delete).await
         }
-        TopicCommand::Delete { names } => delete_topics(&mut client, &names).await,
+        TopicCommand::Delete { names } => delete_topics(client.any(), &names).await,
         TopicCommand::Produce {
             name,
             key_separator,
@@ -198,7 +202,7 @@ pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<(
             print_offsets,
         } => {
             produce(
-                &mut client,
+                client,
                 &name,
                 key_separator.as_deref(),
                 partition,
@@ -217,7 +221,7 @@ pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<(
             exit_at_end,
         } => {
             consume(
-                &mut client,
+                client,
                 &name,
                 &offset,
                 num,
@@ -281,23 +285,8 @@ async fn create(
     Ok(())
 }
 
-async fn metadata(
-    client: &mut Client,
-    topics: Option<&[&str]>,
-) -> Result<Vec<MetadataResponseTopic>> {
-    let request = MetadataRequest::default()
-        .with_topics(topics.map(|t| {
-            t.iter()
-                .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
-                .collect()
-        }))
-        .with_allow_auto_topic_creation(false);
-    let (response, _) = client.send(request, 12).await?;
-    Ok(response.topics)
-}
-
-async fn list(client: &mut Client) -> Result<()> {
-    let topics = metadata(client, None).await?;
+async fn list(brokers: &mut Brokers) -> Result<()> {
+    let topics = brokers.metadata(None).await?;
     println!("{:<40} {:>10} {:>8}", "NAME", "PARTITIONS", "REPLICAS");
     for topic in topics {
         let replicas = topic
@@ -315,61 +304,116 @@ async fn list(client: &mut Client) -> Result<()> {
 }
 
 /// Looks up one topic's partitions, failing with a readable error.
-async fn partitions_of(
-    client: &mut Client,
+pub(crate) async fn partitions_of(
+    brokers: &mut Brokers,
     name: &str,
 ) -> Result<(MetadataResponseTopic, Vec<i32>)> {
-    let topics = metadata(client, Some(&[name])).await?;
-    let topic = topics
-        .into_iter()
-        .next()
-        .context("empty metadata response")?;
-    check(topic.error_code, None, &format!("topic '{name}'"))?;
+    let topic = brokers.topic(name).await?;
     let mut partitions: Vec<i32> = topic.partitions.iter().map(|p| p.partition_index).collect();
     partitions.sort_unstable();
     Ok((topic, partitions))
 }
 
+/// `partitions` grouped by their leaders; those whose leader is unknown come back apart,
+/// with why.
+async fn by_leader(
+    brokers: &mut Brokers,
+    name: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> Result<(BTreeMap<i32, Vec<i32>>, Vec<i32>, Option<String>)> {
+    let mut grouped: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    let mut why = None;
+    for p in partitions {
+        match brokers.leader(name, p).await {
+            Ok(leader) => grouped.entry(leader).or_default().push(p),
+            Err(e) => {
+                if let Some(error) = brokers.broken(name, p) {
+                    bail!("{name}/{p}: {}", describe_error(error));
+                }
+                unknown.push(p);
+                why = Some(e.to_string());
+            }
+        }
+    }
+    Ok((grouped, unknown, why))
+}
+
 /// ListOffsets for each partition at `timestamp` (-1 latest, -2 earliest): partition -> offset.
+/// Asks each partition's leader, following leadership as it moves.
 pub(crate) async fn list_offsets(
-    client: &mut Client,
+    brokers: &mut Brokers,
     name: &str,
     partitions: &[i32],
     timestamp: i64,
 ) -> Result<BTreeMap<i32, i64>> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(topic_name(name))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                ),
-        ]);
-    let (response, _) = client.send(request, 7).await?;
     let mut offsets = BTreeMap::new();
-    for topic in response.topics {
-        for p in topic.partitions {
-            check(
-                p.error_code,
-                None,
-                &format!("offsets of {name}/{}", p.partition_index),
-            )?;
-            offsets.insert(p.partition_index, p.offset);
+    let mut todo = partitions.to_vec();
+    let mut retry = Retry::new();
+    while !todo.is_empty() {
+        let (grouped, mut again, mut why) = by_leader(brokers, name, todo).await?;
+        for (leader, group) in grouped {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(topic_name(name))
+                        .with_partitions(
+                            group
+                                .iter()
+                                .map(|p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        ),
+                ]);
+            let sent = match brokers.broker(leader).await {
+                Ok(client) => client.send(request, 7).await.map(|(r, _)| r),
+                Err(e) => Err(e),
+            };
+            let response = match sent {
+                Ok(response) => response,
+                Err(e) => {
+                    brokers.drop_broker(leader);
+                    again.extend(group);
+                    why = Some(e.to_string());
+                    continue;
+                }
+            };
+            for topic in response.topics {
+                for p in topic.partitions {
+                    match ResponseError::try_from_code(p.error_code) {
+                        None => {
+                            offsets.insert(p.partition_index, p.offset);
+                        }
+                        Some(error) if retriable(error) => {
+                            again.push(p.partition_index);
+                            why = Some(describe_error(error));
+                        }
+                        Some(_) => check(
+                            p.error_code,
+                            None,
+                            &format!("offsets of {name}/{}", p.partition_index),
+                        )?,
+                    }
+                }
+            }
         }
+        if !again.is_empty() {
+            brokers.forget(name);
+            retry
+                .wait(|| format!("offsets of {name}: {}", why.unwrap_or_default()))
+                .await?;
+        }
+        todo = again;
     }
     Ok(offsets)
 }
 
-async fn describe(client: &mut Client, name: &str) -> Result<()> {
-    let (topic, partitions) = partitions_of(client, name).await?;
+async fn describe(brokers: &mut Brokers, name: &str) -> Result<()> {
+    let (topic, partitions) = partitions_of(brokers, name).await?;
     println!("SUMMARY\n=======");
     println!("NAME        {name}");
     println!("ID          {}", topic.topic_id);
@@ -387,7 +431,7 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
             .with_resource_name(str_bytes(name))
             .with_configuration_keys(None),
     ]);
-    let (response, _) = client.send(request, 4).await?;
+    let (response, _) = brokers.any().send(request, 4).await?;
     println!("\nCONFIGS\n=======");
     println!("{:<36} {:<24} SOURCE", "KEY", "VALUE");
     for result in response.results {
@@ -407,19 +451,29 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
             println!("{:<36} {value:<24} {source}", config.name.as_str());
         }
     }
-    let earliest = list_offsets(client, name, &partitions, -2).await?;
-    let latest = list_offsets(client, name, &partitions, -1).await?;
+    let earliest = list_offsets(brokers, name, &partitions, -2).await?;
+    let latest = list_offsets(brokers, name, &partitions, -1).await?;
     println!("\nPARTITIONS\n==========");
     println!(
-        "{:>9} {:>6} {:>6} {:>16} {:>16}",
-        "PARTITION", "LEADER", "EPOCH", "LOG-START-OFFSET", "HIGH-WATERMARK"
+        "{:>9} {:>6} {:>6} {:<12} {:<12} {:>16} {:>16}",
+        "PARTITION", "LEADER", "EPOCH", "REPLICAS", "IN-SYNC", "LOG-START-OFFSET", "HIGH-WATERMARK"
     );
-    for p in &topic.partitions {
+    let ids = |ids: &[BrokerId]| {
+        ids.iter()
+            .map(|b| b.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut rows: Vec<_> = topic.partitions.iter().collect();
+    rows.sort_by_key(|p| p.partition_index);
+    for p in rows {
         println!(
-            "{:>9} {:>6} {:>6} {:>16} {:>16}",
+            "{:>9} {:>6} {:>6} {:<12} {:<12} {:>16} {:>16}",
             p.partition_index,
             p.leader_id.0,
             p.leader_epoch,
+            ids(&p.replica_nodes),
+            ids(&p.isr_nodes),
             earliest.get(&p.partition_index).copied().unwrap_or(-1),
             latest.get(&p.partition_index).copied().unwrap_or(-1)
         );
@@ -507,7 +561,7 @@ const PRODUCE_BATCH_RECORDS: usize = 500;
 const PRODUCE_BATCH_BYTES: usize = 512 * 1024;
 
 async fn produce(
-    client: &mut Client,
+    brokers: &mut Brokers,
     name: &str,
     key_separator: Option<&str>,
     fixed_partition: Option<i32>,
@@ -515,7 +569,7 @@ async fn produce(
     codec: Codec,
     print_offsets: bool,
 ) -> Result<()> {
-    let (_, partitions) = partitions_of(client, name).await?;
+    let (_, partitions) = partitions_of(brokers, name).await?;
     if let Some(p) = fixed_partition
         && !partitions.contains(&p)
     {
@@ -559,7 +613,7 @@ async fn produce(
             || pending_bytes >= PRODUCE_BATCH_BYTES;
         if (full || line.is_none()) && !pending.is_empty() {
             produced += send_batches(
-                client,
+                brokers,
                 name,
                 std::mem::take(&mut pending),
                 acks,
@@ -577,15 +631,82 @@ async fn produce(
     Ok(())
 }
 
+/// Sends each partition's records to its leader, retrying partitions whose leader moved
+/// (the broker refused them before writing anything).
 async fn send_batches(
-    client: &mut Client,
+    brokers: &mut Brokers,
     name: &str,
-    batches: BTreeMap<i32, Vec<NewRecord>>,
+    mut batches: BTreeMap<i32, Vec<NewRecord>>,
     acks: i16,
     codec: Codec,
     print_offsets: bool,
 ) -> Result<u64> {
-    let counts: BTreeMap<i32, usize> = batches.iter().map(|(p, r)| (*p, r.len())).collect();
+    let total = batches.values().map(Vec::len).sum::<usize>() as u64;
+    let mut retry = Retry::new();
+    while !batches.is_empty() {
+        let (grouped, unknown, mut why) = by_leader(brokers, name, batches.keys().copied()).await?;
+        let mut again: BTreeMap<i32, Vec<NewRecord>> = unknown
+            .into_iter()
+            .filter_map(|p| batches.remove_entry(&p))
+            .collect();
+        for (leader, group) in grouped {
+            let sending: BTreeMap<i32, Vec<NewRecord>> = group
+                .into_iter()
+                .filter_map(|p| batches.remove_entry(&p))
+                .collect();
+            match produce_to(brokers, leader, name, &sending, acks, codec).await {
+                Err(e) => {
+                    brokers.drop_broker(leader);
+                    why = Some(e.to_string());
+                    again.extend(sending);
+                }
+                Ok(answers) => {
+                    for (p, code, base_offset, message) in answers {
+                        match ResponseError::try_from_code(code) {
+                            None if print_offsets => {
+                                for i in 0..sending.get(&p).map_or(0, Vec::len) {
+                                    println!(
+                                        "Produced to partition {p} at offset {}",
+                                        base_offset + i as i64
+                                    );
+                                }
+                            }
+                            None => {}
+                            Some(error) if retriable(error) => {
+                                why = Some(describe_error(error));
+                                if let Some(records) = sending.get(&p) {
+                                    again.insert(p, records.clone());
+                                }
+                            }
+                            Some(_) => {
+                                check(code, message.as_ref(), &format!("producing to {name}/{p}"))?
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !again.is_empty() {
+            brokers.forget(name);
+            retry
+                .wait(|| format!("producing to {name}: {}", why.unwrap_or_default()))
+                .await?;
+        }
+        batches = again;
+    }
+    Ok(total)
+}
+
+/// One Produce request to broker `leader`: per partition, (partition, error code, base
+/// offset, message). With acks=0 there is no answer, and every partition counts as sent.
+async fn produce_to(
+    brokers: &mut Brokers,
+    leader: i32,
+    name: &str,
+    batches: &BTreeMap<i32, Vec<NewRecord>>,
+    acks: i16,
+    codec: Codec,
+) -> Result<Vec<(i32, i16, i64, Option<StrBytes>)>> {
     let partition_data = batches
         .iter()
         .map(|(p, records)| {
@@ -602,31 +723,18 @@ async fn send_batches(
                 .with_name(topic_name(name))
                 .with_partition_data(partition_data),
         ]);
-    let total = counts.values().sum::<usize>() as u64;
+    let client = brokers.broker(leader).await?;
     if acks == 0 {
         client.send_only(request, 9).await?;
-        return Ok(total);
+        return Ok(batches.keys().map(|p| (*p, 0, -1, None)).collect());
     }
     let (response, _) = client.send(request, 9).await?;
-    for topic in response.responses {
-        for p in topic.partition_responses {
-            check(
-                p.error_code,
-                p.error_message.as_ref(),
-                &format!("producing to {name}/{}", p.index),
-            )?;
-            if print_offsets {
-                for i in 0..counts.get(&p.index).copied().unwrap_or(0) {
-                    println!(
-                        "Produced to partition {} at offset {}",
-                        p.index,
-                        p.base_offset + i as i64
-                    );
-                }
-            }
-        }
-    }
-    Ok(total)
+    Ok(response
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partition_responses)
+        .map(|p| (p.index, p.error_code, p.base_offset, p.error_message))
+        .collect())
 }
 
 fn now_ms() -> i64 {
@@ -636,7 +744,7 @@ fn now_ms() -> i64 {
 }
 
 async fn consume(
-    client: &mut Client,
+    brokers: &mut Brokers,
     name: &str,
     start: &str,
     num: Option<u64>,
@@ -644,7 +752,7 @@ async fn consume(
     format: &str,
     exit_at_end: bool,
 ) -> Result<()> {
-    let (topic, mut partitions) = partitions_of(client, name).await?;
+    let (topic, mut partitions) = partitions_of(brokers, name).await?;
     if !only.is_empty() {
         for p in only {
             if !partitions.contains(p) {
@@ -654,14 +762,14 @@ async fn consume(
         partitions.retain(|p| only.contains(p));
     }
     let mut positions: BTreeMap<i32, i64> = match start {
-        "start" | "oldest" => list_offsets(client, name, &partitions, -2).await?,
-        "end" | "newest" => list_offsets(client, name, &partitions, -1).await?,
+        "start" | "oldest" => list_offsets(brokers, name, &partitions, -2).await?,
+        "end" | "newest" => list_offsets(brokers, name, &partitions, -1).await?,
         at if at.starts_with('@') => {
             let timestamp: i64 = at[1..]
                 .parse()
                 .with_context(|| format!("bad timestamp in {at:?}"))?;
-            let found = list_offsets(client, name, &partitions, timestamp).await?;
-            let ends = list_offsets(client, name, &partitions, -1).await?;
+            let found = list_offsets(brokers, name, &partitions, timestamp).await?;
+            let ends = list_offsets(brokers, name, &partitions, -1).await?;
             found
                 .into_iter()
                 .map(|(p, o)| (p, if o < 0 { ends[&p] } else { o }))
@@ -675,16 +783,22 @@ async fn consume(
         }
     };
     let ends = if exit_at_end {
-        Some(list_offsets(client, name, &partitions, -1).await?)
+        Some(list_offsets(brokers, name, &partitions, -1).await?)
     } else {
         None
     };
-    let topic_id = topic.topic_id;
-    let mut printed = 0u64;
+    let mut reader = Reader {
+        name,
+        topic_id: topic.topic_id,
+        format,
+        num,
+        printed: 0,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut retry = Retry::new();
     loop {
-        if num.is_some_and(|n| printed >= n) {
+        if num.is_some_and(|n| reader.printed >= n) {
             break;
         }
         if let Some(ends) = &ends
@@ -692,60 +806,141 @@ async fn consume(
         {
             break;
         }
-        let fetch_partitions = positions
+        let wanted: Vec<i32> = positions
             .iter()
             .filter(|(p, o)| ends.as_ref().is_none_or(|e| **o < e[*p]))
-            .map(|(p, o)| {
-                FetchPartition::default()
-                    .with_partition(*p)
-                    .with_fetch_offset(*o)
-                    .with_partition_max_bytes(4 << 20)
-            })
+            .map(|(p, _)| *p)
             .collect();
+        let (grouped, unknown, mut why) = by_leader(brokers, name, wanted).await?;
+        let mut failed = !unknown.is_empty();
+        // Each leader's long poll shares the half second one broker would get.
+        let wait_ms = (500 / grouped.len().max(1) as i32).max(50);
+        for (leader, group) in grouped {
+            let response = match reader
+                .fetch(brokers, leader, &group, &positions, wait_ms)
+                .await
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    brokers.drop_broker(leader);
+                    failed = true;
+                    why = Some(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(error) = reader.print(response, &mut positions, &mut out)? {
+                failed = true;
+                why = Some(error);
+            }
+        }
+        out.flush()?;
+        if failed {
+            brokers.forget(name);
+            retry
+                .wait(|| format!("fetching {name}: {}", why.unwrap_or_default()))
+                .await?;
+        } else {
+            retry = Retry::new();
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// What `silt topic consume` prints, and how much of it.
+struct Reader<'a> {
+    name: &'a str,
+    topic_id: uuid::Uuid,
+    format: &'a str,
+    num: Option<u64>,
+    printed: u64,
+}
+
+impl Reader<'_> {
+    /// Fetches `partitions` from their leader once.
+    async fn fetch(
+        &self,
+        brokers: &mut Brokers,
+        leader: i32,
+        partitions: &[i32],
+        positions: &BTreeMap<i32, i64>,
+        wait_ms: i32,
+    ) -> Result<FetchResponse> {
+        let name = self.name;
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
+            .with_max_wait_ms(wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(16 << 20)
             .with_topics(vec![
                 FetchTopic::default()
                     .with_topic(topic_name(name))
-                    .with_topic_id(topic_id)
-                    .with_partitions(fetch_partitions),
+                    .with_topic_id(self.topic_id)
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|p| {
+                                FetchPartition::default()
+                                    .with_partition(*p)
+                                    .with_fetch_offset(positions[p])
+                                    .with_partition_max_bytes(4 << 20)
+                            })
+                            .collect(),
+                    ),
             ]);
-        let (response, _) = client.send(request, 12).await?;
+        Ok(brokers.broker(leader).await?.send(request, 12).await?.0)
+    }
+
+    /// Prints what a fetch returned and moves `positions` past it. Returns a retriable
+    /// error's description, if a partition had one; fails on any other error.
+    fn print(
+        &mut self,
+        response: FetchResponse,
+        positions: &mut BTreeMap<i32, i64>,
+        out: &mut impl Write,
+    ) -> Result<Option<String>> {
+        let name = self.name;
         check(response.error_code, None, "fetch")?;
+        let mut retriable_error = None;
         for topic in response.responses {
             for p in topic.partitions {
-                check(
-                    p.error_code,
-                    None,
-                    &format!("fetching {name}/{}", p.partition_index),
-                )?;
+                match ResponseError::try_from_code(p.error_code) {
+                    None => {}
+                    Some(error) if retriable(error) => {
+                        retriable_error = Some(describe_error(error));
+                        continue;
+                    }
+                    Some(_) => check(
+                        p.error_code,
+                        None,
+                        &format!("fetching {name}/{}", p.partition_index),
+                    )?,
+                }
+                let Some(position) = positions.get_mut(&p.partition_index) else {
+                    continue;
+                };
                 let records = p.records.unwrap_or_default();
                 let scan = batch::scan(&records, u32::MAX, true);
                 for (header, range) in scan.batches {
-                    let position = positions
-                        .get_mut(&p.partition_index)
-                        .expect("fetched partitions are tracked");
-                    for record in decode_records(&records[range], 256 << 20)? {
-                        if record.offset < *position {
-                            continue;
+                    // Control batches (Raft's own entries, transaction markers) are not data.
+                    if !header.is_control() {
+                        for record in decode_records(&records[range], 256 << 20)? {
+                            if record.offset < *position {
+                                continue;
+                            }
+                            if self.num.is_some_and(|n| self.printed >= n) {
+                                break;
+                            }
+                            write_record(out, self.format, name, p.partition_index, &record)?;
+                            self.printed += 1;
                         }
-                        if num.is_some_and(|n| printed >= n) {
-                            break;
-                        }
-                        write_record(&mut out, format, name, p.partition_index, &record)?;
-                        printed += 1;
                     }
                     *position = (*position).max(header.next_offset());
                 }
             }
         }
-        out.flush()?;
+        Ok(retriable_error)
     }
-    out.flush()?;
-    Ok(())
 }
 
 fn write_record(
