@@ -176,6 +176,7 @@ impl Node {
             clock.clone(),
             cluster.transport.clone(),
             cluster.groups.clone(),
+            cluster.pulse.clone(),
             cluster.timing,
         ));
         let node = Arc::new(Node {

@@ -27,6 +27,7 @@ const TIMING: Timing = Timing {
     heartbeat_ms: 50,
     election_min_ms: 300,
     election_max_ms: 600,
+    driven: false,
 };
 
 fn batch(tag: &str) -> Bytes {

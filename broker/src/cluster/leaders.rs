@@ -1,25 +1,25 @@
-//! Who leads the partitions this node holds no replica of.
+//! Who leads each partition, as the leaders claim it.
 //!
-//! Every replica of a partition knows its leader from Raft; a node that holds none does not,
-//! yet it must answer Metadata for it. So each node tells every peer, once a second, which
-//! partitions it leads (group, epoch, in-sync replicas); a peer keeps the newest claim per
-//! partition (the higher epoch wins) and forgets claims it has not heard again within
-//! [`CLAIM_TTL`].
+//! Every replica of a partition learns its leader from Raft, but only when the leader
+//! writes to it; a node that holds no replica does not learn it at all, yet it must answer
+//! Metadata for it. So each node's pulse (see [`super::pulse`]) carries the partitions it
+//! leads (group, epoch, in-sync replicas); a peer keeps the newest claim per partition (the
+//! higher epoch wins), replaces all of a sender's claims with each list it sends, and
+//! forgets claims it has not heard again within [`CLAIM_TTL`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
-use crate::controller::NodeRequest;
 use crate::node::Node;
 use crate::raft::GroupId;
+use crate::topics::Partition;
 
-/// How often a node tells its peers what it leads.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a claim counts without being repeated.
 pub const CLAIM_TTL: Duration = Duration::from_secs(5);
+
+/// A claim as sent: (group, term, in-sync replicas).
+pub type Lead = (u64, u64, Vec<i32>);
 
 /// A partition's leader as claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +39,13 @@ pub struct Leaders {
 }
 
 impl Leaders {
-    /// Records what node `from` says it leads.
-    pub fn heard(&self, from: i32, leads: &[(u64, u64, Vec<i32>)]) {
+    /// Records what node `from` says it leads: all it leads, so any older claim of its that
+    /// is not in `leads` is withdrawn.
+    pub fn heard_all(&self, from: i32, leads: &[Lead]) {
         let now = Instant::now();
         let mut claims = self.claims.write().unwrap_or_else(|p| p.into_inner());
+        let current: HashSet<u64> = leads.iter().map(|(g, _, _)| *g).collect();
+        claims.retain(|group, (claim, _)| claim.leader != from || current.contains(group));
         for (group, epoch, in_sync) in leads {
             let epoch = i32::try_from(*epoch).unwrap_or(i32::MAX);
             let newer = claims
@@ -74,8 +77,35 @@ impl Leaders {
     }
 }
 
+/// The leader of `partition` (of Raft group `group`) as best known here: this node when it
+/// leads; otherwise the newer of what the local replica last heard and what the leaders
+/// claim (a replica of an idle partition hears from its leader only when it writes).
+pub fn current(node: &Node, partition: &Partition, group: Option<GroupId>) -> Option<Claim> {
+    let claimed = group.and_then(|g| node.cluster.leaders.get(g));
+    let Some(replica) = partition.replica.as_ref().ok().filter(|_| partition.hosted) else {
+        return claimed;
+    };
+    let local = replica.leadership();
+    if local.is_leader {
+        return Some(Claim {
+            leader: node.config.node_id,
+            epoch: local.epoch,
+            in_sync: replica.in_sync(),
+        });
+    }
+    match (local.leader, claimed) {
+        (_, Some(claim)) if claim.epoch >= local.epoch => Some(claim),
+        (Some(leader), _) if leader != node.config.node_id => Some(Claim {
+            leader,
+            epoch: local.epoch,
+            in_sync: replica.in_sync(),
+        }),
+        _ => None,
+    }
+}
+
 /// What this node leads: (group, epoch, in-sync replicas) of each replicated partition.
-pub fn leads(node: &Node) -> Vec<(u64, u64, Vec<i32>)> {
+pub fn leads(node: &Node) -> Vec<Lead> {
     let state = node.cluster.controller.state();
     let mut out = Vec::new();
     for topic in node.topics.all() {
@@ -100,38 +130,4 @@ pub fn leads(node: &Node) -> Vec<(u64, u64, Vec<i32>)> {
         }
     }
     out
-}
-
-/// Tells every peer what this node leads, every [`ANNOUNCE_INTERVAL`], until `stop`.
-pub async fn announce(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(ANNOUNCE_INTERVAL) => {}
-        }
-        let state = node.cluster.controller.state();
-        let peers: Vec<i32> = state
-            .brokers
-            .keys()
-            .copied()
-            .filter(|id| *id != node.cluster.node_id)
-            .collect();
-        if peers.is_empty() {
-            continue;
-        }
-        let request = NodeRequest::Leaders {
-            leads: leads(&node),
-        };
-        let bytes = serde_json::to_vec(&request).expect("requests serialise");
-        for peer in peers {
-            let transport = node.cluster.transport.clone();
-            let bytes = bytes.clone();
-            tokio::spawn(async move {
-                let _ = transport
-                    .node_request(peer as u64, &bytes, ANNOUNCE_INTERVAL)
-                    .await;
-            });
-        }
-    }
 }

@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod leaders;
+pub mod pulse;
 pub mod reconcile;
 mod replicas;
 
@@ -79,8 +80,10 @@ pub struct Cluster {
     pub controller: Controller,
     /// Elections and heartbeats of partition groups.
     pub timing: Timing,
-    /// Who leads the partitions this node holds no replica of, as its peers say.
+    /// Who leads each partition, as the leaders say.
     pub leaders: leaders::Leaders,
+    /// Node heartbeats, liveness and partition elections.
+    pub pulse: Arc<pulse::Pulse>,
     addresses: AddressBook,
     seeds: Vec<(i32, String)>,
     stop: watch::Receiver<bool>,
@@ -100,6 +103,7 @@ pub fn timing(config: &NodeConfig) -> Timing {
         heartbeat_ms: config.raft_heartbeat_interval_ms,
         election_min_ms: config.raft_election_timeout_ms,
         election_max_ms: config.raft_election_timeout_ms * 2,
+        driven: false,
     }
 }
 
@@ -179,6 +183,7 @@ impl Cluster {
             controller,
             timing,
             leaders: leaders::Leaders::default(),
+            pulse: Arc::new(pulse::Pulse::new(node, timing)),
             addresses,
             seeds: config.seeds.clone(),
             stop: stop.clone(),
@@ -379,8 +384,8 @@ impl Cluster {
                     },
                 }
             }
-            NodeRequest::Leaders { leads } => {
-                self.leaders.heard(from as i32, &leads);
+            NodeRequest::Pulse { leads } => {
+                self.pulse.heard(from, leads.as_deref(), &self.leaders);
                 NodeResponse::Done {
                     reply: None,
                     index: 0,

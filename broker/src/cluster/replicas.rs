@@ -16,7 +16,9 @@ use crate::raft::group::{self, GroupSpec, Timing};
 use crate::raft::network::Groups;
 use crate::raft::store::PartitionApplication;
 use crate::raft::transport::Transport;
-use crate::replica::raft::{RaftReplica, ReplicaSettings};
+use crate::replica::raft::{RaftReplica, Registration, ReplicaSettings};
+
+use super::pulse::Pulse;
 use crate::replica::{LocalReplica, Replica};
 use crate::topics::ReplicaFactory;
 
@@ -31,6 +33,7 @@ pub struct Replicas {
     clock: Arc<dyn Clock>,
     transport: Arc<Transport>,
     groups: Arc<Groups>,
+    pulse: Arc<Pulse>,
     timing: Timing,
 }
 
@@ -50,6 +53,7 @@ impl Replicas {
         clock: Arc<dyn Clock>,
         transport: Arc<Transport>,
         groups: Arc<Groups>,
+        pulse: Arc<Pulse>,
         timing: Timing,
     ) -> Replicas {
         Replicas {
@@ -58,7 +62,11 @@ impl Replicas {
             clock,
             transport,
             groups,
-            timing,
+            pulse,
+            timing: Timing {
+                driven: true,
+                ..timing
+            },
         }
     }
 }
@@ -110,25 +118,40 @@ impl ReplicaFactory for Replicas {
         .await
         .map_err(|e| e.to_string())?;
         self.groups.insert(placement.group, handle.raft.clone());
+        let preferred: Vec<NodeId> = placement.replicas.iter().map(|r| *r as NodeId).collect();
         if placement.replicas.contains(&self.node) {
-            let voters: BTreeSet<NodeId> =
-                placement.replicas.iter().map(|r| *r as NodeId).collect();
+            let voters: BTreeSet<NodeId> = preferred.iter().copied().collect();
             match handle.raft.initialize(voters).await {
                 // Every replica initializes with the same voters: safe, and none waits for
-                // another. One that heard from an initialized peer first is in already.
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                // another. The preferred leader stands at once, so a new partition has a
+                // leader without waiting out an election timeout.
+                Ok(()) => {
+                    if preferred.first() == Some(&me) {
+                        let _ = handle.raft.trigger().elect(false).await;
+                    }
+                }
+                // One that heard from an initialized peer first is in already.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(format!("Raft group {}: {e}", placement.group)),
             }
         }
         let settings = ReplicaSettings {
             min_insync_replicas: config.min_insync_replicas as usize,
             replica_lag_max: REPLICA_LAG_MAX,
+            leader_lease: Duration::from_millis(self.timing.election_max_ms),
         };
-        Ok(Arc::new(RaftReplica::new(
+        let replica = Arc::new(RaftReplica::new(
             me,
             placement.group,
             handle,
             settings,
-        )))
+            self.pulse.liveness.clone(),
+            Some(Registration {
+                groups: self.groups.clone(),
+                pulse: self.pulse.clone(),
+            }),
+        ));
+        self.pulse.watch(placement.group, &replica, preferred);
+        Ok(replica)
     }
 }

@@ -161,10 +161,10 @@ pub enum NodeRequest {
         /// The joining node.
         node: i32,
     },
-    /// Leadership this node holds (partitions it leads), for nodes that hold no replica.
-    Leaders {
-        /// (group, term, in-sync replicas) of each partition the sender leads.
-        leads: Vec<(u64, u64, Vec<i32>)>,
+    /// The sender's heartbeat; now and then with every partition it leads.
+    Pulse {
+        /// (group, term, in-sync replicas) of each partition the sender leads, when sent.
+        leads: Option<Vec<(u64, u64, Vec<i32>)>>,
     },
     /// Move the leadership of groups this node leads to another replica (drain).
     TransferLeadership {
@@ -262,6 +262,18 @@ impl Controller {
     /// The controller's leader, as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
         self.group.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// The controller's voters.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
     }
 
     /// True when this node leads the controller.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::cluster::admin::NewTopic;
+use crate::cluster::leaders;
 use crate::controller::ClusterState;
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_topic};
@@ -179,39 +180,29 @@ fn describe_partition(
     let described = MetadataResponsePartition::default()
         .with_partition_index(partition.index)
         .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect());
-    if !partition.hosted {
-        // Held elsewhere: what its leader told us, or its preferred leader if it said nothing.
-        let leadership = group.and_then(|g| node.cluster.leaders.get(g));
-        return match leadership {
-            Some(l) => described
-                .with_leader_id(BrokerId(l.leader))
-                .with_leader_epoch(l.epoch)
-                .with_isr_nodes(l.in_sync.iter().map(|r| BrokerId(*r)).collect()),
-            None => described
-                .with_leader_id(BrokerId(replicas.first().copied().unwrap_or(-1)))
-                .with_leader_epoch(-1)
-                .with_isr_nodes(replicas.iter().map(|r| BrokerId(*r)).collect()),
-        };
-    }
-    match &partition.replica {
-        Ok(replica) => {
-            let leadership = replica.leadership();
-            let in_sync = replica.in_sync();
-            let described = described
-                .with_leader_epoch(leadership.epoch)
-                .with_isr_nodes(in_sync.iter().map(|r| BrokerId(*r)).collect());
-            match leadership.leader {
-                Some(leader) => described.with_leader_id(BrokerId(leader)),
-                // An election is under way: the client asks again.
-                None => described
-                    .with_leader_id(BrokerId(-1))
-                    .with_error_code(ErrorCode::LeaderNotAvailable.code()),
-            }
-        }
-        Err(_) => described
+    if partition.hosted && partition.replica.is_err() {
+        return described
             .with_leader_id(BrokerId(-1))
             .with_leader_epoch(-1)
             .with_error_code(ErrorCode::KafkaStorageError.code())
-            .with_offline_replicas(vec![BrokerId(node.config.node_id)]),
+            .with_offline_replicas(vec![BrokerId(node.config.node_id)]);
+    }
+    let ids = |ids: &[i32]| ids.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+    match leaders::current(node, partition, group) {
+        Some(claim) => described
+            .with_leader_id(BrokerId(claim.leader))
+            .with_leader_epoch(claim.epoch)
+            .with_isr_nodes(ids(&claim.in_sync)),
+        // Held elsewhere and not heard of yet: its preferred leader, for a start.
+        None if !partition.hosted => described
+            .with_leader_id(BrokerId(replicas.first().copied().unwrap_or(-1)))
+            .with_leader_epoch(-1)
+            .with_isr_nodes(ids(replicas)),
+        // An election is under way: the client asks again.
+        None => described
+            .with_leader_id(BrokerId(-1))
+            .with_leader_epoch(-1)
+            .with_isr_nodes(ids(replicas))
+            .with_error_code(ErrorCode::LeaderNotAvailable.code()),
     }
 }

@@ -19,6 +19,9 @@ pub struct Timing {
     pub election_min_ms: u64,
     /// Longest such wait (each follower picks one in between).
     pub election_max_ms: u64,
+    /// Heartbeats and elections are driven by the node (see `cluster::pulse`), not by
+    /// timers of the group's own.
+    pub driven: bool,
 }
 
 impl Default for Timing {
@@ -27,6 +30,7 @@ impl Default for Timing {
             heartbeat_ms: 200,
             election_min_ms: 1000,
             election_max_ms: 2000,
+            driven: false,
         }
     }
 }
@@ -53,6 +57,9 @@ pub fn config(group: GroupId, timing: Timing) -> Result<Arc<Config>, String> {
         // Entries are record batches: a request carries at most this many (and the log store
         // caps it by bytes).
         max_payload_entries: 256,
+        enable_tick: !timing.driven,
+        enable_heartbeat: !timing.driven,
+        enable_elect: !timing.driven,
         ..Config::default()
     };
     config

@@ -65,6 +65,8 @@ pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, NodeId, EmptyN
 pub type Snapshot = openraft::Snapshot<CommittedLeaderId, NodeId, EmptyNode, Bytes>;
 /// An openraft node.
 pub type Raft = openraft::Raft<TypeConfig, store::StateMachine>;
+/// What an openraft node reports about itself.
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
 openraft::declare_raft_types!(
     /// silt's Raft types.

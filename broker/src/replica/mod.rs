@@ -67,6 +67,21 @@ pub trait Replica: Debug + Send + Sync + 'static {
         self.leadership().leader.into_iter().collect()
     }
 
+    /// What this replica is doing, for status pages: `leader`, `follower`, `candidate` or
+    /// `learner`.
+    fn role(&self) -> &'static str {
+        if self.leadership().is_leader {
+            "leader"
+        } else {
+            "follower"
+        }
+    }
+
+    /// All replicas of the partition (voters), this one included.
+    fn replicas(&self) -> Vec<i32> {
+        self.leadership().leader.into_iter().collect()
+    }
+
     /// Applies a topic's changed properties.
     fn reconfigure(&self, log_config: crate::log::LogConfig, _topic: &silt_config::TopicConfig) {
         self.log().set_config(log_config);

@@ -7,29 +7,32 @@
 //! openraft; acks=1 is answered once the leader's copy is written, acks=-1 once a quorum has
 //! fsynced it and the high watermark has moved past it.
 //!
-//! `min.insync.replicas` counts the leader and the followers that acknowledged it within the
-//! replica lag time (Kafka's `replica.lag.time.max.ms`).
+//! `min.insync.replicas` counts the leader and the followers that are alive and held its
+//! whole log within the replica lag time (Kafka's `replica.lag.time.max.ms`). A leader that
+//! hears from no majority of its replicas refuses writes: it is likely deposed already.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use openraft::Instant as _;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
 use openraft::impls::ProgressResponder;
-use openraft::type_config::async_runtime::Instant as _;
 use silt_config::TimestampType;
 use silt_index::batch::{self, BATCH_HEADER_BYTES, BatchHeader};
 use tokio::sync::oneshot;
 
 use super::{Acks, Leadership, Replica};
+use crate::cluster::pulse::{Liveness, Pulse};
 use crate::log::appender::check_timestamps;
 use crate::log::producer_state::{Check, InFlightBatch};
 use crate::log::{AppendError, AppendTicket, Appended, LogError, PartitionLog};
 use crate::raft::group::GroupHandle;
-use crate::raft::{GroupId, LogData, NodeId};
+use crate::raft::network::Groups;
+use crate::raft::{GroupId, LogData, NodeId, RaftMetrics};
 
 /// What a replicated partition is asked to honour (from its topic's properties).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub struct ReplicaSettings {
     /// How long a follower may go without acknowledging the leader and still count as in
     /// sync.
     pub replica_lag_max: Duration,
+    /// openraft's leader lease (the longest election timeout): a leader takes writes only
+    /// while a quorum acknowledged it within this time.
+    pub leader_lease: Duration,
 }
 
 /// Batches the leader accepted and has not appended yet, per producer, for one term.
@@ -48,6 +54,15 @@ struct Gate {
     in_flight: HashMap<i64, Vec<InFlightBatch>>,
 }
 
+/// Where a replica is registered on its node, to be let go of when it closes.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The node's groups (for the network).
+    pub groups: Arc<Groups>,
+    /// The node's pulse (elections, liveness).
+    pub pulse: Arc<Pulse>,
+}
+
 /// This node's replica of a replicated partition.
 pub struct RaftReplica {
     node: NodeId,
@@ -55,6 +70,10 @@ pub struct RaftReplica {
     handle: GroupHandle,
     settings: RwLock<ReplicaSettings>,
     gate: tokio::sync::Mutex<Gate>,
+    liveness: Arc<Liveness>,
+    /// When each follower last held the leader's whole log (kept while leading).
+    caught_up: Mutex<HashMap<NodeId, Instant>>,
+    registration: Option<Registration>,
 }
 
 impl std::fmt::Debug for RaftReplica {
@@ -73,6 +92,8 @@ impl RaftReplica {
         group: GroupId,
         handle: GroupHandle,
         settings: ReplicaSettings,
+        liveness: Arc<Liveness>,
+        registration: Option<Registration>,
     ) -> RaftReplica {
         RaftReplica {
             node,
@@ -80,6 +101,29 @@ impl RaftReplica {
             handle,
             settings: RwLock::new(settings),
             gate: tokio::sync::Mutex::new(Gate::default()),
+            liveness,
+            caught_up: Mutex::default(),
+            registration,
+        }
+    }
+
+    /// Notes, while leading, which followers hold the whole log now.
+    pub fn observe_followers(&self, metrics: &RaftMetrics, liveness: &Liveness) {
+        let Some(replication) = &metrics.replication else {
+            return;
+        };
+        let last = metrics.last_log_index;
+        let now = Instant::now();
+        let mut caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        for (follower, matched) in replication {
+            let holds_all = match (last, matched) {
+                (None, _) => true,
+                (Some(last), Some(m)) => m.index >= last,
+                (Some(_), None) => false,
+            };
+            if holds_all && liveness.alive(*follower) {
+                caught_up.insert(*follower, now);
+            }
         }
     }
 
@@ -102,20 +146,42 @@ impl RaftReplica {
         *self.settings.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The replicas in sync with this leader, itself included (just itself on a follower).
+    /// The replicas in sync with this leader, itself included (just itself on a follower):
+    /// alive, and holding the whole log within the replica lag time.
     pub fn in_sync_nodes(&self) -> Vec<NodeId> {
         let lag = self.settings().replica_lag_max;
-        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
         let mut in_sync = vec![self.node];
-        if let Some(heartbeats) = &metrics.heartbeat {
-            for (follower, acked) in heartbeats {
-                if *follower != self.node && acked.as_ref().is_some_and(|at| at.elapsed() <= lag) {
-                    in_sync.push(*follower);
-                }
+        let caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        for follower in metrics.membership_config.membership().voter_ids() {
+            if follower == self.node || !self.liveness.alive(follower) {
+                continue;
+            }
+            let current = caught_up
+                .get(&follower)
+                .is_some_and(|at| at.elapsed() <= lag)
+                || metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&follower))
+                    .is_some_and(|m| m.as_ref().map(|m| m.index) >= metrics.last_log_index);
+            if current {
+                in_sync.push(follower);
             }
         }
         in_sync.sort_unstable();
         in_sync
+    }
+
+    /// True if this node heard lately from a majority of the group's voters (itself
+    /// included).
+    fn in_contact_with_majority(&self) -> bool {
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let alive = voters.iter().filter(|v| self.liveness.alive(**v)).count();
+        alive * 2 > voters.len()
     }
 
     /// The voters of the group (its replicas).
@@ -124,15 +190,64 @@ impl RaftReplica {
         metrics.membership_config.membership().voter_ids().collect()
     }
 
-    /// Refuses with `NotLeader` unless this node leads; returns the term.
+    /// Refuses with `NotLeader` unless this node leads and hears from a majority; returns
+    /// the term.
     fn leading_term(&self) -> Result<u64, AppendError> {
         let metrics = self.handle.raft.metrics().borrow_watched().clone();
-        if metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node) {
+        if metrics.state == ServerState::Leader
+            && metrics.current_leader == Some(self.node)
+            && self.in_contact_with_majority()
+        {
             Ok(metrics.current_term)
         } else {
+            tracing::debug!(
+                group = self.group,
+                state = ?metrics.state,
+                leader = ?metrics.current_leader,
+                majority = self.in_contact_with_majority(),
+                "refusing a write: not the leader"
+            );
             Err(AppendError::NotLeader {
                 leader: metrics.current_leader.and_then(|l| i32::try_from(l).ok()),
             })
+        }
+    }
+
+    /// Makes sure a quorum acknowledged this leader lately, as openraft requires before it
+    /// takes a write: the groups send no heartbeats of their own (see `cluster::pulse`), so
+    /// after a quiet spell the leader sends one and waits for a quorum to answer.
+    async fn renew_lease(&self) -> Result<(), AppendError> {
+        let lease = self.settings().leader_lease;
+        let fresh = |m: &RaftMetrics| {
+            m.membership_config.membership().voter_ids().count() == 1
+                || m.last_quorum_acked
+                    .as_ref()
+                    .is_some_and(|at| at.elapsed() < lease / 2)
+        };
+        if fresh(&self.handle.raft.metrics().borrow_watched()) {
+            return Ok(());
+        }
+        self.handle
+            .raft
+            .trigger()
+            .heartbeat()
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        let renewed = self
+            .handle
+            .raft
+            .wait(Some(lease))
+            .metrics(
+                |m| fresh(m) || m.state != ServerState::Leader,
+                "leader lease",
+            )
+            .await;
+        match renewed {
+            Ok(m) if m.state == ServerState::Leader => Ok(()),
+            Ok(m) => Err(AppendError::NotLeader {
+                leader: m.current_leader.and_then(|l| i32::try_from(l).ok()),
+            }),
+            Err(_) => Err(AppendError::NotLeader { leader: None }),
         }
     }
 
@@ -187,7 +302,8 @@ impl Replica for RaftReplica {
     }
 
     fn leadership(&self) -> Leadership {
-        let metrics = self.handle.raft.metrics().borrow_watched().clone();
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
         let is_leader =
             metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node);
         Leadership {
@@ -202,6 +318,7 @@ impl Replica for RaftReplica {
         let config = log.config();
         let header = crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?;
         let term = self.leading_term()?;
+        self.renew_lease().await?;
         if acks == Acks::All {
             let required = self.settings().min_insync_replicas;
             let in_sync = self.in_sync_nodes().len();
@@ -284,14 +401,28 @@ impl Replica for RaftReplica {
                 .raft
                 .client_write_ff(data, Some(responder))
                 .await
-                .map_err(|_| AppendError::Closed)?;
+                .map_err(|e| {
+                    tracing::debug!(group = self.group, error = %e, "Raft refused a write");
+                    AppendError::Closed
+                })?;
         }
         Ok(AppendTicket::new(async move {
             let not_leader = |leader: Option<u64>| AppendError::NotLeader {
                 leader: leader.and_then(|l| i32::try_from(l).ok()),
             };
             match acks {
-                Acks::Leader => written_rx.await.map_err(|_| not_leader(None)),
+                Acks::Leader => match written_rx.await {
+                    Ok(appended) => Ok(appended),
+                    // Never written: openraft refused it; its answer says why.
+                    Err(_) => match complete.await {
+                        Ok(Err(
+                            ClientWriteError::ForwardToLeader(f)
+                            | ClientWriteError::LogEntryDiscarded(f),
+                        )) => Err(not_leader(f.leader_id)),
+                        Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
+                        _ => Err(not_leader(None)),
+                    },
+                },
                 Acks::All => match complete.await {
                     Ok(Ok(_)) => written_rx.await.map_err(|_| not_leader(None)),
                     Ok(Err(
@@ -303,6 +434,20 @@ impl Replica for RaftReplica {
                 },
             }
         }))
+    }
+
+    fn role(&self) -> &'static str {
+        match self.handle.raft.metrics().borrow_watched().state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Follower => "follower",
+            ServerState::Shutdown => "stopped",
+        }
+    }
+
+    fn replicas(&self) -> Vec<i32> {
+        self.voters().iter().map(|v| *v as i32).collect()
     }
 
     fn in_sync(&self) -> Vec<i32> {
@@ -324,6 +469,10 @@ impl Replica for RaftReplica {
     }
 
     async fn close(&self) -> Result<(), LogError> {
+        if let Some(registration) = &self.registration {
+            registration.pulse.unwatch(self.group);
+            registration.groups.remove(self.group);
+        }
         if let Err(e) = self.handle.raft.shutdown().await {
             tracing::warn!(group = self.group, error = %e, "Raft did not stop cleanly");
         }

@@ -47,6 +47,9 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                 .partitions()
                 .iter()
                 .map(|p| {
+                    if !p.hosted {
+                        return json!({ "partition": p.index, "hosted": false });
+                    }
                     let view = PartitionView::of(&node, topic.clone(), p.clone());
                     if let Some(error) = view.offline() {
                         return json!({ "partition": p.index, "online": false, "error": error });
@@ -68,9 +71,20 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                         unreachable!("online partitions have a log");
                     };
                     let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
+                    let replica = p.replica.as_ref().ok().map(|r| {
+                        let leadership = r.leadership();
+                        json!({
+                            "role": r.role(),
+                            "leader": leadership.leader,
+                            "leader_epoch": leadership.epoch,
+                            "replicas": r.replicas(),
+                            "in_sync": r.in_sync(),
+                        })
+                    });
                     json!({
                         "partition": p.index,
                         "online": !log.is_closed(),
+                        "replica": replica,
                         "high_watermark": bounds.high_watermark,
                         "log_end_offset": bounds.log_end,
                         // The first offset a consumer can read, across tiers.
@@ -99,6 +113,46 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "data_dir": node.config.data_dir,
         "kafka_addr": node.config.advertised_addr(),
         "archive": node.config.value_of("archive"),
+        "cluster": cluster_status(&node),
         "topics": topics,
     }))
+}
+
+/// The node's view of its cluster: the controller, the brokers and whether they are heard.
+fn cluster_status(node: &Node) -> Value {
+    let cluster = &node.cluster;
+    let state = cluster.controller.state();
+    let pulse = &cluster.pulse;
+    let heard: std::collections::HashMap<u64, std::time::Duration> =
+        pulse.liveness.peers().into_iter().collect();
+    let brokers: Vec<Value> = state
+        .brokers
+        .values()
+        .map(|b| {
+            let me = b.id == cluster.node_id;
+            json!({
+                "id": b.id,
+                "kafka_addr": b.kafka_addr,
+                "rpc_addr": b.rpc_addr,
+                "admin_addr": b.admin_addr,
+                "draining": b.draining,
+                "alive": me || pulse.liveness.alive(b.id as u64),
+                "last_heard_ms": if me { Some(0) } else {
+                    heard.get(&(b.id as u64)).map(|d| d.as_millis() as u64)
+                },
+            })
+        })
+        .collect();
+    json!({
+        "controller_leader": cluster.controller.leader(),
+        "controller_voters": cluster.controller.voters(),
+        "brokers": brokers,
+        "raft_groups": cluster.groups.all().len(),
+        "pulse": {
+            "sent": pulse.counters.sent.load(std::sync::atomic::Ordering::Relaxed),
+            "missed": pulse.counters.missed.load(std::sync::atomic::Ordering::Relaxed),
+            "elections_stood": pulse.counters.elections.load(std::sync::atomic::Ordering::Relaxed),
+            "leaderships_handed_back": pulse.counters.transfers.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    })
 }

@@ -1,0 +1,377 @@
+//! One heartbeat per pair of nodes, whatever the number of partitions.
+//!
+//! A partition's Raft group would have its leader send a heartbeat to every follower every
+//! interval, and every follower run an election timer: with thousands of partitions per node
+//! that is thousands of timers and RPCs each tick. Instead (as Redpanda does) the nodes
+//! heartbeat each other, and the groups hold no timers of their own (openraft's tick is off):
+//!
+//! - every [`Timing::heartbeat_ms`], each node sends each peer one *pulse*; now and then, or
+//!   when it changed, the pulse carries the list of partitions the sender leads (group, term,
+//!   in-sync replicas), which also tells nodes without a replica who the leaders are;
+//! - a node is *alive* while pulses from it, or answers to ours, keep coming within the
+//!   election timeout;
+//! - a follower whose leader is not alive (or no longer claims the group) for the election
+//!   timeout starts an election (with pre-vote, so a healthy leader is not deposed). The
+//!   replicas that may stand go in their preferred order: the first alive one first, the
+//!   next half a timeout later, so they rarely split the vote;
+//! - a leader counts a follower in sync while it is alive and has caught up with the log
+//!   within the replica lag time, and hands leadership back to the partition's preferred
+//!   replica once that one is alive and caught up (Kafka's `auto.leader.rebalance`).
+//!
+//! Log replication itself stays openraft's: entries go out as they are appended, and a
+//! stream to a follower that was away retries until it gets through.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use tokio::sync::watch;
+
+use super::leaders::{self, Leaders};
+use crate::controller::NodeRequest;
+use crate::node::Node;
+use crate::raft::group::Timing;
+use crate::raft::{GroupId, NodeId};
+use crate::replica::raft::RaftReplica;
+
+/// How often a pulse carries the full list of what its sender leads.
+const FULL_EVERY: Duration = Duration::from_secs(1);
+/// How long a leader keeps a leadership before it hands it back to the preferred replica.
+const SETTLE_BEFORE_TRANSFER: Duration = Duration::from_secs(5);
+/// Most leaderships handed back per tick (they are spread over ticks).
+const TRANSFERS_PER_TICK: usize = 8;
+
+/// Which peers are alive, from the pulses heard.
+#[derive(Debug)]
+pub struct Liveness {
+    me: NodeId,
+    timeout: Duration,
+    heard: RwLock<HashMap<NodeId, Instant>>,
+}
+
+impl Liveness {
+    /// Liveness as seen by node `me`: a peer is alive if heard within `timeout`.
+    pub fn new(me: NodeId, timeout: Duration) -> Liveness {
+        Liveness {
+            me,
+            timeout,
+            heard: RwLock::default(),
+        }
+    }
+
+    /// Notes that `node` was heard from just now.
+    pub fn heard(&self, node: NodeId) {
+        self.heard
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node, Instant::now());
+    }
+
+    /// True if `node` is this node or was heard from within the timeout.
+    pub fn alive(&self, node: NodeId) -> bool {
+        node == self.me
+            || self
+                .heard
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&node)
+                .is_some_and(|at| at.elapsed() <= self.timeout)
+    }
+
+    /// Each peer heard from and how long ago.
+    pub fn peers(&self) -> Vec<(NodeId, Duration)> {
+        let mut peers: Vec<(NodeId, Duration)> = self
+            .heard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(node, at)| (*node, at.elapsed()))
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+}
+
+/// A replica the pulse looks after.
+#[derive(Debug)]
+struct Watched {
+    replica: Weak<RaftReplica>,
+    /// Replicas in preferred order (the first is the preferred leader).
+    preferred: Vec<NodeId>,
+    /// Since when this follower has seen no healthy leader.
+    leaderless_since: Option<Instant>,
+    /// When this node last stood for election in the group.
+    stood_at: Option<Instant>,
+    /// Since when this node leads the group.
+    leading_since: Option<Instant>,
+}
+
+/// Counts of what the pulse did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PulseCounters {
+    /// Pulses sent.
+    pub sent: AtomicU64,
+    /// Pulses that got no answer in time.
+    pub missed: AtomicU64,
+    /// Elections this node stood in.
+    pub elections: AtomicU64,
+    /// Leaderships handed back to preferred replicas.
+    pub transfers: AtomicU64,
+}
+
+/// Node-level heartbeats, failure detection and leader elections for the partitions here.
+#[derive(Debug)]
+pub struct Pulse {
+    me: NodeId,
+    timing: Timing,
+    /// Who is alive.
+    pub liveness: Arc<Liveness>,
+    watched: Mutex<HashMap<GroupId, Watched>>,
+    /// What happened.
+    pub counters: PulseCounters,
+    in_flight: Mutex<HashMap<NodeId, Arc<AtomicBool>>>,
+}
+
+impl Pulse {
+    /// The pulse of node `me`.
+    pub fn new(me: NodeId, timing: Timing) -> Pulse {
+        Pulse {
+            me,
+            timing,
+            liveness: Arc::new(Liveness::new(
+                me,
+                Duration::from_millis(timing.election_min_ms),
+            )),
+            watched: Mutex::default(),
+            counters: PulseCounters::default(),
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Looks after `replica` of `group`, whose replicas in preferred order are `preferred`.
+    pub fn watch(&self, group: GroupId, replica: &Arc<RaftReplica>, preferred: Vec<NodeId>) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                group,
+                Watched {
+                    replica: Arc::downgrade(replica),
+                    preferred,
+                    leaderless_since: None,
+                    stood_at: None,
+                    leading_since: None,
+                },
+            );
+    }
+
+    /// Stops looking after `group` (its replica closed).
+    pub fn unwatch(&self, group: GroupId) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&group);
+    }
+
+    /// Groups looked after.
+    pub fn watched(&self) -> usize {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Records a pulse from `from` (and the leaderships it carried, if it did).
+    pub fn heard(&self, from: NodeId, leads: Option<&[leaders::Lead]>, claims: &Leaders) {
+        self.liveness.heard(from);
+        if let Some(leads) = leads {
+            claims.heard_all(from as i32, leads);
+        }
+    }
+
+    /// The election timeout with this node's place among the replicas that may stand: the
+    /// first alive preferred replica waits the timeout, each next one half a timeout more.
+    fn standing_delay(&self, preferred: &[NodeId], voters: &[NodeId], group: GroupId) -> Duration {
+        let rank = preferred
+            .iter()
+            .filter(|n| voters.contains(n) && self.liveness.alive(**n))
+            .position(|n| *n == self.me)
+            .unwrap_or(preferred.len()) as u64;
+        let base = self.timing.election_min_ms;
+        // A little spread per group, so a node standing in many groups does not send every
+        // vote request at the same instant.
+        let spread = group % self.timing.heartbeat_ms.max(1);
+        Duration::from_millis(base + rank * base / 2 + spread)
+    }
+
+    /// One round over the groups here: elections where the leader is gone, in-sync
+    /// tracking and leadership hand-backs where this node leads.
+    async fn drive(&self, claims: &Leaders) {
+        let now = Instant::now();
+        let mut elect = Vec::new();
+        let mut transfer = Vec::new();
+        {
+            let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            watched.retain(|_, w| w.replica.strong_count() > 0);
+            for (group, w) in watched.iter_mut() {
+                let Some(replica) = w.replica.upgrade() else {
+                    continue;
+                };
+                let raft = replica.handle().raft.clone();
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow_watched();
+                let voters: Vec<NodeId> =
+                    metrics.membership_config.membership().voter_ids().collect();
+                if metrics.state == ServerState::Leader {
+                    w.leaderless_since = None;
+                    let since = *w.leading_since.get_or_insert(now);
+                    replica.observe_followers(&metrics, &self.liveness);
+                    let preferred = w.preferred.first().copied();
+                    if let Some(to) = preferred
+                        && to != self.me
+                        && voters.contains(&to)
+                        && self.liveness.alive(to)
+                        && now.duration_since(since) >= SETTLE_BEFORE_TRANSFER
+                        && caught_up(&metrics, to)
+                        && transfer.len() < TRANSFERS_PER_TICK
+                    {
+                        w.leading_since = Some(now);
+                        transfer.push((*group, raft.clone(), to));
+                    }
+                    continue;
+                }
+                w.leading_since = None;
+                if !voters.contains(&self.me) {
+                    continue;
+                }
+                let term = metrics.current_term;
+                let healthy = |leader: NodeId| {
+                    leader != self.me
+                        && self.liveness.alive(leader)
+                        && claims
+                            .get(*group)
+                            .is_some_and(|c| c.leader as NodeId == leader && c.epoch as u64 >= term)
+                };
+                let claimed = claims.get(*group).map(|c| c.leader as NodeId);
+                let led =
+                    metrics.current_leader.is_some_and(healthy) || claimed.is_some_and(healthy);
+                if led {
+                    w.leaderless_since = None;
+                    continue;
+                }
+                let since = *w.leaderless_since.get_or_insert(now);
+                let delay = self.standing_delay(&w.preferred, &voters, *group);
+                let rested = w.stood_at.is_none_or(|at| {
+                    now.duration_since(at) >= Duration::from_millis(self.timing.election_max_ms)
+                });
+                if now.duration_since(since) >= delay && rested {
+                    w.stood_at = Some(now);
+                    elect.push((*group, raft.clone()));
+                }
+            }
+        }
+        for (group, raft) in elect {
+            tracing::debug!(group, "no healthy leader: standing for election");
+            self.counters.elections.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = raft.trigger().elect(true).await {
+                tracing::debug!(group, error = %e, "could not stand for election");
+            }
+        }
+        for (group, raft, to) in transfer {
+            tracing::debug!(
+                group,
+                to,
+                "handing leadership back to the preferred replica"
+            );
+            self.counters.transfers.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = raft.trigger().transfer_leader(to).await {
+                tracing::debug!(group, error = %e, "could not hand leadership back");
+            }
+        }
+    }
+
+    /// Sends one pulse to each peer (skipping a peer whose last pulse is still unanswered).
+    fn send(self: &Arc<Self>, node: &Node, peers: &[NodeId], leads: Option<Vec<leaders::Lead>>) {
+        let request = NodeRequest::Pulse { leads };
+        let bytes = serde_json::to_vec(&request).expect("requests serialise");
+        let timeout = Duration::from_millis(self.timing.election_min_ms);
+        for peer in peers {
+            let flag = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(*peer)
+                .or_default()
+                .clone();
+            if flag.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            let (transport, bytes, pulse, peer) = (
+                node.cluster.transport.clone(),
+                bytes.clone(),
+                self.clone(),
+                *peer,
+            );
+            tokio::spawn(async move {
+                match transport.node_request(peer, &bytes, timeout).await {
+                    Ok(_) => pulse.liveness.heard(peer),
+                    Err(_) => {
+                        pulse.counters.missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                flag.store(false, Ordering::Release);
+            });
+        }
+    }
+}
+
+/// True if the leader knows `follower` holds its whole log.
+fn caught_up(metrics: &crate::raft::RaftMetrics, follower: NodeId) -> bool {
+    let Some(last) = metrics.last_log_index else {
+        return true;
+    };
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&follower))
+        .is_some_and(|matched| matched.as_ref().is_some_and(|m| m.index >= last))
+}
+
+/// Runs the pulse of `node` until `stop`: pulses out every heartbeat interval, and a round
+/// of [`Pulse::drive`] after each.
+pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let pulse = node.cluster.pulse.clone();
+    let interval = Duration::from_millis(pulse.timing.heartbeat_ms.max(10));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_leads: Option<Vec<leaders::Lead>> = None;
+    let mut last_full = Instant::now() - FULL_EVERY;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            _ = ticker.tick() => {}
+        }
+        let me = node.cluster.node_id;
+        let peers: Vec<NodeId> = node
+            .cluster
+            .controller
+            .state()
+            .brokers
+            .keys()
+            .filter(|id| **id != me)
+            .map(|id| *id as NodeId)
+            .collect();
+        if !peers.is_empty() {
+            let leads = leaders::leads(&node);
+            let full = last_leads.as_ref() != Some(&leads) || last_full.elapsed() >= FULL_EVERY;
+            if full {
+                last_full = Instant::now();
+                last_leads = Some(leads.clone());
+            }
+            pulse.send(&node, &peers, full.then_some(leads));
+        }
+        pulse.drive(&node.cluster.leaders).await;
+    }
+}
