@@ -29,10 +29,13 @@ pub struct SealedSegment {
     pub base_offset: i64,
     /// Offset after its last record.
     pub next_offset: i64,
-    /// Bytes of whole batches in the file.
+    /// Bytes of whole batches to upload, from `start_position`.
     pub size_bytes: u64,
     /// The `.log` file.
     pub path: PathBuf,
+    /// Where in the file the first batch to upload starts (0 for the whole file; past 0 when
+    /// the archive already holds the file's first batches, as after a leader change).
+    pub start_position: u64,
 }
 
 /// The writer of one partition's archive.
@@ -230,12 +233,13 @@ async fn scan(
         };
         let file = std::fs::File::open(&segment.path).map_err(|e| local(e.to_string()))?;
         let mut indexer = SegmentIndexer::new(segment.base_offset, interval);
-        let mut position = 0u64;
+        let end = segment.start_position + segment.size_bytes;
+        let mut position = segment.start_position;
         let mut records = 0u64;
         let mut epoch = -1i32;
         let mut expected = segment.base_offset;
         let mut buf = [0u8; BATCH_HEADER_BYTES];
-        while position < segment.size_bytes {
+        while position < end {
             file.read_exact_at(&mut buf, position)
                 .map_err(|e| local(format!("reading at {position}: {e}")))?;
             let header = BatchHeader::parse(&buf, u32::MAX)
@@ -253,10 +257,10 @@ async fn scan(
             expected = header.next_offset();
             position += u64::from(header.size());
         }
-        if position != segment.size_bytes || expected != segment.next_offset {
+        if position != end || expected != segment.next_offset {
             return Err(local(format!(
-                "batches end at byte {position} and offset {expected}, not {} and {}",
-                segment.size_bytes, segment.next_offset
+                "batches end at byte {position} and offset {expected}, not {end} and {}",
+                segment.next_offset
             )));
         }
         indexer.seal();
@@ -277,6 +281,7 @@ async fn upload_file(
 ) -> Result<u32, ArchiveError> {
     let path = segment.path.clone();
     let size = segment.size_bytes;
+    let start = segment.start_position;
     let local = |reason: String| ArchiveError::Local {
         path: path.clone(),
         reason,
@@ -288,7 +293,7 @@ async fn upload_file(
         async move {
             tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, position)
+                file.read_exact_at(&mut buf, start + position)
                     .map(|()| Bytes::from(buf))
                     .map_err(|e| ArchiveError::Local {
                         path,

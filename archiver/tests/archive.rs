@@ -81,6 +81,7 @@ fn segment_file(
         next_offset: offset,
         size_bytes: bytes.len() as u64,
         path,
+        start_position: 0,
     }
 }
 

@@ -169,6 +169,7 @@ async fn fixture() -> Fixture {
                     next_offset: offset,
                     size_bytes: bytes.len() as u64,
                     path,
+                    start_position: 0,
                 },
                 1,
             )

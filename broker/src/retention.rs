@@ -110,26 +110,22 @@ async fn apply(node: &Node) {
             if count == 0 {
                 continue;
             }
-            let limit = segments[count - 1].base_offset;
-            // Deletion touches files: off the async threads.
-            let partition_for_io = partition.clone();
-            let deleted = tokio::task::spawn_blocking(move || {
-                let log = partition_for_io.log().expect("checked online");
-                log.delete_oldest_segments(|s| s.base_offset <= limit)
-            })
-            .await;
-            match deleted {
-                Ok(Ok(deleted)) => tracing::info!(
+            let keep_from = segments[count - 1].next_offset;
+            let Ok(replica) = &partition.replica else {
+                continue;
+            };
+            match replica.trim(keep_from).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(
                     topic = %topic.name,
                     partition = partition.index,
-                    segments = deleted.len(),
+                    segments = deleted,
                     log_start = log.log_start_offset(),
                     "retention deleted segments"
                 ),
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
                 }
-                Err(e) => tracing::error!(error = %e, "retention task panicked"),
             }
         }
     }

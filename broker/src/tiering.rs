@@ -77,6 +77,8 @@ pub struct PartitionTier {
     source: Option<Archive>,
     /// The `next_offset` of the root reads go through, for fetches waiting on a read replica.
     visible: watch::Sender<i64>,
+    /// When a follower replica last read the archive's root (what its leader archived).
+    followed_ms: AtomicI64,
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -499,6 +501,7 @@ impl Tiering {
                     read_failure: Mutex::new(None),
                     source,
                     visible: watch::Sender::new(-1),
+                    followed_ms: AtomicI64::new(i64::MIN / 2),
                 })
             })
             .clone())
@@ -567,12 +570,34 @@ impl Tiering {
                 continue;
             }
             for partition in topic.partitions() {
-                if partition.log().is_none() {
+                let Ok(replica) = &partition.replica else {
                     continue;
-                }
+                };
                 let Ok(tier) = self.tier(&topic, partition.index) else {
                     continue;
                 };
+                if !replica.leadership().is_leader {
+                    // Only a partition's leader archives it. A replica that led before
+                    // forgets what it knew of the archive: the next leader moves it on. A
+                    // follower reads the archive's root now and then, so its local retention
+                    // knows what the archive holds.
+                    if let Ok(mut archiver) = tier.archiver.try_lock() {
+                        *archiver = None;
+                    }
+                    let due = tier.followed_ms.load(Ordering::Acquire) + self.upload_interval_ms;
+                    if now >= due && !tier.busy.swap(true, Ordering::AcqRel) {
+                        tier.followed_ms.store(now, Ordering::Release);
+                        let this = self.clone();
+                        self.spawn(async move {
+                            match this.load_root(&tier).await {
+                                Ok(root) => tier.publish_view(root.as_ref().clone()),
+                                Err(e) => tracing::debug!(partition = %tier.id, error = %e, "follower could not read the archive root"),
+                            }
+                            tier.busy.store(false, Ordering::Release);
+                        });
+                    }
+                    continue;
+                }
                 if tier.is_fenced() || tier.retry_at_ms.load(Ordering::Acquire) > now {
                     continue;
                 }
@@ -619,20 +644,35 @@ impl Tiering {
         {
             tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
         }
+        // Only what is committed: a replicated log may hold entries a new leader truncates.
+        let committed = log.high_watermark();
         let pending: Vec<_> = log
             .segments()
             .into_iter()
-            .filter(|s| s.sealed && s.next_offset > archived)
+            .filter(|s| s.sealed && s.next_offset > archived && s.next_offset <= committed)
             .collect();
         for info in pending {
             let archived = archiver.archived_next_offset();
             if info.next_offset <= archived {
                 continue;
             }
+            // The archive may already hold the first batches of this segment: replicas roll
+            // their segments at different offsets, and the previous leader archived its own.
+            // Upload the rest, from the batch where the archive ends.
+            let mut start_position = 0;
+            let mut base_offset = info.base_offset;
             if info.base_offset < archived {
-                tracing::error!(partition = %tier.id, base = info.base_offset, archived, "local segment overlaps the archive; archiving stopped for this partition");
-                tier.fenced.store(true, Ordering::Release);
-                return;
+                match log.batch_position(info.base_offset, archived) {
+                    Ok(Some(position)) => {
+                        start_position = position;
+                        base_offset = archived;
+                    }
+                    _ => {
+                        tracing::error!(partition = %tier.id, base = info.base_offset, archived, "local segment overlaps the archive and has no batch where the archive ends; archiving stopped for this partition");
+                        tier.fenced.store(true, Ordering::Release);
+                        return;
+                    }
+                }
             }
             if info.base_offset > archived && !archiver.root().is_empty() {
                 // Local data was deleted before it was archived (the topic was not tiered then):
@@ -648,10 +688,11 @@ impl Tiering {
                 return;
             };
             let segment = SealedSegment {
-                base_offset: info.base_offset,
+                base_offset,
                 next_offset: info.next_offset,
-                size_bytes: info.size_bytes,
+                size_bytes: info.size_bytes - start_position,
                 path: log.segment_path(info.base_offset, SegmentFile::Log),
+                start_position,
             };
             match archiver.upload(&segment, node.clock.now_ms()).await {
                 Ok(entry) => {

@@ -52,7 +52,7 @@ enum Command {
         #[command(subcommand)]
         command: group::GroupCommand,
     },
-    /// Restore a whole cluster (topics, properties, committed offsets) from a bucket.
+    /// Run a development cluster on this machine; restore a cluster from a bucket.
     Cluster {
         #[command(flatten)]
         brokers: topic::BrokerArgs,

@@ -194,8 +194,8 @@ impl AppendTicket {
     }
 }
 
-/// One partition's local log.
-#[derive(Debug)]
+/// One partition's local log. Clones are handles to the same log.
+#[derive(Debug, Clone)]
 pub struct PartitionLog {
     pub(super) shared: Arc<LogShared>,
     pub(super) commands: mpsc::Sender<Command>,
@@ -578,6 +578,37 @@ impl PartitionLog {
             .map_err(|e| LogError::io("create directory", dir.to_path_buf(), e))?;
         recovery::create_segment(storage, dir, base.max(0), config)?;
         Ok(())
+    }
+
+    /// Where the batch starting at `offset` is in the segment based at `base_offset`, if it
+    /// is there.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading the segment.
+    pub fn batch_position(&self, base_offset: i64, offset: i64) -> Result<Option<u64>, LogError> {
+        let Some(segment) = self
+            .shared
+            .all_segments()
+            .into_iter()
+            .find(|s| s.base_offset() == base_offset)
+        else {
+            return Ok(None);
+        };
+        Ok(segment
+            .locate(offset)?
+            .filter(|(_, header)| header.base_offset == offset)
+            .map(|(position, _)| position))
+    }
+
+    /// The Raft index of the first entry of the segment based at `base_offset`, for a
+    /// replicated log.
+    pub fn segment_base_index(&self, base_offset: i64) -> Option<u64> {
+        self.shared
+            .all_segments()
+            .into_iter()
+            .find(|s| s.base_offset() == base_offset)
+            .and_then(|s| s.raft().as_ref().map(|span| span.base_index))
     }
 
     /// The start offset DeleteRecords asked for (0 if never): the first offset any tier may

@@ -92,6 +92,14 @@ pub trait Replica: Debug + Send + Sync + 'static {
     /// none.
     fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)>;
 
+    /// Deletes this replica's local segments that end at or before `keep_from`, a segment
+    /// boundary (retention). Returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// The deletion failed (what went stays gone).
+    async fn trim(&self, keep_from: i64) -> Result<usize, LogError>;
+
     /// Flushes and stops the replica; appends after this fail with `Closed`.
     ///
     /// # Errors
@@ -144,6 +152,21 @@ impl Replica for LocalReplica {
         // One epoch, which ends at the high watermark. Earlier epochs never existed, later ones
         // are unknown: Kafka answers both with UNDEFINED_EPOCH.
         (epoch == LOCAL_EPOCH).then(|| (LOCAL_EPOCH, self.log.high_watermark()))
+    }
+
+    async fn trim(&self, keep_from: i64) -> Result<usize, LogError> {
+        let log = self.log.clone();
+        // Deleting files: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            log.delete_oldest_segments(|s| s.next_offset <= keep_from)
+                .map(|deleted| deleted.len())
+        })
+        .await
+        .map_err(|e| LogError::Corrupt {
+            path: self.log.dir().to_path_buf(),
+            position: 0,
+            reason: format!("retention task failed: {e}"),
+        })?
     }
 
     async fn close(&self) -> Result<(), LogError> {

@@ -468,6 +468,55 @@ impl Replica for RaftReplica {
         self.log().epoch_end_offset(epoch)
     }
 
+    /// Retention on a Raft log goes through Raft: a snapshot covering the segments, then a
+    /// purge of the entries they hold (a follower that needs them later gets the snapshot).
+    async fn trim(&self, keep_from: i64) -> Result<usize, LogError> {
+        let log = self.log();
+        let Some(base_index) = log.segment_base_index(keep_from) else {
+            return Ok(0);
+        };
+        let Some(upto) = base_index.checked_sub(1) else {
+            return Ok(0);
+        };
+        let before = log.segments().len();
+        let raft = &self.handle.raft;
+        let covered = |m: &RaftMetrics| m.snapshot.as_ref().is_some_and(|s| s.index >= upto);
+        if !covered(&raft.metrics().borrow_watched()) {
+            if raft
+                .metrics()
+                .borrow_watched()
+                .last_applied
+                .as_ref()
+                .is_none_or(|a| a.index < upto)
+            {
+                // Not applied here yet: the next round will do.
+                return Ok(0);
+            }
+            raft.trigger()
+                .snapshot()
+                .await
+                .map_err(|_| LogError::Closed)?;
+            if raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(covered, "snapshot for retention")
+                .await
+                .is_err()
+            {
+                return Ok(0);
+            }
+        }
+        raft.trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let purged = |m: &RaftMetrics| m.purged.as_ref().is_some_and(|p| p.index >= upto);
+        let _ = raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(purged, "purge for retention")
+            .await;
+        Ok(before.saturating_sub(log.segments().len()))
+    }
+
     async fn close(&self) -> Result<(), LogError> {
         if let Some(registration) = &self.registration {
             registration.pulse.unwatch(self.group);

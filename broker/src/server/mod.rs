@@ -31,7 +31,7 @@ pub enum ServerError {
     #[error(transparent)]
     Data(#[from] LogError),
     /// A listener could not bind.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// Which listener.
         what: &'static str,

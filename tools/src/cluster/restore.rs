@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::offset_commit_request::{
@@ -24,14 +24,6 @@ use silt_archiver::{Archive, ArchiveConfig};
 use crate::brokers::Brokers;
 use crate::client::{Client, check, str_bytes};
 use crate::topic::BrokerArgs;
-
-/// Cluster commands.
-#[derive(Debug, Subcommand)]
-pub(crate) enum ClusterCommand {
-    /// Restore every topic (with its properties) and every group's committed offsets from a
-    /// bucket into the cluster at --brokers, whose archive must be that bucket.
-    Restore(RestoreArgs),
-}
 
 /// `silt cluster restore` options.
 #[derive(Debug, Args)]
@@ -48,13 +40,6 @@ pub(crate) struct RestoreArgs {
     skip_groups: bool,
 }
 
-/// Runs a cluster command.
-pub(crate) async fn run(command: ClusterCommand, brokers: &BrokerArgs) -> Result<()> {
-    match command {
-        ClusterCommand::Restore(args) => restore(&args, brokers).await,
-    }
-}
-
 /// The names of every topic the cluster has.
 async fn topic_names(client: &mut Client) -> Result<HashSet<String>> {
     let request = MetadataRequest::default()
@@ -68,7 +53,7 @@ async fn topic_names(client: &mut Client) -> Result<HashSet<String>> {
         .collect())
 }
 
-async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
+pub(crate) async fn restore(args: &RestoreArgs, brokers: &BrokerArgs) -> Result<()> {
     let started = Instant::now();
     let archive = Archive::open(
         &args.from,
