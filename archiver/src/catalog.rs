@@ -97,6 +97,10 @@ pub struct GroupsSnapshot {
     pub updated_ms: i64,
     /// The offsets.
     pub groups: BTreeMap<String, BTreeMap<String, BTreeMap<i32, GroupOffset>>>,
+    /// The group-log partition whose groups these are, when each coordinator of a cluster
+    /// writes its own (absent: every group of the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
 }
 
 /// Writes (replaces) a cluster's groups snapshot.
@@ -110,7 +114,11 @@ pub async fn put_groups(
     snapshot: &GroupsSnapshot,
 ) -> Result<(), ArchiveError> {
     let body = Bytes::from(serde_json::to_vec_pretty(snapshot).expect("snapshot serialises"));
-    remote.put(&layout.groups(&snapshot.cluster_id), body).await
+    let key = match snapshot.partition {
+        Some(p) => layout.groups_partition(&snapshot.cluster_id, p),
+        None => layout.groups(&snapshot.cluster_id),
+    };
+    remote.put(&key, body).await
 }
 
 /// The newest groups snapshot in the bucket (of whichever cluster wrote last), if any.
@@ -122,17 +130,29 @@ pub async fn latest_groups(
     remote: &Remote,
     layout: &Layout,
 ) -> Result<Option<GroupsSnapshot>, ArchiveError> {
-    let mut newest: Option<GroupsSnapshot> = None;
+    let mut by_cluster: BTreeMap<String, Vec<GroupsSnapshot>> = BTreeMap::new();
     for meta in remote.list(&layout.groups_dir(), None).await? {
         let snapshot: GroupsSnapshot = get_json(remote, &meta.location).await?;
-        if newest
-            .as_ref()
-            .is_none_or(|n| snapshot.updated_ms > n.updated_ms)
-        {
-            newest = Some(snapshot);
-        }
+        by_cluster
+            .entry(snapshot.cluster_id.clone())
+            .or_default()
+            .push(snapshot);
     }
-    Ok(newest)
+    // The cluster that wrote last; its coordinators' snapshots merged, newer over older.
+    let Some(mut parts) = by_cluster
+        .into_values()
+        .max_by_key(|parts| parts.iter().map(|p| p.updated_ms).max())
+    else {
+        return Ok(None);
+    };
+    parts.sort_by_key(|p| p.updated_ms);
+    let mut merged = parts.last().cloned().expect("a cluster has a snapshot");
+    merged.partition = None;
+    merged.groups = BTreeMap::new();
+    for part in parts {
+        merged.groups.extend(part.groups);
+    }
+    Ok(Some(merged))
 }
 
 /// Reads a JSON object of the bucket; one that does not parse is corrupt.

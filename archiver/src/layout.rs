@@ -74,6 +74,15 @@ impl Layout {
         self.join(&["_silt", "groups", &format!("{cluster_id}.json")])
     }
 
+    /// The groups snapshot of one of a cluster's group-log partitions.
+    pub fn groups_partition(&self, cluster_id: &str, partition: u32) -> Path {
+        self.join(&[
+            "_silt",
+            "groups",
+            &format!("{cluster_id}-p{partition}.json"),
+        ])
+    }
+
     /// A topic's catalog object.
     pub fn catalog(&self, topic: &str, topic_id: Uuid) -> Path {
         self.join(&["_silt", "topics", &format!("{topic}_{topic_id}.json")])

@@ -18,10 +18,12 @@ use silt_config::NodeConfig;
 use crate::cluster::{Cluster, Replicas};
 use crate::controller::state::PRODUCER_ID_BLOCK;
 use crate::controller::{Command, ControllerError, Reply};
+use crate::group::store::{GROUP_TOPIC, GroupLogSource};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{Clock, LogError, Storage};
 use crate::metrics::Metrics;
+use crate::replica::Replica;
 use crate::tiering::Tiering;
 use crate::topics::{ReplicaFactory, TopicEvent, TopicRegistry};
 
@@ -163,13 +165,13 @@ impl Node {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             log_compaction_bytes: config.group_log_compaction_bytes,
         };
-        let groups = Arc::new(GroupCoordinator::open(
-            storage.clone(),
-            &config,
+        let groups = Arc::new(GroupCoordinator::new(
+            Arc::new(TopicGroupLog {
+                topics: topics.clone(),
+            }),
             group_config,
             clock.clone(),
-            &runtime,
-        )?);
+        ));
         let replicas = Arc::new(Replicas::new(
             &config,
             storage.clone(),
@@ -267,8 +269,24 @@ impl Node {
     /// Closes every replica cleanly, then stops the Raft groups.
     pub async fn shutdown(&self) {
         self.topics.close_all().await;
-        self.groups.close().await;
         self.cluster.shutdown().await;
+    }
+}
+
+/// The group log's partitions: this node's replicas of the internal group topic.
+#[derive(Debug)]
+struct TopicGroupLog {
+    topics: Arc<TopicRegistry>,
+}
+
+impl GroupLogSource for TopicGroupLog {
+    fn replica(&self, p: usize) -> Option<Arc<dyn Replica>> {
+        let topic = self.topics.get(GROUP_TOPIC)?;
+        let partition = topic.partition(i32::try_from(p).ok()?)?;
+        if !partition.hosted {
+            return None;
+        }
+        partition.replica.as_ref().ok().cloned()
     }
 }
 

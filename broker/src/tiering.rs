@@ -28,6 +28,7 @@ use silt_index::segment::SegmentFile;
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
+use crate::group::store::GroupStore;
 use crate::node::Node;
 use crate::topics::{Partition, Topic};
 
@@ -525,7 +526,9 @@ impl Tiering {
     /// Records a topic in the bucket's catalog (not a read replica: its catalog is its
     /// source's).
     pub async fn put_catalog(&self, topic: &Topic, now_ms: i64) {
-        if topic.read_replica_of.is_some() {
+        // Read replicas belong to another cluster's catalog; internal topics to no catalog
+        // (the group log reaches the bucket as the groups snapshot).
+        if topic.read_replica_of.is_some() || topic.internal {
             return;
         }
         let catalog = TopicCatalog {
@@ -792,7 +795,7 @@ impl Tiering {
         for topic in node.topics.all() {
             self.put_catalog(&topic, now).await;
         }
-        let mut groups_written = None;
+        let mut groups_written = HashMap::new();
         let mut groups_due = now;
         loop {
             let stopped = tokio::select! {
@@ -821,49 +824,59 @@ impl Tiering {
         }
     }
 
-    /// Writes the consumer groups' committed offsets to the bucket when they changed since
-    /// `written` (what was last written).
-    pub async fn put_groups(&self, node: &Node, written: &mut Option<GroupsMap>) {
-        let mut groups = GroupsMap::new();
-        for (group, _, _) in node.groups.list() {
-            let Some(offsets) = node.groups.offsets(&group) else {
+    /// Writes the committed offsets of the groups this node coordinates to the bucket, one
+    /// object per group-log partition, when they changed since `written` (what was last
+    /// written of each).
+    pub async fn put_groups(&self, node: &Node, written: &mut HashMap<usize, GroupsMap>) {
+        for p in node.groups.owned_partitions() {
+            let mut groups = GroupsMap::new();
+            for (group, _, _) in node.groups.list() {
+                if GroupStore::partition_of(&group) != p {
+                    continue;
+                }
+                let Some(offsets) = node.groups.offsets(&group) else {
+                    continue;
+                };
+                let mut topics: BTreeMap<String, BTreeMap<i32, GroupOffset>> = BTreeMap::new();
+                for ((topic, partition), committed) in offsets {
+                    topics.entry(topic).or_default().insert(
+                        partition,
+                        GroupOffset {
+                            offset: committed.offset,
+                            leader_epoch: committed.leader_epoch,
+                            metadata: committed.metadata,
+                        },
+                    );
+                }
+                if !topics.is_empty() {
+                    groups.insert(group, topics);
+                }
+            }
+            // Nothing to say yet (a new cluster must not shadow the snapshot it may restore
+            // from).
+            let last = written.get(&p);
+            if last == Some(&groups) || (last.is_none() && groups.is_empty()) {
                 continue;
+            }
+            let snapshot = GroupsSnapshot {
+                format: 1,
+                cluster_id: self.cluster_id.clone(),
+                updated_ms: node.clock.now_ms(),
+                groups,
+                partition: u32::try_from(p).ok(),
             };
-            let mut topics: BTreeMap<String, BTreeMap<i32, GroupOffset>> = BTreeMap::new();
-            for ((topic, partition), committed) in offsets {
-                topics.entry(topic).or_default().insert(
-                    partition,
-                    GroupOffset {
-                        offset: committed.offset,
-                        leader_epoch: committed.leader_epoch,
-                        metadata: committed.metadata,
-                    },
-                );
-            }
-            if !topics.is_empty() {
-                groups.insert(group, topics);
-            }
-        }
-        // Nothing to say yet (a new cluster must not shadow the snapshot it may restore from).
-        if written.as_ref() == Some(&groups) || (written.is_none() && groups.is_empty()) {
-            return;
-        }
-        let snapshot = GroupsSnapshot {
-            format: 1,
-            cluster_id: self.cluster_id.clone(),
-            updated_ms: node.clock.now_ms(),
-            groups,
-        };
-        match self.archive.put_groups(&snapshot).await {
-            Ok(()) => {
-                tracing::debug!(
-                    groups = snapshot.groups.len(),
-                    "wrote committed offsets to the bucket"
-                );
-                *written = Some(snapshot.groups);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "committed offsets not written to the bucket; retried next round")
+            match self.archive.put_groups(&snapshot).await {
+                Ok(()) => {
+                    tracing::debug!(
+                        partition = p,
+                        groups = snapshot.groups.len(),
+                        "wrote committed offsets to the bucket"
+                    );
+                    written.insert(p, snapshot.groups);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "committed offsets not written to the bucket; retried next round")
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::controller::{ClusterState, TopicMeta};
+use crate::group::store::GROUP_TOPIC;
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{LogConfig, LogError, PartitionLog, Storage};
 use crate::replica::Replica;
@@ -101,6 +102,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     }
     if name == "." || name == ".." {
         return invalid("'.' and '..' are not allowed");
+    }
+    if name.starts_with("__silt") {
+        return invalid("names starting with '__silt' are silt's own internal topics");
     }
     if name.len() > TOPIC_NAME_BYTES_MAX {
         return invalid("it is longer than 249 characters");
@@ -590,6 +594,10 @@ impl TopicRegistry {
                 }
                 _ if assigned => {
                     let dir = topic.dir.join(index.to_string());
+                    if meta.name == GROUP_TOPIC {
+                        let single = placement.replicas == [me] && placement.target.is_none();
+                        self.adopt_legacy_group_log(&dir, index, single).await?;
+                    }
                     if let Some(start) = meta.starts.as_ref().and_then(|s| s.get(index as usize)) {
                         self.prepare_restored(&dir, *start).await?;
                     }
@@ -639,6 +647,52 @@ impl TopicRegistry {
             self.notify(TopicEvent::Changed(topic));
         }
         Ok(())
+    }
+
+    /// Moves group-log partition `index` from where a node from before clusters kept it
+    /// (`<data>/groups/<index>`) into the group topic's directory, when this node is its only
+    /// replica (the files are the same format). A replicated group log cannot take it over.
+    async fn adopt_legacy_group_log(
+        self: &Arc<Self>,
+        dir: &Path,
+        index: i32,
+        single: bool,
+    ) -> Result<(), TopicError> {
+        let legacy = self.node.data_dir.join("groups").join(index.to_string());
+        let (this, dir) = (self.clone(), dir.to_path_buf());
+        self.blocking(move || {
+            let storage = this.storage.as_ref();
+            if !storage.exists(&legacy) {
+                return Ok(());
+            }
+            if !single {
+                tracing::warn!(legacy = %legacy.display(), "a group log from before this node was in a cluster is left in place: the replicated group log does not take it over");
+                return Ok(());
+            }
+            if storage.exists(&dir) {
+                if !storage
+                    .list_dir(&dir)
+                    .map_err(|e| LogError::io("list", dir.clone(), e))?
+                    .is_empty()
+                {
+                    return Ok(());
+                }
+                storage
+                    .remove_dir_all(&dir)
+                    .map_err(|e| LogError::io("remove", dir.clone(), e))?;
+            }
+            storage
+                .rename(&legacy, &dir)
+                .map_err(|e| LogError::io("rename", legacy.clone(), e))?;
+            if let Some(parent) = dir.parent() {
+                storage
+                    .sync_dir(parent)
+                    .map_err(|e| LogError::io("sync directory", parent.to_path_buf(), e))?;
+            }
+            tracing::info!(from = %legacy.display(), to = %dir.display(), "moved a group-log partition into the group topic");
+            Ok::<_, TopicError>(())
+        })
+        .await
     }
 
     /// Creates a topic's directory and record here (keeping what is there if it is the same

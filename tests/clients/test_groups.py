@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import re
 import threading
 import time
 from collections import Counter
@@ -139,7 +140,8 @@ def test_consumers_resume_from_committed_offsets_after_the_broker_is_killed(silt
     wait_for(lambda: set(consumed(members)) >= expected_values(4, 300), timeout=60, what="consumed before the crash")
     before = len(consumed(members))
     silt.restart(hard=True)
-    assert "loaded consumer groups groups=1" in silt.log_text()
+    # The group came back from the group log (the coordinator names how many it took up).
+    assert re.search(r"coordinating the groups of a group-log partition .*groups=1", silt.log_text())
     produce_numbered(silt.bootstrap, "crash", 4, 300, 300)
     wait_for(lambda: set(consumed(members)) >= expected_values(4, 600), timeout=90, what="consumed after the restart")
     counts = consumed(members)

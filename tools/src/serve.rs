@@ -107,7 +107,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         admin = %server.admin_addr(),
         rpc = %server.rpc_addr(),
         node_id = server.node().config.node_id,
-        topics = server.node().topics.all().len(),
+        topics = server.node().topics.all().iter().filter(|t| !t.internal).count(),
         "silt is serving"
     );
     server.run(shutdown_signal()).await;

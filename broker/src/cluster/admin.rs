@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::controller::state::{name_spread, place_replicas};
 use crate::controller::{Command, ControllerError, Refusal, Reply};
+use crate::group::store::{GROUP_LOG_PARTITIONS, GROUP_TOPIC};
 use crate::node::Node;
 use crate::topics::{Topic, TopicError};
 
@@ -107,6 +108,59 @@ impl Node {
         {
             tracing::warn!(version, "a controller change is not materialized here yet");
         }
+    }
+
+    /// Creates the internal group topic (the group log) if the controller has none yet, with
+    /// `default_replication_factor` replicas (at most 3): as Kafka creates
+    /// `__consumer_offsets`, at the first need, once enough brokers are there.
+    ///
+    /// # Errors
+    ///
+    /// [`TopicError::Unavailable`] while fewer brokers are registered than the replicas it
+    /// needs, or when the controller does not answer.
+    pub async fn ensure_group_topic(&self) -> Result<(), TopicError> {
+        let state = self.cluster.controller.state();
+        if state.topics.contains_key(GROUP_TOPIC) {
+            return Ok(());
+        }
+        let factor = self.config.default_replication_factor.clamp(1, 3);
+        let brokers = state.serving_brokers().len();
+        if brokers < factor as usize {
+            return Err(TopicError::Unavailable(format!(
+                "the group log needs {factor} brokers and {brokers} are registered"
+            )));
+        }
+        let replicas = self.place(GROUP_TOPIC, GROUP_LOG_PARTITIONS, factor)?;
+        let configs = BTreeMap::from([
+            // Never deleted by retention, never archived: it compacts itself.
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+            ("remote.storage.enable".to_string(), "false".to_string()),
+            ("segment.bytes".to_string(), (16u64 << 20).to_string()),
+        ]);
+        let command = Command::CreateTopic {
+            name: GROUP_TOPIC.to_string(),
+            id: Uuid::new_v4(),
+            replicas,
+            configs,
+            internal: true,
+            starts: None,
+        };
+        match self.cluster.propose(command).await.map_err(unavailable)? {
+            Reply::Done
+            | Reply::Refused {
+                refusal: Refusal::TopicExists,
+                ..
+            } => {}
+            other => {
+                return Err(TopicError::Unsupported(format!(
+                    "unexpected controller reply {other:?}"
+                )));
+            }
+        }
+        tracing::info!(replication_factor = factor, "created the group log topic");
+        self.materialized().await;
+        Ok(())
     }
 
     /// Creates a topic.
@@ -207,8 +261,14 @@ impl Node {
     ///
     /// [`TopicError::Unknown`], or the controller did not answer.
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        if !self.cluster.controller.state().topics.contains_key(name) {
-            return Err(TopicError::Unknown(name.to_string()));
+        match self.cluster.controller.state().topics.get(name) {
+            None => return Err(TopicError::Unknown(name.to_string())),
+            Some(meta) if meta.internal => {
+                return Err(TopicError::Unsupported(format!(
+                    "'{name}' is one of silt's internal topics; it cannot be deleted"
+                )));
+            }
+            Some(_) => {}
         }
         let command = Command::DeleteTopic {
             name: name.to_string(),

@@ -10,6 +10,7 @@ use openraft::errors::{InitializeError, RaftError};
 use silt_config::{NodeConfig, TopicConfig};
 
 use crate::controller::TopicMeta;
+use crate::group::store::{GROUP_TOPIC, GroupLogApp};
 use crate::log::{Clock, LogConfig, PartitionLog, Storage};
 use crate::raft::NodeId;
 use crate::raft::group::{self, GroupSpec, Timing};
@@ -106,7 +107,12 @@ impl ReplicaFactory for Replicas {
             dir,
             log_config,
             timing: self.timing,
-            application: Arc::new(PartitionApplication),
+            // The group log's replicas keep its live records (see `group::store`).
+            application: if topic.name == GROUP_TOPIC {
+                Arc::new(GroupLogApp::default())
+            } else {
+                Arc::new(PartitionApplication)
+            },
             keep_committed: false,
         };
         let handle = group::start(

@@ -142,6 +142,10 @@ impl Application for ControllerApp {
         Ok(())
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn stateless(&self) -> bool {
         false
     }

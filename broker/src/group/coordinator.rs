@@ -17,15 +17,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use silt_config::NodeConfig;
 use tokio::sync::{oneshot, watch};
 
 use super::state::{
     CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, JoinResult,
     Reply, Saved, SyncOutcome, SyncResult,
 };
-use super::store::{self, GroupStore, Key, Value, durable};
-use crate::log::{Clock, LogError, Storage};
+use super::store::{self, GroupLogApp, GroupLogSource, GroupStore, Key, Value, durable};
+use crate::log::{AppendError, Clock, LogError};
 use crate::protocol::error_code::ErrorCode;
 
 /// How often sessions and rebalance deadlines are checked.
@@ -52,6 +51,8 @@ pub struct GroupCoordinator {
     /// Per group-log partition: signalled when its apply queue empties.
     applies_drained: Vec<tokio::sync::Notify>,
     compact_bytes: u64,
+    /// Per group-log partition: whether this node coordinates its groups.
+    owned: Mutex<Vec<Ownership>>,
 }
 
 /// A change to the groups, applied once its records are durable.
@@ -89,84 +90,96 @@ pub struct OffsetCommit {
     pub committed: CommittedOffset,
 }
 
+/// Whether this node coordinates the groups of a group-log partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// Another node leads the partition (or none does yet).
+    Elsewhere,
+    /// This node leads it and waits for its log to be applied before it loads the groups.
+    Loading,
+    /// This node coordinates its groups, loaded in this leader epoch.
+    Owned(i32),
+}
+
+/// Builds groups from group-log records (in log order, or the live records of a partition).
+fn build_groups(
+    records: Vec<(Key, Value)>,
+    config: GroupConfig,
+    now: i64,
+) -> HashMap<String, Entry> {
+    let mut groups: HashMap<String, Entry> = HashMap::new();
+    let mut metadata: HashMap<String, Option<store::GroupValue>> = HashMap::new();
+    for (key, value) in records {
+        let id = key.group_id().to_string();
+        let entry = groups.entry(id.clone()).or_insert_with(|| Entry {
+            group: Group::new(&id, config),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+        });
+        match (key, value) {
+            (Key::Offset(_, _, topic, partition), Value::Offset(v)) => {
+                entry.group.offsets.insert((topic, partition), v.into());
+            }
+            (Key::Offset(_, _, topic, partition), Value::Tombstone) => {
+                entry.group.offsets.remove(&(topic, partition));
+            }
+            (Key::Group(..), Value::Group(v)) => {
+                metadata.insert(id, Some(v));
+            }
+            (Key::Group(..), Value::Tombstone) => {
+                metadata.insert(id.clone(), None);
+                entry.group.offsets.clear();
+            }
+            (key, value) => tracing::warn!(?key, ?value, "mismatched group-log record skipped"),
+        }
+    }
+    for (id, value) in metadata {
+        let Some(entry) = groups.get_mut(&id) else {
+            continue;
+        };
+        match value {
+            Some(v) => {
+                let offsets = std::mem::take(&mut entry.group.offsets);
+                entry.group = Group::restore(
+                    &id,
+                    config,
+                    Saved {
+                        generation: v.generation,
+                        protocol_type: v.protocol_type,
+                        protocol_name: v.protocol,
+                        leader: v.leader,
+                        members: v
+                            .members
+                            .into_iter()
+                            .map(store::MemberValue::into_member)
+                            .collect(),
+                    },
+                    now,
+                );
+                entry.group.offsets = offsets;
+            }
+            None if entry.group.offsets.is_empty() => {
+                groups.remove(&id);
+            }
+            None => {}
+        }
+    }
+    groups
+}
+
 impl GroupCoordinator {
-    /// Opens the group log and rebuilds every group from it. Blocking.
-    ///
-    /// # Errors
-    ///
-    /// When the group log cannot be opened.
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        node: &NodeConfig,
+    /// A coordinator over the group log at `source`. It coordinates no group until
+    /// [`Self::refresh_ownership`] finds this node leading a partition of the log.
+    pub fn new(
+        source: Arc<dyn GroupLogSource>,
         config: GroupConfig,
         clock: Arc<dyn Clock>,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<GroupCoordinator, LogError> {
-        let (store, records) = GroupStore::open(storage, node, clock.clone(), runtime)?;
-        let now = clock.now_ms();
-        let mut groups: HashMap<String, Entry> = HashMap::new();
-        let mut metadata: HashMap<String, Option<store::GroupValue>> = HashMap::new();
-        for (key, value) in records {
-            let id = key.group_id().to_string();
-            let entry = groups.entry(id.clone()).or_insert_with(|| Entry {
-                group: Group::new(&id, config),
-                joins: HashMap::new(),
-                syncs: HashMap::new(),
-            });
-            match (key, value) {
-                (Key::Offset(_, _, topic, partition), Value::Offset(v)) => {
-                    entry.group.offsets.insert((topic, partition), v.into());
-                }
-                (Key::Offset(_, _, topic, partition), Value::Tombstone) => {
-                    entry.group.offsets.remove(&(topic, partition));
-                }
-                (Key::Group(..), Value::Group(v)) => {
-                    metadata.insert(id, Some(v));
-                }
-                (Key::Group(..), Value::Tombstone) => {
-                    metadata.insert(id.clone(), None);
-                    entry.group.offsets.clear();
-                }
-                (key, value) => tracing::warn!(?key, ?value, "mismatched group-log record skipped"),
-            }
-        }
-        for (id, value) in metadata {
-            let Some(entry) = groups.get_mut(&id) else {
-                continue;
-            };
-            match value {
-                Some(v) => {
-                    let offsets = std::mem::take(&mut entry.group.offsets);
-                    entry.group = Group::restore(
-                        &id,
-                        config,
-                        Saved {
-                            generation: v.generation,
-                            protocol_type: v.protocol_type,
-                            protocol_name: v.protocol,
-                            leader: v.leader,
-                            members: v
-                                .members
-                                .into_iter()
-                                .map(store::MemberValue::into_member)
-                                .collect(),
-                        },
-                        now,
-                    );
-                    entry.group.offsets = offsets;
-                }
-                None if entry.group.offsets.is_empty() => {
-                    groups.remove(&id);
-                }
-                None => {}
-            }
-        }
-        tracing::info!(groups = groups.len(), "loaded consumer groups");
-        Ok(GroupCoordinator {
+    ) -> GroupCoordinator {
+        GroupCoordinator {
             config,
+            store: GroupStore::new(source, clock.clone()),
             clock,
-            store,
-            groups: Mutex::new(groups),
+            groups: Mutex::new(HashMap::new()),
             applies: (0..store::GROUP_LOG_PARTITIONS)
                 .map(|_| Mutex::new(ApplyQueue::default()))
                 .collect(),
@@ -174,7 +187,163 @@ impl GroupCoordinator {
                 .map(|_| tokio::sync::Notify::new())
                 .collect(),
             compact_bytes: config.log_compaction_bytes,
-        })
+            owned: Mutex::new(vec![Ownership::Elsewhere; store::GROUP_LOG_PARTITIONS]),
+        }
+    }
+
+    fn ownership(&self, p: usize) -> Ownership {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())[p]
+    }
+
+    fn set_ownership(&self, p: usize, ownership: Ownership) {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())[p] = ownership;
+    }
+
+    /// Whether this node coordinates `group_id`: `NOT_COORDINATOR` if another node does,
+    /// `COORDINATOR_LOAD_IN_PROGRESS` while it is loading the group's partition.
+    ///
+    /// # Errors
+    ///
+    /// The error code to answer with.
+    pub fn coordinates(&self, group_id: &str) -> Result<(), ErrorCode> {
+        match self.ownership(GroupStore::partition_of(group_id)) {
+            Ownership::Owned(_) => Ok(()),
+            Ownership::Loading => Err(ErrorCode::CoordinatorLoadInProgress),
+            Ownership::Elsewhere => Err(ErrorCode::NotCoordinator),
+        }
+    }
+
+    /// Group-log partitions this node coordinates.
+    pub fn owned_partitions(&self) -> Vec<usize> {
+        (0..store::GROUP_LOG_PARTITIONS)
+            .filter(|p| matches!(self.ownership(*p), Ownership::Owned(_)))
+            .collect()
+    }
+
+    /// Takes up the groups of every group-log partition this node has come to lead, and lets
+    /// go of those of partitions it no longer leads.
+    pub async fn refresh_ownership(&self) {
+        for p in 0..store::GROUP_LOG_PARTITIONS {
+            let replica = self.store.replica(p);
+            let leading = replica
+                .as_ref()
+                .map(|r| r.leadership())
+                .filter(|l| l.is_leader);
+            let current = self.ownership(p);
+            match (leading, current) {
+                (None, Ownership::Elsewhere) => {}
+                (None, _) => self.unload(p),
+                (Some(l), Ownership::Owned(epoch)) if epoch == l.epoch => {}
+                (Some(l), _) => {
+                    let Some(replica) = replica else { continue };
+                    if matches!(current, Ownership::Owned(_)) {
+                        self.unload(p);
+                    }
+                    match self.load(replica.as_ref()).await {
+                        Ok(Some(groups)) => {
+                            let count = groups.len();
+                            {
+                                let mut map = self.lock();
+                                map.retain(|id, _| GroupStore::partition_of(id) != p);
+                                map.extend(groups);
+                            }
+                            self.set_ownership(p, Ownership::Owned(l.epoch));
+                            tracing::info!(
+                                partition = p,
+                                epoch = l.epoch,
+                                groups = count,
+                                "coordinating the groups of a group-log partition"
+                            );
+                        }
+                        Ok(None) => self.set_ownership(p, Ownership::Loading),
+                        Err(e) => {
+                            tracing::error!(partition = p, error = %e, "could not load the groups of a group-log partition");
+                            self.set_ownership(p, Ownership::Loading);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The groups of partition `p` as its log holds them, or `None` while a new Raft leader
+    /// has not applied its whole log yet.
+    async fn load(
+        &self,
+        replica: &dyn crate::replica::Replica,
+    ) -> Result<Option<HashMap<String, Entry>>, LogError> {
+        let now = self.clock.now_ms();
+        let records = match replica.as_raft() {
+            Some(raft) => {
+                if !raft.caught_up() {
+                    return Ok(None);
+                }
+                match raft.application().as_any().downcast_ref::<GroupLogApp>() {
+                    Some(app) => app.records(),
+                    None => {
+                        return Err(LogError::Foreign {
+                            path: replica.log().dir().to_path_buf(),
+                            reason: "a group-log partition without the group-log application"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            None => {
+                let log = replica.log().clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut records = Vec::new();
+                    store::replay(&log, &mut records).map(|()| records)
+                })
+                .await
+                .map_err(|e| LogError::Corrupt {
+                    path: replica.log().dir().to_path_buf(),
+                    position: 0,
+                    reason: format!("replay task failed: {e}"),
+                })??
+            }
+        };
+        Ok(Some(build_groups(records, self.config, now)))
+    }
+
+    /// Lets go of partition `p`'s groups: their waiting requests hear NOT_COORDINATOR and
+    /// go to the new coordinator.
+    fn unload(&self, p: usize) {
+        self.set_ownership(p, Ownership::Elsewhere);
+        let mut groups = self.lock();
+        let gone: Vec<String> = groups
+            .keys()
+            .filter(|id| GroupStore::partition_of(id) == p)
+            .cloned()
+            .collect();
+        for id in &gone {
+            if let Some(entry) = groups.remove(id) {
+                for (member_id, waiter) in entry.joins {
+                    let _ = waiter.send(JoinResult {
+                        error: Some(ErrorCode::NotCoordinator),
+                        generation: -1,
+                        protocol_type: None,
+                        protocol_name: None,
+                        leader: String::new(),
+                        member_id,
+                        members: Vec::new(),
+                    });
+                }
+                for (_, waiter) in entry.syncs {
+                    let _ = waiter.send(SyncResult {
+                        error: Some(ErrorCode::NotCoordinator),
+                        protocol_type: None,
+                        protocol_name: None,
+                        assignment: Bytes::new(),
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            partition = p,
+            groups = gone.len(),
+            "no longer coordinating the groups of a group-log partition"
+        );
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -197,6 +366,9 @@ impl GroupCoordinator {
         apply: Apply,
     ) -> Result<(), ErrorCode> {
         let p = GroupStore::partition_of(group_id);
+        let Ownership::Owned(epoch) = self.ownership(p) else {
+            return Err(ErrorCode::NotCoordinator);
+        };
         let guard = self.store.lock(p).await;
         let seq = {
             let mut queue = self.applies[p].lock().unwrap_or_else(|e| e.into_inner());
@@ -215,21 +387,31 @@ impl GroupCoordinator {
                 Ok(tickets) => durable(tickets).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = &result {
-                tracing::error!(group, error = %e, "group log append failed; not applied");
+            match &result {
+                Err(AppendError::NotLeader { .. } | AppendError::Closed) => {
+                    tracing::debug!(group, "group log moved to another coordinator; not applied");
+                }
+                Err(e) => {
+                    tracing::error!(group, error = %e, "group log append failed; not applied")
+                }
+                Ok(()) => {}
             }
-            this.applied(p, seq, result.is_ok().then_some(apply));
-            let _ = done.send(result.is_ok());
+            this.applied(p, seq, epoch, result.is_ok().then_some(apply));
+            let _ = done.send(result);
         });
         match outcome.await {
-            Ok(true) => Ok(()),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(AppendError::NotLeader { .. } | AppendError::Closed)) => {
+                Err(ErrorCode::NotCoordinator)
+            }
             _ => Err(ErrorCode::KafkaStorageError),
         }
     }
 
     /// Marks submission `seq` of partition `p` durable (or failed: `None`) and applies every
-    /// change that is now ready, in order.
-    fn applied(&self, p: usize, seq: u64, apply: Option<Apply>) {
+    /// change that is now ready, in order; none of them if this node no longer coordinates
+    /// the partition as of `epoch` (the next coordinator loads them from the log).
+    fn applied(&self, p: usize, seq: u64, epoch: i32, apply: Option<Apply>) {
         let mut queue = self.applies[p].lock().unwrap_or_else(|e| e.into_inner());
         let slot = queue
             .pending
@@ -241,7 +423,9 @@ impl GroupCoordinator {
             if entry.get().is_none() {
                 break; // an earlier submission is not durable yet
             }
-            if let Some(Some(apply)) = entry.remove() {
+            if let Some(Some(apply)) = entry.remove()
+                && self.ownership(p) == Ownership::Owned(epoch)
+            {
                 apply(&mut self.lock());
             }
         }
@@ -324,6 +508,17 @@ impl GroupCoordinator {
 
     /// JoinGroup.
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResult {
+        if let Err(error) = self.coordinates(group_id) {
+            return JoinResult {
+                error: Some(error),
+                generation: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: request.member_id.clone(),
+                members: Vec::new(),
+            };
+        }
         let now = self.clock.now_ms();
         let (outcome, effects, waiter) = {
             let mut groups = self.lock();
@@ -389,6 +584,14 @@ impl GroupCoordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
+        if let Err(error) = self.coordinates(group_id) {
+            return SyncResult {
+                error: Some(error),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            };
+        }
         let now = self.clock.now_ms();
         let (outcome, effects, waiter) = {
             let mut groups = self.lock();
@@ -445,6 +648,7 @@ impl GroupCoordinator {
         instance: Option<&str>,
         generation: i32,
     ) -> Result<(), ErrorCode> {
+        self.coordinates(group_id)?;
         let now = self.clock.now_ms();
         let mut groups = self.lock();
         let entry = groups.get_mut(group_id).ok_or(ErrorCode::UnknownMemberId)?;
@@ -457,6 +661,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        self.coordinates(group_id)?;
         let now = self.clock.now_ms();
         let (results, effects) = {
             let mut groups = self.lock();
@@ -491,6 +696,7 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<OffsetCommit>,
     ) -> Result<(), ErrorCode> {
+        self.coordinates(group_id)?;
         {
             let mut groups = self.lock();
             match groups.get(group_id) {
@@ -563,6 +769,7 @@ impl GroupCoordinator {
     ///
     /// GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or a storage failure.
     pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<(), ErrorCode> {
+        self.coordinates(group_id)?;
         let records = {
             let groups = self.lock();
             let entry = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
@@ -604,6 +811,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        self.coordinates(group_id)?;
         let (results, deleted) = {
             let groups = self.lock();
             let entry = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
@@ -675,6 +883,25 @@ impl GroupCoordinator {
             if self.store.size_bytes(p) < self.compact_bytes {
                 continue;
             }
+            let Some(replica) = self.store.replica(p) else {
+                continue;
+            };
+            if let Some(raft) = replica.as_raft() {
+                // Every replica snapshots its live records and purges its own log.
+                match raft.compact_log(1).await {
+                    Ok(true) => {
+                        tracing::info!(partition = p, "compacted group log (Raft snapshot)")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "group log compaction failed; it will be retried")
+                    }
+                }
+                continue;
+            }
+            if !matches!(self.ownership(p), Ownership::Owned(_)) {
+                continue;
+            }
             let guard = self.store.lock(p).await;
             // The snapshot is taken from memory, which must hold every record before it: wait
             // for the submissions still on their way to be applied (no new ones can start
@@ -708,14 +935,10 @@ impl GroupCoordinator {
             .map(|p| self.store.size_bytes(p))
             .sum()
     }
-
-    /// Closes the group log.
-    pub async fn close(&self) {
-        self.store.close().await;
-    }
 }
 
-/// Ticks the coordinator until `stop`, compacting the log about once a minute.
+/// Ticks the coordinator until `stop` (taking up and letting go of group-log partitions as
+/// their leadership moves), compacting the log about once a minute.
 pub(crate) async fn run(coordinator: Arc<GroupCoordinator>, mut stop: watch::Receiver<bool>) {
     let mut ticks: u64 = 0;
     loop {
@@ -723,6 +946,7 @@ pub(crate) async fn run(coordinator: Arc<GroupCoordinator>, mut stop: watch::Rec
             () = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
+        coordinator.refresh_ownership().await;
         coordinator.tick().await;
         ticks += 1;
         if ticks.is_multiple_of(600) {

@@ -3,13 +3,16 @@
 //!
 //! # Layout
 //!
-//! ```text
-//! <data>/groups/<p>/   p = 0..GROUP_LOG_PARTITIONS; a group lives in hash(group) % N
-//! ```
+//! The group log is the internal topic [`GROUP_TOPIC`], of [`GROUP_LOG_PARTITIONS`]
+//! partitions (a group lives in hash(group) % N), placed and replicated like any topic: on a
+//! node of its own, partitions of one replica (`<data>/topics/__silt_groups/<p>/`; a data
+//! directory from before clusters had them at `<data>/groups/<p>/` and they move there);
+//! in a cluster, `default_replication_factor` replicas on Raft. The leader of a partition
+//! is the coordinator of its groups (FindCoordinator answers it).
 //!
-//! Each partition is an ordinary [`PartitionLog`] of v2 batches, appended with durability
-//! (an OffsetCommit is acknowledged only after its fdatasync). Records are key/value, the last
-//! value of a key wins, and a null value deletes the key:
+//! Appends are acknowledged once durable (fsynced; on Raft, committed by a quorum): an
+//! OffsetCommit is answered, and seen by OffsetFetch, only then. Records are key/value, the
+//! last value of a key wins, and a null value deletes the key:
 //!
 //! ```text
 //! key ["offset", group, topic, partition]  value {"offset":..,"leader_epoch":..,"metadata":..,"commit_timestamp":..}
@@ -17,9 +20,12 @@
 //! ```
 //!
 //! Keys and values are JSON, so a partition can be read with any Kafka tool that can read the
-//! files. On start every partition is replayed in order.
+//! files. A partition of one replica is replayed in order when its node takes it; on Raft,
+//! every replica keeps the live records as entries apply ([`GroupLogApp`]) and a new leader
+//! loads them from there.
 //!
-//! Compaction: when a partition outgrows its threshold, the active segment is rolled, a
+//! Compaction: on Raft, a snapshot of the live records lets each replica purge its log. With
+//! one replica, when a partition outgrows its threshold, the active segment is rolled, a
 //! snapshot of every live key of that partition is appended after it, and once the snapshot is
 //! durable the segments before it are deleted. A crash at any point leaves either the old
 //! segments (plus maybe a partial snapshot, which replays to the same state) or the snapshot.
@@ -29,17 +35,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use silt_config::NodeConfig;
 use silt_index::batch::{self, Codec};
 use silt_index::record::{NewRecord, decode_records, encode_batch};
 
 use super::state::{CommittedOffset, Member};
-use crate::log::{
-    AppendError, AppendTicket, Clock, Durability, LogConfig, LogError, PartitionLog, Storage,
-};
+use crate::log::{AppendError, AppendTicket, Clock, LogError, PartitionLog};
+use crate::raft::Applied;
+use crate::raft::store::Application;
+use crate::replica::{Acks, Replica};
 
 /// Partitions of the group log. Never change it (see the module docs).
 pub const GROUP_LOG_PARTITIONS: usize = 4;
+/// The internal topic whose partitions are the group log.
+pub const GROUP_TOPIC: &str = "__silt_groups";
 /// Records per batch when writing a snapshot.
 const SNAPSHOT_BATCH_RECORDS: usize = 1000;
 
@@ -237,51 +245,36 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(Key, Value)> {
     Some((key, value))
 }
 
+/// Where the group log's partitions are: the replicas this node holds of the internal
+/// group topic ([`GROUP_TOPIC`]).
+pub trait GroupLogSource: Send + Sync + std::fmt::Debug + 'static {
+    /// This node's replica of group-log partition `p`, if it holds one and it is online.
+    fn replica(&self, p: usize) -> Option<Arc<dyn Replica>>;
+}
+
 /// The group log: its partitions and the locks that keep appends and in-memory state in order.
 #[derive(Debug)]
 pub struct GroupStore {
-    partitions: Vec<(PartitionLog, tokio::sync::Mutex<()>)>,
+    source: Arc<dyn GroupLogSource>,
+    locks: Vec<tokio::sync::Mutex<()>>,
     clock: Arc<dyn Clock>,
 }
 
 impl GroupStore {
-    /// Opens (creating) every partition under `<data>/groups` and replays it. Blocking.
-    /// Returns the store and the live records, in log order per partition.
-    ///
-    /// # Errors
-    ///
-    /// A partition that does not open: groups cannot be served without their offsets.
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        node: &NodeConfig,
-        clock: Arc<dyn Clock>,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<(GroupStore, Vec<(Key, Value)>), LogError> {
-        let root = node.data_dir.join("groups");
-        let config = LogConfig {
-            segment_bytes: 16 << 20,
-            max_message_bytes: 16 << 20,
-            preallocate_bytes: node.segment_preallocate_bytes.min(4 << 20),
-            ..LogConfig::new(
-                &silt_config::TopicConfig::resolve(&Default::default(), &node.topic_defaults)
-                    .expect("defaults are valid"),
-                node,
-            )
-        };
-        let mut partitions = Vec::with_capacity(GROUP_LOG_PARTITIONS);
-        let mut records = Vec::new();
-        for p in 0..GROUP_LOG_PARTITIONS {
-            let log = PartitionLog::open(
-                storage.clone(),
-                &root.join(p.to_string()),
-                config.clone(),
-                clock.clone(),
-                runtime,
-            )?;
-            replay(&log, &mut records)?;
-            partitions.push((log, tokio::sync::Mutex::new(())));
+    /// The group log over `source`'s replicas.
+    pub fn new(source: Arc<dyn GroupLogSource>, clock: Arc<dyn Clock>) -> GroupStore {
+        GroupStore {
+            source,
+            locks: (0..GROUP_LOG_PARTITIONS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            clock,
         }
-        Ok((GroupStore { partitions, clock }, records))
+    }
+
+    /// This node's replica of partition `p`, if any.
+    pub fn replica(&self, p: usize) -> Option<Arc<dyn Replica>> {
+        self.source.replica(p)
     }
 
     /// The partition holding `group`.
@@ -297,20 +290,25 @@ impl GroupStore {
 
     /// Locks partition `p` for an append whose effect on memory must follow log order.
     pub async fn lock(&self, p: usize) -> tokio::sync::MutexGuard<'_, ()> {
-        self.partitions[p].1.lock().await
+        self.locks[p].lock().await
     }
 
-    /// Queues `records` (as one or more batches) on partition `p`, durably. Call with the
-    /// partition's lock held; wait on the tickets after releasing it.
+    /// Queues `records` (as one or more batches) on partition `p`, to be acknowledged once
+    /// durable (fsynced here; on a replicated partition, committed by a quorum). Call with
+    /// the partition's lock held; wait on the tickets after releasing it.
     ///
     /// # Errors
     ///
-    /// The append's refusal.
+    /// The append's refusal (`NotLeader` when this node does not lead the partition).
     pub async fn submit(
         &self,
         p: usize,
         records: &[(Key, Value)],
     ) -> Result<Vec<AppendTicket>, AppendError> {
+        let replica = self
+            .source
+            .replica(p)
+            .ok_or(AppendError::NotLeader { leader: None })?;
         let now = self.clock.now_ms();
         let mut tickets = Vec::new();
         for chunk in records.chunks(SNAPSHOT_BATCH_RECORDS) {
@@ -327,60 +325,149 @@ impl GroupStore {
                 })
                 .collect();
             let bytes = Bytes::from(encode_batch(0, &batch, Codec::None, None));
-            tickets.push(
-                self.partitions[p]
-                    .0
-                    .submit(bytes, Durability::Durable)
-                    .await?,
-            );
+            tickets.push(replica.submit(bytes, Acks::All).await?);
         }
         Ok(tickets)
     }
 
-    /// Bytes in partition `p`.
+    /// Bytes in partition `p` here.
     pub fn size_bytes(&self, p: usize) -> u64 {
-        self.partitions[p].0.size_bytes()
+        self.source.replica(p).map_or(0, |r| r.log().size_bytes())
     }
 
     /// Replaces partition `p`'s history with `live` (its current records): roll, append the
-    /// snapshot, delete what came before once it is durable. Call with the lock held.
+    /// snapshot, delete what came before once it is durable. Call with the lock held, on a
+    /// partition of one replica (a replicated one compacts through Raft snapshots).
     ///
     /// # Errors
     ///
     /// Append or delete failures; the log then still holds everything it held.
     pub async fn compact(&self, p: usize, live: &[(Key, Value)]) -> Result<(), String> {
-        let log = &self.partitions[p].0;
+        let replica = self
+            .source
+            .replica(p)
+            .ok_or_else(|| format!("no replica of group-log partition {p} here"))?;
+        let log = replica.log();
         log.roll_if_older(0).await.map_err(|e| e.to_string())?;
         let start = log.high_watermark();
         let tickets = self.submit(p, live).await.map_err(|e| e.to_string())?;
         for ticket in tickets {
             ticket.wait().await.map_err(|e| e.to_string())?;
         }
-        // Deleting a few files: brief enough to do in place.
-        let deleted = log
-            .delete_oldest_segments(|s| s.next_offset <= start)
-            .map_err(|e| e.to_string())?;
+        let deleted = replica.trim(start).await.map_err(|e| e.to_string())?;
         tracing::info!(
             partition = p,
-            segments = deleted.len(),
+            segments = deleted,
             live = live.len(),
             "compacted group log"
         );
         Ok(())
     }
+}
 
-    /// Flushes and closes every partition.
-    pub async fn close(&self) {
-        for (log, _) in &self.partitions {
-            if let Err(e) = log.close().await {
-                tracing::warn!(dir = %log.dir().display(), error = %e, "group log close failed");
+/// The live records of a replicated group-log partition, kept by every replica as Raft
+/// applies its entries: the last value of each key. A new leader loads its groups from it,
+/// and Raft snapshots it, so each replica compacts its log on its own.
+#[derive(Debug, Default)]
+pub struct GroupLogApp {
+    live: std::sync::Mutex<std::collections::BTreeMap<Key, Value>>,
+}
+
+impl GroupLogApp {
+    /// The live records, in key order.
+    pub fn records(&self) -> Vec<(Key, Value)> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn put(live: &mut std::collections::BTreeMap<Key, Value>, key: Key, value: Value) {
+        match (&key, value) {
+            (Key::Group(_, group), Value::Tombstone) => {
+                // As replay does: a deleted group takes its offsets with it.
+                let group = group.clone();
+                live.retain(|k, _| !matches!(k, Key::Offset(_, g, _, _) if *g == group));
+                live.remove(&key);
+            }
+            (_, Value::Tombstone) => {
+                live.remove(&key);
+            }
+            (_, value) => {
+                live.insert(key, value);
             }
         }
     }
 }
 
-/// Reads a partition from its start, appending decoded records to `out`.
-fn replay(log: &PartitionLog, out: &mut Vec<(Key, Value)>) -> Result<(), LogError> {
+impl Application for GroupLogApp {
+    fn apply(&self, _log_id: &crate::raft::LogId, data: &crate::raft::LogData) -> Applied {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match decode_records(&data.batch, 64 << 20) {
+            Ok(records) => {
+                for record in records {
+                    if let Some((key, value)) = record
+                        .key
+                        .as_deref()
+                        .and_then(|k| decode_record(k, record.value.as_deref()))
+                    {
+                        GroupLogApp::put(&mut live, key, value);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a group-log batch that does not decode; skipped"),
+        }
+        Applied::Done
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let records: Vec<(String, Option<String>)> = live
+            .iter()
+            .map(|(key, value)| {
+                let (k, v) = encode_record(key, value);
+                (
+                    String::from_utf8_lossy(&k).into_owned(),
+                    v.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                )
+            })
+            .collect();
+        serde_json::json!({ "records": records })
+    }
+
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        let records: Vec<(String, Option<String>)> = match state.get("records") {
+            Some(records) => serde_json::from_value(records.clone()).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let mut live = std::collections::BTreeMap::new();
+        for (key, value) in records {
+            let (key, value) = decode_record(key.as_bytes(), value.as_deref().map(str::as_bytes))
+                .ok_or_else(|| format!("not a group-log record: {key}"))?;
+            GroupLogApp::put(&mut live, key, value);
+        }
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = live;
+        Ok(())
+    }
+
+    fn stateless(&self) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Reads a partition from its start, appending decoded records to `out` (for a partition of
+/// one replica, whose log is all there is).
+///
+/// # Errors
+///
+/// I/O errors or a batch that does not decode.
+pub fn replay(log: &PartitionLog, out: &mut Vec<(Key, Value)>) -> Result<(), LogError> {
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {
         let slice = log.read(offset, 4 << 20)?;

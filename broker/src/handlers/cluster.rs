@@ -27,8 +27,3 @@ pub(super) fn describe(node: &Node, _request: DescribeClusterRequest) -> Describ
         .with_cluster_authorized_operations(i32::MIN)
         .with_brokers(brokers)
 }
-
-/// The host and port clients are told to use for this node.
-pub(super) fn advertised(node: &Node) -> (String, i32) {
-    split_host_port(&node.config.advertised_addr())
-}

@@ -21,11 +21,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
-use super::cluster::advertised;
+use super::metadata::split_host_port;
 use super::str_bytes;
+use crate::cluster::leaders;
 use crate::group::state::{CommittedOffset, JoinRequest, JoinResult};
+use crate::group::store::{GROUP_TOPIC, GroupStore};
 use crate::group::{GroupState, OffsetCommit};
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, code};
@@ -39,64 +40,84 @@ fn group_id_valid(id: &str) -> bool {
     !id.is_empty()
 }
 
-pub(super) fn find_coordinator(
+/// Where group `key`'s coordinator is: the broker leading its group-log partition.
+async fn coordinator_of(
+    node: &Node,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (ErrorCode, Option<String>)> {
+    if key_type != KEY_TYPE_GROUP {
+        return Err((
+            ErrorCode::CoordinatorNotAvailable,
+            Some("silt coordinates consumer groups only (no transactions yet)".into()),
+        ));
+    }
+    if !group_id_valid(key) {
+        return Err((
+            ErrorCode::InvalidGroupId,
+            Some("the group id is empty".into()),
+        ));
+    }
+    if let Err(e) = node.ensure_group_topic().await {
+        return Err((ErrorCode::CoordinatorNotAvailable, Some(e.to_string())));
+    }
+    let not_available = || (ErrorCode::CoordinatorNotAvailable, None);
+    let p = GroupStore::partition_of(key);
+    let topic = node.topics.get(GROUP_TOPIC).ok_or_else(not_available)?;
+    let partition = topic.partition(p as i32).ok_or_else(not_available)?;
+    let state = node.cluster.controller.state();
+    let raft_group = state
+        .topics
+        .get(GROUP_TOPIC)
+        .and_then(|meta| meta.partitions.get(p))
+        .map(|placement| placement.group);
+    let leader = leaders::current(node, &partition, raft_group)
+        .map(|claim| claim.leader)
+        .ok_or_else(not_available)?;
+    let broker = state.brokers.get(&leader).ok_or_else(not_available)?;
+    let (host, port) = split_host_port(&broker.kafka_addr);
+    Ok((leader, host, port))
+}
+
+pub(super) async fn find_coordinator(
     node: &Node,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = advertised(node);
-    let node_id = BrokerId(node.config.node_id);
-    let answer = |key: &StrBytes| -> (Option<ErrorCode>, Option<String>) {
-        if request.key_type != KEY_TYPE_GROUP {
-            return (
-                Some(ErrorCode::CoordinatorNotAvailable),
-                Some("silt coordinates consumer groups only (no transactions yet)".into()),
-            );
-        }
-        if !group_id_valid(key) {
-            return (
-                Some(ErrorCode::InvalidGroupId),
-                Some("the group id is empty".into()),
-            );
-        }
-        (None, None)
-    };
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let (error, message) = answer(key);
-                let coordinator = Coordinator::default()
-                    .with_key(key.clone())
-                    .with_error_code(code(error))
-                    .with_error_message(message.map(|m| str_bytes(&m)));
-                if error.is_some() {
-                    coordinator.with_node_id(BrokerId(-1)).with_port(-1)
-                } else {
-                    coordinator
-                        .with_node_id(node_id)
-                        .with_host(str_bytes(&host))
-                        .with_port(port)
-                }
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in &request.coordinator_keys {
+            let coordinator = Coordinator::default().with_key(key.clone());
+            coordinators.push(match coordinator_of(node, request.key_type, key).await {
+                Ok((id, host, port)) => coordinator
+                    .with_node_id(BrokerId(id))
+                    .with_host(str_bytes(&host))
+                    .with_port(port),
+                Err((error, message)) => coordinator
+                    .with_error_code(error.code())
+                    .with_error_message(message.map(|m| str_bytes(&m)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, message) = answer(&request.key);
-    let response = FindCoordinatorResponse::default().with_error_code(code(error));
-    let response = if version >= 1 {
-        response.with_error_message(message.map(|m| str_bytes(&m)))
-    } else {
-        response
-    };
-    if error.is_some() {
-        response.with_node_id(BrokerId(-1)).with_port(-1)
-    } else {
-        response
-            .with_node_id(node_id)
+    match coordinator_of(node, request.key_type, &request.key).await {
+        Ok((id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(id))
             .with_host(str_bytes(&host))
-            .with_port(port)
+            .with_port(port),
+        Err((error, message)) => {
+            let response = FindCoordinatorResponse::default()
+                .with_error_code(error.code())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            if version >= 1 {
+                response.with_error_message(message.map(|m| str_bytes(&m)))
+            } else {
+                response
+            }
+        }
     }
 }
 
@@ -398,6 +419,11 @@ pub(super) fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if let Err(error) = node.groups.coordinates(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(error.code());
+                }
                 let fetched = fetch_offsets(node, g.group_id.0.as_str(), topics);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -436,6 +462,9 @@ pub(super) fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if let Err(error) = node.groups.coordinates(request.group_id.0.as_str()) {
+        return OffsetFetchResponse::default().with_error_code(error.code());
+    }
     let fetched = fetch_offsets(node, request.group_id.0.as_str(), topics);
     OffsetFetchResponse::default().with_topics(
         fetched
@@ -514,6 +543,9 @@ pub(super) fn describe_groups(
             let described = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Err(error) = node.groups.coordinates(id.0.as_str()) {
+                return described.with_error_code(error.code());
+            }
             let Some(group) = node.groups.describe(id.0.as_str()) else {
                 return described.with_group_state(str_bytes(GroupState::Dead.name()));
             };

@@ -125,7 +125,7 @@ pub async fn handle(
             )
         }
         RequestKind::FindCoordinator(body) => respond(async move {
-            ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version))
+            ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version).await)
         }),
         RequestKind::JoinGroup(body) => respond(async move {
             ResponseKind::JoinGroup(

@@ -75,6 +75,8 @@ pub struct GroupHandle {
     pub raft: Raft,
     /// Its log (the segment files).
     pub log: Arc<PartitionLog>,
+    /// What its committed entries mean.
+    pub application: Arc<dyn Application>,
 }
 
 impl std::fmt::Debug for GroupHandle {
@@ -145,6 +147,7 @@ pub async fn start(
     let opened = {
         let storage = storage.clone();
         let dir = dir.clone();
+        let application = application.clone();
         open_blocking(dir.clone(), move || {
             let log = Arc::new(PartitionLog::open_replicated(
                 storage.clone(),
@@ -170,7 +173,11 @@ pub async fn start(
             group,
             reason: e.to_string(),
         })?;
-    Ok(GroupHandle { raft, log })
+    Ok(GroupHandle {
+        raft,
+        log,
+        application,
+    })
 }
 
 /// Runs blocking start-up work (log recovery of `dir`) off the async threads where there

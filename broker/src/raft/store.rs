@@ -87,6 +87,8 @@ pub trait Application: Send + Sync + 'static {
     /// True when the application keeps no state of its own: after a restart, applying may
     /// resume after the last checkpoint instead of after the snapshot.
     fn stateless(&self) -> bool;
+    /// The application as `Any`, for its owner to reach its concrete type.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A partition's application: its state is its log.
@@ -108,6 +110,10 @@ impl Application for PartitionApplication {
 
     fn stateless(&self) -> bool {
         true
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -77,6 +77,11 @@ pub trait Replica: Debug + Send + Sync + 'static {
         }
     }
 
+    /// The Raft replica, if this is one.
+    fn as_raft(&self) -> Option<&raft::RaftReplica> {
+        None
+    }
+
     /// All replicas of the partition (voters), this one included.
     fn replicas(&self) -> Vec<i32> {
         self.leadership().leader.into_iter().collect()

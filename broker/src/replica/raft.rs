@@ -107,6 +107,61 @@ impl RaftReplica {
         }
     }
 
+    /// What this group's committed entries mean.
+    pub fn application(&self) -> &Arc<dyn crate::raft::store::Application> {
+        &self.handle.application
+    }
+
+    /// True once this node's state machine has applied its whole log (a new leader: its
+    /// first entry of the term is committed and applied, so it has everything committed).
+    pub fn caught_up(&self) -> bool {
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.last_applied.as_ref().map(|a| a.index) >= metrics.last_log_index
+    }
+
+    /// Snapshots the state machine where it is and purges the log up to there, if at least
+    /// `min_entries` were applied since the last snapshot. Returns whether it purged.
+    ///
+    /// # Errors
+    ///
+    /// The group stopped.
+    pub async fn compact_log(&self, min_entries: u64) -> Result<bool, LogError> {
+        let raft = &self.handle.raft;
+        let (applied, snapshot) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow_watched();
+            (
+                metrics.last_applied.as_ref().map(|a| a.index),
+                metrics.snapshot.as_ref().map(|s| s.index),
+            )
+        };
+        let Some(applied) = applied else {
+            return Ok(false);
+        };
+        if snapshot.is_some_and(|s| s + min_entries > applied) {
+            return Ok(false);
+        }
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let covered = |m: &RaftMetrics| m.snapshot.as_ref().is_some_and(|s| s.index >= applied);
+        if raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(covered, "snapshot for compaction")
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        raft.trigger()
+            .purge_log(applied)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        Ok(true)
+    }
+
     /// Notes, while leading, which followers hold the whole log now.
     pub fn observe_followers(&self, metrics: &RaftMetrics, liveness: &Liveness) {
         let Some(replication) = &metrics.replication else {
@@ -434,6 +489,10 @@ impl Replica for RaftReplica {
                 },
             }
         }))
+    }
+
+    fn as_raft(&self) -> Option<&RaftReplica> {
+        Some(self)
     }
 
     fn role(&self) -> &'static str {

@@ -132,6 +132,12 @@ impl Server {
         })??;
         reconcile::adopt_found(&node).await;
         reconcile::once(&node).await;
+        // A node on its own makes its group log at once (taking over one from before
+        // clusters); in a cluster it waits for the first group request and enough brokers.
+        if let Err(e) = node.ensure_group_topic().await {
+            tracing::debug!(error = %e, "the group log waits");
+        }
+        node.groups.refresh_ownership().await;
         Ok(Server {
             node,
             kafka,
