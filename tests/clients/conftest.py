@@ -43,8 +43,10 @@ class Silt:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self, timeout=60):
-        """Starts the broker and waits for its 'serving' line (the ports are read from it)."""
+    def start(self, timeout=60, wait=True):
+        """Starts the broker and waits for its 'serving' line (the ports are read from it).
+        With wait=False it returns at once: a node of a cluster serves only once a majority
+        of the controller is up, so a cluster's nodes start together (see `wait_ready`)."""
         args = [
             str(SILT_BIN), "serve",
             "--data-dir", str(self.data_dir),
@@ -57,7 +59,8 @@ class Silt:
         env = {k: v for k, v in env.items() if not k.startswith("SILT_") or k in self.env}
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE, env=env, text=True)
-        ready = threading.Event()
+        self._ready = threading.Event()
+        ready = self._ready
 
         def pump(stream=self.process.stderr):
             for line in stream:
@@ -73,8 +76,14 @@ class Silt:
             log.close()
 
         threading.Thread(target=pump, daemon=True).start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60):
+        """Waits for the 'serving' line of the last start."""
         deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
+        while not self._ready.wait(0.05):
             if self.process.poll() is not None:
                 raise RuntimeError(f"silt exited with {self.process.returncode}:\n{''.join(self.lines[-20:])}")
             if time.monotonic() > deadline:
@@ -98,6 +107,14 @@ class Silt:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def pause(self):
+        """SIGSTOP: the process stops, its sockets stay open (a hung node)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT after `pause`."""
+        self.process.send_signal(signal.SIGCONT)
 
     def restart(self, hard=False):
         """Stops (SIGTERM, or SIGKILL when hard) and starts again on the same ports."""
@@ -125,6 +142,28 @@ def silt_factory(tmp_path):
         code = broker.stop()
         assert code == 0, f"silt exited with {code} at shutdown:\n{broker.log_text()[-4000:]}"
         assert "panicked" not in broker.log_text(), broker.log_text()[-4000:]
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    """Starts clusters of real nodes (see cluster.py); stops them after the test, checking
+    that every node still running stops cleanly and none panicked."""
+    from cluster import Cluster
+
+    made = []
+
+    def make(n=3, extra_args=(), name="node"):
+        cluster = Cluster(tmp_path, n, extra_args, name)
+        made.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in made:
+        running = [n.process is not None and n.process.poll() is None for n in cluster.nodes]
+        codes = cluster.stop()
+        for node, was_running, code in zip(cluster.nodes, running, codes):
+            assert not was_running or code == 0, f"node exited with {code}:\n{node.log_text()[-4000:]}"
+            assert "panicked" not in node.log_text(), node.log_text()[-4000:]
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ use crate::topics::{Topic, TopicError};
 /// How long a change waits to be materialized here after the controller applied it.
 const MATERIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a topic creation waits for its partitions' leaders before it answers.
+const LEADERS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most replicas a partition may have.
 pub const REPLICATION_FACTOR_MAX: i16 = 5;
 
@@ -107,6 +110,27 @@ impl Node {
             .await
         {
             tracing::warn!(version, "a controller change is not materialized here yet");
+        }
+    }
+
+    /// Waits (a little) until every partition of `topic` has a leader this node knows of, so
+    /// a client that creates a topic and asks for metadata finds leaders; the election of
+    /// each partition's preferred replica is usually done by then.
+    async fn wait_for_leaders(&self, topic: &str) {
+        let deadline = tokio::time::Instant::now() + LEADERS_TIMEOUT;
+        loop {
+            let state = self.cluster.controller.state();
+            let led = match (self.topics.get(topic), state.topics.get(topic)) {
+                (Some(local), Some(meta)) => local.partitions().iter().all(|p| {
+                    let group = meta.partitions.get(p.index as usize).map(|pm| pm.group);
+                    super::leaders::current(self, p, group).is_some()
+                }),
+                _ => true,
+            };
+            if led || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -246,6 +270,7 @@ impl Node {
             }
         }
         self.materialized().await;
+        self.wait_for_leaders(&new.name).await;
         Ok(Created {
             id,
             partitions: new.partitions,

@@ -189,8 +189,10 @@ impl Pulse {
         }
     }
 
-    /// The election timeout with this node's place among the replicas that may stand: the
-    /// first alive preferred replica waits the timeout, each next one half a timeout more.
+    /// How long after it finds a group without a healthy leader this node waits before it
+    /// stands: the first alive preferred replica at once, each next one half an election
+    /// timeout more. (Finding a leader dead already took the election timeout: that is
+    /// when liveness gives up on it.)
     fn standing_delay(&self, preferred: &[NodeId], voters: &[NodeId], group: GroupId) -> Duration {
         let rank = preferred
             .iter()
@@ -201,7 +203,7 @@ impl Pulse {
         // A little spread per group, so a node standing in many groups does not send every
         // vote request at the same instant.
         let spread = group % self.timing.heartbeat_ms.max(1);
-        Duration::from_millis(base + rank * base / 2 + spread)
+        Duration::from_millis(rank * base / 2 + spread)
     }
 
     /// One round over the groups here: elections where the leader is gone, in-sync

@@ -144,7 +144,8 @@ impl ReplicaFactory for Replicas {
         let settings = ReplicaSettings {
             min_insync_replicas: config.min_insync_replicas as usize,
             replica_lag_max: REPLICA_LAG_MAX,
-            leader_lease: Duration::from_millis(self.timing.election_max_ms),
+            // openraft's lease for a driven group (see `raft::group::config`).
+            leader_lease: Duration::from_millis(self.timing.election_min_ms),
         };
         let replica = Arc::new(RaftReplica::new(
             me,

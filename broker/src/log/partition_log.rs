@@ -91,10 +91,20 @@ impl LogShared {
                 }
             },
         };
-        let current = *self.high_watermark.borrow();
-        if offset > current {
-            self.publish_high_watermark(offset);
-        }
+        self.advance_high_watermark(offset);
+    }
+
+    /// Moves the high watermark to `offset` if that is ahead: atomically, as the writer (on
+    /// fsync) and the state machine (on commit) both move it.
+    fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// The offset after Raft entry `index`, if the file holds it.
@@ -115,9 +125,7 @@ impl LogShared {
     /// Moves a replicated log's high watermark to `offset` if it is behind (a snapshot was
     /// installed: everything before it is committed).
     pub(crate) fn refresh_high_watermark_to(&self, offset: i64) {
-        if offset > *self.high_watermark.borrow() {
-            self.publish_high_watermark(offset);
-        }
+        self.advance_high_watermark(offset);
     }
 
     pub(crate) fn publish_high_watermark(&self, offset: i64) {

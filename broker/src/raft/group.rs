@@ -41,11 +41,21 @@ impl Default for Timing {
 ///
 /// Timings openraft refuses (an election timeout not above the heartbeat, ...), named.
 pub fn config(group: GroupId, timing: Timing) -> Result<Arc<Config>, String> {
+    // A group the node drives runs no election timer; openraft uses the longest timeout
+    // only as the leader lease, which a follower honours by refusing votes. It must end
+    // when the node's failure detector gives up on the leader (the shortest timeout), or
+    // an election it starts could not win before then.
+    let (election_min, election_max) = if timing.driven {
+        let max = timing.election_min_ms.max(timing.heartbeat_ms + 2);
+        ((max - max / 10).max(timing.heartbeat_ms + 1), max)
+    } else {
+        (timing.election_min_ms, timing.election_max_ms)
+    };
     let config = Config {
         cluster_name: format!("silt-group-{group}"),
         heartbeat_interval: timing.heartbeat_ms,
-        election_timeout_min: timing.election_min_ms,
-        election_timeout_max: timing.election_max_ms,
+        election_timeout_min: election_min,
+        election_timeout_max: election_max,
         // A node that was cut off asks first whether it could win before it bumps the term, so
         // it does not depose a healthy leader when it comes back.
         enable_pre_vote: Some(true),

@@ -356,14 +356,23 @@ impl Replica for RaftReplica {
         &self.handle.log
     }
 
+    /// A leader that hears from no majority of its replicas does not count as one: it is
+    /// likely deposed already, and clients are better sent to look elsewhere.
     fn leadership(&self) -> Leadership {
-        let metrics = self.handle.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let is_leader =
-            metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node);
+        let (state, leader, term) = {
+            let metrics = self.handle.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            (metrics.state, metrics.current_leader, metrics.current_term)
+        };
+        let mut leader = leader.and_then(|l| i32::try_from(l).ok());
+        let mut is_leader = state == ServerState::Leader && leader == i32::try_from(self.node).ok();
+        if is_leader && !self.in_contact_with_majority() {
+            is_leader = false;
+            leader = None;
+        }
         Leadership {
-            epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
-            leader: metrics.current_leader.and_then(|l| i32::try_from(l).ok()),
+            epoch: i32::try_from(term).unwrap_or(i32::MAX),
+            leader,
             is_leader,
         }
     }
