@@ -4,25 +4,20 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{InitializeError, RaftError};
 use silt_broker::log::sim::SimStorage;
-use silt_broker::log::{LogConfig, Storage, SystemClock};
-use silt_broker::raft::group::{GroupHandle, GroupSpec, Timing, start};
+use silt_broker::raft::NodeId;
+use silt_broker::raft::group::Timing;
 use silt_broker::raft::mem::MemNetwork;
-use silt_broker::raft::network::Groups;
-use silt_broker::raft::store::PartitionApplication;
-use silt_broker::raft::{LogData, NodeId};
-use silt_index::batch::{BatchHeader, Codec};
-use silt_index::record::{NewRecord, encode_batch};
 
-const GROUP: u64 = 1;
+mod raft_nodes;
+use raft_nodes::{Node, values, write_data};
+
 const TIMING: Timing = Timing {
     heartbeat_ms: 50,
     election_min_ms: 300,
@@ -30,50 +25,8 @@ const TIMING: Timing = Timing {
     driven: false,
 };
 
-fn batch(tag: &str) -> Bytes {
-    Bytes::from(encode_batch(
-        0,
-        &[NewRecord {
-            value: Some(Bytes::from(tag.to_string())),
-            timestamp: 1_700_000_000_000,
-            ..Default::default()
-        }],
-        Codec::None,
-        None,
-    ))
-}
-
-struct Node {
-    id: NodeId,
-    storage: SimStorage,
-    handle: GroupHandle,
-}
-
 async fn start_node(net: &Arc<MemNetwork>, id: NodeId, storage: SimStorage) -> Node {
-    let spec = GroupSpec {
-        node: id,
-        group: GROUP,
-        dir: PathBuf::from(format!("/n{id}/g{GROUP}")),
-        log_config: LogConfig {
-            segment_bytes: 16 * 1024,
-            ..LogConfig::default()
-        },
-        timing: TIMING,
-        application: Arc::new(PartitionApplication),
-        keep_committed: false,
-    };
-    let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
-    let handle = start(spec, storage_dyn, Arc::new(SystemClock), net.router(id))
-        .await
-        .unwrap();
-    let groups = Arc::new(Groups::default());
-    groups.insert(GROUP, handle.raft.clone());
-    net.attach(id, groups);
-    Node {
-        id,
-        storage,
-        handle,
-    }
+    raft_nodes::start_node(net, id, storage, TIMING).await
 }
 
 /// The index of the node that leads, once every node agrees on it and its first entry of
@@ -107,11 +60,7 @@ async fn leader_of(nodes: &[Node]) -> usize {
 /// Writes a batch through the leader; returns its base offset once a quorum has it and it is
 /// readable.
 async fn write(node: &Node, tag: &str) -> i64 {
-    let (written_tx, written_rx) = tokio::sync::oneshot::channel();
-    let data = LogData {
-        batch: batch(tag),
-        written: Some(Arc::new(Mutex::new(Some(written_tx)))),
-    };
+    let (data, written_rx) = write_data(tag);
     let (responder, complete_rx) = openraft::impls::ProgressResponder::complete_only();
     node.handle
         .raft
@@ -123,23 +72,6 @@ async fn write(node: &Node, tag: &str) -> i64 {
     complete_rx.await.unwrap().unwrap();
     assert!(node.handle.log.high_watermark() > appended.last_offset);
     appended.base_offset
-}
-
-/// The values of the data batches of a node's log, in order.
-fn values(node: &Node) -> Vec<String> {
-    let log = &node.handle.log;
-    let end = log.raft_last().map_or(0, |(i, _)| i + 1);
-    log.read_entries(0, end, u64::MAX)
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.body {
-            silt_broker::log::raft::EntryBody::Batch(bytes) => {
-                let records = silt_index::record::decode_records(&bytes, 1 << 20).unwrap();
-                Some(String::from_utf8(records[0].value.clone().unwrap().to_vec()).unwrap())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 async fn converge(nodes: &[Node], count: usize) {
@@ -243,20 +175,9 @@ async fn three_replicas_elect_replicate_and_survive_a_leader_crash() {
     }
     // Offsets are dense per batch and identical on every replica.
     let offsets = |node: &Node| -> Vec<i64> {
-        let log = &node.handle.log;
-        let end = log.raft_last().unwrap().0 + 1;
-        log.read_entries(0, end, u64::MAX)
-            .unwrap()
+        raft_nodes::entries(node)
             .iter()
-            .filter_map(|e| match &e.body {
-                silt_broker::log::raft::EntryBody::Batch(b) => Some(
-                    BatchHeader::parse(b, u32::MAX)
-                        .unwrap()
-                        .unwrap()
-                        .base_offset,
-                ),
-                _ => None,
-            })
+            .filter_map(|e| e.offset)
             .collect()
     };
     let reference = offsets(&nodes[0]);

@@ -57,7 +57,8 @@ pub(crate) fn load_config(args: &ServeArgs) -> Result<NodeConfig> {
             .with_context(|| format!("reading config file {}", path.display()))?;
         config.apply_toml(&text, &path.display().to_string())?;
     }
-    config.apply_env(std::env::vars().filter(|(k, _)| k != "SILT_CLI_BROKERS"))?;
+    // SILT_CLI_* configure the CLI commands, not the server.
+    config.apply_env(std::env::vars().filter(|(k, _)| !k.starts_with("SILT_CLI_")))?;
     let flags = [
         ("data_dir", &args.data_dir),
         ("kafka_addr", &args.kafka_addr),

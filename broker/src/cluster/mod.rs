@@ -15,7 +15,9 @@
 
 pub mod admin;
 pub mod leaders;
+pub mod ops;
 pub mod pulse;
+pub mod reassign;
 pub mod reconcile;
 mod replicas;
 
@@ -84,7 +86,10 @@ pub struct Cluster {
     pub leaders: leaders::Leaders,
     /// Node heartbeats, liveness and partition elections.
     pub pulse: Arc<pulse::Pulse>,
+    /// Partition moves this node's leaders drive.
+    pub movers: reassign::Movers,
     addresses: AddressBook,
+    advertised_rpc: String,
     seeds: Vec<(i32, String)>,
     stop: watch::Receiver<bool>,
 }
@@ -184,7 +189,9 @@ impl Cluster {
             timing,
             leaders: leaders::Leaders::default(),
             pulse: Arc::new(pulse::Pulse::new(node, timing)),
+            movers: reassign::Movers::default(),
             addresses,
+            advertised_rpc: config.advertised_rpc(),
             seeds: config.seeds.clone(),
             stop: stop.clone(),
         });
@@ -236,8 +243,11 @@ impl Cluster {
 
     /// Asks the seeds to add this node to the controller's group, until one does.
     async fn join(&self, seeds: &BTreeSet<NodeId>) {
-        let request =
-            serde_json::to_vec(&NodeRequest::Join { node: self.node_id }).expect("serialises");
+        let request = serde_json::to_vec(&NodeRequest::Join {
+            node: self.node_id,
+            rpc_addr: Some(self.advertised_rpc.clone()),
+        })
+        .expect("serialises");
         let mut attempt = 0u64;
         loop {
             for seed in seeds {
@@ -272,6 +282,14 @@ impl Cluster {
             if tokio::time::timeout(step, metrics.changed()).await.is_err() {
                 waited += step;
                 tracing::warn!(waited_secs = waited.as_secs(), seeds = ?self.seeds, "waiting for the controller to elect a leader (a majority of the seeds must be up)");
+                let me = self.node_id as NodeId;
+                let voters: BTreeSet<NodeId> =
+                    self.seeds.iter().map(|(id, _)| *id as NodeId).collect();
+                if !voters.contains(&me) && !voters.is_empty() {
+                    // A learner the leader cannot reach (it changed since we joined, and
+                    // does not know our address): join again, which tells it.
+                    self.join(&voters).await;
+                }
             }
         }
     }
@@ -366,7 +384,13 @@ impl Cluster {
                     },
                 }
             }
-            NodeRequest::Join { node } => {
+            NodeRequest::Join { node, rpc_addr } => {
+                if let Some(addr) = rpc_addr {
+                    self.addresses
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(node as NodeId, addr);
+                }
                 if !self.controller.is_leader() {
                     return not_leader();
                 }
@@ -384,16 +408,35 @@ impl Cluster {
                     },
                 }
             }
-            NodeRequest::Pulse { leads } => {
-                self.pulse.heard(from, leads.as_deref(), &self.leaders);
+            NodeRequest::Pulse { leads, draining } => {
+                self.pulse
+                    .heard(from, leads.as_deref(), draining, &self.leaders);
                 NodeResponse::Done {
                     reply: None,
                     index: 0,
                 }
             }
-            NodeRequest::TransferLeadership { .. } => NodeResponse::Error {
-                message: "not supported by this node".into(),
-            },
+            NodeRequest::TransferLeadership { group, to } => {
+                let Some(raft) = self.groups.get(group) else {
+                    return NodeResponse::Error {
+                        message: format!("no Raft group {group} on node {}", self.node_id),
+                    };
+                };
+                if raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
+                    return NodeResponse::Error {
+                        message: format!("node {} does not lead Raft group {group}", self.node_id),
+                    };
+                }
+                match raft.trigger().transfer_leader(to as NodeId).await {
+                    Ok(()) => NodeResponse::Done {
+                        reply: None,
+                        index: 0,
+                    },
+                    Err(e) => NodeResponse::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
         }
     }
 

@@ -16,12 +16,15 @@
 //!   next half a timeout later, so they rarely split the vote;
 //! - a leader counts a follower in sync while it is alive and has caught up with the log
 //!   within the replica lag time, and hands leadership back to the partition's preferred
-//!   replica once that one is alive and caught up (Kafka's `auto.leader.rebalance`).
+//!   replica once that one is alive and caught up (Kafka's `auto.leader.rebalance`);
+//! - a node that is shutting down says so in its pulses (it is *draining*): it hands every
+//!   leadership it holds to a caught-up replica, stands in no election, and is handed none,
+//!   so a rolling restart moves leaders ahead of the stop instead of waiting for a timeout.
 //!
 //! Log replication itself stays openraft's: entries go out as they are appended, and a
 //! stream to a follower that was away retries until it gets through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -41,6 +44,8 @@ use crate::replica::raft::RaftReplica;
 const FULL_EVERY: Duration = Duration::from_secs(1);
 /// How long a leader keeps a leadership before it hands it back to the preferred replica.
 const SETTLE_BEFORE_TRANSFER: Duration = Duration::from_secs(5);
+/// Pulse rounds between two looks for partition moves to drive.
+const MOVES_EVERY_TICKS: u64 = 6;
 /// Most leaderships handed back per tick (they are spread over ticks).
 const TRANSFERS_PER_TICK: usize = 8;
 
@@ -50,6 +55,7 @@ pub struct Liveness {
     me: NodeId,
     timeout: Duration,
     heard: RwLock<HashMap<NodeId, Instant>>,
+    draining: RwLock<HashSet<NodeId>>,
 }
 
 impl Liveness {
@@ -59,7 +65,28 @@ impl Liveness {
             me,
             timeout,
             heard: RwLock::default(),
+            draining: RwLock::default(),
         }
+    }
+
+    /// Notes whether `node` said it is draining (shutting down).
+    pub fn set_draining(&self, node: NodeId, draining: bool) {
+        let mut set = self.draining.write().unwrap_or_else(|p| p.into_inner());
+        if draining {
+            set.insert(node);
+        } else {
+            set.remove(&node);
+        }
+    }
+
+    /// True if `node` is alive and not draining: one to hand a leadership to.
+    pub fn available(&self, node: NodeId) -> bool {
+        self.alive(node)
+            && !self
+                .draining
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&node)
     }
 
     /// Notes that `node` was heard from just now.
@@ -133,6 +160,8 @@ pub struct Pulse {
     /// What happened.
     pub counters: PulseCounters,
     in_flight: Mutex<HashMap<NodeId, Arc<AtomicBool>>>,
+    /// This node is shutting down.
+    draining: AtomicBool,
 }
 
 impl Pulse {
@@ -148,7 +177,19 @@ impl Pulse {
             watched: Mutex::default(),
             counters: PulseCounters::default(),
             in_flight: Mutex::default(),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Starts draining: from the next round on, this node hands its leaderships over.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.liveness.set_draining(self.me, true);
+    }
+
+    /// True while this node drains.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Looks after `replica` of `group`, whose replicas in preferred order are `preferred`.
@@ -182,8 +223,15 @@ impl Pulse {
     }
 
     /// Records a pulse from `from` (and the leaderships it carried, if it did).
-    pub fn heard(&self, from: NodeId, leads: Option<&[leaders::Lead]>, claims: &Leaders) {
+    pub fn heard(
+        &self,
+        from: NodeId,
+        leads: Option<&[leaders::Lead]>,
+        draining: bool,
+        claims: &Leaders,
+    ) {
         self.liveness.heard(from);
+        self.liveness.set_draining(from, draining);
         if let Some(leads) = leads {
             claims.heard_all(from as i32, leads);
         }
@@ -196,7 +244,7 @@ impl Pulse {
     fn standing_delay(&self, preferred: &[NodeId], voters: &[NodeId], group: GroupId) -> Duration {
         let rank = preferred
             .iter()
-            .filter(|n| voters.contains(n) && self.liveness.alive(**n))
+            .filter(|n| voters.contains(n) && self.liveness.available(**n))
             .position(|n| *n == self.me)
             .unwrap_or(preferred.len()) as u64;
         let base = self.timing.election_min_ms;
@@ -228,22 +276,35 @@ impl Pulse {
                     w.leaderless_since = None;
                     let since = *w.leading_since.get_or_insert(now);
                     replica.observe_followers(&metrics, &self.liveness);
-                    let preferred = w.preferred.first().copied();
-                    if let Some(to) = preferred
-                        && to != self.me
-                        && voters.contains(&to)
-                        && self.liveness.alive(to)
-                        && now.duration_since(since) >= SETTLE_BEFORE_TRANSFER
-                        && caught_up(&metrics, to)
-                        && transfer.len() < TRANSFERS_PER_TICK
-                    {
+                    if transfer.len() >= TRANSFERS_PER_TICK {
+                        continue;
+                    }
+                    let target = if self.is_draining() {
+                        // Anyone caught up will do, the preferred first; again each round
+                        // until the leadership has moved.
+                        w.preferred.iter().copied().find(|n| {
+                            *n != self.me
+                                && voters.contains(n)
+                                && self.liveness.available(*n)
+                                && caught_up(&metrics, *n)
+                        })
+                    } else {
+                        w.preferred.first().copied().filter(|to| {
+                            *to != self.me
+                                && voters.contains(to)
+                                && self.liveness.available(*to)
+                                && now.duration_since(since) >= SETTLE_BEFORE_TRANSFER
+                                && caught_up(&metrics, *to)
+                        })
+                    };
+                    if let Some(to) = target {
                         w.leading_since = Some(now);
                         transfer.push((*group, raft.clone(), to));
                     }
                     continue;
                 }
                 w.leading_since = None;
-                if !voters.contains(&self.me) {
+                if !voters.contains(&self.me) || self.is_draining() {
                     continue;
                 }
                 let term = metrics.current_term;
@@ -294,7 +355,10 @@ impl Pulse {
 
     /// Sends one pulse to each peer (skipping a peer whose last pulse is still unanswered).
     fn send(self: &Arc<Self>, node: &Node, peers: &[NodeId], leads: Option<Vec<leaders::Lead>>) {
-        let request = NodeRequest::Pulse { leads };
+        let request = NodeRequest::Pulse {
+            leads,
+            draining: self.is_draining(),
+        };
         let bytes = serde_json::to_vec(&request).expect("requests serialise");
         let timeout = Duration::from_millis(self.timing.election_min_ms);
         for peer in peers {
@@ -349,6 +413,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_leads: Option<Vec<leaders::Lead>> = None;
     let mut last_full = Instant::now() - FULL_EVERY;
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -375,5 +440,68 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             pulse.send(&node, &peers, full.then_some(leads));
         }
         pulse.drive(&node.cluster.leaders).await;
+        ticks += 1;
+        // Moves are slow work: look for new ones about once a second.
+        if ticks.is_multiple_of(MOVES_EVERY_TICKS) {
+            super::reassign::tick(&node);
+        }
+    }
+}
+
+/// Drains this node before it stops: hands every leadership it holds (partitions and the
+/// controller) to another replica and waits, at most `timeout`, until it leads nothing. The
+/// pulse keeps running meanwhile (it does the handing over).
+pub async fn drain(node: &Node, timeout: Duration) {
+    let pulse = &node.cluster.pulse;
+    pulse.drain();
+    let started = Instant::now();
+    tracing::info!(
+        partitions = leaders::leads(node).len(),
+        "draining: handing leaderships over before stopping"
+    );
+    let controller = node.cluster.controller.group().raft.clone();
+    loop {
+        let leads = leaders::leads(node).len();
+        let controller_metrics = controller.metrics().borrow_watched().clone();
+        let leads_controller = controller_metrics.state == ServerState::Leader;
+        if leads_controller {
+            let to = controller_metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .find(|v| *v != pulse.me && pulse.liveness.available(*v));
+            if let Some(to) = to {
+                let _ = controller.trigger().transfer_leader(to).await;
+            }
+        }
+        let takers = pulse
+            .liveness
+            .peers()
+            .iter()
+            .any(|(peer, _)| *peer != pulse.me && pulse.liveness.available(*peer));
+        if !takers && (leads > 0 || leads_controller) {
+            tracing::info!(
+                partitions = leads,
+                controller = leads_controller,
+                "no other node can take over; stopping without a hand-over"
+            );
+            return;
+        }
+        if leads == 0 && !leads_controller {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "drained: this node leads nothing"
+            );
+            return;
+        }
+        if started.elapsed() >= timeout {
+            tracing::warn!(
+                partitions = leads,
+                controller = leads_controller,
+                "still leading after the drain timeout; stopping anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(pulse.timing.heartbeat_ms.max(50))).await;
     }
 }

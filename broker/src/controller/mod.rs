@@ -164,16 +164,25 @@ pub enum NodeRequest {
     Join {
         /// The joining node.
         node: i32,
+        /// Where the joining node listens for its peers (the leader must reach it before it
+        /// has registered).
+        #[serde(default)]
+        rpc_addr: Option<String>,
     },
     /// The sender's heartbeat; now and then with every partition it leads.
     Pulse {
         /// (group, term, in-sync replicas) of each partition the sender leads, when sent.
         leads: Option<Vec<(u64, u64, Vec<i32>)>>,
+        /// The sender is shutting down: it hands its leaderships over and takes none.
+        #[serde(default)]
+        draining: bool,
     },
-    /// Move the leadership of groups this node leads to another replica (drain).
+    /// Hand the leadership of a Raft group this node leads to another replica.
     TransferLeadership {
-        /// The groups (empty: all this node leads).
-        groups: Vec<u64>,
+        /// The group.
+        group: u64,
+        /// The replica to lead.
+        to: i32,
     },
 }
 

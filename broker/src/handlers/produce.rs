@@ -154,9 +154,7 @@ fn success(response: PartitionProduceResponse, appended: Appended) -> PartitionP
 
 fn failure(response: PartitionProduceResponse, error: &AppendError) -> PartitionProduceResponse {
     let code = for_append(error);
-    if code != ErrorCode::OutOfOrderSequenceNumber {
-        tracing::debug!(%error, "produce refused");
-    }
+    tracing::debug!(%error, "produce refused");
     response
         .with_error_code(code.code())
         .with_error_message(Some(str_bytes(&error.to_string())))

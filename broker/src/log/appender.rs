@@ -425,16 +425,23 @@ impl Writer {
         let shared = self.shared.clone();
         // On the multi-threaded runtime the I/O runs right here, with the worker handed over
         // to the blocking pool for its duration (no thread hop: a 16 KiB durable append saves
-        // tens of microseconds). Elsewhere (current-thread runtimes in tests) it moves to the
-        // blocking pool.
-        let outcome = if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread
+        // tens of microseconds). In a simulation it runs in place too; elsewhere
+        // (current-thread runtimes in tests) it moves to the blocking pool.
+        let flavor = tokio::runtime::Handle::current().runtime_flavor();
+        let outcome = if flavor == tokio::runtime::RuntimeFlavor::MultiThread
+            || crate::raft::runtime::simulated()
         {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                tokio::task::block_in_place(|| {
+                let work = || {
                     let result = f(&mut self);
                     (self, result)
-                })
+                };
+                if flavor == tokio::runtime::RuntimeFlavor::MultiThread {
+                    tokio::task::block_in_place(work)
+                } else {
+                    // A simulation on simulated storage: in place (see `runtime::simulated`).
+                    work()
+                }
             }))
             .map_err(|_| "panicked".to_string())
         } else {

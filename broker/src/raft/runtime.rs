@@ -20,12 +20,22 @@ use rand::rngs::SmallRng;
 static STREAM: AtomicU64 = AtomicU64::new(0);
 /// Whether [`STREAM`] was seeded (by [`seed`] or from the OS).
 static SEEDED: AtomicBool = AtomicBool::new(false);
+/// Whether [`seed`] was called (see [`simulated`]).
+static SIMULATED: AtomicBool = AtomicBool::new(false);
 
 /// Makes every later draw of openraft's randomness follow `seed`, for a replayable
 /// simulation. Affects the whole process: simulations run one at a time.
 pub fn seed(seed: u64) {
     STREAM.store(seed, Ordering::SeqCst);
     SEEDED.store(true, Ordering::SeqCst);
+    SIMULATED.store(true, Ordering::SeqCst);
+}
+
+/// True once [`seed`] was called: this process runs a simulation, on simulated storage, where
+/// file work runs in place on the one thread rather than on tokio's blocking pool (whose
+/// threads would make the interleaving, and so the run, depend on the OS's scheduling).
+pub fn simulated() -> bool {
+    SIMULATED.load(Ordering::Relaxed)
 }
 
 /// SplitMix64's output function.

@@ -34,6 +34,9 @@ use crate::raft::group::GroupHandle;
 use crate::raft::network::Groups;
 use crate::raft::{GroupId, LogData, NodeId, RaftMetrics};
 
+/// How long a retried batch waits for its first copy (to be appended, or committed).
+const DUPLICATE_WAIT: Duration = Duration::from_secs(30);
+
 /// What a replicated partition is asked to honour (from its topic's properties).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaSettings {
@@ -54,6 +57,21 @@ struct Gate {
     in_flight: HashMap<i64, Vec<InFlightBatch>>,
 }
 
+/// When each follower last held the whole log of this node's leadership (`term`).
+///
+/// A new leader starts by counting every live follower as caught up, as a Kafka leader
+/// inherits the ISR it was elected from: a follower drops out if it does not catch up within
+/// the replica lag time. Otherwise a new leader would refuse acks=all writes with
+/// NOT_ENOUGH_REPLICAS until its first round of replication came back, and clients that
+/// pipeline (librdkafka's idempotent producer) answer that refusal, followed by the
+/// out-of-sequence refusals of the batches behind it, by renumbering their unacknowledged
+/// batches, which duplicates the ones an earlier leader had committed.
+#[derive(Debug, Default)]
+struct CaughtUp {
+    term: u64,
+    at: HashMap<NodeId, Instant>,
+}
+
 /// Where a replica is registered on its node, to be let go of when it closes.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -71,8 +89,8 @@ pub struct RaftReplica {
     settings: RwLock<ReplicaSettings>,
     gate: tokio::sync::Mutex<Gate>,
     liveness: Arc<Liveness>,
-    /// When each follower last held the leader's whole log (kept while leading).
-    caught_up: Mutex<HashMap<NodeId, Instant>>,
+    /// When each follower last held the leader's whole log, in the term it is kept for.
+    caught_up: Mutex<CaughtUp>,
     registration: Option<Registration>,
 }
 
@@ -162,6 +180,22 @@ impl RaftReplica {
         Ok(true)
     }
 
+    /// While leading: how many entries each other replica (followers and learners) lacks,
+    /// `None` where unknown yet.
+    pub fn lags(&self) -> Vec<(NodeId, Option<u64>)> {
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let Some(replication) = &metrics.replication else {
+            return Vec::new();
+        };
+        let last = metrics.last_log_index.unwrap_or(0);
+        replication
+            .iter()
+            .filter(|(n, _)| **n != self.node)
+            .map(|(n, m)| (*n, m.as_ref().map(|m| last.saturating_sub(m.index))))
+            .collect()
+    }
+
     /// Notes, while leading, which followers hold the whole log now.
     pub fn observe_followers(&self, metrics: &RaftMetrics, liveness: &Liveness) {
         let Some(replication) = &metrics.replication else {
@@ -169,7 +203,7 @@ impl RaftReplica {
         };
         let last = metrics.last_log_index;
         let now = Instant::now();
-        let mut caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        let mut caught_up = self.tenure(metrics);
         for (follower, matched) in replication {
             let holds_all = match (last, matched) {
                 (None, _) => true,
@@ -177,7 +211,7 @@ impl RaftReplica {
                 (Some(_), None) => false,
             };
             if holds_all && liveness.alive(*follower) {
-                caught_up.insert(*follower, now);
+                caught_up.at.insert(*follower, now);
             }
         }
     }
@@ -208,12 +242,16 @@ impl RaftReplica {
         let metrics = self.handle.raft.metrics();
         let metrics = metrics.borrow_watched();
         let mut in_sync = vec![self.node];
-        let caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        if metrics.state != ServerState::Leader {
+            return in_sync;
+        }
+        let caught_up = self.tenure(&metrics);
         for follower in metrics.membership_config.membership().voter_ids() {
             if follower == self.node || !self.liveness.alive(follower) {
                 continue;
             }
             let current = caught_up
+                .at
                 .get(&follower)
                 .is_some_and(|at| at.elapsed() <= lag)
                 || metrics
@@ -227,6 +265,24 @@ impl RaftReplica {
         }
         in_sync.sort_unstable();
         in_sync
+    }
+
+    /// The followers' catch-up times for the term in `metrics`, started afresh (every live
+    /// voter counted as caught up now, see [`CaughtUp`]) when this node leads a new term.
+    fn tenure(&self, metrics: &RaftMetrics) -> std::sync::MutexGuard<'_, CaughtUp> {
+        let mut caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        if metrics.state == ServerState::Leader && caught_up.term != metrics.current_term {
+            let now = Instant::now();
+            caught_up.term = metrics.current_term;
+            caught_up.at = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != self.node && self.liveness.alive(*v))
+                .map(|v| (v, now))
+                .collect();
+        }
+        caught_up
     }
 
     /// True if this node heard lately from a majority of the group's voters (itself
@@ -306,6 +362,18 @@ impl RaftReplica {
         }
     }
 
+    /// Waits until the high watermark passes `last_offset`; `NotLeader` if it does not
+    /// within the time a client waits for a produce (the leadership moved, or the entry was
+    /// truncated: the client retries).
+    async fn committed(log: &PartitionLog, last_offset: i64) -> Result<(), AppendError> {
+        let mut watch = log.subscribe();
+        let wait = watch.wait_for(|hw| *hw > last_offset);
+        match tokio::time::timeout(DUPLICATE_WAIT, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(AppendError::NotLeader { leader: None }),
+        }
+    }
+
     /// Waits until the producer table holds a batch a retry duplicated while it was in
     /// flight, and answers with its offsets.
     async fn duplicate_of_in_flight(
@@ -313,7 +381,7 @@ impl RaftReplica {
         header: BatchHeader,
     ) -> Result<Appended, AppendError> {
         let mut watch = log.subscribe();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
         loop {
             let found = log.producers().entry(header.producer_id).and_then(|e| {
                 e.batches
@@ -423,6 +491,7 @@ impl Replica for RaftReplica {
                 }
                 match table.check_with(&header, in_flight)? {
                     Check::Duplicate(meta) if meta.base_offset >= 0 => {
+                        let log = self.handle.log.clone();
                         let appended = Appended {
                             base_offset: meta.base_offset,
                             last_offset: meta.last_offset,
@@ -436,13 +505,25 @@ impl Replica for RaftReplica {
                             log_start_offset: log.log_start_offset(),
                             duplicate: true,
                         };
-                        return Ok(AppendTicket::new(async move { Ok(appended) }));
+                        // The first copy may not be committed yet (an earlier leader
+                        // wrote it): acks=all is answered once it is.
+                        return Ok(AppendTicket::new(async move {
+                            if acks == Acks::All {
+                                RaftReplica::committed(&log, appended.last_offset).await?;
+                            }
+                            Ok(appended)
+                        }));
                     }
                     Check::Duplicate(_) => {
                         drop(table);
                         let log = self.handle.log.clone();
                         return Ok(AppendTicket::new(async move {
-                            RaftReplica::duplicate_of_in_flight(&log, header).await
+                            let appended =
+                                RaftReplica::duplicate_of_in_flight(&log, header).await?;
+                            if acks == Acks::All {
+                                RaftReplica::committed(&log, appended.last_offset).await?;
+                            }
+                            Ok(appended)
                         }));
                     }
                     Check::Append => {}

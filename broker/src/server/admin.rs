@@ -1,16 +1,26 @@
-//! The admin HTTP server: `/metrics` (Prometheus text) and `/v1/status` (JSON).
+//! The admin HTTP server: `/metrics` (Prometheus text), `/v1/status` (JSON), and the
+//! operator actions on a cluster (JSON in and out):
+//!
+//! ```text
+//! GET    /v1/brokers                                          brokers, what each holds
+//! POST   /v1/brokers/{id}/decommission                        move everything off a broker
+//! DELETE /v1/brokers/{id}                                     forget an emptied broker
+//! POST   /v1/partitions/{topic}/{partition}/reassign          {"replicas": [..]}
+//! POST   /v1/partitions/{topic}/{partition}/transfer_leadership  {"to": id}
+//! ```
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::ops::{self, OpError};
 use crate::metrics;
 use crate::node::Node;
 use crate::partition::PartitionView;
@@ -19,6 +29,17 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/status", get(status))
+        .route("/v1/brokers", get(brokers))
+        .route("/v1/brokers/{id}/decommission", post(decommission))
+        .route("/v1/brokers/{id}", delete(remove_broker))
+        .route(
+            "/v1/partitions/{topic}/{partition}/reassign",
+            post(reassign),
+        )
+        .route(
+            "/v1/partitions/{topic}/{partition}/transfer_leadership",
+            post(transfer_leadership),
+        )
         .with_state(node);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -28,6 +49,117 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
     if let Err(e) = result {
         tracing::error!(error = %e, "admin HTTP server failed");
     }
+}
+
+/// An operation's answer: 200 with `body`, or the error's status and message.
+fn answer(result: Result<Value, OpError>) -> (StatusCode, Json<Value>) {
+    match result {
+        Ok(body) => (StatusCode::OK, Json(body)),
+        Err(e) => {
+            let status = match e {
+                OpError::NotFound(_) => StatusCode::NOT_FOUND,
+                OpError::Invalid(_) => StatusCode::BAD_REQUEST,
+                OpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, Json(json!({ "error": e.to_string() })))
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReassignBody {
+    replicas: Vec<i32>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TransferBody {
+    to: i32,
+}
+
+async fn reassign(
+    State(node): State<Arc<Node>>,
+    Path((topic, partition)): Path<(String, i32)>,
+    Json(body): Json<ReassignBody>,
+) -> (StatusCode, Json<Value>) {
+    answer(
+        ops::reassign(&node, &topic, partition, body.replicas.clone())
+            .await
+            .map(
+                |()| json!({ "topic": topic, "partition": partition, "moving_to": body.replicas }),
+            ),
+    )
+}
+
+async fn transfer_leadership(
+    State(node): State<Arc<Node>>,
+    Path((topic, partition)): Path<(String, i32)>,
+    Json(body): Json<TransferBody>,
+) -> (StatusCode, Json<Value>) {
+    answer(
+        ops::transfer_leadership(&node, &topic, partition, body.to)
+            .await
+            .map(|()| json!({ "topic": topic, "partition": partition, "leader": body.to })),
+    )
+}
+
+async fn decommission(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<i32>,
+) -> (StatusCode, Json<Value>) {
+    answer(
+        ops::decommission(&node, id)
+            .await
+            .map(|d| serde_json::to_value(d).unwrap_or_default()),
+    )
+}
+
+async fn remove_broker(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<i32>,
+) -> (StatusCode, Json<Value>) {
+    answer(
+        ops::remove_broker(&node, id)
+            .await
+            .map(|()| json!({ "removed": id })),
+    )
+}
+
+/// Every broker: addresses, whether it is decommissioning, and the partitions it holds
+/// (those still moving to or from it included).
+async fn brokers(State(node): State<Arc<Node>>) -> Json<Value> {
+    let state = node.cluster.controller.state();
+    let list: Vec<Value> = state
+        .brokers
+        .values()
+        .map(|b| {
+            let holds: Vec<String> = state
+                .partitions_of(b.id)
+                .into_iter()
+                .map(|(t, p)| format!("{}/{p}", t.name))
+                .collect();
+            json!({
+                "id": b.id,
+                "kafka_addr": b.kafka_addr,
+                "admin_addr": b.admin_addr,
+                "draining": b.draining,
+                "alive": b.id == node.config.node_id || node.cluster.pulse.liveness.alive(b.id as u64),
+                "replicas": holds.len(),
+                "partitions": holds,
+            })
+        })
+        .collect();
+    let moving: Vec<Value> = state
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions.iter().enumerate().filter_map(move |(i, p)| {
+                p.target.as_ref().map(|target| {
+                    json!({ "topic": t.name, "partition": i, "replicas": p.replicas, "target": target })
+                })
+            })
+        })
+        .collect();
+    Json(json!({ "brokers": list, "moving": moving }))
 }
 
 async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
@@ -73,12 +205,23 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                     let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
                     let replica = p.replica.as_ref().ok().map(|r| {
                         let leadership = r.leadership();
+                        // While leading: entries each other replica lacks (a new replica
+                        // catching up during a move shows here).
+                        let lags: serde_json::Map<String, Value> = r
+                            .as_raft()
+                            .filter(|_| leadership.is_leader)
+                            .map(|raft| raft.lags())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(n, lag)| (n.to_string(), json!(lag)))
+                            .collect();
                         json!({
                             "role": r.role(),
                             "leader": leadership.leader,
                             "leader_epoch": leadership.epoch,
                             "replicas": r.replicas(),
                             "in_sync": r.in_sync(),
+                            "lags": lags,
                         })
                     });
                     json!({

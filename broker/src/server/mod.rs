@@ -20,6 +20,8 @@ use crate::log::{Clock, DiskStorage, LogError, Storage, SystemClock};
 use crate::node::Node;
 use crate::retention;
 
+/// Time given to a node of a cluster to hand its leaderships over at shutdown.
+const LEADERSHIP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time given to open connections to finish their responses at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,6 +194,11 @@ impl Server {
             background.spawn(tiering.run(node.clone(), stop_rx.clone()));
         }
         let connections = accept_loop(node.clone(), kafka, stop_rx.clone(), shutdown).await;
+        // In a cluster, leaders move before the node goes: clients are told NOT_LEADER and
+        // carry on with the new leaders instead of waiting out an election timeout.
+        if node.cluster.controller.state().brokers.len() > 1 {
+            crate::cluster::pulse::drain(&node, LEADERSHIP_DRAIN_TIMEOUT).await;
+        }
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let mut connections = connections;

@@ -61,10 +61,10 @@ pub(crate) struct StartArgs {
 
 /// One node as started.
 #[derive(Debug, Clone)]
-struct NodeEntry {
+pub(crate) struct NodeEntry {
     id: u16,
     kafka: String,
-    admin: String,
+    pub(crate) admin: String,
     rpc: String,
     data_dir: PathBuf,
     pid: Option<u32>,
@@ -103,15 +103,17 @@ impl NodeEntry {
 
 /// The cluster as recorded in `cluster.json`.
 #[derive(Debug)]
-struct LocalCluster {
+pub(crate) struct LocalCluster {
     dir: PathBuf,
     archive: String,
     settings: Vec<String>,
+    /// The controller's voters, as every node is told (fixed when the cluster is made).
+    seeds: String,
     nodes: Vec<NodeEntry>,
 }
 
 impl LocalCluster {
-    fn load(dir: &Path) -> Result<Option<LocalCluster>> {
+    pub(crate) fn load(dir: &Path) -> Result<Option<LocalCluster>> {
         let path = dir.join(STATE_FILE);
         if !path.exists() {
             return Ok(None);
@@ -142,14 +144,25 @@ impl LocalCluster {
                         .collect()
                 })
                 .unwrap_or_default(),
+            seeds: value
+                .get("seeds")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             nodes,
         }))
+    }
+
+    /// The nodes running now.
+    pub(crate) fn running_nodes(&self) -> Vec<&NodeEntry> {
+        self.nodes.iter().filter(|n| n.running()).collect()
     }
 
     fn save(&self) -> Result<()> {
         let value = json!({
             "archive": self.archive,
             "settings": self.settings,
+            "seeds": self.seeds,
             "nodes": self.nodes.iter().map(NodeEntry::to_json).collect::<Vec<_>>(),
         });
         let path = self.dir.join(STATE_FILE);
@@ -160,13 +173,13 @@ impl LocalCluster {
     }
 
     /// The controller's voters: 1 node of one or two, 3 of three or four, 5 of more.
-    fn seeds(&self) -> String {
-        let voters = match self.nodes.len() {
+    fn initial_seeds(nodes: &[NodeEntry]) -> String {
+        let voters = match nodes.len() {
             0..=2 => 1,
             3..=4 => 3,
             _ => 5,
         };
-        self.nodes
+        nodes
             .iter()
             .take(voters)
             .map(|n| format!("{}@{}", n.id, n.rpc))
@@ -184,7 +197,7 @@ impl LocalCluster {
 
     /// Starts node `index` (its process outlives this command, in its own process group).
     fn spawn(&mut self, index: usize) -> Result<()> {
-        let seeds = self.seeds();
+        let seeds = self.seeds.clone();
         let node = &self.nodes[index];
         fs::create_dir_all(&node.data_dir)
             .with_context(|| format!("creating {}", node.data_dir.display()))?;
@@ -243,23 +256,46 @@ fn signal(pid: u32, signal: libc::c_int) {
 
 /// GET `path` from the HTTP server at `addr`; the body parsed as JSON.
 pub(crate) async fn get_json(addr: &str, path: &str) -> Result<Value> {
+    let (status, body) = http_json(addr, "GET", path, None).await?;
+    if status != 200 {
+        bail!("{addr}{path}: HTTP {status}");
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.1 request to a node's admin server, with a JSON body if given: the status
+/// and the answer's JSON body.
+pub(crate) async fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
     let mut stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
         .await
-        .context("timed out")??;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        .context("timed out connecting")??;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+    // Operations wait for what they do (a leadership transfer: up to 10 s).
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response))
         .await
-        .context("timed out")??;
+        .context("timed out waiting for the answer")??;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
         .context("not an HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{addr}{path}: {}", head.lines().next().unwrap_or_default());
-    }
-    Ok(serde_json::from_str(body)?)
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
+    let value = serde_json::from_str(body).unwrap_or(Value::Null);
+    Ok((status, value))
 }
 
 /// The last lines of a file (a node's log, for an error).
@@ -269,7 +305,7 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn progress(len: u64) -> ProgressBar {
+pub(crate) fn progress(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -328,6 +364,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<()> {
             settings.extend(args.set.iter().cloned());
             LocalCluster {
                 dir: dir.clone(),
+                seeds: LocalCluster::initial_seeds(&nodes),
                 archive: args
                     .archive
                     .clone()
@@ -430,6 +467,75 @@ fn require(args: &LocalArgs) -> Result<LocalCluster> {
             args.dir.display()
         )
     })
+}
+
+/// `silt cluster add-node`: one more node for the development cluster, with the next id
+/// and ports; it joins through the controller's voters and takes replicas of new topics
+/// (move existing ones to it with `silt cluster move`).
+pub(crate) async fn add_node(args: &LocalArgs) -> Result<()> {
+    let mut cluster = require(args)?;
+    let first = cluster
+        .nodes
+        .first()
+        .cloned()
+        .context("the cluster has no node")?;
+    let id = cluster.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+    let shifted = |addr: &str| -> Result<String> {
+        let (host, port) = addr.rsplit_once(':').context("an address without a port")?;
+        let port: u16 = port.parse().context("a port that is not a number")?;
+        let port = port
+            .checked_add(id)
+            .context("a port past 65535: choose lower base ports")?;
+        Ok(format!("{host}:{port}"))
+    };
+    cluster.nodes.push(NodeEntry {
+        id,
+        kafka: shifted(&first.kafka)?,
+        admin: shifted(&first.admin)?,
+        rpc: shifted(&first.rpc)?,
+        data_dir: cluster.dir.join(format!("node-{id}")),
+        pid: None,
+    });
+    let index = cluster.nodes.len() - 1;
+    cluster.spawn(index)?;
+    cluster.save()?;
+    let bar = progress(1);
+    bar.set_message(format!("waiting for node {id} to join"));
+    let started = Instant::now();
+    let node = cluster.nodes[index].clone();
+    loop {
+        if !node.running() {
+            bar.finish_and_clear();
+            bail!(
+                "node {id} exited; the end of {}:\n{}",
+                node.log_path().display(),
+                tail(&node.log_path(), 20)
+            );
+        }
+        if let Ok(status) = get_json(&node.admin, "/v1/status").await
+            && !status["cluster"]["controller_leader"].is_null()
+        {
+            break;
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bar.finish_and_clear();
+            bail!(
+                "node {id} did not join in {}s (see {})",
+                START_TIMEOUT.as_secs(),
+                node.log_path().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+    println!(
+        "node {id} joined in {:.1} s (kafka {}, admin {})",
+        started.elapsed().as_secs_f64(),
+        node.kafka,
+        node.admin
+    );
+    println!("\nexport SILT_CLI_BROKERS={}", cluster.brokers());
+    Ok(())
 }
 
 /// `silt cluster status`.

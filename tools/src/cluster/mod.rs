@@ -1,7 +1,9 @@
-//! `silt cluster ...`: a local development cluster (start, status, stop, purge) and restoring
-//! a whole cluster from a bucket.
+//! `silt cluster ...`: a local development cluster (start, status, stop, purge, add-node),
+//! operator actions on any cluster (brokers, move, transfer-leadership, decommission), and
+//! restoring a whole cluster from a bucket.
 
 mod local;
+mod ops;
 mod restore;
 
 use anyhow::Result;
@@ -22,6 +24,17 @@ pub(crate) enum ClusterCommand {
     Stop(local::LocalArgs),
     /// Stop the development cluster and delete its directory.
     Purge(local::LocalArgs),
+    /// Start one more node in the development cluster; it joins the running cluster.
+    AddNode(local::LocalArgs),
+    /// List the brokers, what each holds, and the partitions being moved.
+    Brokers(ops::AdminArgs),
+    /// Move a partition to other brokers: new replicas copy the log as Raft learners, then
+    /// the voters change (with progress until done).
+    Move(ops::MoveArgs),
+    /// Hand a partition's leadership to another of its replicas.
+    TransferLeadership(ops::TransferArgs),
+    /// Move every partition off a broker, then forget it (with progress until done).
+    Decommission(ops::DecommissionArgs),
     /// Restore every topic (with its properties) and every group's committed offsets from a
     /// bucket into the cluster at --brokers, whose archive must be that bucket.
     Restore(restore::RestoreArgs),
@@ -34,6 +47,11 @@ pub(crate) async fn run(command: ClusterCommand, brokers: &BrokerArgs) -> Result
         ClusterCommand::Status(args) => local::status(&args).await,
         ClusterCommand::Stop(args) => local::stop(&args).await,
         ClusterCommand::Purge(args) => local::purge(&args).await,
+        ClusterCommand::AddNode(args) => local::add_node(&args).await,
+        ClusterCommand::Brokers(args) => ops::brokers(&args).await,
+        ClusterCommand::Move(args) => ops::move_partition(&args).await,
+        ClusterCommand::TransferLeadership(args) => ops::transfer(&args).await,
+        ClusterCommand::Decommission(args) => ops::decommission(&args).await,
         ClusterCommand::Restore(args) => restore::restore(&args, brokers).await,
     }
 }
