@@ -179,8 +179,106 @@ pub fn render(node: &Node) -> String {
             let _ = writeln!(out, "{name}{line}");
         }
     }
+    render_replication(node, &mut out);
     render_tiering(node, &mut out);
     out
+}
+
+/// The cluster as this node sees it (pulses, brokers heard, the controller) and, per
+/// replicated partition, its leadership and in-sync replicas.
+fn render_replication(node: &Node, out: &mut String) {
+    let cluster = &node.cluster;
+    let pulse = &cluster.pulse;
+    write_counters(
+        out,
+        &[
+            (
+                "silt_cluster_pulses_sent_total",
+                "Heartbeats sent to other nodes.",
+                pulse.counters.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_cluster_pulses_missed_total",
+                "Heartbeats that got no answer in time.",
+                pulse.counters.missed.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_cluster_elections_total",
+                "Partition elections this node stood in.",
+                pulse.counters.elections.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_cluster_leadership_transfers_total",
+                "Leaderships this node handed to another replica.",
+                pulse.counters.transfers.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    let state = cluster.controller.state();
+    let _ = writeln!(
+        out,
+        "# HELP silt_cluster_broker_alive 1 when the broker is heard from (this node: always).\n# TYPE silt_cluster_broker_alive gauge"
+    );
+    for id in state.brokers.keys() {
+        let alive = *id == cluster.node_id || pulse.liveness.alive(*id as u64);
+        let _ = writeln!(
+            out,
+            "silt_cluster_broker_alive{{broker=\"{id}\"}} {}",
+            u8::from(alive)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_cluster_controller_leader The controller's leader as this node knows it (-1: none).\n# TYPE silt_cluster_controller_leader gauge\nsilt_cluster_controller_leader {}",
+        cluster.controller.leader().map_or(-1, |l| l as i64)
+    );
+    let gauges = [
+        (
+            "silt_partition_leader",
+            "1 when this node leads the partition.",
+        ),
+        (
+            "silt_partition_leader_epoch",
+            "The partition's leader epoch (Raft term).",
+        ),
+        ("silt_partition_replicas", "Replicas of the partition."),
+        (
+            "silt_partition_in_sync_replicas",
+            "Replicas in sync with the leader (on the leader only).",
+        ),
+        (
+            "silt_partition_under_replicated",
+            "1 on the leader when fewer replicas are in sync than the partition has.",
+        ),
+    ];
+    let mut rows: Vec<Vec<String>> = vec![Vec::new(); gauges.len()];
+    for topic in node.topics.all() {
+        for partition in topic.partitions() {
+            let Ok(replica) = &partition.replica else {
+                continue;
+            };
+            let Some(raft) = replica.as_raft() else {
+                continue;
+            };
+            let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
+            let leadership = replica.leadership();
+            let replicas = raft.voters().len();
+            rows[0].push(format!("{{{labels}}} {}", u8::from(leadership.is_leader)));
+            rows[1].push(format!("{{{labels}}} {}", leadership.epoch));
+            rows[2].push(format!("{{{labels}}} {replicas}"));
+            if leadership.is_leader {
+                let in_sync = raft.in_sync_nodes().len();
+                rows[3].push(format!("{{{labels}}} {in_sync}"));
+                rows[4].push(format!("{{{labels}}} {}", u8::from(in_sync < replicas)));
+            }
+        }
+    }
+    for ((name, help), row) in gauges.iter().zip(rows) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in row {
+            let _ = writeln!(out, "{name}{line}");
+        }
+    }
 }
 
 /// The archive's counters and, per partition, how far the archive trails the log.

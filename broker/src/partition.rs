@@ -523,11 +523,15 @@ impl PartitionView {
         if self.is_replica() {
             return Err(ErrorCode::PolicyViolation);
         }
-        let view = self.clone();
-        let deleted = tokio::task::spawn_blocking(move || view.log().delete_records(offset))
+        let replica = self
+            .partition
+            .replica
+            .as_ref()
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
+        replica
+            .delete_records(offset)
             .await
-            .map_err(|_| ErrorCode::UnknownServerError)?;
-        deleted.map_err(|e| for_log(&e))?;
+            .map_err(|e| for_log(&e))?;
         // The archiver moves the archive's start to the same offset on its next pass, and
         // reads honour it already. A bucket that does not answer leaves the local start.
         let root = self.readable_root().await.ok().flatten();

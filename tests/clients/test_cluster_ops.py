@@ -3,12 +3,19 @@ another broker, decommissioning a broker, all under a running idempotent produce
 every acknowledged record must survive (see test_replication.py for the checks)."""
 
 import json
+import os
+import time
 import urllib.request
 
 from confluent_kafka.admin import AdminClient
 
 from conftest import silt_cli, wait_for
 from test_replication import Producing, check_every_acknowledged_record, create_replicated
+
+
+def metrics_text(node):
+    with urllib.request.urlopen(f"{node.admin}/metrics", timeout=10) as r:
+        return r.read().decode()
 
 
 def replicas_of(bootstrap, topic):
@@ -38,6 +45,13 @@ def test_a_rolling_restart_hands_leaderships_over_first_and_loses_nothing(cluste
     # Leaderships moved ahead of each stop: the producer never saw an error, and every
     # acknowledged record is there once, in order.
     check_every_acknowledged_record(producing, cluster.bootstrap)
+    # /metrics: one node leads each partition, with all three replicas in sync.
+    for p in (0, 1, 2):
+        labels = f'{{topic="rolling",partition="{p}"}}'
+        leads = [i for i, n in enumerate(cluster.nodes) if f"silt_partition_leader{labels} 1" in metrics_text(n)]
+        assert len(leads) == 1, (p, leads)
+        assert f"silt_partition_in_sync_replicas{labels} 3" in metrics_text(cluster.nodes[leads[0]])
+    assert "silt_cluster_broker_alive{broker=\"2\"} 1" in metrics_text(cluster.nodes[0])
 
 
 def test_a_partition_moves_and_a_broker_is_decommissioned_under_load(cluster_factory):
@@ -80,3 +94,111 @@ def test_a_partition_moves_and_a_broker_is_decommissioned_under_load(cluster_fac
         producing.wait_progress(p, more=50)
     producing.stop()
     check_every_acknowledged_record(producing, cluster.bootstrap)
+
+
+def test_delete_records_holds_on_every_replica_after_a_leader_change(cluster_factory):
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+    cluster = cluster_factory()
+    create_replicated(cluster.bootstrap, "trimmed", 1)
+    cluster.wait_in_sync("trimmed", [0])
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    offsets = {}
+    for i in range(100):
+        producer.produce("trimmed", value=f"t{i}".encode(), partition=0,
+                         on_delivery=lambda err, msg: offsets.setdefault(msg.value(), msg.offset()))
+    assert producer.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    at = offsets[b"t60"]
+    cut = TopicPartition("trimmed", 0, at)
+    assert admin.delete_records([cut])[cut].result(30).low_watermark == at
+    # Another replica takes over: the records before 60 stay gone there too.
+    victim = cluster.leader("trimmed", 0)
+    cluster.nodes[victim].kill()
+    assert cluster.leader("trimmed", 0) != victim
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "topic.metadata.refresh.interval.ms": 1000})
+
+    def low():
+        try:
+            return consumer.get_watermark_offsets(TopicPartition("trimmed", 0), timeout=10)[0] + 1
+        except KafkaException as e:
+            # The killed leader's requests time out until the client has the new one.
+            assert e.args[0].retriable() or e.args[0].code() == KafkaError._TIMED_OUT, e
+            return None
+
+    assert wait_for(low, timeout=60, what="the new leader's low watermark") - 1 == at
+    consumer.assign([TopicPartition("trimmed", 0, 0)])
+    first = None
+    deadline = time.monotonic() + 60
+    while first is None:
+        assert time.monotonic() < deadline
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            first = msg
+    assert first.value() == b"t60", (first.offset(), first.value())
+    consumer.close()
+
+
+def consecutive_free_ports(count, tries=50):
+    """A base port with `count` free ports from it (the dev cluster offsets ports per node)."""
+    import random
+    import socket
+
+    for _ in range(tries):
+        base = random.randrange(20000, 60000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no run of free ports")
+
+
+def test_a_development_cluster_starts_serves_adds_a_node_and_stops(tmp_path):
+    from helpers import kcat
+
+    directory = tmp_path / "dev"
+    ports = [str(consecutive_free_ports(4)) for _ in range(3)]
+    args = ["--dir", str(directory), "--kafka-port", ports[0], "--admin-port", ports[1], "--rpc-port", ports[2]]
+    try:
+        out = silt_cli("cluster", "start", "-n", "3", *args, timeout=180)
+        assert out.returncode == 0, out.stderr
+        brokers = ",".join(f"127.0.0.1:{int(ports[0]) + i}" for i in range(3))
+        assert f"export SILT_BROKERS={brokers}" in out.stdout, out.stdout
+        state = json.loads((directory / "cluster.json").read_text())
+        pids = [n["pid"] for n in state["nodes"]]
+        assert len(pids) == 3 and all(pids)
+        # The printed line is what the CLI reads.
+        env = {"SILT_BROKERS": brokers}
+        out = silt_cli("topic", "create", "dev", "-p", "3", "-r", "3", env=env)
+        assert out.returncode == 0, out.stderr
+        kcat(brokers, "-P", "-t", "dev", "-p", "0", input=b"a\nb\n")
+        assert kcat(brokers, "-C", "-t", "dev", "-p", "0", "-o", "beginning", "-e", "-f", "%s\n").split() == [b"a", b"b"]
+        out = silt_cli("cluster", "status", "--dir", str(directory))
+        assert out.returncode == 0, out.stderr
+        rows = [line.split() for line in out.stdout.splitlines()[1:4]]
+        assert [r[1] for r in rows] == ["running"] * 3, out.stdout
+        # A fourth node joins the running cluster and is listed as a broker.
+        out = silt_cli("cluster", "add-node", "--dir", str(directory), timeout=120)
+        assert out.returncode == 0, out.stderr
+        out = silt_cli("cluster", "brokers", "--dir", str(directory))
+        assert out.returncode == 0, out.stderr
+        assert len([line for line in out.stdout.splitlines() if line.split()[:1] in (["0"], ["1"], ["2"], ["3"])]) == 4, out.stdout
+        pids = [n["pid"] for n in json.loads((directory / "cluster.json").read_text())["nodes"]]
+        assert len(pids) == 4
+    finally:
+        out = silt_cli("cluster", "stop", "--dir", str(directory), timeout=180)
+    assert out.returncode == 0, out.stderr
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower(), f"node {pid} still runs"
+    out = silt_cli("cluster", "purge", "--dir", str(directory))
+    assert out.returncode == 0, out.stderr
+    assert not directory.exists()

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import run_node, wait_for
@@ -243,6 +243,10 @@ def test_a_leader_cut_off_from_the_others_loses_nothing_acknowledged(cluster_fac
     check_every_acknowledged_record(producing, cluster.bootstrap)
 
 
+RETRIABLE_GROUP_ERRORS = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                          KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
 def group_consumer(bootstrap, group):
     return Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
@@ -270,13 +274,21 @@ def consume_and_commit(bootstrap, topic, group, count, partitions=(0, 1)):
             since_commit = 0
     if since_commit:
         consumer.commit(asynchronous=False)
-    committed = committed_offsets(consumer, topic)
+    committed = wait_for(lambda: committed_offsets(consumer, topic), timeout=60, what="the committed offsets")
     consumer.close()
     return committed
 
 
 def committed_offsets(consumer, topic, partitions=(0, 1)):
-    return {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)}
+    """The group's committed offsets, or None while its coordinator moves (NOT_COORDINATOR
+    and the like are retriable: Kafka answers them too while a coordinator fails over or
+    goes back to its preferred broker, and librdkafka's committed() hands them back)."""
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+    except KafkaException as e:
+        assert e.args[0].retriable() or e.args[0].code() in RETRIABLE_GROUP_ERRORS, e
+        return None
+    return {tp.partition: tp.offset for tp in found}
 
 
 def test_group_offsets_survive_the_coordinator_kill_and_a_full_restart(cluster_factory):

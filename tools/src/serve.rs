@@ -57,8 +57,7 @@ pub(crate) fn load_config(args: &ServeArgs) -> Result<NodeConfig> {
             .with_context(|| format!("reading config file {}", path.display()))?;
         config.apply_toml(&text, &path.display().to_string())?;
     }
-    // SILT_CLI_* configure the CLI commands, not the server.
-    config.apply_env(std::env::vars().filter(|(k, _)| !k.starts_with("SILT_CLI_")))?;
+    config.apply_env(std::env::vars().filter(|(k, _)| !is_cli_variable(k)))?;
     let flags = [
         ("data_dir", &args.data_dir),
         ("kafka_addr", &args.kafka_addr),
@@ -113,6 +112,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     );
     server.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// Variables that configure the CLI commands, not the server (`silt cluster start` prints
+/// `export SILT_BROKERS=...`, and a node started from that shell must not take it for a
+/// setting).
+fn is_cli_variable(name: &str) -> bool {
+    matches!(name, "SILT_BROKERS" | "SILT_ADMIN") || name.starts_with("SILT_CLI_")
 }
 
 async fn shutdown_signal() {

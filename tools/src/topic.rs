@@ -37,7 +37,7 @@ pub(crate) struct BrokerArgs {
         long,
         short = 'X',
         default_value = "127.0.0.1:9092",
-        env = "SILT_CLI_BROKERS",
+        env = "SILT_BROKERS",
         global = true
     )]
     pub(crate) brokers: String,

@@ -134,6 +134,8 @@ struct Watched {
     stood_at: Option<Instant>,
     /// Since when this node leads the group.
     leading_since: Option<Instant>,
+    /// Hand-overs tried while draining (each goes to the next candidate).
+    drain_tries: usize,
 }
 
 /// Counts of what the pulse did, for `/metrics`.
@@ -205,6 +207,7 @@ impl Pulse {
                     leaderless_since: None,
                     stood_at: None,
                     leading_since: None,
+                    drain_tries: 0,
                 },
             );
     }
@@ -279,22 +282,40 @@ impl Pulse {
                     if transfer.len() >= TRANSFERS_PER_TICK {
                         continue;
                     }
+                    // In sync is close enough: openraft stops taking writes for the
+                    // transfer and the new leader waits until it holds the whole log.
+                    let in_sync = replica.in_sync_of(&metrics);
                     let target = if self.is_draining() {
-                        // Anyone caught up will do, the preferred first; again each round
-                        // until the leadership has moved.
-                        w.preferred.iter().copied().find(|n| {
-                            *n != self.me
-                                && voters.contains(n)
-                                && self.liveness.available(*n)
-                                && caught_up(&metrics, *n)
-                        })
+                        // Anyone in sync will do, the preferred first; a hand-over that has
+                        // not happened after an election timeout goes to the next one.
+                        let candidates: Vec<NodeId> = w
+                            .preferred
+                            .iter()
+                            .copied()
+                            .filter(|n| {
+                                *n != self.me
+                                    && voters.contains(n)
+                                    && self.liveness.available(*n)
+                                    && in_sync.contains(n)
+                            })
+                            .collect();
+                        let waited = w.leading_since.is_none_or(|at| {
+                            now.duration_since(at)
+                                >= Duration::from_millis(self.timing.election_min_ms)
+                        });
+                        if candidates.is_empty() || !waited {
+                            None
+                        } else {
+                            w.drain_tries += 1;
+                            Some(candidates[(w.drain_tries - 1) % candidates.len()])
+                        }
                     } else {
                         w.preferred.first().copied().filter(|to| {
                             *to != self.me
                                 && voters.contains(to)
                                 && self.liveness.available(*to)
                                 && now.duration_since(since) >= SETTLE_BEFORE_TRANSFER
-                                && caught_up(&metrics, *to)
+                                && in_sync.contains(to)
                         })
                     };
                     if let Some(to) = target {
@@ -347,6 +368,9 @@ impl Pulse {
                 "handing leadership back to the preferred replica"
             );
             self.counters.transfers.fetch_add(1, Ordering::Relaxed);
+            // A heartbeat first: a follower that missed entries of an idle group hears of them
+            // now, and the new leader waits only for those before it takes over.
+            let _ = raft.trigger().heartbeat().await;
             if let Err(e) = raft.trigger().transfer_leader(to).await {
                 tracing::debug!(group, error = %e, "could not hand leadership back");
             }
@@ -390,18 +414,6 @@ impl Pulse {
             });
         }
     }
-}
-
-/// True if the leader knows `follower` holds its whole log.
-fn caught_up(metrics: &crate::raft::RaftMetrics, follower: NodeId) -> bool {
-    let Some(last) = metrics.last_log_index else {
-        return true;
-    };
-    metrics
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&follower))
-        .is_some_and(|matched| matched.as_ref().is_some_and(|m| m.index >= last))
 }
 
 /// Runs the pulse of `node` until `stop`: pulses out every heartbeat interval, and a round
@@ -495,8 +507,10 @@ pub async fn drain(node: &Node, timeout: Duration) {
             return;
         }
         if started.elapsed() >= timeout {
+            let groups: Vec<u64> = leaders::leads(node).iter().map(|l| l.0).collect();
             tracing::warn!(
                 partitions = leads,
+                ?groups,
                 controller = leads_controller,
                 "still leading after the drain timeout; stopping anyway"
             );

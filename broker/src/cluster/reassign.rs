@@ -20,6 +20,7 @@ use openraft::{EmptyNode, ServerState};
 use crate::controller::Command;
 use crate::node::Node;
 use crate::raft::{GroupId, NodeId, Raft};
+use crate::replica::raft::RaftReplica;
 
 /// How often a mover says how far its learners are.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -47,9 +48,9 @@ pub fn tick(node: &Arc<Node>) {
             let Ok(replica) = &partition.replica else {
                 continue;
             };
-            let Some(raft) = replica.as_raft() else {
+            if replica.as_raft().is_none() {
                 continue;
-            };
+            }
             if !replica.leadership().is_leader {
                 continue;
             }
@@ -63,14 +64,17 @@ pub fn tick(node: &Arc<Node>) {
             {
                 continue;
             }
-            let (node, raft, name, index) = (
+            let (node, replica, name, index) = (
                 node.clone(),
-                raft.handle().raft.clone(),
+                replica.clone(),
                 topic.name.clone(),
                 partition.index,
             );
             tokio::spawn(async move {
-                if let Err(e) = move_partition(&node, &raft, &name, index, &target).await {
+                let Some(raft) = replica.as_raft() else {
+                    return;
+                };
+                if let Err(e) = move_partition(&node, raft, &name, index, &target).await {
                     tracing::warn!(topic = %name, partition = index, error = %e, "moving the partition paused; retried by its leader");
                 }
                 node.cluster
@@ -105,11 +109,20 @@ fn lags(raft: &Raft, nodes: &BTreeSet<NodeId>) -> Vec<(NodeId, Option<u64>)> {
 /// Drives one move to its end (see the module docs).
 async fn move_partition(
     node: &Node,
-    raft: &Raft,
+    replica: &RaftReplica,
     name: &str,
     index: i32,
     target: &[i32],
 ) -> Result<(), String> {
+    let raft = &replica.handle().raft;
+    // Membership changes are writes: openraft takes them only within the leader's lease,
+    // which an idle group lets lapse (see `cluster::pulse`).
+    let renew = || async {
+        replica
+            .renew_lease()
+            .await
+            .map_err(|e| format!("renewing the leader's lease: {e}"))
+    };
     let target: BTreeSet<NodeId> = target.iter().map(|n| *n as NodeId).collect();
     let voters: BTreeSet<NodeId> = raft
         .metrics()
@@ -121,6 +134,7 @@ async fn move_partition(
     let joining: BTreeSet<NodeId> = target.difference(&voters).copied().collect();
     tracing::info!(topic = name, partition = index, from = ?voters, to = ?target, "moving partition");
     for learner in &joining {
+        renew().await?;
         raft.add_learner(*learner, EmptyNode {}, false)
             .await
             .map_err(|e| format!("adding learner {learner}: {e}"))?;
@@ -144,6 +158,7 @@ async fn move_partition(
         let mut changes = raft.metrics();
         let _ = tokio::time::timeout(Duration::from_millis(500), changes.changed()).await;
     }
+    renew().await?;
     raft.change_membership(target.clone(), false)
         .await
         .map_err(|e| format!("changing the voters to {target:?}: {e}"))?;

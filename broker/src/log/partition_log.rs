@@ -659,6 +659,28 @@ impl PartitionLog {
         Ok(self.log_start_offset())
     }
 
+    /// A replicated DeleteRecords, applied at commit: the records before `offset` are gone
+    /// for readers (persisted, so it holds after a restart), while the segments stay until
+    /// Raft has snapshotted past them (they are its log) and retention removes them. Never
+    /// moves the start back. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors persisting the start.
+    pub fn move_records_start(&self, offset: i64) -> Result<(), LogError> {
+        if offset > self.records_start() {
+            recovery::write_log_start(self.shared.storage.as_ref(), &self.shared.dir, offset)?;
+            self.shared
+                .records_start
+                .fetch_max(offset, Ordering::AcqRel);
+        }
+        // Readers start there (as after a restart, when the persisted start is read back).
+        self.shared
+            .log_start_offset
+            .fetch_max(offset, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// Deletes sealed segments from the oldest, while `delete` says so; stops at the first it
     /// refuses or at the active segment. The log start moves past them. Blocking.
     ///

@@ -46,6 +46,35 @@ use super::storage::{Storage, read_all, write_atomic};
 pub const CONTROL_BLANK: i16 = 0x5301;
 /// Control type of a Raft membership entry; its value is the membership's encoding.
 pub const CONTROL_MEMBERSHIP: i16 = 0x5302;
+/// Control type of a replicated DeleteRecords: a normal entry (the leader proposes it like
+/// data), applied by every replica at commit; its value is the new start offset (i64, big
+/// endian).
+pub const CONTROL_DELETE_RECORDS: i16 = 0x5303;
+
+/// The new start offset, if `batch` is a replicated DeleteRecords entry.
+pub fn delete_records_of(batch: &[u8]) -> Option<i64> {
+    let header = silt_index::batch::BatchHeader::parse(batch, u32::MAX).ok()??;
+    if !header.is_control() {
+        return None;
+    }
+    match silt_index::record::decode_control_batch(batch).ok()? {
+        (CONTROL_DELETE_RECORDS, value) => {
+            Some(i64::from_be_bytes(value.as_ref().try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// A replicated DeleteRecords entry moving the start of the records to `offset`.
+pub fn delete_records_entry(offset: i64, now_ms: i64) -> Bytes {
+    Bytes::from(silt_index::record::encode_control_batch(
+        0,
+        0,
+        now_ms,
+        CONTROL_DELETE_RECORDS,
+        &offset.to_be_bytes(),
+    ))
+}
 
 /// Extension of a segment's Raft file.
 pub(crate) const RAFT_EXTENSION: &str = "raft";
@@ -706,9 +735,14 @@ impl super::PartitionLog {
             let body = if header.is_control() {
                 let (control_type, value) = silt_index::record::decode_control_batch(&raw)
                     .map_err(|e| LogError::corrupt(path.clone(), position, e.to_string()))?;
-                EntryBody::Control {
-                    control_type,
-                    value,
+                if control_type == CONTROL_DELETE_RECORDS {
+                    // Proposed as data: read back as data.
+                    EntryBody::Batch(Bytes::from(raw))
+                } else {
+                    EntryBody::Control {
+                        control_type,
+                        value,
+                    }
                 }
             } else {
                 EntryBody::Batch(Bytes::from(raw))

@@ -563,7 +563,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let reply = match &entry.payload {
-                openraft::EntryPayload::Normal(data) => self.application.apply(&entry.log_id, data),
+                openraft::EntryPayload::Normal(data) => {
+                    match crate::log::raft::delete_records_of(&data.batch) {
+                        Some(offset) => {
+                            let log = self.log.clone();
+                            blocking(move || log.move_records_start(offset)).map_err(io_error)?;
+                            Applied::Done
+                        }
+                        None => self.application.apply(&entry.log_id, data),
+                    }
+                }
                 openraft::EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
                     membership_changed = true;

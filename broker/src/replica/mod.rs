@@ -61,6 +61,21 @@ pub trait Replica: Debug + Send + Sync + 'static {
     /// is closed).
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError>;
 
+    /// DeleteRecords: the records before `offset` (-1: the high watermark) are gone for
+    /// readers, in every tier; returns once that holds on this replica.
+    ///
+    /// # Errors
+    ///
+    /// `OffsetOutOfRange` above the high watermark; `Closed` when this replica is not the
+    /// leader (the client asks the leader), I/O errors.
+    async fn delete_records(&self, offset: i64) -> Result<(), LogError> {
+        let log = self.log().clone();
+        tokio::task::spawn_blocking(move || log.delete_records(offset))
+            .await
+            .map_err(|_| LogError::Closed)??;
+        Ok(())
+    }
+
     /// The replicas in sync with the leader, the leader included (Kafka's ISR). A follower
     /// knows only itself.
     fn in_sync(&self) -> Vec<i32> {

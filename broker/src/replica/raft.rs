@@ -70,6 +70,8 @@ struct Gate {
 struct CaughtUp {
     term: u64,
     at: HashMap<NodeId, Instant>,
+    /// The leader's last log index at its previous look.
+    previous_end: Option<u64>,
 }
 
 /// Where a replica is registered on its node, to be let go of when it closes.
@@ -196,7 +198,10 @@ impl RaftReplica {
             .collect()
     }
 
-    /// Notes, while leading, which followers hold the whole log now.
+    /// Notes, while leading, which followers are caught up: as Kafka's leader does, a
+    /// follower is caught up when it holds everything this leader held at its previous look
+    /// (one pulse ago), so that a follower keeping pace under steady writes, never quite at
+    /// the log's end at the instant of a look, stays in sync.
     pub fn observe_followers(&self, metrics: &RaftMetrics, liveness: &Liveness) {
         let Some(replication) = &metrics.replication else {
             return;
@@ -204,16 +209,18 @@ impl RaftReplica {
         let last = metrics.last_log_index;
         let now = Instant::now();
         let mut caught_up = self.tenure(metrics);
+        let bar = caught_up.previous_end.min(last);
         for (follower, matched) in replication {
-            let holds_all = match (last, matched) {
+            let holds = match (bar, matched) {
                 (None, _) => true,
-                (Some(last), Some(m)) => m.index >= last,
+                (Some(bar), Some(m)) => m.index >= bar,
                 (Some(_), None) => false,
             };
-            if holds_all && liveness.alive(*follower) {
+            if holds && liveness.alive(*follower) {
                 caught_up.at.insert(*follower, now);
             }
         }
+        caught_up.previous_end = last;
     }
 
     /// The group's Raft and log.
@@ -238,14 +245,19 @@ impl RaftReplica {
     /// The replicas in sync with this leader, itself included (just itself on a follower):
     /// alive, and holding the whole log within the replica lag time.
     pub fn in_sync_nodes(&self) -> Vec<NodeId> {
-        let lag = self.settings().replica_lag_max;
         let metrics = self.handle.raft.metrics();
         let metrics = metrics.borrow_watched();
+        self.in_sync_of(&metrics)
+    }
+
+    /// [`RaftReplica::in_sync_nodes`] as of `metrics` (this group's, borrowed by the caller).
+    pub fn in_sync_of(&self, metrics: &RaftMetrics) -> Vec<NodeId> {
+        let lag = self.settings().replica_lag_max;
         let mut in_sync = vec![self.node];
         if metrics.state != ServerState::Leader {
             return in_sync;
         }
-        let caught_up = self.tenure(&metrics);
+        let caught_up = self.tenure(metrics);
         for follower in metrics.membership_config.membership().voter_ids() {
             if follower == self.node || !self.liveness.alive(follower) {
                 continue;
@@ -274,6 +286,7 @@ impl RaftReplica {
         if metrics.state == ServerState::Leader && caught_up.term != metrics.current_term {
             let now = Instant::now();
             caught_up.term = metrics.current_term;
+            caught_up.previous_end = None;
             caught_up.at = metrics
                 .membership_config
                 .membership()
@@ -327,7 +340,7 @@ impl RaftReplica {
     /// Makes sure a quorum acknowledged this leader lately, as openraft requires before it
     /// takes a write: the groups send no heartbeats of their own (see `cluster::pulse`), so
     /// after a quiet spell the leader sends one and waits for a quorum to answer.
-    async fn renew_lease(&self) -> Result<(), AppendError> {
+    pub(crate) async fn renew_lease(&self) -> Result<(), AppendError> {
         let lease = self.settings().leader_lease;
         let fresh = |m: &RaftMetrics| {
             m.membership_config.membership().voter_ids().count() == 1
@@ -453,8 +466,10 @@ impl Replica for RaftReplica {
         self.renew_lease().await?;
         if acks == Acks::All {
             let required = self.settings().min_insync_replicas;
-            let in_sync = self.in_sync_nodes().len();
+            let in_sync_nodes = self.in_sync_nodes();
+            let in_sync = in_sync_nodes.len();
             if in_sync < required {
+                tracing::debug!(group = self.group, in_sync = ?in_sync_nodes, required, "refusing an acks=all write: too few replicas in sync");
                 return Err(AppendError::NotEnoughReplicas { in_sync, required });
             }
         }
@@ -579,6 +594,34 @@ impl Replica for RaftReplica {
                 },
             }
         }))
+    }
+
+    /// Through Raft: the leader proposes the new start as an entry, and every replica
+    /// applies it at commit (so it survives a change of leader); answered once committed.
+    async fn delete_records(&self, offset: i64) -> Result<(), LogError> {
+        self.leading_term().map_err(|_| LogError::Closed)?;
+        self.renew_lease().await.map_err(|_| LogError::Closed)?;
+        let log = self.log();
+        let high_watermark = log.high_watermark();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if offset < 0 || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: log.log_start_offset(),
+                high_watermark,
+            });
+        }
+        if offset <= log.records_start() {
+            return Ok(());
+        }
+        let entry = crate::log::raft::delete_records_entry(offset, log.clock_now_ms());
+        match self.handle.raft.client_write(LogData::new(entry)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(group = self.group, error = %e, "DeleteRecords not committed");
+                Err(LogError::Closed)
+            }
+        }
     }
 
     fn as_raft(&self) -> Option<&RaftReplica> {

@@ -432,9 +432,9 @@ pub(crate) async fn start(args: StartArgs) -> Result<()> {
     );
     print_table(&cluster);
     println!("\narchive: {}", cluster.archive);
-    println!("\nexport SILT_CLI_BROKERS={}", cluster.brokers());
+    println!("\nexport SILT_BROKERS={}", cluster.brokers());
     println!(
-        "# SILT_BROKERS for the silt CLI is SILT_CLI_BROKERS; Kafka clients take the same list as bootstrap.servers"
+        "# the silt CLI reads SILT_BROKERS; Kafka clients take the same list as bootstrap.servers"
     );
     Ok(())
 }
@@ -534,7 +534,7 @@ pub(crate) async fn add_node(args: &LocalArgs) -> Result<()> {
         node.kafka,
         node.admin
     );
-    println!("\nexport SILT_CLI_BROKERS={}", cluster.brokers());
+    println!("\nexport SILT_BROKERS={}", cluster.brokers());
     Ok(())
 }
 
@@ -597,7 +597,7 @@ pub(crate) async fn status(args: &LocalArgs) -> Result<()> {
             hears.join(" ")
         );
     }
-    println!("\nexport SILT_CLI_BROKERS={}", cluster.brokers());
+    println!("\nexport SILT_BROKERS={}", cluster.brokers());
     Ok(())
 }
 

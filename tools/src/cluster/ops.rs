@@ -19,7 +19,7 @@ const MOVE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub(crate) struct AdminArgs {
     /// A node's admin HTTP address; by default the first running node of the development
     /// cluster in --dir, else 127.0.0.1:9644.
-    #[arg(long, env = "SILT_CLI_ADMIN")]
+    #[arg(long, env = "SILT_ADMIN")]
     admin: Option<String>,
     /// The development cluster's directory (to find a node's admin address).
     #[arg(long, default_value = "silt-cluster")]

@@ -1,0 +1,287 @@
+"""Replication on one machine: three `silt serve` processes sharing its disk and two cores.
+
+Measured in one run, each figure beside its limit from the same run:
+  1. raw disk: pwrite + fdatasync of 1 MiB (the disk's sequential best) and of 16 KiB;
+  2. produce, acks=-1, 1 KiB values, as fast as librdkafka goes: RF=1 on one node, then RF=3
+     on three nodes (every byte written and fsynced three times on the one disk): RF=3 as a
+     share of RF=1 (bar >= 25%) and of raw 1 MiB bandwidth / 3;
+  3. RF=3 produce latency at half the RF=3 maximum: p50 / p99 / p99.9;
+  4. fail-over: kill -9 of a partition's leader under a steady acks=all producer, until that
+     partition's next acknowledgement (bar <= 3 s), with the election timeouts in use;
+  5. idle cost: 1,000 partitions at RF=3 over the three nodes, nothing produced: CPU (share
+     of one core, from /proc/<pid>/stat over 30 s) and RSS per node (bar <= 5% of a core).
+
+Usage: bench/replication.sh (builds a release silt, runs this with the venv's Python).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from produce_consume import produce_at_rate, produce_max, raw_disk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = re.compile(r"kafka=(\S+) admin=(\S+) rpc=")
+HEARTBEAT_MS = 150
+ELECTION_MS = 1000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, binary, data, extra):
+        self.args = [str(binary), "serve", "--data-dir", str(data), *extra]
+        self.process = None
+        self.bootstrap = self.admin = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RUST_LOG": "warn,silt=info"},
+        )
+        return self
+
+    def wait_ready(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        for line in self.process.stderr:
+            match = READY.search(line)
+            if match:
+                self.bootstrap, self.admin = match.group(1), match.group(2)
+                threading.Thread(target=lambda p=self.process: [None for _ in p.stderr], daemon=True).start()
+                return self
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError(f"silt did not start: {' '.join(self.args)}")
+
+    def status(self):
+        with urllib.request.urlopen(f"http://{self.admin}/v1/status", timeout=10) as r:
+            return json.load(r)
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def start_cluster(binary, work, n, extra=()):
+    rpc = [free_port() for _ in range(n)]
+    seeds = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(rpc))
+    nodes = []
+    for i in range(n):
+        args = [
+            "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+            "--rpc-addr", f"127.0.0.1:{rpc[i]}", "--node-id", str(i), "--seeds", seeds,
+            "--set", f"raft_heartbeat_interval_ms={HEARTBEAT_MS}",
+            "--set", f"raft_election_timeout_ms={ELECTION_MS}",
+            *extra,
+        ]
+        nodes.append(Node(binary, work / f"node-{i}", args).start())
+    for node in nodes:
+        node.wait_ready()
+    return nodes
+
+
+def leaders(nodes, topic):
+    """partition -> index of the node leading it (from each node's /v1/status)."""
+    out = {}
+    for i, node in enumerate(nodes):
+        if node.process.poll() is not None:
+            continue
+        try:
+            status = node.status()
+        except OSError:
+            continue
+        for t in status["topics"]:
+            if t["name"] != topic:
+                continue
+            for p in t["partitions"]:
+                if (p.get("replica") or {}).get("role") == "leader":
+                    out[p["partition"]] = i
+    return out
+
+
+def wait_leaders(nodes, topic, count, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = leaders(nodes, topic)
+        if len(found) >= count:
+            return found
+        time.sleep(0.5)
+    raise RuntimeError(f"{topic}: {len(leaders(nodes, topic))} of {count} partitions have a leader")
+
+
+def create(bootstrap, topic, partitions, replication, configs=None):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, replication, config=configs or {})])[topic].result(120)
+
+
+def failover(nodes, rounds):
+    """Kills the leader of partition 0 under a steady producer, `rounds` times: seconds from
+    the kill to the partition's next acknowledgement."""
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    create(bootstrap, "failover", 1, 3, {"min.insync.replicas": "2"})
+    wait_leaders(nodes, "failover", 1)
+    acked = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def run():
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 1, "request.timeout.ms": 5000, "topic.metadata.refresh.interval.ms": 1000,
+                      "message.timeout.ms": 120000})
+
+        def done(err, _msg):
+            if err is not None:
+                errors.append(err)
+            else:
+                with lock:
+                    acked.append(time.monotonic())
+
+        while not stop.is_set():
+            p.produce("failover", b"x" * 100, partition=0, on_delivery=done)
+            p.poll(0.002)
+        p.flush(60)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    times = []
+    for _ in range(rounds):
+        time.sleep(2)
+        victim = wait_leaders(nodes, "failover", 1)[0]
+        killed = time.monotonic()
+        nodes[victim].kill()
+        while True:
+            with lock:
+                after = [t for t in acked if t > killed + 0.001]
+            if after:
+                times.append(after[0] - killed)
+                break
+            if time.monotonic() - killed > 60:
+                raise RuntimeError("no acknowledgement within 60 s of the kill")
+            time.sleep(0.005)
+        nodes[victim].start().wait_ready()
+        # Wait for the restarted node to be back in the in-sync set before the next kill.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            leader = leaders(nodes, "failover").get(0)
+            if leader is not None:
+                for t in nodes[leader].status()["topics"]:
+                    if t["name"] == "failover" and len(t["partitions"][0]["replica"]["in_sync"]) == 3:
+                        deadline = 0
+            time.sleep(0.2)
+    stop.set()
+    thread.join(120)
+    if errors:
+        raise RuntimeError(f"the producer saw errors: {errors[:3]}")
+    return times
+
+
+def idle_cost(nodes, seconds):
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    for t in range(10):
+        create(bootstrap, f"idle-{t}", 100, 3)
+    for t in range(10):
+        wait_leaders(nodes, f"idle-{t}", 100)
+    time.sleep(5)  # let leaderships settle back to their preferred replicas
+    before = [n.cpu_seconds() for n in nodes]
+    start = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    after = [n.cpu_seconds() for n in nodes]
+    return [(a - b) / elapsed for a, b in zip(after, before)], [n.rss_mib() for n in nodes]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
+    args = parser.parse_args()
+    binary = Path(args.binary)
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=base))
+    print(f"bench: replication, {args.partitions} partitions, 1 KiB values, acks=-1, in {work}", flush=True)
+    raw_1m = raw_disk(work, 1 << 20, 3)
+    raw_16k = raw_disk(work, 16 << 10, 3)
+    print(f"raw disk (pwrite+fdatasync):    1 MiB {raw_1m / 1e6:8.1f} MB/s   16 KiB {raw_16k / 1e6:6.1f} MB/s ({raw_16k / 16384:.0f} fsyncs/s)", flush=True)
+    nodes = []
+    try:
+        single = Node(binary, work / "single", ["--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0"]).start().wait_ready()
+        nodes.append(single)
+        create(single.bootstrap, "rf1", args.partitions, 1)
+        _, rf1, _ = produce_max(single.bootstrap, "rf1", args.seconds)
+        print(f"RF=1, one node, max:            {rf1 / 1e6:8.1f} MB/s   ({100 * rf1 / raw_1m:.0f}% of raw 1 MiB)", flush=True)
+        single.stop()
+        nodes.clear()
+
+        nodes = start_cluster(binary, work / "cluster", 3)
+        bootstrap = ",".join(n.bootstrap for n in nodes)
+        create(bootstrap, "rf3", args.partitions, 3, {"min.insync.replicas": "2"})
+        wait_leaders(nodes, "rf3", args.partitions)
+        msgs, rf3, _ = produce_max(bootstrap, "rf3", args.seconds)
+        print(f"RF=3, three nodes, max:         {rf3 / 1e6:8.1f} MB/s   {100 * rf3 / rf1:.0f}% of RF=1 (bar >= 25%), "
+              f"{100 * rf3 / (raw_1m / 3):.0f}% of raw 1 MiB / 3", flush=True)
+        achieved, p50, p99, p999, n = produce_at_rate(bootstrap, "rf3", msgs / 2, args.seconds)
+        print(f"RF=3 at {achieved:8.0f} msgs/s (half max): p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   p99.9 {p999:6.2f} ms   ({n} messages; "
+              f"one 16 KiB fsync: {1000 * 16384 / raw_16k:.2f} ms)", flush=True)
+        times = sorted(failover(nodes, args.kills))
+        print(f"fail-over over {len(times)} kill -9 of the leader (heartbeat {HEARTBEAT_MS} ms, election timeout {ELECTION_MS}-{2 * ELECTION_MS} ms): "
+              f"min {times[0]:.2f} s   median {times[len(times) // 2]:.2f} s   max {times[-1]:.2f} s (bar <= 3 s)", flush=True)
+        for node in nodes:
+            node.stop()
+
+        # A fresh cluster for the idle cost, with small preallocation (1,000 partitions would
+        # otherwise reserve 32 MiB of disk each per node).
+        nodes = start_cluster(binary, work / "idle", 3, ["--set", "segment_preallocate_bytes=1048576"])
+        cpu, rss = idle_cost(nodes, args.idle_seconds)
+        cells = "   ".join(f"node {i}: {100 * c:4.1f}% of a core, {r:6.0f} MiB RSS" for i, (c, r) in enumerate(zip(cpu, rss)))
+        print(f"idle, 1,000 partitions RF=3:    {cells} (bar <= 5%)", flush=True)
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
