@@ -68,17 +68,19 @@ impl Silt {
     /// Starts a broker on `data_dir` and waits for its "serving" line.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Silt {
         let mut command = silt_command();
+        command.args([
+            "serve",
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ]);
+        // A node of a cluster listens for its peers where its seeds say.
+        if !extra.contains(&"--rpc-addr") {
+            command.args(["--rpc-addr", "127.0.0.1:0"]);
+        }
         command
-            .args([
-                "serve",
-                "--kafka-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info,openraft=error")

@@ -126,6 +126,19 @@ fn controller_log_config(config: &NodeConfig) -> LogConfig {
 }
 
 impl Cluster {
+    /// True when this node has heard from no majority of the controller's voters for twice
+    /// the failure-detection time: it is cut off from the cluster, knows no current leader,
+    /// and clients are better served by another broker (see the Metadata handler).
+    pub fn cut_off(&self) -> bool {
+        let voters = self.controller.voters();
+        voters.len() > 1
+            && self
+                .pulse
+                .liveness
+                .majority_heard_ago(&voters)
+                .is_some_and(|ago| ago > self.pulse.liveness.timeout() * 2)
+    }
+
     /// Starts this node's part: the controller's group and the peer listener, joins or
     /// founds the cluster, waits for the controller, registers this broker.
     ///

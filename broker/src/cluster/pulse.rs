@@ -97,6 +97,29 @@ impl Liveness {
             .insert(node, Instant::now());
     }
 
+    /// How long a peer may go unheard and still count as alive.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long ago this node last heard from a majority of `voters` (itself counted as
+    /// heard now); `None` if it has not heard from a majority yet (it is starting).
+    pub fn majority_heard_ago(&self, voters: &[NodeId]) -> Option<Duration> {
+        let heard = self.heard.read().unwrap_or_else(|p| p.into_inner());
+        let mut ages: Vec<Duration> = voters
+            .iter()
+            .filter_map(|v| {
+                if *v == self.me {
+                    Some(Duration::ZERO)
+                } else {
+                    heard.get(v).map(Instant::elapsed)
+                }
+            })
+            .collect();
+        ages.sort_unstable();
+        ages.get(voters.len() / 2).copied()
+    }
+
     /// True if `node` is this node or was heard from within the timeout.
     pub fn alive(&self, node: NodeId) -> bool {
         node == self.me

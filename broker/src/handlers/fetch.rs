@@ -15,12 +15,14 @@ use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use silt_archiver::{ArchiveError, RemoteSlice};
 use uuid::Uuid;
 
-use super::topic_name;
+use super::{leader_hint, str_bytes, topic_name};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::partition::{Bounds, Located, PartitionView, check_leader_epoch};
@@ -307,7 +309,11 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     }
     let sent: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
     Metrics::add(&node.metrics.fetch_bytes, sent);
-    build(&targets, outcomes, uses_ids)
+    let mut response = build(&targets, outcomes, uses_ids);
+    if version >= 16 {
+        add_leader_hints(&node, &targets, &mut response);
+    }
+    response
 }
 
 /// Reads every local target (blocking), honouring the byte limits; other targets are left
@@ -349,6 +355,39 @@ fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
             outcome
         })
         .collect()
+}
+
+/// KIP-951: each partition refused for want of leadership names its leader, and the
+/// response lists those leaders' endpoints.
+fn add_leader_hints(node: &Node, targets: &[Target], response: &mut FetchResponse) {
+    let mut hinted = Vec::new();
+    let partitions = response
+        .responses
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut());
+    // `build` keeps the targets' order.
+    for (target, partition) in targets.iter().zip(partitions) {
+        if !leader_hint::wants_hint(partition.error_code) {
+            continue;
+        }
+        if let Some(claim) =
+            leader_hint::leader_of(node, target.topic.0.as_str(), target.partition_index)
+        {
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(claim.leader))
+                .with_leader_epoch(claim.epoch);
+            hinted.push(claim.leader);
+        }
+    }
+    response.node_endpoints = leader_hint::endpoints(node, hinted)
+        .into_iter()
+        .map(|(id, (host, port))| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect();
 }
 
 fn build(targets: &[Target], outcomes: Vec<Outcome>, uses_ids: bool) -> FetchResponse {

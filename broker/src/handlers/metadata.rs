@@ -198,10 +198,18 @@ fn describe_partition(
             .with_leader_id(BrokerId(replicas.first().copied().unwrap_or(-1)))
             .with_leader_epoch(-1)
             .with_isr_nodes(ids(replicas)),
-        // An election is under way: the client asks again.
+        // An election is under way (or this node is cut off from the others): the client
+        // asks again. The epoch this replica knows goes with it, so that a client which
+        // already heard of a newer leader keeps it (librdkafka applies a leader of -1 with
+        // an epoch of -1 over what it knows, and would wait on this node).
         None => described
             .with_leader_id(BrokerId(-1))
-            .with_leader_epoch(-1)
+            .with_leader_epoch(
+                partition
+                    .replica
+                    .as_ref()
+                    .map_or(-1, |r| r.leadership().epoch),
+            )
             .with_isr_nodes(ids(replicas))
             .with_error_code(ErrorCode::LeaderNotAvailable.code()),
     }

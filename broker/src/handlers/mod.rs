@@ -11,6 +11,7 @@ mod configs;
 mod fetch;
 mod groups;
 mod leader_epoch;
+mod leader_hint;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -83,6 +84,14 @@ pub async fn handle(
             respond(async move { ResponseKind::ApiVersions(api_versions::handle()) })
         }
         RequestKind::Metadata(body) => {
+            if node.cluster.cut_off() {
+                // It knows no current leader, and librdkafka keeps asking the broker it
+                // is connected to: closing sends the client to another broker, as Kafka's
+                // fenced brokers drop out of the cluster.
+                return Handled::Close(
+                    "this node is cut off from the cluster's majority: ask another broker".into(),
+                );
+            }
             respond(
                 async move { ResponseKind::Metadata(metadata::handle(&node, body, version).await) },
             )

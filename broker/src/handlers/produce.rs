@@ -3,21 +3,28 @@
 //! The batches of a request are queued to their partitions' writers before this returns, so
 //! requests pipelined on a connection are appended in order (an idempotent producer with five
 //! requests in flight relies on that). The response future then waits for each append: after
-//! the write for acks=1, after the fsync for acks=-1. acks=0 gets no response at all.
+//! the write for acks=1, after the fsync for acks=-1. acks=0 gets no response at all. A
+//! partition refused for want of leadership names its leader (KIP-951, v10+).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use silt_index::batch::BatchHeader;
 
-use super::{Handled, respond, str_bytes};
+use super::{Handled, leader_hint, respond, str_bytes};
 use crate::log::{AppendError, AppendTicket, Appended, Durability};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::partition::PartitionView;
 use crate::protocol::error_code::{ErrorCode, for_append};
+
+/// The wait for acknowledgements when a request names no timeout.
+const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What became of one partition's batch at queueing time.
 enum Queued {
@@ -25,7 +32,7 @@ enum Queued {
     Failed(ErrorCode, Option<String>),
 }
 
-pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, _version: i16) -> Handled {
+pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Handled {
     let acks = request.acks;
     let durability = match acks {
         -1 => Some(Durability::Durable),
@@ -78,8 +85,18 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, _version: 
         };
     }
     let node = node.clone();
+    // Kafka's DelayedProduce: what is not acknowledged within the request's timeout is
+    // answered REQUEST_TIMED_OUT (the client retries it, as possibly written), never held
+    // until the client gives up on the connection (a leader cut off from its followers
+    // cannot commit, and a client waits for such answers before it turns to a new leader).
+    let timeout = match request.timeout_ms {
+        t if t > 0 => Duration::from_millis(t as u64),
+        _ => DEFAULT_PRODUCE_TIMEOUT,
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     respond(async move {
         let mut responses = Vec::with_capacity(queued.len());
+        let mut hinted = Vec::new();
         for (name, partitions) in queued {
             let mut partition_responses = Vec::with_capacity(partitions.len());
             for (index, outcome) in partitions {
@@ -88,21 +105,39 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, _version: 
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1);
-                partition_responses.push(match outcome {
+                let mut response = match outcome {
                     Queued::Failed(code, message) => response
                         .with_error_code(code.code())
                         .with_error_message(message.map(|m| str_bytes(&m))),
-                    Queued::Ticket(ticket, bytes) => match ticket.wait().await {
-                        Ok(appended) => {
-                            if !appended.duplicate {
-                                Metrics::add(&node.metrics.produce_batches, 1);
-                                Metrics::add(&node.metrics.produce_bytes, bytes);
+                    Queued::Ticket(ticket, bytes) => {
+                        match tokio::time::timeout_at(deadline, ticket.wait()).await {
+                            Ok(Ok(appended)) => {
+                                if !appended.duplicate {
+                                    Metrics::add(&node.metrics.produce_batches, 1);
+                                    Metrics::add(&node.metrics.produce_bytes, bytes);
+                                }
+                                success(response, appended)
                             }
-                            success(response, appended)
+                            Ok(Err(e)) => failure(response, &e),
+                            Err(_) => response
+                                .with_error_code(ErrorCode::RequestTimedOut.code())
+                                .with_error_message(Some(str_bytes(&format!(
+                                    "not acknowledged within the request's timeout ({} ms)",
+                                    timeout.as_millis()
+                                )))),
                         }
-                        Err(e) => failure(response, &e),
-                    },
-                });
+                    }
+                };
+                if version >= 10
+                    && leader_hint::wants_hint(response.error_code)
+                    && let Some(claim) = leader_hint::leader_of(&node, name.0.as_str(), index)
+                {
+                    response.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(claim.leader))
+                        .with_leader_epoch(claim.epoch);
+                    hinted.push(claim.leader);
+                }
+                partition_responses.push(response);
             }
             responses.push(
                 TopicProduceResponse::default()
@@ -110,7 +145,20 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, _version: 
                     .with_partition_responses(partition_responses),
             );
         }
-        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+        let node_endpoints = leader_hint::endpoints(&node, hinted)
+            .into_iter()
+            .map(|(id, (host, port))| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(str_bytes(&host))
+                    .with_port(port)
+            })
+            .collect();
+        ResponseKind::Produce(
+            ProduceResponse::default()
+                .with_responses(responses)
+                .with_node_endpoints(node_endpoints),
+        )
     })
 }
 

@@ -461,8 +461,10 @@ impl Replica for RaftReplica {
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError> {
         let log = self.log();
         let config = log.config();
-        let header = crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?;
+        // Leadership first, as Kafka checks it: a follower refuses anything with
+        // NOT_LEADER_OR_FOLLOWER, which sends the client to the leader.
         let term = self.leading_term()?;
+        let header = crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?;
         self.renew_lease().await?;
         if acks == Acks::All {
             let required = self.settings().min_insync_replicas;
