@@ -203,6 +203,14 @@ class Cluster:
         for proxy in self.proxies:
             proxy.unblock_all()
 
+    def stop_quietly(self):
+        """Kills whatever of a cluster that failed to start is running."""
+        for node in self.nodes:
+            node.kill()
+        for proxy in self.proxies:
+            proxy.close()
+        self.proxies = []
+
     def stop(self):
         """Stops every node (resuming paused ones first); returns their exit codes."""
         codes = []

@@ -153,9 +153,19 @@ def cluster_factory(tmp_path):
     made = []
 
     def make(n=3, extra_args=(), name="node"):
-        cluster = Cluster(tmp_path, n, extra_args, name)
-        made.append(cluster)
-        return cluster.start()
+        # The nodes' RPC ports are picked before the nodes start (each is named in the
+        # others' seeds), so another process may take one in between (an outgoing
+        # connection's ephemeral port): then the cluster is made again on fresh ports.
+        for attempt in range(3):
+            cluster = Cluster(tmp_path / f"{name}-try{attempt}" if attempt else tmp_path, n, extra_args, name)
+            try:
+                return cluster.start()
+            except RuntimeError as e:
+                cluster.stop_quietly()
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+            finally:
+                made.append(cluster)
 
     yield make
     for cluster in made:
