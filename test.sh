@@ -37,6 +37,9 @@ cargo build --workspace --quiet
 step "Rust tests (unit, property, log engine, protocol edges, CLI)"
 cargo test --workspace --quiet
 
+step "replication simulation: 2,000 more seeds on an optimized build"
+SILT_SIM_SEEDS=2000 SILT_SIM_FIRST=100001 cargo test --release --quiet -p silt-broker --test raft_sim
+
 step "client compatibility (librdkafka, kafka-python, kafkajs, kcat) against target/debug/silt"
 SILT_TEST_BIN="$ROOT/target/debug/silt" .venv/bin/python -m pytest tests/clients -q -p no:cacheprovider
 
