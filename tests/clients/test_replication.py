@@ -365,6 +365,11 @@ def test_clients_follow_a_leader_change_without_errors(cluster_factory):
     run_node("produce.js", {"brokers": live.split(","), "topic": "follow", "idempotent": True,
                             "messages": [{"value": "anM=", "partition": 0}] * 50})
     kcat(cluster.bootstrap, "-P", "-t", "follow", "-p", "0", input=b"kcat-1\nkcat-2\n")
+    # Once unheard for the broker session timeout (9 s, as Kafka's), the dead broker drops
+    # out of Metadata's broker list (replica lists still name it).
+    admin = AdminClient({"bootstrap.servers": live})
+    wait_for(lambda: sorted(admin.list_topics(timeout=10).brokers) == sorted(set(range(3)) - {victim}),
+             timeout=30, interval=0.5, what=f"broker {victim} gone from Metadata")
     cluster.nodes[victim].start()
     cluster.wait_in_sync("follow", [0])
     # kafka-python reads it all back, in order.

@@ -78,11 +78,23 @@ pub(super) fn controller_id(node: &Node) -> i32 {
         .unwrap_or(-1)
 }
 
-/// Every registered broker with the address clients use.
+/// How long a broker may go unheard and still be listed (Kafka's `broker.session.timeout.ms`).
+const BROKER_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(9);
+
+/// Every registered broker with the address clients use, but those unheard for longer than
+/// the session timeout (down: clients need not try them; replica lists still name them).
 pub(super) fn brokers(node: &Node, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+    let unheard: std::collections::HashMap<u64, std::time::Duration> =
+        node.cluster.pulse.liveness.peers().into_iter().collect();
     let mut brokers: Vec<MetadataResponseBroker> = state
         .brokers
         .values()
+        .filter(|b| {
+            b.id == node.config.node_id
+                || unheard
+                    .get(&(b.id as u64))
+                    .is_none_or(|ago| *ago <= BROKER_SESSION_TIMEOUT)
+        })
         .map(|b| {
             let (host, port) = split_host_port(&b.kafka_addr);
             MetadataResponseBroker::default()
