@@ -236,6 +236,8 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
+    parser.add_argument("--only", choices=["all", "failover"], default="all",
+                        help="failover: just the fail-over rounds (on a fresh cluster)")
     args = parser.parse_args()
     binary = Path(args.binary)
     base = Path(args.dir)
@@ -246,6 +248,17 @@ def main():
     raw_16k = raw_disk(work, 16 << 10, 3)
     print(f"raw disk (pwrite+fdatasync):    1 MiB {raw_1m / 1e6:8.1f} MB/s   16 KiB {raw_16k / 1e6:6.1f} MB/s ({raw_16k / 16384:.0f} fsyncs/s)", flush=True)
     nodes = []
+    if args.only == "failover":
+        try:
+            nodes = start_cluster(binary, work / "cluster", 3)
+            times = sorted(failover(nodes, args.kills))
+            print(f"fail-over over {len(times)} kill -9 of the leader: min {times[0]:.2f} s   "
+                  f"median {times[len(times) // 2]:.2f} s   max {times[-1]:.2f} s (bar <= 3 s)", flush=True)
+        finally:
+            for node in nodes:
+                node.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         single = Node(binary, work / "single", ["--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0"]).start().wait_ready()
         nodes.append(single)

@@ -69,13 +69,17 @@ pub(super) async fn handle(
         .with_topics(topics)
 }
 
-/// The controller's leader (the Kafka "controller"), or -1 while there is none.
+/// The broker clients are told is the controller: the controller's leader while it is
+/// alive, else this broker (any broker takes controller requests and forwards them, so, as
+/// KRaft brokers do, name a live one: kafkajs sends InitProducerId there and gives up on a
+/// dead one).
 pub(super) fn controller_id(node: &Node) -> i32 {
     node.cluster
         .controller
         .leader()
+        .filter(|l| node.cluster.pulse.liveness.alive(*l))
         .and_then(|l| i32::try_from(l).ok())
-        .unwrap_or(-1)
+        .unwrap_or(node.config.node_id)
 }
 
 /// How long a broker may go unheard and still be listed (Kafka's `broker.session.timeout.ms`).
