@@ -232,6 +232,11 @@ fn render_replication(node: &Node, out: &mut String) {
         "# HELP silt_cluster_controller_leader The controller's leader as this node knows it (-1: none).\n# TYPE silt_cluster_controller_leader gauge\nsilt_cluster_controller_leader {}",
         cluster.controller.leader().map_or(-1, |l| l as i64)
     );
+    let _ = writeln!(
+        out,
+        "# HELP silt_cluster_controller_voters Voters of the controller's Raft group.\n# TYPE silt_cluster_controller_voters gauge\nsilt_cluster_controller_voters {}",
+        cluster.controller.voters().len()
+    );
     let gauges = [
         (
             "silt_partition_leader",

@@ -79,7 +79,8 @@ impl Leaders {
 
 /// The leader of `partition` (of Raft group `group`) as best known here: this node when it
 /// leads; otherwise the newer of what the local replica last heard and what the leaders
-/// claim (a replica of an idle partition hears from its leader only when it writes).
+/// claim (a replica of an idle partition hears from its leader only when it writes); while
+/// neither knows one, the last leader if it is alive.
 pub fn current(node: &Node, partition: &Partition, group: Option<GroupId>) -> Option<Claim> {
     let claimed = group.and_then(|g| node.cluster.leaders.get(g));
     let Some(replica) = partition.replica.as_ref().ok().filter(|_| partition.hosted) else {
@@ -100,7 +101,21 @@ pub fn current(node: &Node, partition: &Partition, group: Option<GroupId>) -> Op
             epoch: local.epoch,
             in_sync: replica.in_sync(),
         }),
-        _ => None,
+        // None now, but the last one is alive (a hand-over, or a leader that briefly lost
+        // touch): name it with its own epoch, as a Kafka broker's metadata would until the
+        // change reaches it. A client asking it is sent on (NOT_LEADER_OR_FOLLOWER, with the
+        // new leader once known); a client that knows a newer epoch keeps what it knows.
+        // Some clients (librdkafka's admin requests) take a leader of -1 as final.
+        _ => local
+            .previous
+            .filter(|(leader, _)| {
+                u64::try_from(*leader).is_ok_and(|l| node.cluster.pulse.liveness.alive(l))
+            })
+            .map(|(leader, epoch)| Claim {
+                leader,
+                epoch,
+                in_sync: replica.in_sync(),
+            }),
     }
 }
 

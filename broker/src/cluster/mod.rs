@@ -20,6 +20,7 @@ pub mod pulse;
 pub mod reassign;
 pub mod reconcile;
 mod replicas;
+pub mod voters;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -289,6 +289,18 @@ impl Controller {
             .collect()
     }
 
+    /// The controller's learners (nodes that follow it without a vote).
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .learner_ids()
+            .collect()
+    }
+
     /// True when this node leads the controller.
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.node)

@@ -86,6 +86,10 @@ pub struct ClusterState {
     pub cluster_id: Option<String>,
     /// Registered brokers, by id.
     pub brokers: BTreeMap<i32, Broker>,
+    /// Brokers decommissioned and forgotten (a node that registers again under the id is
+    /// a new broker and leaves this set).
+    #[serde(default)]
+    pub removed: BTreeSet<i32>,
     /// Topics, by name.
     pub topics: BTreeMap<String, TopicMeta>,
     /// The next Raft group id to give a partition (0 is the controller's).
@@ -254,6 +258,7 @@ impl ClusterState {
             }
             Command::RegisterBroker(broker) => {
                 let draining = self.brokers.get(&broker.id).is_some_and(|b| b.draining);
+                self.removed.remove(&broker.id);
                 self.brokers.insert(
                     broker.id,
                     Broker {
@@ -401,6 +406,7 @@ impl ClusterState {
                     );
                 }
                 self.brokers.remove(id);
+                self.removed.insert(*id);
                 Reply::Done
             }
         }

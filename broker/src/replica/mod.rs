@@ -40,6 +40,9 @@ pub struct Leadership {
     pub leader: Option<i32>,
     /// True when this node is the leader.
     pub is_leader: bool,
+    /// When no leader is known now (an election or a hand-over under way): the last one
+    /// this replica knew, with its epoch.
+    pub previous: Option<(i32, i32)>,
 }
 
 /// This node's replica of a partition.
@@ -157,6 +160,7 @@ impl Replica for LocalReplica {
             epoch: LOCAL_EPOCH,
             leader: Some(self.node_id),
             is_leader: true,
+            previous: None,
         }
     }
 

@@ -93,6 +93,9 @@ pub struct RaftReplica {
     liveness: Arc<Liveness>,
     /// When each follower last held the leader's whole log, in the term it is kept for.
     caught_up: Mutex<CaughtUp>,
+    /// The last leader known here and its term (what Metadata names while an election or a
+    /// hand-over leaves none).
+    last_leader: Mutex<Option<(i32, i32)>>,
     registration: Option<Registration>,
 }
 
@@ -123,6 +126,7 @@ impl RaftReplica {
             gate: tokio::sync::Mutex::new(Gate::default()),
             liveness,
             caught_up: Mutex::default(),
+            last_leader: Mutex::default(),
             registration,
         }
     }
@@ -445,16 +449,22 @@ impl Replica for RaftReplica {
             let metrics = metrics.borrow_watched();
             (metrics.state, metrics.current_leader, metrics.current_term)
         };
+        let epoch = i32::try_from(term).unwrap_or(i32::MAX);
         let mut leader = leader.and_then(|l| i32::try_from(l).ok());
         let mut is_leader = state == ServerState::Leader && leader == i32::try_from(self.node).ok();
+        let mut last = self.last_leader.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = leader {
+            *last = Some((known, epoch));
+        }
         if is_leader && !self.in_contact_with_majority() {
             is_leader = false;
             leader = None;
         }
         Leadership {
-            epoch: i32::try_from(term).unwrap_or(i32::MAX),
+            epoch,
             leader,
             is_leader,
+            previous: if leader.is_none() { *last } else { None },
         }
     }
 

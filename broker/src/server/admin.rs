@@ -289,6 +289,7 @@ fn cluster_status(node: &Node) -> Value {
     json!({
         "controller_leader": cluster.controller.leader(),
         "controller_voters": cluster.controller.voters(),
+        "controller_learners": cluster.controller.learners(),
         "brokers": brokers,
         "raft_groups": cluster.groups.all().len(),
         "pulse": {

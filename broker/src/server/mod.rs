@@ -184,6 +184,7 @@ impl Server {
         let mut background = JoinSet::new();
         background.spawn(reconcile::run(node.clone(), stop_rx.clone()));
         background.spawn(crate::cluster::pulse::run(node.clone(), stop_rx.clone()));
+        background.spawn(crate::cluster::voters::run(node.clone(), stop_rx.clone()));
         background.spawn(admin::serve(node.clone(), admin, stop_rx.clone()));
         background.spawn(retention::run(node.clone(), stop_rx.clone()));
         background.spawn(crate::group::coordinator::run(
