@@ -151,6 +151,10 @@ def create(bootstrap, topic, partitions, replication, configs=None):
     admin.create_topics([NewTopic(topic, partitions, replication, config=configs or {})])[topic].result(120)
 
 
+# librdkafka's reconnect.backoff.max.ms, default.
+CLIENT_BACKOFF_MAX_S = 10.0
+
+
 def failover(nodes, rounds):
     """Kills the leader of partition 0 under a steady producer, `rounds` times: seconds from
     the kill to the partition's next acknowledgement."""
@@ -163,9 +167,13 @@ def failover(nodes, rounds):
     errors = []
 
     def run():
-        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 1, "request.timeout.ms": 5000, "topic.metadata.refresh.interval.ms": 1000,
-                      "message.timeout.ms": 120000})
+        config = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 1, "request.timeout.ms": 5000, "topic.metadata.refresh.interval.ms": 1000,
+                  "message.timeout.ms": 120000}
+        if os.environ.get("BENCH_CLIENT_DEBUG"):
+            # What the client did between a kill and its next acknowledgement (to stderr).
+            config["debug"] = os.environ["BENCH_CLIENT_DEBUG"]
+        p = Producer(config)
 
         def done(err, _msg):
             if err is not None:
@@ -182,21 +190,34 @@ def failover(nodes, rounds):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     times = []
+    restarted = time.monotonic()
     for _ in range(rounds):
-        time.sleep(2)
+        # librdkafka keeps growing its reconnect backoff for a broker it tried while that was
+        # down, until reconnect.backoff.max.ms (10 s) has passed since; a kill sooner after the
+        # last restart measures that backoff (up to 4 s more when the restarted node is the
+        # next leader), not the fail-over.
+        time.sleep(max(2.0, CLIENT_BACKOFF_MAX_S + 1 - (time.monotonic() - restarted)))
         victim = wait_leaders(nodes, "failover", 1)[0]
         killed = time.monotonic()
         nodes[victim].kill()
+        elected = None
         while True:
             with lock:
                 after = [t for t in acked if t > killed + 0.001]
+            if elected is None and leaders(nodes, "failover").get(0) not in (None, victim):
+                elected = time.monotonic() - killed
             if after:
                 times.append(after[0] - killed)
                 break
             if time.monotonic() - killed > 60:
                 raise RuntimeError("no acknowledgement within 60 s of the kill")
             time.sleep(0.005)
+        # Where the time went: the election (a survivor's status says it leads) and the
+        # client (its metadata refresh and retry) after it.
+        print(f"  kill {len(times)} at {time.time() - (time.monotonic() - killed):.3f}: node {victim}; new leader after {elected if elected is not None else float('nan'):.2f} s, "
+              f"next acknowledgement after {times[-1]:.2f} s", flush=True)
         nodes[victim].start().wait_ready()
+        restarted = time.monotonic()
         # Wait for the restarted node to be back in the in-sync set before the next kill.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
