@@ -31,6 +31,21 @@ pub enum ArchiveError {
         /// Version this writer expected to write.
         expected: u64,
     },
+    /// A writer of this cluster with an older (or the same) leader term advanced the
+    /// manifest first: this writer reloads the bucket's latest root and carries on from it.
+    #[error(
+        "manifest of {partition} was advanced by {writer} (term {term}, version {found}); reloading it"
+    )]
+    Superseded {
+        /// Which partition.
+        partition: String,
+        /// The other writer.
+        writer: String,
+        /// Its term.
+        term: u64,
+        /// The version it wrote.
+        found: u64,
+    },
     /// An archived object does not match what the manifest says (size, CRC, format).
     #[error("corrupt archive object {key}: {reason}")]
     Corrupt {
@@ -82,7 +97,8 @@ impl ArchiveError {
         match self {
             ArchiveError::Unavailable { .. }
             | ArchiveError::NotFound(_)
-            | ArchiveError::TimedOut { .. } => true,
+            | ArchiveError::TimedOut { .. }
+            | ArchiveError::Superseded { .. } => true,
             ArchiveError::Shared(inner) => inner.is_transient(),
             _ => false,
         }

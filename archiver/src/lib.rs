@@ -139,7 +139,21 @@ impl Archive {
     ///
     /// Store failures, or a corrupt root.
     pub async fn partition(&self, id: PartitionId) -> Result<PartitionArchiver, ArchiveError> {
-        let mut manifest = Manifest::load(self.reader(id), self.writer.clone()).await?;
+        self.partition_at(id, 0).await
+    }
+
+    /// [`Archive::partition`] for the partition's leader at term `term`: a root written at a
+    /// higher term by this cluster fences it; one of a lower term is adopted.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Fenced`], store failures, or a corrupt root.
+    pub async fn partition_at(
+        &self,
+        id: PartitionId,
+        term: u64,
+    ) -> Result<PartitionArchiver, ArchiveError> {
+        let mut manifest = Manifest::load_at(self.reader(id), self.writer.clone(), term).await?;
         // Objects past the root are orphans only if this cluster's own writer left them. Under
         // another cluster's root (a topic recovered from a replicated bucket) they may be that
         // cluster's uploads in flight, or objects whose root has not replicated yet.

@@ -45,6 +45,10 @@ pub struct Root {
     pub version: u64,
     /// Who wrote it (cluster, node, incarnation).
     pub writer: String,
+    /// The writer's leader term (the partition's leader epoch; 0 outside a replicated
+    /// cluster). Within a cluster, a writer yields only to a root of a higher term.
+    #[serde(default)]
+    pub term: u64,
     /// Topic name.
     pub topic: String,
     /// Topic id.
@@ -75,12 +79,18 @@ pub struct Root {
     pub updated_ms: i64,
 }
 
+/// True when two writer names (`cluster/node/incarnation`) are of the same cluster.
+fn same_cluster(a: &str, b: &str) -> bool {
+    a.split('/').next() == b.split('/').next()
+}
+
 impl Root {
     fn empty(id: &PartitionId) -> Root {
         Root {
             format: ROOT_FORMAT,
             version: 0,
             writer: String::new(),
+            term: 0,
             topic: id.topic.clone(),
             topic_id: id.topic_id,
             partition: id.partition,
@@ -387,6 +397,7 @@ impl ManifestReader {
 pub struct Manifest {
     reader: ManifestReader,
     writer: String,
+    term: u64,
     root: Root,
     spine: Option<Vec<SpineNode>>,
     /// Appended entries not yet in a written root.
@@ -407,12 +418,35 @@ impl Manifest {
     ///
     /// Store failures, or a corrupt root.
     pub async fn load(reader: ManifestReader, writer: String) -> Result<Manifest, ArchiveError> {
+        Manifest::load_at(reader, writer, 0).await
+    }
+
+    /// Loads the manifest for writing as `writer` at leader term `term`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Fenced`] when a writer of this cluster with a higher term wrote the
+    /// latest root (this one is a deposed leader); store failures, or a corrupt root.
+    pub async fn load_at(
+        reader: ManifestReader,
+        writer: String,
+        term: u64,
+    ) -> Result<Manifest, ArchiveError> {
         let root = reader.latest_root().await?;
+        if same_cluster(&root.writer, &writer) && root.term > term {
+            tracing::warn!(partition = %reader.id, writer = %root.writer, term = root.term, own_term = term, "the manifest was written at a higher term: this writer is fenced");
+            return Err(ArchiveError::Fenced {
+                partition: reader.id.to_string(),
+                found: root.version,
+                expected: root.version + 1,
+            });
+        }
         let leftover_nodes = root.garbage_nodes.clone();
         let leftover_segments = root.garbage_segments.clone();
         Ok(Manifest {
             reader,
             writer,
+            term,
             root,
             spine: None,
             pending: Vec::new(),
@@ -585,11 +619,29 @@ impl Manifest {
             self.pending.retain(|e| e.meta.base_offset >= next);
             return error;
         }
-        tracing::error!(partition = %self.reader.id, writer = %latest.writer, version = latest.version, "another writer advanced this partition's manifest: fenced");
+        self.other_writer(&latest)
+    }
+
+    /// Another writer wrote `other`: this one is fenced (a writer of another cluster, or of
+    /// a higher term: a newer leader), or superseded (a deposed leader of this cluster got a
+    /// root in first; its data was committed, so this writer reloads and carries on).
+    fn other_writer(&mut self, other: &Root) -> ArchiveError {
+        let partition = self.reader.id.to_string();
+        if same_cluster(&other.writer, &self.writer) && other.term <= self.term {
+            tracing::info!(%partition, writer = %other.writer, term = other.term, own_term = self.term, version = other.version, "a writer of an older term advanced the manifest: reloading it");
+            self.spine = None;
+            return ArchiveError::Superseded {
+                partition,
+                writer: other.writer.clone(),
+                term: other.term,
+                found: other.version,
+            };
+        }
+        tracing::error!(%partition, writer = %other.writer, term = other.term, own_term = self.term, version = other.version, "another writer advanced this partition's manifest: fenced");
         self.fenced = true;
         ArchiveError::Fenced {
-            partition: self.reader.id.to_string(),
-            found: latest.version,
+            partition,
+            found: other.version,
             expected: self.root.version + 1,
         }
     }
@@ -655,6 +707,7 @@ impl Manifest {
         }
         root.version = self.root.version + 1;
         root.writer = self.writer.clone();
+        root.term = self.term;
         root.updated_ms = now_ms;
         let key = layout.root(&id, root.version);
         let body = Bytes::from(serde_json::to_vec_pretty(&root).expect("roots serialise"));
@@ -683,13 +736,7 @@ impl Manifest {
                         },
                     });
                 }
-                self.fenced = true;
-                tracing::error!(partition = %id, version = root.version, writer = %existing.writer, "manifest written by another writer: fenced");
-                return Err(ArchiveError::Fenced {
-                    partition: id.to_string(),
-                    found: root.version,
-                    expected: root.version,
-                });
+                return Err(self.other_writer(&existing));
             }
             Created::Unsupported => {
                 // No conditional writes: write, then check that what is there is ours.
@@ -701,12 +748,7 @@ impl Manifest {
                     }
                 })?;
                 if back.writer != self.writer {
-                    self.fenced = true;
-                    return Err(ArchiveError::Fenced {
-                        partition: id.to_string(),
-                        found: root.version,
-                        expected: root.version,
-                    });
+                    return Err(self.other_writer(&back));
                 }
             }
         }

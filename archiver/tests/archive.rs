@@ -266,6 +266,91 @@ async fn a_second_writer_is_fenced() {
 }
 
 #[tokio::test]
+async fn within_a_cluster_the_higher_term_wins_whoever_writes_first() {
+    // Two leaders of one partition, one deposed (term 5, paused, then woken) and its
+    // successor (term 6), both loaded the same root.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "c/0/x");
+    let mut base = Manifest::load_at(archive.reader(pid()), "c/0/x".into(), 4)
+        .await
+        .unwrap();
+    base.append(entry(0));
+    base.commit(1).await.unwrap();
+    let mut old = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5)
+        .await
+        .unwrap();
+    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6)
+        .await
+        .unwrap();
+    // The deposed leader gets its (committed, so correct) segment in first: the new leader
+    // is not fenced by it, it reloads and carries on from there.
+    old.append(entry(1));
+    old.commit(2).await.unwrap();
+    new.append(entry(1));
+    let error = new.commit(2).await.unwrap_err();
+    assert!(
+        matches!(error, ArchiveError::Superseded { term: 5, .. }),
+        "{error}"
+    );
+    assert!(!new.is_fenced());
+    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6)
+        .await
+        .unwrap();
+    assert_eq!(new.next_offset(), 20);
+    new.append(entry(2));
+    new.commit(3).await.unwrap();
+    // Now the deposed leader is fenced, on its next write and on any reload.
+    old.append(entry(2));
+    let error = old.commit(3).await.unwrap_err();
+    assert!(matches!(error, ArchiveError::Fenced { .. }), "{error}");
+    assert!(old.is_fenced());
+    let reload = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5).await;
+    assert!(matches!(reload, Err(ArchiveError::Fenced { .. })));
+    let root = archive.reader(pid()).latest_root().await.unwrap();
+    assert_eq!(
+        (root.writer.as_str(), root.term, root.next_offset),
+        ("c/2/z", 6, 30)
+    );
+}
+
+#[tokio::test]
+async fn a_root_without_a_term_reads_as_term_zero() {
+    // Roots written before terms were recorded.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "c/0/x");
+    let mut m = Manifest::load(archive.reader(pid()), "c/0/x".into())
+        .await
+        .unwrap();
+    m.append(entry(0));
+    m.commit(1).await.unwrap();
+    let key = Path::from("pre");
+    let roots: Vec<ObjectMeta> = {
+        use futures::TryStreamExt;
+        store.list(Some(&key)).try_collect().await.unwrap()
+    };
+    let root_key = roots
+        .iter()
+        .map(|m| m.location.clone())
+        .find(|l| l.as_ref().contains("roots/"))
+        .unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&store.get(&root_key).await.unwrap().bytes().await.unwrap())
+            .unwrap();
+    json.as_object_mut().unwrap().remove("term");
+    store
+        .put(
+            &root_key,
+            PutPayload::from(serde_json::to_vec(&json).unwrap()),
+        )
+        .await
+        .unwrap();
+    let next = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 1)
+        .await
+        .unwrap();
+    assert_eq!((next.root().term, next.next_offset()), (0, 10));
+}
+
+#[tokio::test]
 async fn a_writer_whose_tree_was_collected_by_another_is_fenced() {
     // Cluster B recovered the partition from the root cluster A still writes; A commits first
     // and collects the nodes B's view of the tree still points at.

@@ -61,7 +61,8 @@ pub struct TieringMetrics {
 #[derive(Debug)]
 pub struct PartitionTier {
     id: PartitionId,
-    archiver: tokio::sync::Mutex<Option<PartitionArchiver>>,
+    /// The manifest's writer, with the leader term it writes at.
+    archiver: tokio::sync::Mutex<Option<(u64, PartitionArchiver)>>,
     /// Offset after the last archived record; -1 until the manifest is loaded.
     archived_next: AtomicI64,
     /// First offset readable from the archive; -1 until loaded.
@@ -69,7 +70,9 @@ pub struct PartitionTier {
     busy: AtomicBool,
     failures: AtomicU32,
     retry_at_ms: AtomicI64,
-    fenced: AtomicBool,
+    /// The leader term at which this node was fenced (a newer leader wrote the manifest);
+    /// -1 when not. A later leadership of this node (a higher term) writes again.
+    fenced_term: AtomicI64,
     /// The manifest root reads go through: the writer's latest, or one loaded for reads.
     root: Mutex<Option<Arc<Root>>>,
     /// A remote read that failed with nobody left waiting for it, kept for the next fetch.
@@ -116,7 +119,17 @@ impl PartitionTier {
 
     /// True when another writer owns this partition's manifest.
     pub fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::Acquire)
+        self.fenced_term.load(Ordering::Acquire) >= 0
+    }
+
+    /// True when this node may not write the manifest as leader at `term`.
+    fn fenced_at(&self, term: u64) -> bool {
+        self.fenced_term.load(Ordering::Acquire) >= i64::try_from(term).unwrap_or(i64::MAX)
+    }
+
+    fn fence(&self, term: u64) {
+        self.fenced_term
+            .store(i64::try_from(term).unwrap_or(i64::MAX), Ordering::Release);
     }
 
     /// The partition.
@@ -497,7 +510,7 @@ impl Tiering {
                     busy: AtomicBool::new(false),
                     failures: AtomicU32::new(0),
                     retry_at_ms: AtomicI64::new(0),
-                    fenced: AtomicBool::new(false),
+                    fenced_term: AtomicI64::new(-1),
                     root: Mutex::new(None),
                     read_failure: Mutex::new(None),
                     source,
@@ -579,7 +592,8 @@ impl Tiering {
                 let Ok(tier) = self.tier(&topic, partition.index) else {
                     continue;
                 };
-                if !replica.leadership().is_leader {
+                let leadership = replica.leadership();
+                if !leadership.is_leader {
                     // Only a partition's leader archives it. A replica that led before
                     // forgets what it knew of the archive: the next leader moves it on. A
                     // follower reads the archive's root now and then, so its local retention
@@ -601,7 +615,8 @@ impl Tiering {
                     }
                     continue;
                 }
-                if tier.is_fenced() || tier.retry_at_ms.load(Ordering::Acquire) > now {
+                let term = u64::try_from(leadership.epoch).unwrap_or(0);
+                if tier.fenced_at(term) || tier.retry_at_ms.load(Ordering::Acquire) > now {
                     continue;
                 }
                 if tier.busy.swap(true, Ordering::AcqRel) {
@@ -611,31 +626,54 @@ impl Tiering {
                 let node = node.clone();
                 let topic = topic.clone();
                 self.spawn(async move {
-                    this.work(&node, &topic, &partition, &tier).await;
+                    this.work(&node, &topic, &partition, &tier, term).await;
                     tier.busy.store(false, Ordering::Release);
                 });
             }
         }
     }
 
-    /// One round of work on a partition: load, roll if idle, upload, apply retention.
-    async fn work(&self, node: &Node, topic: &Topic, partition: &Partition, tier: &PartitionTier) {
+    /// One round of work on a partition this node leads at `term`: load, roll if idle,
+    /// upload, apply retention.
+    async fn work(
+        &self,
+        node: &Node,
+        topic: &Topic,
+        partition: &Partition,
+        tier: &PartitionTier,
+        term: u64,
+    ) {
         let Some(log) = partition.log() else { return };
         let now = node.clock.now_ms();
         let mut guard = tier.archiver.lock().await;
+        if guard.as_ref().is_some_and(|(at, _)| *at != term) {
+            // Led before, in another term: what it knew of the bucket may be stale.
+            *guard = None;
+        }
         if guard.is_none() {
-            match self.archive.partition(tier.id.clone()).await {
+            // The bucket's latest root first: a leader that died between writing a root and
+            // anything else left the bucket as the truth.
+            match self.archive.partition_at(tier.id.clone(), term).await {
                 Ok(archiver) => {
                     tier.publish(&archiver);
-                    *guard = Some(archiver);
+                    *guard = Some((term, archiver));
                 }
                 Err(e) => {
-                    self.failed(tier, now, &e, "loading the manifest");
+                    let _ = self.writer_failed(tier, term, now, &e, "loading the manifest");
                     return;
                 }
             }
         }
-        let archiver = guard.as_mut().expect("loaded above");
+        let Some((_, archiver)) = guard.as_mut() else {
+            return;
+        };
+        // Still the leader of this term: the upload loop stops at a term change.
+        let leading = || {
+            partition.replica.as_ref().is_ok_and(|r| {
+                let l = r.leadership();
+                l.is_leader && u64::try_from(l.epoch).unwrap_or(0) == term
+            })
+        };
         let archived = archiver.archived_next_offset();
         // An idle partition's data must not wait forever in the active segment.
         let segments = log.segments();
@@ -655,6 +693,10 @@ impl Tiering {
             .filter(|s| s.sealed && s.next_offset > archived && s.next_offset <= committed)
             .collect();
         for info in pending {
+            if !leading() {
+                tracing::info!(partition = %tier.id, term, "no longer the leader of this term: uploads stop here");
+                return;
+            }
             let archived = archiver.archived_next_offset();
             if info.next_offset <= archived {
                 continue;
@@ -671,8 +713,8 @@ impl Tiering {
                         base_offset = archived;
                     }
                     _ => {
-                        tracing::error!(partition = %tier.id, base = info.base_offset, archived, "local segment overlaps the archive and has no batch where the archive ends; archiving stopped for this partition");
-                        tier.fenced.store(true, Ordering::Release);
+                        tracing::error!(partition = %tier.id, base = info.base_offset, archived, term, "local segment overlaps the archive and has no batch where the archive ends; archiving stopped for this partition until another leadership");
+                        tier.fence(term);
                         return;
                     }
                 }
@@ -682,7 +724,9 @@ impl Tiering {
                 // the archive cannot be contiguous with it. Start it again from here.
                 tracing::warn!(partition = %tier.id, from = archived, to = info.base_offset, "gap between the archive and the local log; the archive restarts at the local log");
                 if let Err(e) = archiver.drop_before(archiver.root().next_offset, now).await {
-                    self.failed(tier, now, &e, "resetting the archive");
+                    if self.writer_failed(tier, term, now, &e, "resetting the archive") {
+                        *guard = None;
+                    }
                     return;
                 }
                 tier.publish(archiver);
@@ -708,10 +752,9 @@ impl Tiering {
                     tracing::debug!(partition = %tier.id, base = segment.base_offset, bytes = segment.size_bytes, "archived segment");
                 }
                 Err(e) => {
-                    if matches!(e, ArchiveError::Fenced { .. }) {
-                        tier.fenced.store(true, Ordering::Release);
+                    if self.writer_failed(tier, term, now, &e, "uploading a segment") {
+                        *guard = None;
                     }
-                    self.failed(tier, now, &e, "uploading a segment");
                     return;
                 }
             }
@@ -728,7 +771,9 @@ impl Tiering {
                     tracing::info!(partition = %tier.id, dropped, start = requested, "archive start moved by DeleteRecords");
                 }
                 Err(e) => {
-                    self.failed(tier, now, &e, "moving the archive start");
+                    if self.writer_failed(tier, term, now, &e, "moving the archive start") {
+                        *guard = None;
+                    }
                     return;
                 }
             }
@@ -753,10 +798,44 @@ impl Tiering {
                     tier.publish(archiver);
                     tracing::info!(partition = %tier.id, dropped, start = cut, "archive retention");
                 }
-                Err(e) => self.failed(tier, now, &e, "applying archive retention"),
+                Err(e) => {
+                    if self.writer_failed(tier, term, now, &e, "applying archive retention") {
+                        *guard = None;
+                    }
+                }
             },
             Ok(None) => {}
             Err(e) => self.failed(tier, now, &e, "planning archive retention"),
+        }
+    }
+
+    /// A write to the manifest failed: fenced (a newer leader writes it: stop until this node
+    /// leads again, in a later term), superseded (an older leader got a root in first: the
+    /// caller drops its writer and the next round reloads the bucket, at once), or anything
+    /// else (backed off, the writer kept with what it has queued). True when the writer
+    /// must go.
+    fn writer_failed(
+        &self,
+        tier: &PartitionTier,
+        term: u64,
+        now: i64,
+        error: &ArchiveError,
+        what: &str,
+    ) -> bool {
+        match error {
+            ArchiveError::Fenced { .. } => {
+                tier.fence(term);
+                tracing::warn!(partition = %tier.id, term, error = %error, "archive: {what}: fenced by a newer leader; this node writes again only when it leads in a later term");
+                true
+            }
+            ArchiveError::Superseded { .. } => {
+                tracing::info!(partition = %tier.id, term, error = %error, "archive: {what}: reloading the manifest");
+                true
+            }
+            _ => {
+                self.failed(tier, now, error, what);
+                false
+            }
         }
     }
 

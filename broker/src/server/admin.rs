@@ -239,6 +239,9 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "archived_next_offset": t.archived_next(),
                             "archive_start_offset": t.archive_start(),
                             "fenced": t.is_fenced(),
+                            // The last root's writer and term (who uploads: the leader).
+                            "root_writer": t.root().map(|r| r.writer.clone()),
+                            "root_term": t.root().map(|r| r.term),
                             "backlog_segments": backlog.map(|b| b.0),
                             "backlog_bytes": backlog.map(|b| b.1),
                         })),
