@@ -83,6 +83,15 @@ def test_leader_changes_during_uploads_leave_one_archive_readable_from_zero(clus
     high_watermark = partition_status(cluster.nodes[cluster.leader(TOPIC, 0)], TOPIC)["high_watermark"]
     wait_for(lambda: archived(cluster) >= high_watermark, timeout=60, what=f"the archive to reach {high_watermark}")
     assert not leader_archive(cluster)["fenced"]
+    # The listing names who wrote the last root (a leader, at its term), as the brokers see it.
+    listing = silt_cli("archive", "ls", TOPIC, "--archive", str(bucket))
+    assert listing.returncode == 0, listing.stderr
+    [row] = [line.split() for line in listing.stdout.splitlines() if line.startswith(f"{TOPIC} ")]
+    seen = leader_archive(cluster)
+    writer_node = int(seen["root_writer"].split("/")[1])
+    assert (int(row[-2]), row[-1]) == (seen["root_term"], "/".join(seen["root_writer"].split("/")[:2])), row
+    # That writer led the partition at that term.
+    assert seen["root_term"] > 0 and writer_node in range(3)
     verify = silt_cli("archive", "verify", "--archive", str(bucket))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "all good" in verify.stdout, verify.stdout

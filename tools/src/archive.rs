@@ -139,8 +139,17 @@ fn when(ms: i64) -> String {
 async fn ls(archive: &Archive, only: Option<&str>) -> Result<()> {
     println!("archive {}", archive.remote().description());
     println!(
-        "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} LAST-UPLOAD",
-        "TOPIC", "PART", "SEGMENTS", "START", "END", "BYTES", "FIRST-TIME", "LAST-TIME"
+        "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} {:<21} {:>6} WRITER",
+        "TOPIC",
+        "PART",
+        "SEGMENTS",
+        "START",
+        "END",
+        "BYTES",
+        "FIRST-TIME",
+        "LAST-TIME",
+        "LAST-UPLOAD",
+        "TERM"
     );
     for topic in topics(archive, only).await? {
         for partition in 0..topic.partitions {
@@ -150,8 +159,11 @@ async fn ls(archive: &Archive, only: Option<&str>) -> Result<()> {
                 .await
                 .with_context(|| format!("manifest of {}/{partition}", topic.name))?;
             let (first_time, last_upload) = summary(&reader, &root).await?;
+            // The writer as `cluster/node/incarnation`: the node is the partition's leader that
+            // wrote the last root, at that term.
+            let writer = root.writer.split('/').take(2).collect::<Vec<_>>().join("/");
             println!(
-                "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} {}",
+                "{:<24} {:>4} {:>9} {:>14} {:>14} {:>14} {:<21} {:<21} {:<21} {:>6} {}",
                 topic.name,
                 partition,
                 root.segments,
@@ -160,7 +172,9 @@ async fn ls(archive: &Archive, only: Option<&str>) -> Result<()> {
                 root.bytes,
                 when(first_time),
                 when(root.max_timestamp),
-                when(last_upload)
+                when(last_upload),
+                root.term,
+                if writer.is_empty() { "-" } else { &writer }
             );
         }
     }
