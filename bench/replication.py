@@ -175,12 +175,13 @@ def failover(nodes, rounds):
             config["debug"] = os.environ["BENCH_CLIENT_DEBUG"]
         p = Producer(config)
 
-        def done(err, _msg):
+        def done(err, msg):
             if err is not None:
                 errors.append(err)
             else:
+                # When acknowledged, and when produced (the record's create time, wall clock).
                 with lock:
-                    acked.append(time.monotonic())
+                    acked.append((time.monotonic(), msg.timestamp()[1] / 1000))
 
         while not stop.is_set():
             p.produce("failover", b"x" * 100, partition=0, on_delivery=done)
@@ -199,11 +200,13 @@ def failover(nodes, rounds):
         time.sleep(max(2.0, CLIENT_BACKOFF_MAX_S + 1 - (time.monotonic() - restarted)))
         victim = wait_leaders(nodes, "failover", 1)[0]
         killed = time.monotonic()
+        killed_wall = time.time()
         nodes[victim].kill()
         elected = None
         while True:
+            # A record produced after the kill (one answered just after it was in flight).
             with lock:
-                after = [t for t in acked if t > killed + 0.001]
+                after = [t for t, created in acked if created > killed_wall + 0.001]
             if elected is None and leaders(nodes, "failover").get(0) not in (None, victim):
                 elected = time.monotonic() - killed
             if after:
@@ -214,7 +217,7 @@ def failover(nodes, rounds):
             time.sleep(0.005)
         # Where the time went: the election (a survivor's status says it leads) and the
         # client (its metadata refresh and retry) after it.
-        print(f"  kill {len(times)} at {time.time() - (time.monotonic() - killed):.3f}: node {victim}; new leader after {elected if elected is not None else float('nan'):.2f} s, "
+        print(f"  kill {len(times)} at {killed_wall:.3f}: node {victim}; new leader after {elected if elected is not None else float('nan'):.2f} s, "
               f"next acknowledgement after {times[-1]:.2f} s", flush=True)
         nodes[victim].start().wait_ready()
         restarted = time.monotonic()
