@@ -117,7 +117,8 @@ impl PartitionTier {
         (v >= 0).then_some(v)
     }
 
-    /// True when another writer owns this partition's manifest.
+    /// True when another writer owns this partition's manifest (since this node was fenced,
+    /// it has not led the partition in a later term).
     pub fn is_fenced(&self) -> bool {
         self.fenced_term.load(Ordering::Acquire) >= 0
     }
@@ -655,6 +656,8 @@ impl Tiering {
             // anything else left the bucket as the truth.
             match self.archive.partition_at(tier.id.clone(), term).await {
                 Ok(archiver) => {
+                    // Writing again, in a later term than any it was fenced in.
+                    tier.fenced_term.store(-1, Ordering::Release);
                     tier.publish(&archiver);
                     *guard = Some((term, archiver));
                 }
