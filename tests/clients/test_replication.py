@@ -109,7 +109,7 @@ def read_all(bootstrap, topic, partitions):
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] + 1
         except KafkaException as e:
-            assert e.args[0].retriable(), e
+            assert e.args[0].retriable() or e.args[0].code() == KafkaError.NOT_LEADER_FOR_PARTITION, e
             return None
 
     ends = {p: wait_for(lambda p=p: end_of(p), timeout=30, interval=0.2, what=f"end of {topic}/{p}") - 1 for p in partitions}

@@ -101,11 +101,14 @@ pub fn current(node: &Node, partition: &Partition, group: Option<GroupId>) -> Op
             epoch: local.epoch,
             in_sync: replica.in_sync(),
         }),
-        // None now, but the last one is alive (a hand-over, or a leader that briefly lost
-        // touch): name it with its own epoch, as a Kafka broker's metadata would until the
+        // None now, but the last one is alive (a hand-over under way): name it with its own
+        // epoch, as a Kafka broker's metadata would until the
         // change reaches it. A client asking it is sent on (NOT_LEADER_OR_FOLLOWER, with the
         // new leader once known); a client that knows a newer epoch keeps what it knows.
         // Some clients (librdkafka's admin requests) take a leader of -1 as final.
+        // This node too, when it just handed over (its cache is as stale as a Kafka
+        // broker's until the change reaches it) or briefly cannot hear its majority (a node
+        // cut off for longer stops answering Metadata, see `Cluster::cut_off`).
         _ => local
             .previous
             .filter(|(leader, _)| {
