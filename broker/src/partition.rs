@@ -504,6 +504,15 @@ impl PartitionView {
         self.replica().epoch_end_offset(epoch).unwrap_or((-1, -1))
     }
 
+    /// False while a new leader's high watermark may trail an earlier leader's (see
+    /// [`Replica::high_watermark_settled`]).
+    pub fn high_watermark_settled(&self) -> bool {
+        self.partition
+            .replica
+            .as_ref()
+            .is_ok_and(|r| r.high_watermark_settled())
+    }
+
     /// The leader epoch clients must name (-1 while the partition is offline).
     pub fn leader_epoch(&self) -> i32 {
         self.partition

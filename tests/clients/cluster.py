@@ -9,6 +9,7 @@ without network namespaces or netem. Kafka clients talk to the nodes directly.
 
 import json
 import socket
+import subprocess
 import threading
 import urllib.request
 
@@ -221,7 +222,11 @@ class Cluster:
                 except ProcessLookupError:
                     pass
         for node in self.nodes:
-            codes.append(node.stop())
+            try:
+                codes.append(node.stop())
+            except subprocess.TimeoutExpired:
+                # Killed by `stop`; the others are still stopped, so nothing is left running.
+                codes.append("did not stop within its timeout (killed)")
         for proxy in self.proxies:
             proxy.close()
         return codes

@@ -149,7 +149,7 @@ def test_delete_records_holds_on_every_replica_after_a_leader_change(cluster_fac
         except KafkaException as e:
             # The killed leader's requests time out until the client has the new one.
             assert e.args[0].retriable() or e.args[0].code() in (
-                KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION), e
+                KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.OFFSET_NOT_AVAILABLE), e
             return None
 
     assert wait_for(low, timeout=60, what="the new leader's low watermark") - 1 == at

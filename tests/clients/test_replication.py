@@ -104,12 +104,14 @@ def read_all(bootstrap, topic, partitions):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "silt-tests-unused", "enable.auto.commit": False})
 
     def end_of(p):
-        # librdkafka's watermark query does not retry NOT_LEADER_OR_FOLLOWER itself (a
-        # leadership may be moving back to its preferred replica): ask again.
+        # librdkafka's watermark query retries neither NOT_LEADER_OR_FOLLOWER (a leadership
+        # may be moving back to its preferred replica) nor OFFSET_NOT_AVAILABLE (a new leader
+        # has not committed in its term yet, KIP-207): ask again.
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] + 1
         except KafkaException as e:
-            assert e.args[0].retriable() or e.args[0].code() == KafkaError.NOT_LEADER_FOR_PARTITION, e
+            assert e.args[0].retriable() or e.args[0].code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.OFFSET_NOT_AVAILABLE), e
             return None
 
     ends = {p: wait_for(lambda p=p: end_of(p), timeout=30, interval=0.2, what=f"end of {topic}/{p}") - 1 for p in partitions}

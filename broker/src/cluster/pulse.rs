@@ -302,6 +302,9 @@ impl Pulse {
                     w.leaderless_since = None;
                     let since = *w.leading_since.get_or_insert(now);
                     replica.observe_followers(&metrics, &self.liveness);
+                    // Notes where this leadership starts, early (offset queries wait until
+                    // its high watermark has passed it).
+                    replica.note_leading(&metrics);
                     if transfer.len() >= TRANSFERS_PER_TICK {
                         continue;
                     }

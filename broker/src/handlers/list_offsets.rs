@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::node::Node;
 use crate::partition::{OffsetSpec, PartitionView, check_leader_epoch};
+use crate::protocol::error_code::ErrorCode;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -67,6 +68,10 @@ async fn lookup(
     };
     if let Some(code) = check_leader_epoch(current_leader_epoch, view.leader_epoch()) {
         return response.with_error_code(code.code());
+    }
+    if !view.high_watermark_settled() {
+        // KIP-207: the client asks again in a moment, rather than see offsets go back.
+        return response.with_error_code(ErrorCode::OffsetNotAvailable.code());
     }
     let spec = match timestamp {
         LATEST => OffsetSpec::Latest,

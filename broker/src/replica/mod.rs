@@ -79,6 +79,14 @@ pub trait Replica: Debug + Send + Sync + 'static {
         Ok(())
     }
 
+    /// False on a leader that has not yet committed an entry of its own term: its high
+    /// watermark may still trail what an earlier leader showed (after a full restart it
+    /// starts from what this node knew committed). Kafka answers offset queries then with
+    /// OFFSET_NOT_AVAILABLE, so that what clients see never goes back.
+    fn high_watermark_settled(&self) -> bool {
+        true
+    }
+
     /// The replicas in sync with the leader, the leader included (Kafka's ISR). A follower
     /// knows only itself.
     fn in_sync(&self) -> Vec<i32> {

@@ -96,6 +96,9 @@ pub struct RaftReplica {
     /// The last leader known here and its term (what Metadata names while an election or a
     /// hand-over leaves none).
     last_leader: Mutex<Option<(i32, i32)>>,
+    /// (term, Raft index): the log's last entry when this node was first seen leading in
+    /// that term, in this process (see `high_watermark_settled`).
+    leading_from: Mutex<(u64, u64)>,
     registration: Option<Registration>,
 }
 
@@ -127,6 +130,7 @@ impl RaftReplica {
             liveness,
             caught_up: Mutex::default(),
             last_leader: Mutex::default(),
+            leading_from: Mutex::default(),
             registration,
         }
     }
@@ -302,11 +306,27 @@ impl RaftReplica {
         caught_up
     }
 
+    /// Notes, the first time this node is seen leading in `metrics`' term (in this
+    /// process), where its log ends; returns that index (see `high_watermark_settled`).
+    /// Takes the caller's metrics so that it never borrows them a second time.
+    pub fn note_leading(&self, metrics: &RaftMetrics) -> u64 {
+        let mut from = self.leading_from.lock().unwrap_or_else(|p| p.into_inner());
+        if from.0 != metrics.current_term {
+            *from = (metrics.current_term, metrics.last_log_index.unwrap_or(0));
+        }
+        from.1
+    }
+
     /// True if this node heard lately from a majority of the group's voters (itself
     /// included).
     fn in_contact_with_majority(&self) -> bool {
         let metrics = self.handle.raft.metrics();
         let metrics = metrics.borrow_watched();
+        self.majority_alive(&metrics)
+    }
+
+    /// True if a majority of the voters in `metrics` (this node included) is alive.
+    fn majority_alive(&self, metrics: &RaftMetrics) -> bool {
         let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
         let alive = voters.iter().filter(|v| self.liveness.alive(**v)).count();
         alive * 2 > voters.len()
@@ -444,10 +464,17 @@ impl Replica for RaftReplica {
     /// A leader that hears from no majority of its replicas does not count as one: it is
     /// likely deposed already, and clients are better sent to look elsewhere.
     fn leadership(&self) -> Leadership {
-        let (state, leader, term) = {
+        // One borrow of the metrics, released before anything else is locked (openraft
+        // waits on readers to publish, so a reader must never wait while it holds one).
+        let (state, leader, term, in_contact) = {
             let metrics = self.handle.raft.metrics();
             let metrics = metrics.borrow_watched();
-            (metrics.state, metrics.current_leader, metrics.current_term)
+            (
+                metrics.state,
+                metrics.current_leader,
+                metrics.current_term,
+                self.majority_alive(&metrics),
+            )
         };
         let epoch = i32::try_from(term).unwrap_or(i32::MAX);
         let mut leader = leader.and_then(|l| i32::try_from(l).ok());
@@ -456,7 +483,7 @@ impl Replica for RaftReplica {
         if let Some(known) = leader {
             *last = Some((known, epoch));
         }
-        if is_leader && !self.in_contact_with_majority() {
+        if is_leader && !in_contact {
             is_leader = false;
             leader = None;
         }
@@ -466,6 +493,22 @@ impl Replica for RaftReplica {
             is_leader,
             previous: if leader.is_none() { *last } else { None },
         }
+    }
+
+    /// Settled once this leader has applied everything its log held when it took the lead
+    /// here: after an election that is its term's first entry; after a restart that kept
+    /// the leadership (openraft resumes a committed vote) it is the whole log it came back
+    /// with, whose commit point it knows again only once a quorum has acknowledged it.
+    fn high_watermark_settled(&self) -> bool {
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        if metrics.state != ServerState::Leader {
+            return true;
+        }
+        let from = self.note_leading(&metrics);
+        metrics.last_applied.as_ref().is_some_and(|applied| {
+            applied.leader_id.term == metrics.current_term && applied.index >= from
+        })
     }
 
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError> {
