@@ -597,10 +597,16 @@ impl Tiering {
                 if !leadership.is_leader {
                     // Only a partition's leader archives it. A replica that led before
                     // forgets what it knew of the archive: the next leader moves it on. A
-                    // follower reads the archive's root now and then, so its local retention
-                    // knows what the archive holds.
+                    // follower learns what the archive holds from the archive pointer its
+                    // leader replicates through the log; until it has applied one (a
+                    // partition archived before it had one, or just after a restart), it
+                    // reads the archive's root now and then instead.
                     if let Ok(mut archiver) = tier.archiver.try_lock() {
                         *archiver = None;
+                    }
+                    if let Some(next) = partition.log().and_then(|log| log.archived_pointer()) {
+                        tier.archived_next.fetch_max(next, Ordering::AcqRel);
+                        continue;
                     }
                     let due = tier.followed_ms.load(Ordering::Acquire) + self.upload_interval_ms;
                     if now >= due && !tier.busy.swap(true, Ordering::AcqRel) {
@@ -684,6 +690,11 @@ impl Tiering {
             && !active.sealed
             && active.size_bytes > 0
             && active.next_offset > archived
+            // Only control batches since (the archive pointer replicated last round): rolling
+            // for them would archive a pointer to archive a pointer, forever.
+            && !log
+                .only_control_from(archived.max(active.base_offset))
+                .unwrap_or(false)
             && let Err(e) = log.roll_if_older(self.upload_interval_ms).await
         {
             tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
@@ -761,6 +772,18 @@ impl Tiering {
                     return;
                 }
             }
+        }
+        // Tell the followers what the archive holds, through the partition's own log (after
+        // the root is written: they may then delete local copies of it).
+        let next = archiver.archived_next_offset();
+        if !archiver.root().is_empty()
+            && log.archived_pointer().is_none_or(|known| known < next)
+            && let Ok(replica) = &partition.replica
+            && let Err(e) = replica
+                .replicate_archived(next, archiver.root().version)
+                .await
+        {
+            tracing::debug!(partition = %tier.id, next, error = %e, "archive pointer not replicated; retried next round");
         }
         // DeleteRecords moves the archive's start too.
         let requested = log.records_start();

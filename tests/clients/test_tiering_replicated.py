@@ -96,9 +96,13 @@ def test_leader_changes_during_uploads_leave_one_archive_readable_from_zero(clus
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "all good" in verify.stdout, verify.stdout
 
-    # Followers trimmed only what the archive holds, and reads from 0 come from the bucket.
+    # Every replica learned what the archive holds through the partition's log (the
+    # leader's pointer), trimmed only below it, and reads from 0 come from the bucket.
+    wait_for(lambda: all((partition_status(n, TOPIC)["archive"]["replicated_pointer"] or 0) >= high_watermark
+                         for n in cluster.nodes), timeout=60, what="the archive pointer on every replica")
     for node in cluster.nodes:
         p = partition_status(node, TOPIC)
+        assert p["local_start_offset"] <= p["archive"]["replicated_pointer"], p
         assert p["local_start_offset"] <= (p["archive"]["archived_next_offset"] or 0), p
     wait_for(lambda: partition_status(cluster.nodes[cluster.leader(TOPIC, 0)], TOPIC)["local_start_offset"] > 0,
              timeout=60, what="the leader's local log to be trimmed")

@@ -40,6 +40,9 @@ pub(crate) struct LogShared {
     log_start_offset: AtomicI64,
     /// DeleteRecords' start offset, persisted; may be below the local segments.
     records_start: AtomicI64,
+    /// What the archive holds as the partition's Raft log last said (-1: not heard here
+    /// since this node started; see `log::raft::CONTROL_ARCHIVED`).
+    archived_pointer: AtomicI64,
     pub flushed_offset: AtomicI64,
     /// Offset after the last written batch (durable or not): the next append's offset.
     pub log_end: AtomicI64,
@@ -294,6 +297,7 @@ impl PartitionLog {
             high_watermark,
             log_start_offset: AtomicI64::new(recovered.log_start_offset),
             records_start: AtomicI64::new(recovered.records_start),
+            archived_pointer: AtomicI64::new(-1),
             flushed_offset: AtomicI64::new(recovered.next_offset),
             log_end: AtomicI64::new(recovered.next_offset),
             config: RwLock::new(config),
@@ -617,6 +621,48 @@ impl PartitionLog {
             .into_iter()
             .find(|s| s.base_offset() == base_offset)
             .and_then(|s| s.raft().as_ref().map(|span| span.base_index))
+    }
+
+    /// Applies a committed archive pointer: the archive holds every offset below `next`.
+    pub fn note_archived(&self, next: i64) {
+        self.shared
+            .archived_pointer
+            .fetch_max(next, Ordering::AcqRel);
+    }
+
+    /// The archive pointer the partition's log last applied here, if any since this node
+    /// started.
+    pub fn archived_pointer(&self) -> Option<i64> {
+        let next = self.shared.archived_pointer.load(Ordering::Acquire);
+        (next >= 0).then_some(next)
+    }
+
+    /// True when nothing but control batches lies from `offset` to the log end (an archive
+    /// pointer entry, a new leader's first entry): nothing there for the archive to wait for.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading batch headers.
+    pub fn only_control_from(&self, offset: i64) -> Result<bool, LogError> {
+        for segment in self.shared.all_segments() {
+            let mut position = if segment.base_offset() >= offset {
+                0
+            } else {
+                match segment.locate(offset)? {
+                    Some((position, _)) => position,
+                    None => continue,
+                }
+            };
+            let end = segment.committed();
+            while position < end {
+                let header = segment.read_header(position)?;
+                if !header.is_control() {
+                    return Ok(false);
+                }
+                position += u64::from(header.size());
+            }
+        }
+        Ok(true)
     }
 
     /// The start offset DeleteRecords asked for (0 if never): the first offset any tier may

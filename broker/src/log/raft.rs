@@ -51,6 +51,46 @@ pub const CONTROL_MEMBERSHIP: i16 = 0x5302;
 /// endian).
 pub const CONTROL_DELETE_RECORDS: i16 = 0x5303;
 
+/// Control type of the archive pointer: after writing a manifest root, the leader proposes
+/// "archived up to offset X, root version V" as a normal entry; every replica applies it at
+/// commit, so its local retention knows what the bucket holds without reading the bucket.
+/// Its value is X (i64) then V (u64), big endian.
+pub const CONTROL_ARCHIVED: i16 = 0x5304;
+
+/// True for the control entries that are proposed as data (and read back as data).
+pub fn is_proposed_control(control_type: i16) -> bool {
+    matches!(control_type, CONTROL_DELETE_RECORDS | CONTROL_ARCHIVED)
+}
+
+/// (archived next offset, root version), if `batch` is an archive pointer entry.
+pub fn archived_of(batch: &[u8]) -> Option<(i64, u64)> {
+    let header = silt_index::batch::BatchHeader::parse(batch, u32::MAX).ok()??;
+    if !header.is_control() {
+        return None;
+    }
+    match silt_index::record::decode_control_batch(batch).ok()? {
+        (CONTROL_ARCHIVED, value) if value.len() == 16 => Some((
+            i64::from_be_bytes(value[..8].try_into().ok()?),
+            u64::from_be_bytes(value[8..].try_into().ok()?),
+        )),
+        _ => None,
+    }
+}
+
+/// An archive pointer entry: the archive holds every offset below `next`, in root `version`.
+pub fn archived_entry(next: i64, version: u64, now_ms: i64) -> Bytes {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&next.to_be_bytes());
+    value[8..].copy_from_slice(&version.to_be_bytes());
+    Bytes::from(silt_index::record::encode_control_batch(
+        0,
+        0,
+        now_ms,
+        CONTROL_ARCHIVED,
+        &value,
+    ))
+}
+
 /// The new start offset, if `batch` is a replicated DeleteRecords entry.
 pub fn delete_records_of(batch: &[u8]) -> Option<i64> {
     let header = silt_index::batch::BatchHeader::parse(batch, u32::MAX).ok()??;
@@ -735,7 +775,7 @@ impl super::PartitionLog {
             let body = if header.is_control() {
                 let (control_type, value) = silt_index::record::decode_control_batch(&raw)
                     .map_err(|e| LogError::corrupt(path.clone(), position, e.to_string()))?;
-                if control_type == CONTROL_DELETE_RECORDS {
+                if is_proposed_control(control_type) {
                     // Proposed as data: read back as data.
                     EntryBody::Batch(Bytes::from(raw))
                 } else {
@@ -974,6 +1014,20 @@ fn entry_bytes(body: &EntryBody) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn proposed_control_entries_are_told_apart() {
+        let pointer = archived_entry(4242, 17, 1);
+        assert_eq!(archived_of(&pointer), Some((4242, 17)));
+        assert_eq!(delete_records_of(&pointer), None);
+        let delete = delete_records_entry(99, 1);
+        assert_eq!(delete_records_of(&delete), Some(99));
+        assert_eq!(archived_of(&delete), None);
+        assert!(is_proposed_control(CONTROL_ARCHIVED));
+        assert!(is_proposed_control(CONTROL_DELETE_RECORDS));
+        assert!(!is_proposed_control(CONTROL_BLANK));
+        assert!(!is_proposed_control(CONTROL_MEMBERSHIP));
+    }
 
     #[test]
     fn raft_files_round_trip_and_refuse_damage() {

@@ -564,13 +564,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (entry, responder) = item?;
             let reply = match &entry.payload {
                 openraft::EntryPayload::Normal(data) => {
-                    match crate::log::raft::delete_records_of(&data.batch) {
-                        Some(offset) => {
-                            let log = self.log.clone();
-                            blocking(move || log.move_records_start(offset)).map_err(io_error)?;
-                            Applied::Done
-                        }
-                        None => self.application.apply(&entry.log_id, data),
+                    if let Some(offset) = crate::log::raft::delete_records_of(&data.batch) {
+                        let log = self.log.clone();
+                        blocking(move || log.move_records_start(offset)).map_err(io_error)?;
+                        Applied::Done
+                    } else if let Some((next, _)) = crate::log::raft::archived_of(&data.batch) {
+                        self.log.note_archived(next);
+                        Applied::Done
+                    } else {
+                        self.application.apply(&entry.log_id, data)
                     }
                 }
                 openraft::EntryPayload::Membership(membership) => {

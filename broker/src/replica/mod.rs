@@ -79,6 +79,18 @@ pub trait Replica: Debug + Send + Sync + 'static {
         Ok(())
     }
 
+    /// Tells every replica, through the partition's log, that the archive holds every offset
+    /// below `next` (in root `version`); returns once that is committed. Nothing to do for a
+    /// partition of one replica.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` when this replica is not the leader or the entry was not committed.
+    async fn replicate_archived(&self, next: i64, version: u64) -> Result<(), LogError> {
+        let _ = (next, version);
+        Ok(())
+    }
+
     /// False on a leader that has not yet committed an entry of its own term: its high
     /// watermark may still trail what an earlier leader showed (after a full restart it
     /// starts from what this node knew committed). Kafka answers offset queries then with

@@ -679,6 +679,23 @@ impl Replica for RaftReplica {
         }
     }
 
+    async fn replicate_archived(&self, next: i64, version: u64) -> Result<(), LogError> {
+        self.leading_term().map_err(|_| LogError::Closed)?;
+        self.renew_lease().await.map_err(|_| LogError::Closed)?;
+        let log = self.log();
+        if log.archived_pointer().is_some_and(|known| known >= next) {
+            return Ok(());
+        }
+        let entry = crate::log::raft::archived_entry(next, version, log.clock_now_ms());
+        match self.handle.raft.client_write(LogData::new(entry)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(group = self.group, error = %e, "archive pointer not committed");
+                Err(LogError::Closed)
+            }
+        }
+    }
+
     fn as_raft(&self) -> Option<&RaftReplica> {
         Some(self)
     }

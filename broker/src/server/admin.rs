@@ -242,6 +242,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             // The last root's writer and term (who uploads: the leader).
                             "root_writer": t.root().map(|r| r.writer.clone()),
                             "root_term": t.root().map(|r| r.term),
+                            // The archive pointer the partition's log last carried here.
+                            "replicated_pointer": log.archived_pointer(),
                             "backlog_segments": backlog.map(|b| b.0),
                             "backlog_bytes": backlog.map(|b| b.1),
                         })),
