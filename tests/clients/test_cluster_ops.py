@@ -235,8 +235,9 @@ def test_a_cluster_of_one_grows_a_controller_that_outlives_its_first_node(silt_f
     first = silt_factory("first", ["--node-id", "0"])
     seeds = f"0@127.0.0.1:{first.rpc_port}"
     joined = [silt_factory(f"joined-{i}", ["--node-id", str(i), "--seeds", seeds]) for i in (1, 2)]
-    wait_for(lambda: status(first)["cluster"]["controller_voters"] == [0, 1, 2], timeout=60,
-             what="the controller to grow to three voters")
+    # Done, not under way: while the voters change, the old ones ({0}) must agree too.
+    wait_for(lambda: (lambda c: c["controller_voters"] == [0, 1, 2] and not c["controller_voters_changing"])(
+        status(first)["cluster"]), timeout=60, what="the controller to grow to three voters")
     assert "silt_cluster_controller_voters 3" in metrics_text(joined[0])
     assert first.stop() == 0
     # Two voters of three carry on: a topic can still be made.

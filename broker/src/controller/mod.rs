@@ -289,6 +289,21 @@ impl Controller {
             .collect()
     }
 
+    /// True while a change of the controller's voters is under way (joint consensus: a
+    /// majority of the old voters and of the new must both agree; [`Controller::voters`]
+    /// names both sets until it is done).
+    pub fn voters_changing(&self) -> bool {
+        self.group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .len()
+            > 1
+    }
+
     /// The controller's learners (nodes that follow it without a vote).
     pub fn learners(&self) -> Vec<NodeId> {
         self.group

@@ -295,6 +295,7 @@ fn cluster_status(node: &Node) -> Value {
         "controller_leader": cluster.controller.leader(),
         "controller_voters": cluster.controller.voters(),
         "controller_learners": cluster.controller.learners(),
+        "controller_voters_changing": cluster.controller.voters_changing(),
         "brokers": brokers,
         "raft_groups": cluster.groups.all().len(),
         "pulse": {
