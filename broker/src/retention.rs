@@ -96,11 +96,11 @@ async fn apply(node: &Node) {
                 .filter(|_| config.remote_storage_enable);
             if let Some(tiering) = tiering {
                 // Local retention may only delete what the archive holds (confirmed uploads).
-                // What the manifest says here, or what the partition's log said it holds.
+                // On a follower, tiering keeps this from the archive pointer the partition's
+                // log carries.
                 let archived = tiering
                     .archived_next(topic.id, partition.index)
-                    .unwrap_or(i64::MIN)
-                    .max(log.archived_pointer().unwrap_or(i64::MIN));
+                    .unwrap_or(i64::MIN);
                 count = count.max(local_expired(
                     &segments,
                     now,

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
 use crate::controller::ClusterState;
@@ -117,19 +116,15 @@ pub async fn tick(node: &Node) {
         return;
     }
     let raft = &controller.group().raft;
-    let (voters, learners) = {
-        let metrics = raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let membership = metrics.membership_config.membership();
-        if membership.get_joint_config().len() > 1 {
-            // A change is under way.
-            return;
-        }
+    if controller.voters_changing() {
+        return;
+    }
+    let (voters, learners) = controller.with_membership(|m| {
         (
-            membership.voter_ids().collect::<BTreeSet<NodeId>>(),
-            membership.learner_ids().collect::<BTreeSet<NodeId>>(),
+            m.voter_ids().collect::<BTreeSet<NodeId>>(),
+            m.learner_ids().collect::<BTreeSet<NodeId>>(),
         )
-    };
+    });
     let state = controller.state();
     let liveness = &node.cluster.pulse.liveness;
     let Some(change) = plan(&voters, &learners, &state, |n| liveness.alive(n)) else {

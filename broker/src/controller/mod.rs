@@ -28,7 +28,7 @@ pub use state::{Broker, ClusterState, Command, PartitionMeta, Refusal, Reply, To
 use crate::raft::group::GroupHandle;
 use crate::raft::store::Application;
 use crate::raft::transport::Transport;
-use crate::raft::{Applied, LogData, LogId, NodeId};
+use crate::raft::{Applied, LogData, LogId, NodeId, RaftMembership};
 
 /// Key of the one record of a controller command's batch.
 const COMMAND_KEY: &[u8] = b"silt.controller";
@@ -277,43 +277,34 @@ impl Controller {
         self.group.raft.metrics().borrow_watched().current_leader
     }
 
+    /// Reads the controller's membership as this node last applied it (one borrow of the
+    /// metrics, released on return).
+    pub(crate) fn with_membership<T>(&self, read: impl FnOnce(&RaftMembership) -> T) -> T {
+        read(
+            self.group
+                .raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership(),
+        )
+    }
+
     /// The controller's voters.
     pub fn voters(&self) -> Vec<NodeId> {
-        self.group
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+        self.with_membership(|m| m.voter_ids().collect())
     }
 
     /// True while a change of the controller's voters is under way (joint consensus: a
     /// majority of the old voters and of the new must both agree; [`Controller::voters`]
     /// names both sets until it is done).
     pub fn voters_changing(&self) -> bool {
-        self.group
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .get_joint_config()
-            .len()
-            > 1
+        self.with_membership(|m| m.get_joint_config().len() > 1)
     }
 
     /// The controller's learners (nodes that follow it without a vote).
     pub fn learners(&self) -> Vec<NodeId> {
-        self.group
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .learner_ids()
-            .collect()
+        self.with_membership(|m| m.learner_ids().collect())
     }
 
     /// True when this node leads the controller.
