@@ -9,7 +9,12 @@ Measured in one run, each figure beside its limit from the same run:
   4. fail-over: kill -9 of a partition's leader under a steady acks=all producer, until that
      partition's next acknowledgement (bar <= 3 s), with the election timeouts in use;
   5. idle cost: 1,000 partitions at RF=3 over the three nodes, nothing produced: CPU (share
-     of one core, from /proc/<pid>/stat over 30 s) and RSS per node (bar <= 5% of a core).
+     of one core, from /proc/<pid>/stat over 30 s) and RSS per node (bar <= 5% of a core);
+  6. catch-up from the bucket (`--only catchup`): a partition of 1 GiB archived + 64 MiB
+     local tail on nodes 0-2 of four; node 2 dies with its disk and is decommissioned, so
+     the partition moves to node 3: time until the new replica holds the whole log and
+     bytes it received, beside a plain copy of the leader's partition directory on the
+     same disk (the least a full copy would cost).
 
 Usage: bench/replication.sh (builds a release silt, runs this with the venv's Python).
 """
@@ -252,6 +257,87 @@ def idle_cost(nodes, seconds):
     return [(a - b) / elapsed for a, b in zip(after, before)], [n.rss_mib() for n in nodes]
 
 
+def produce_bytes(bootstrap, topic, total, value_bytes=16 << 10):
+    """Produces `total` bytes of `value_bytes` values to partition 0, acks=all."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "batch.size": 1 << 20, "enable.idempotence": True})
+    value = b"x" * value_bytes
+    for _ in range(total // value_bytes):
+        while True:
+            try:
+                producer.produce(topic, value, partition=0)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+
+
+def partition_of(node, topic):
+    for t in node.status()["topics"]:
+        if t["name"] == topic:
+            return t["partitions"][0]
+    return None
+
+
+def rpc_bytes_received(node):
+    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("silt_cluster_rpc_bytes_received_total "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def catchup(binary, work, archived_mib, tail_mib):
+    """Scenario 6: returns (seconds, bytes received, partition bytes, plain copy seconds)."""
+    segment = 128 << 20
+    nodes = start_cluster(binary, work / "catchup", 4, [
+        "--archive", str(work / "bucket"), "--set", "archive_check_interval_ms=200"])
+    try:
+        bootstrap = ",".join(n.bootstrap for n in nodes)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("catchup", 1, 3, config={"segment.bytes": str(segment)})])["catchup"].result(30)
+        wait_leaders(nodes, "catchup", 1)
+        produce_bytes(bootstrap, "catchup", (archived_mib + tail_mib) << 20)
+        holders = [i for i in range(4) if (partition_of(nodes[i], "catchup") or {}).get("online")]
+        # The sealed segments reach the bucket; the active one (the tail) stays local.
+        deadline = time.monotonic() + 600
+        while True:
+            parts = [partition_of(nodes[i], "catchup") for i in holders]
+            if all((p["archive"]["replicated_pointer"] or 0) * (16 << 10) >= (archived_mib << 20) * 0.99
+                   and (p["replica"]["raft_purged_index"] or 0) > 0 for p in parts):
+                break
+            assert time.monotonic() < deadline, parts
+            time.sleep(0.5)
+        leader = partition_of(nodes[holders[0]], "catchup")["replica"]["leader"]
+        dead = next(i for i in holders if i != leader)
+        spare = next(i for i in range(4) if i not in holders)
+        size = partition_of(nodes[leader], "catchup")["local_bytes"]
+        source = Path(nodes[leader].args[nodes[leader].args.index("--data-dir") + 1])
+        started = time.monotonic()
+        copy = work / "plain-copy"
+        subprocess.run(["cp", "-r", str(source), str(copy)], check=True)
+        subprocess.run(["sync"], check=True)
+        plain = time.monotonic() - started
+        shutil.rmtree(copy)
+        nodes[dead].kill()
+        before = rpc_bytes_received(nodes[spare])
+        started = time.monotonic()
+        subprocess.run([str(binary), "cluster", "decommission", "--admin", nodes[leader].admin, str(dead)],
+                       check=True, stdout=subprocess.DEVNULL)
+        while True:
+            mine = partition_of(nodes[spare], "catchup")
+            theirs = partition_of(nodes[leader], "catchup")
+            if mine and mine.get("online") and mine["high_watermark"] >= theirs["high_watermark"]:
+                break
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        return seconds, rpc_bytes_received(nodes[spare]) - before, size, plain
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
@@ -260,8 +346,11 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
-    parser.add_argument("--only", choices=["all", "failover"], default="all",
-                        help="failover: just the fail-over rounds (on a fresh cluster)")
+    parser.add_argument("--only", choices=["all", "failover", "catchup"], default="all",
+                        help="failover: just the fail-over rounds (on a fresh cluster); "
+                             "catchup: just the catch-up from the bucket")
+    parser.add_argument("--archived-mib", type=int, default=1024)
+    parser.add_argument("--tail-mib", type=int, default=64)
     args = parser.parse_args()
     binary = Path(args.binary)
     base = Path(args.dir)
@@ -272,6 +361,16 @@ def main():
     raw_16k = raw_disk(work, 16 << 10, 3)
     print(f"raw disk (pwrite+fdatasync):    1 MiB {raw_1m / 1e6:8.1f} MB/s   16 KiB {raw_16k / 1e6:6.1f} MB/s ({raw_16k / 16384:.0f} fsyncs/s)", flush=True)
     nodes = []
+    if args.only == "catchup":
+        try:
+            seconds, copied, size, plain = catchup(binary, work, args.archived_mib, args.tail_mib)
+            print(f"catch-up of a new replica ({args.archived_mib} MiB archived + {args.tail_mib} MiB tail): "
+                  f"{seconds:.1f} s, {copied / 2**20:.1f} MiB received ({100 * copied / size:.1f}% of the "
+                  f"partition's {size / 2**20:.0f} MiB); a plain copy of the leader's partition on this disk: "
+                  f"{plain:.1f} s ({size / 2**20 / plain:.0f} MiB/s)", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.only == "failover":
         try:
             nodes = start_cluster(binary, work / "cluster", 3)

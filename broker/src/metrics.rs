@@ -212,6 +212,20 @@ fn render_replication(node: &Node, out: &mut String) {
                 "Leaderships this node handed to another replica.",
                 pulse.counters.transfers.load(Ordering::Relaxed),
             ),
+            (
+                "silt_cluster_rpc_bytes_sent_total",
+                "Bytes this node sent to other nodes (Raft and node requests and answers).",
+                cluster.transport.metrics.bytes_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_cluster_rpc_bytes_received_total",
+                "Bytes this node received from other nodes (what it copied from leaders, among others).",
+                cluster
+                    .transport
+                    .metrics
+                    .bytes_received
+                    .load(Ordering::Relaxed),
+            ),
         ],
     );
     let state = cluster.controller.state();

@@ -76,6 +76,8 @@ pub struct Identity {
     pub cluster_id: String,
     /// Producer ids it handed out before it was part of a cluster.
     pub next_producer_id: i64,
+    /// True when the data directory held no `node.json`: this start made it.
+    pub fresh: bool,
 }
 
 impl Node {
@@ -91,7 +93,8 @@ impl Node {
             .create_dir_all(&data)
             .map_err(|e| LogError::io("create data directory", data.clone(), e))?;
         let node_file = data.join("node.json");
-        let cluster_id = if storage.exists(&node_file) {
+        let fresh = !storage.exists(&node_file);
+        let cluster_id = if !fresh {
             let record: NodeRecord = read_json(storage, &node_file)?;
             record.cluster_id
         } else {
@@ -111,6 +114,7 @@ impl Node {
         Ok(Identity {
             cluster_id,
             next_producer_id,
+            fresh,
         })
     }
 

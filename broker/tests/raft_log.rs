@@ -310,19 +310,33 @@ async fn truncation_drops_entries_producer_state_and_epochs_after_the_point() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_drops_whole_segments_and_reset_starts_after_a_snapshot() {
+async fn purge_forgets_entries_retention_drops_them_and_reset_starts_after_a_snapshot() {
     let storage = SimStorage::new(4);
     let dir = PathBuf::from("/data/t/3");
     let log = open(&storage, &dir);
     three_terms(&log).await;
     log.set_commit_next(83);
     let segments = log.segments();
-    // Purge up to entry 50: the segments wholly at or before it go, the rest stay readable.
+    // The entry ending by an offset: the last whose records all lie below it.
+    let ((index, term), next) = log.entry_ending_by(60).unwrap().unwrap();
+    assert!(next <= 60, "{next}");
+    let ((after, _), _) = log.entry_ending_by(next + 1).unwrap().unwrap();
+    assert!(after == index || after == index + 1);
+    assert_eq!(log.locate_next_offset(index).unwrap(), Some(next));
+    assert!(term >= 1);
+    assert_eq!(log.entry_ending_by(0).unwrap(), None);
+    // Purge up to entry 50: Raft forgets it, the segments stay readable until dropped.
     log.purge_upto((50, 1)).await.unwrap();
     assert_eq!(log.raft_state().purged, Some((50, 1)));
+    assert_eq!(log.segments(), segments);
+    assert_eq!(log.log_start_offset(), 0);
+    // Dropping purged segments stops at `keep_from`, then at the first holding entry 51.
+    assert_eq!(log.drop_purged(0).await.unwrap(), 0);
+    assert!(log.drop_purged(i64::MAX).await.unwrap() > 0);
     let left = log.segments();
     assert!(left.len() < segments.len());
     assert!(log.log_start_offset() > 0);
+    assert_eq!(log.drop_purged(i64::MAX).await.unwrap(), 0);
     assert_eq!(read_all(&log, 51).len(), 32);
     drop(log);
     let log = open(&storage.after_reboot(), &dir);

@@ -17,7 +17,11 @@
 //! - once healed, every replica holds the same log (so committed prefixes agree);
 //! - the high watermark a replica shows never goes back while it runs;
 //! - at most one leader per term;
-//! - offsets are dense and unique: entry k of the log holds offset k, no value twice.
+//! - offsets are dense and unique: entry k of the log holds offset k, no value twice;
+//! - Raft forgets only what the (simulated) archive holds: now and then the leader's high
+//!   watermark is taken as archived, every replica that applied that far snapshots there and
+//!   purges, so a replica behind it installs the snapshot and copies only the rest; once
+//!   healed, every acknowledged write is in some replica's log or below the archive pointer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -66,6 +70,8 @@ struct Sim {
     high_watermarks: HashMap<NodeId, i64>,
     seen: Arc<Mutex<Seen>>,
     written: u64,
+    /// What the simulated archive holds: every offset below this.
+    archived: i64,
 }
 
 impl Sim {
@@ -146,6 +152,27 @@ impl Sim {
         });
     }
 
+    /// The leader's committed log is archived: every replica that applied that far learns
+    /// the pointer (as from the entry the leader replicates) and forgets up to it.
+    fn archive(&mut self) {
+        let Some(leader) = self.a_leader() else {
+            return;
+        };
+        let pointer = leader.handle.log.high_watermark();
+        self.archived = self.archived.max(pointer);
+        for node in self.nodes.values() {
+            let log = node.handle.log.clone();
+            if log.high_watermark() < pointer {
+                continue;
+            }
+            log.note_archived(pointer);
+            let raft = node.handle.raft.clone();
+            tokio::spawn(async move {
+                let _ = silt_broker::replica::raft::forget_archived(&raft, &log, pointer).await;
+            });
+        }
+    }
+
     async fn crash(&mut self, id: NodeId) {
         let Some(node) = self.nodes.remove(&id) else {
             return;
@@ -169,11 +196,12 @@ impl Sim {
     async fn step(&mut self) {
         let id = IDS[self.rng.random_range(0..IDS.len())];
         match self.rng.random_range(0..100) {
-            0..45 => {
+            0..40 => {
                 for _ in 0..self.rng.random_range(1..6) {
                     self.write().await;
                 }
             }
+            40..45 => self.archive(),
             45..55 => self.crash(id).await,
             55..70 => self.restart(id).await,
             70..78 => {
@@ -232,7 +260,17 @@ impl Sim {
             if ends.windows(2).any(|w| w[0] != w[1]) || ends[0].0 != ends[0].1 {
                 continue;
             }
+            // A replica that installed a snapshot holds the log from there on.
             let logs: Vec<_> = IDS.iter().map(|id| entries(&self.nodes[id])).collect();
+            let first = IDS
+                .iter()
+                .map(|id| self.nodes[id].handle.log.raft_first_index())
+                .max()
+                .unwrap_or(0);
+            let logs: Vec<Vec<_>> = logs
+                .into_iter()
+                .map(|l| l.into_iter().filter(|e| e.index >= first).collect())
+                .collect();
             let same = logs.windows(2).all(|w| w[0] == w[1]);
             let committed = self.a_leader().is_some_and(|l| {
                 let m = l.handle.raft.metrics().borrow_watched().clone();
@@ -257,16 +295,24 @@ impl Sim {
     }
 
     fn check(&self) {
-        let log = entries(&self.nodes[&IDS[0]]);
+        // The replica holding the longest log (one that installed no snapshot since the
+        // archive moved may hold it all).
+        let (start, log) = IDS
+            .iter()
+            .map(|id| {
+                let node = &self.nodes[id];
+                (node.handle.log.raft_first_index(), entries(node))
+            })
+            .min_by_key(|(first, _)| *first)
+            .unwrap_or_default();
+        let start = start as i64;
         let mut values = BTreeSet::new();
-        for (k, entry) in log.iter().enumerate() {
+        for entry in &log {
+            // Each entry takes one offset: entry k holds offset k.
             if let Some(offset) = entry.offset
-                && offset != k as i64
+                && offset != entry.index as i64
             {
-                self.fail(format!(
-                    "entry {k} (index {}) holds offset {offset}",
-                    entry.index
-                ));
+                self.fail(format!("entry {} holds offset {offset}", entry.index));
             }
             if let Some(value) = &entry.value
                 && !values.insert(value.clone())
@@ -278,9 +324,17 @@ impl Sim {
             .iter()
             .filter_map(|e| Some((e.value.as_deref()?, e.offset?)))
             .collect();
+        if start > self.archived.max(0) {
+            self.fail(format!(
+                "every replica forgot offsets up to {start}, the archive holds only up to {}",
+                self.archived
+            ));
+        }
         let seen = self.seen.lock().unwrap();
         for (value, offset) in &seen.acked {
             match at.get(value.as_str()) {
+                // Forgotten by every replica: the archive holds it.
+                None if *offset < start => {}
                 Some(found) if found == offset => {}
                 Some(found) => self.fail(format!(
                     "{value} was acknowledged at {offset} and is at {found}"
@@ -302,8 +356,9 @@ impl Sim {
     }
 }
 
-/// Runs one seed; returns how many writes were acknowledged (to check the run did work).
-fn run_seed(seed: u64) -> usize {
+/// Runs one seed; returns how many writes were acknowledged (to check the run did work) and
+/// how many replicas ended on a log rebuilt from a snapshot.
+fn run_seed(seed: u64) -> (usize, usize) {
     silt_broker::raft::runtime::seed(seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -322,6 +377,7 @@ fn run_seed(seed: u64) -> usize {
             high_watermarks: HashMap::new(),
             seen: Arc::default(),
             written: 0,
+            archived: -1,
         };
         for id in IDS {
             let disk = SimStorage::new(seed.wrapping_mul(31).wrapping_add(id));
@@ -346,6 +402,13 @@ fn run_seed(seed: u64) -> usize {
         sim.settle().await;
         sim.check();
         let acked = sim.seen.lock().unwrap().acked.len();
+        // Replicas whose log was replaced by an installed snapshot (the sim never drops
+        // purged segments, so nothing else moves a local log start).
+        let rebuilt = sim
+            .nodes
+            .values()
+            .filter(|n| n.handle.log.log_start_offset() > 0)
+            .count();
         if std::env::var("SILT_SIM_SEED").is_ok() {
             let log = entries(&sim.nodes[&IDS[0]]);
             let (delivered, lost) = net.counts();
@@ -359,7 +422,7 @@ fn run_seed(seed: u64) -> usize {
         for node in sim.nodes.values() {
             let _ = node.handle.raft.shutdown().await;
         }
-        acked
+        (acked, rebuilt)
     })
 }
 
@@ -381,9 +444,11 @@ fn replication_survives_seeded_faults() {
     };
     let started = std::time::Instant::now();
     let mut acked = 0;
+    let mut rebuilt = 0;
     for seed in &seeds {
         let took = std::time::Instant::now();
-        let n = run_seed(*seed);
+        let (n, r) = run_seed(*seed);
+        rebuilt += r;
         if seeds.len() == 1 {
             eprintln!(
                 "seed {seed}: {n} acknowledged writes, {:.2}s",
@@ -393,7 +458,7 @@ fn replication_survives_seeded_faults() {
         acked += n;
     }
     eprintln!(
-        "{} seeds, {acked} acknowledged writes checked, in {:.1}s",
+        "{} seeds, {acked} acknowledged writes checked, {rebuilt} replicas rebuilt from a snapshot, in {:.1}s",
         seeds.len(),
         started.elapsed().as_secs_f64()
     );

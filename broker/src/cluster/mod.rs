@@ -93,6 +93,10 @@ pub struct Cluster {
     advertised_rpc: String,
     seeds: Vec<(i32, String)>,
     stop: watch::Receiver<bool>,
+    /// False while a node on an empty data directory asks whether the cluster knows it:
+    /// until then its groups take no Raft request (its controller would otherwise be
+    /// drawn into a group it may not rejoin).
+    taking_raft: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -156,6 +160,7 @@ impl Cluster {
         clock: Arc<dyn Clock>,
         listener: TcpListener,
         identity: (String, i64),
+        fresh: bool,
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let me = config.node_id;
@@ -208,6 +213,7 @@ impl Cluster {
             advertised_rpc: config.advertised_rpc(),
             seeds: config.seeds.clone(),
             stop: stop.clone(),
+            taking_raft: std::sync::atomic::AtomicBool::new(!fresh),
         });
         tokio::spawn(transport::serve(
             listener,
@@ -215,10 +221,60 @@ impl Cluster {
             cluster.transport.metrics.clone(),
             stop,
         ));
+        if fresh {
+            cluster.refuse_if_forgotten(&config.data_dir).await?;
+            cluster
+                .taking_raft
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         cluster.bootstrap().await?;
         cluster.wait_for_controller().await;
         cluster.register(config, identity).await?;
         Ok(cluster)
+    }
+
+    /// A node starting on an empty data directory asks its seeds whether their cluster
+    /// already counts it: if so, its disk was wiped or replaced, and the votes and log
+    /// entries its Raft groups counted on are gone. Rejoining under the same id could let a
+    /// replica without committed records win an election (it would vote as if it never had),
+    /// so it refuses, naming the way out. Seeds that do not answer are not waited for.
+    async fn refuse_if_forgotten(&self, data_dir: &std::path::Path) -> Result<(), ClusterError> {
+        let request =
+            serde_json::to_vec(&NodeRequest::Known { node: self.node_id }).expect("serialises");
+        let me = self.node_id as NodeId;
+        let seeds: Vec<NodeId> = self
+            .seeds
+            .iter()
+            .map(|(seed, _)| *seed as NodeId)
+            .filter(|seed| *seed != me)
+            .collect();
+        let answers = futures::future::join_all(seeds.iter().map(|seed| {
+            self.transport
+                .node_request(*seed, &request, Duration::from_secs(3))
+        }))
+        .await;
+        for (seed, answer) in seeds.into_iter().zip(answers) {
+            let Ok(bytes) = answer else {
+                continue;
+            };
+            if let Ok(NodeResponse::Known {
+                cluster_id,
+                known: true,
+            }) = serde_json::from_slice(&bytes)
+            {
+                let cluster = cluster_id.unwrap_or_default();
+                return Err(ClusterError::Config(format!(
+                    "node {me}'s data directory {} is empty, but cluster {cluster} (as node {seed} \
+                     knows it) still counts node {me} among its brokers: the Raft votes and \
+                     logs of its replicas are gone, and rejoining under the same id could lose \
+                     acknowledged data. Start the replacement with a new --node-id, then move \
+                     node {me}'s partitions to it with `silt cluster decommission {me}` (a new \
+                     replica copies only what the archive does not hold)",
+                    data_dir.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Founds the controller's group (seeds) or joins it (others), the first time.
@@ -422,6 +478,13 @@ impl Cluster {
                     },
                 }
             }
+            NodeRequest::Known { node } => {
+                let state = self.controller.state();
+                NodeResponse::Known {
+                    cluster_id: state.cluster_id.clone(),
+                    known: state.brokers.contains_key(&node) && !state.removed.contains(&node),
+                }
+            }
             NodeRequest::Pulse { leads, draining } => {
                 self.pulse
                     .heard(from, leads.as_deref(), draining, &self.leaders);
@@ -463,6 +526,12 @@ impl Cluster {
 #[async_trait::async_trait]
 impl Service for Cluster {
     async fn raft(&self, request: RaftRequest) -> RaftResponse {
+        if !self.taking_raft.load(std::sync::atomic::Ordering::Acquire) {
+            return RaftResponse::Error(format!(
+                "node {} is starting on an empty data directory",
+                self.node_id
+            ));
+        }
         self.groups.handle(request).await
     }
 

@@ -177,6 +177,12 @@ pub enum NodeRequest {
         #[serde(default)]
         draining: bool,
     },
+    /// Whether the cluster, as the receiver knows it, counts this node among its brokers (a
+    /// node starting on an empty data directory asks before it takes part).
+    Known {
+        /// The asking node.
+        node: i32,
+    },
     /// Hand the leadership of a Raft group this node leads to another replica.
     TransferLeadership {
         /// The group.
@@ -197,6 +203,13 @@ pub enum NodeResponse {
         /// The index of the command's entry in the controller's log.
         #[serde(default)]
         index: u64,
+    },
+    /// The answer to [`NodeRequest::Known`].
+    Known {
+        /// The cluster the receiver belongs to, if named yet.
+        cluster_id: Option<String>,
+        /// True when that cluster counts the asking node among its brokers.
+        known: bool,
     },
     /// This node is not the controller's leader; try that one.
     NotLeader {

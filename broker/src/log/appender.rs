@@ -166,10 +166,15 @@ pub(crate) enum Command {
         after: Option<u64>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
-    /// Drop whole segments whose entries are all at or before this log id; record it purged.
+    /// Record this log id purged (Raft reads nothing at or before it again).
     Purge {
         upto: super::raft::RaftLogId,
         reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Drop whole segments whose entries are all purged and that end at or before an offset.
+    DropPurged {
+        keep_from: i64,
+        reply: oneshot::Sender<Result<usize, LogError>>,
     },
     /// Replace the whole log with an empty one after an installed snapshot.
     Reset {
@@ -387,6 +392,11 @@ impl Writer {
             }
             Command::Purge { upto, reply } => {
                 let (writer, result) = self.blocking(move |w| w.purge(upto)).await?;
+                let _ = reply.send(result);
+                Some(writer)
+            }
+            Command::DropPurged { keep_from, reply } => {
+                let (writer, result) = self.blocking(move |w| w.drop_purged(keep_from)).await?;
                 let _ = reply.send(result);
                 Some(writer)
             }
@@ -1010,6 +1020,9 @@ fn refuse(command: Command) {
         }
         Command::AppendEntries(request) => (request.flushed)(Err(LogError::Closed)),
         Command::RollIfOlder { reply, .. } => {
+            let _ = reply.send(Err(LogError::Closed));
+        }
+        Command::DropPurged { reply, .. } => {
             let _ = reply.send(Err(LogError::Closed));
         }
         Command::Flush(reply)

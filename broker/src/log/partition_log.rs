@@ -43,6 +43,8 @@ pub(crate) struct LogShared {
     /// What the archive holds as the partition's Raft log last said (-1: not heard here
     /// since this node started; see `log::raft::CONTROL_ARCHIVED`).
     archived_pointer: AtomicI64,
+    /// Offset below which retention wants the Raft log forgotten (-1: nothing asked).
+    forget_before: AtomicI64,
     pub flushed_offset: AtomicI64,
     /// Offset after the last written batch (durable or not): the next append's offset.
     pub log_end: AtomicI64,
@@ -298,6 +300,7 @@ impl PartitionLog {
             log_start_offset: AtomicI64::new(recovered.log_start_offset),
             records_start: AtomicI64::new(recovered.records_start),
             archived_pointer: AtomicI64::new(-1),
+            forget_before: AtomicI64::new(-1),
             flushed_offset: AtomicI64::new(recovered.next_offset),
             log_end: AtomicI64::new(recovered.next_offset),
             config: RwLock::new(config),
@@ -635,6 +638,22 @@ impl PartitionLog {
     pub fn archived_pointer(&self) -> Option<i64> {
         let next = self.shared.archived_pointer.load(Ordering::Acquire);
         (next >= 0).then_some(next)
+    }
+
+    /// Lets Raft forget the entries below `offset` (retention deletes them).
+    pub fn allow_forget_before(&self, offset: i64) {
+        self.shared
+            .forget_before
+            .fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// The offset below which a replicated log's Raft side may forget entries: what the
+    /// archive holds, or what retention deletes. A snapshot there is all a new replica needs
+    /// (older reads go through the archive, or are gone).
+    pub fn forget_point(&self) -> Option<i64> {
+        let allowed = self.shared.forget_before.load(Ordering::Acquire);
+        let point = self.archived_pointer().unwrap_or(-1).max(allowed);
+        (point >= 0).then_some(point)
     }
 
     /// True when nothing but control batches lies from `offset` to the log end (an archive

@@ -838,7 +838,33 @@ impl super::PartitionLog {
         response.await.map_err(|_| LogError::Closed)?
     }
 
-    /// Purges entries up to `upto`: whole segments go, and `upto` is recorded as purged.
+    /// Drops whole segments whose entries are all purged and that end at or before
+    /// `keep_from` (retention, once Raft has forgotten them). Returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, [`LogError::Closed`].
+    pub async fn drop_purged(&self, keep_from: i64) -> Result<usize, LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(super::appender::Command::DropPurged { keep_from, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// The last entry whose records all lie below `offset`: its log id and the offset after
+    /// it (`None` if the file holds none). Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading batch headers.
+    pub fn entry_ending_by(&self, offset: i64) -> Result<Option<(RaftLogId, i64)>, LogError> {
+        super::raft_writer::entry_ending_by(&self.shared.all_segments(), offset)
+    }
+
+    /// Purges entries up to `upto`: Raft reads nothing at or before it again (the segments
+    /// stay until [`PartitionLog::drop_purged`]).
     ///
     /// # Errors
     ///

@@ -54,6 +54,44 @@ pub(crate) fn locate(
     Ok(found.map(|(position, header)| (segment.clone(), position, header)))
 }
 
+/// The last Raft entry among `segments` (offset order) whose records all lie below `offset`:
+/// its log id and the offset after it; `None` if the file holds no such entry.
+pub(crate) fn entry_ending_by(
+    segments: &[Arc<Segment>],
+    offset: i64,
+) -> Result<Option<(RaftLogId, i64)>, LogError> {
+    for segment in segments.iter().rev() {
+        if segment.base_offset() >= offset {
+            continue;
+        }
+        // The nearest checkpoint at or before the batch holding `offset - 1`.
+        let hint = segment
+            .locate(offset - 1)?
+            .map_or(segment.committed(), |(position, _)| position);
+        let (at, position) = {
+            let span = segment.raft();
+            let Some(span) = span.as_ref() else {
+                return Ok(None);
+            };
+            let i = span.checkpoints.partition_point(|&(_, p)| p <= hint);
+            span.checkpoints[i.saturating_sub(1)]
+        };
+        let mut found = None;
+        walk(segment, at, position, |index, _, header| {
+            if header.next_offset() > offset {
+                return false;
+            }
+            let term = u64::try_from(header.partition_leader_epoch).unwrap_or(0);
+            found = Some(((index, term), header.next_offset()));
+            true
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 /// Walks the batch headers of `segment` from entry `at` at `position` to its end (or until
 /// `visit` returns false), noting checkpoints in its span on the way. Returns the index after
 /// the last entry visited.
@@ -363,14 +401,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Drops whole segments whose entries are all at or before `upto` (never the active one)
-    /// and records `upto` as purged.
+    /// Records `upto` as purged: Raft reads nothing at or before it again. The segments stay
+    /// (they serve reads until retention drops them, see [`Writer::drop_purged`]).
     pub(super) fn purge(&mut self, upto: RaftLogId) -> Result<(), LogError> {
         let storage = self.shared.storage.clone();
         let dir = self.shared.dir.clone();
         if upto.0 >= self.next_index {
             // Everything goes, and the log continues after `upto`: seal what the active
-            // segment holds so it can go too, and name the new first index.
+            // segment holds, and name the new first index.
             if self.active.committed() > 0 {
                 self.roll()?;
             }
@@ -382,36 +420,42 @@ impl Writer {
             raft.written_next.store(next, Ordering::Release);
             raft.flushed_next.store(next, Ordering::Release);
         }
-        let segments = self.shared.all_segments();
-        let mut kept = Vec::with_capacity(segments.len());
-        let mut dropping = true;
-        for (at, segment) in segments.iter().enumerate() {
-            let next_base = segments
-                .get(at + 1)
-                .and_then(|n| n.raft().as_ref().map(|s| s.base_index));
-            // A sealed segment ends where the next begins.
-            let gone = dropping && next_base.is_some_and(|next| next <= upto.0 + 1);
-            if gone {
-                remove_segment_files(storage.as_ref(), &dir, segment)?;
-                self.shared
-                    .set_log_start_offset(segments[at + 1].base_offset());
-            } else {
-                dropping = false;
-                kept.push(segment.clone());
-            }
-        }
-        if kept.len() < segments.len() {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| LogError::io("sync directory", dir.clone(), e))?;
-            self.shared.set_segments(kept);
-        }
         self.raft().update_state(storage.as_ref(), &dir, |state| {
             if state.purged.is_none_or(|p| p.0 < upto.0) {
                 state.purged = Some(upto);
+                true
+            } else {
+                false
             }
-            true
         })
+    }
+
+    /// Drops whole sealed segments from the oldest while all their entries are purged and
+    /// they end at or before `keep_from` (never the active one). Returns how many went.
+    pub(super) fn drop_purged(&mut self, keep_from: i64) -> Result<usize, LogError> {
+        let storage = self.shared.storage.clone();
+        let dir = self.shared.dir.clone();
+        let purged_next = self.raft().raft_state().purged.map_or(0, |(i, _)| i + 1);
+        let segments = self.shared.all_segments();
+        let mut dropped = 0;
+        for pair in segments.windows(2) {
+            let (segment, next) = (&pair[0], &pair[1]);
+            // A sealed segment ends where the next begins.
+            let next_base = next.raft().as_ref().map(|s| s.base_index);
+            if next_base.is_none_or(|b| b > purged_next) || next.base_offset() > keep_from {
+                break;
+            }
+            remove_segment_files(storage.as_ref(), &dir, segment)?;
+            self.shared.set_log_start_offset(next.base_offset());
+            dropped += 1;
+        }
+        if dropped > 0 {
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| LogError::io("sync directory", dir.clone(), e))?;
+            self.shared.set_segments(segments[dropped..].to_vec());
+        }
+        Ok(dropped)
     }
 
     /// Replaces the whole log with an empty one that continues after `to.last` at

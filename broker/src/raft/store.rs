@@ -9,8 +9,10 @@
 //! partition's high watermark, so consumers read exactly what a quorum holds. An
 //! [`Application`] sees each committed batch too (the controller's metadata lives there). A
 //! snapshot is small: the point it was taken at, the offset after it, the producer state and
-//! leader epochs there, and the application's state; installing one replaces the local log by
-//! an empty one that continues after that point.
+//! leader epochs there, the archive pointer, and the application's state; installing one
+//! replaces the local log by an empty one that continues after that point. A partition's
+//! snapshot sits where its log may be forgotten (what the archive holds, or what retention
+//! deletes), not where it applied: a replica installing it copies only what follows.
 //!
 //! # Files beside the segments
 //!
@@ -327,14 +329,22 @@ struct MembershipFile {
     log_id: Option<RaftLogId>,
     #[serde(flatten)]
     membership: MembershipRecord,
+    /// The configurations before it, oldest first (a snapshot taken behind the last one
+    /// names the one in force at its point).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    earlier: Vec<MembershipFile>,
 }
 
 fn membership_file(stored: &StoredMembership) -> MembershipFile {
     MembershipFile {
         log_id: stored.log_id().as_ref().map(from_log_id),
         membership: MembershipRecord::of(stored.membership()),
+        earlier: Vec::new(),
     }
 }
+
+/// How many configurations a state machine remembers.
+const MEMBERSHIPS_KEPT: usize = 4;
 
 fn stored_membership(file: &MembershipFile) -> Result<StoredMembership, String> {
     Ok(StoredMembership::new(
@@ -352,6 +362,10 @@ struct SnapshotBody {
     producers: ProducerStateTable,
     epochs: EpochCache,
     application: serde_json::Value,
+    /// The archive pointer applied when it was taken: the archive holds every offset below
+    /// it (at least up to `next_offset` when the snapshot was taken for the archive).
+    #[serde(default)]
+    archived: Option<i64>,
 }
 
 /// A snapshot as written to [`SNAPSHOT_FILE`].
@@ -378,6 +392,19 @@ impl SnapshotFile {
     }
 }
 
+/// Adds a configuration to those remembered (oldest first), if it is newer than the last.
+fn remember_membership(memberships: &mut Vec<StoredMembership>, stored: StoredMembership) {
+    if memberships
+        .last()
+        .is_some_and(|m| m.log_id() >= stored.log_id())
+    {
+        return;
+    }
+    memberships.push(stored);
+    let excess = memberships.len().saturating_sub(MEMBERSHIPS_KEPT);
+    memberships.drain(..excess);
+}
+
 /// The state machine of one group.
 pub struct StateMachine {
     log: Arc<PartitionLog>,
@@ -385,7 +412,10 @@ pub struct StateMachine {
     dir: PathBuf,
     application: Arc<dyn Application>,
     applied: Option<LogId>,
-    membership: StoredMembership,
+    /// The configurations applied, oldest first; the last is in force.
+    memberships: Vec<StoredMembership>,
+    /// The last entry the current snapshot covers (shared with the builders that move it).
+    snapshot_last: Arc<std::sync::Mutex<Option<LogId>>>,
     checkpointed_at: Instant,
 }
 
@@ -427,22 +457,26 @@ impl StateMachine {
             .map(|b| serde_json::from_slice(&b))
             .transpose()
             .map_err(|e| corrupt(SNAPSHOT_FILE, e.to_string()))?;
-        let mut membership = StoredMembership::default();
+        let mut memberships = vec![StoredMembership::default()];
         let mut applied = None;
         if let Some(snapshot) = &snapshot {
-            membership =
-                stored_membership(&snapshot.membership).map_err(|e| corrupt(SNAPSHOT_FILE, e))?;
+            memberships = vec![
+                stored_membership(&snapshot.membership).map_err(|e| corrupt(SNAPSHOT_FILE, e))?,
+            ];
             application
                 .restore(&snapshot.body.application)
                 .map_err(|e| corrupt(SNAPSHOT_FILE, e))?;
+            if let Some(archived) = snapshot.body.archived {
+                log.note_archived(archived);
+            }
             applied = snapshot.last.map(to_log_id);
         }
         if let Some(bytes) = read_json(MEMBERSHIP_FILE)? {
             let file: MembershipFile = serde_json::from_slice(&bytes)
                 .map_err(|e| corrupt(MEMBERSHIP_FILE, e.to_string()))?;
-            let stored = stored_membership(&file).map_err(|e| corrupt(MEMBERSHIP_FILE, e))?;
-            if stored.log_id() > membership.log_id() {
-                membership = stored;
+            for earlier in file.earlier.iter().chain([&file]) {
+                let stored = stored_membership(earlier).map_err(|e| corrupt(MEMBERSHIP_FILE, e))?;
+                remember_membership(&mut memberships, stored);
             }
         }
         if application.stateless()
@@ -457,14 +491,37 @@ impl StateMachine {
             dir,
             application,
             applied,
-            membership,
+            memberships,
+            snapshot_last: Arc::new(std::sync::Mutex::new(
+                snapshot.and_then(|s| s.last).map(to_log_id),
+            )),
             checkpointed_at: Instant::now(),
         })
     }
 
+    /// The configuration in force.
+    fn membership(&self) -> &StoredMembership {
+        self.memberships.last().expect("at least the initial one")
+    }
+
+    /// The configuration in force at entry `index`, if still remembered.
+    fn membership_at(&self, index: u64) -> Option<&StoredMembership> {
+        self.memberships
+            .iter()
+            .rev()
+            .find(|m| m.log_id().as_ref().is_none_or(|id| id.index <= index))
+    }
+
     fn save_membership(&self) -> Result<(), io::Error> {
-        let bytes =
-            serde_json::to_vec(&membership_file(&self.membership)).expect("memberships serialise");
+        let (last, earlier) = self
+            .memberships
+            .split_last()
+            .expect("at least the initial one");
+        let file = MembershipFile {
+            earlier: earlier.iter().map(membership_file).collect(),
+            ..membership_file(last)
+        };
+        let bytes = serde_json::to_vec(&file).expect("memberships serialise");
         let path = self.dir.join(MEMBERSHIP_FILE);
         blocking(|| write_atomic(self.storage.as_ref(), &path, &bytes))
     }
@@ -499,7 +556,7 @@ impl StateMachine {
     }
 }
 
-/// Builds a snapshot of a group at the point it was asked for.
+/// Builds a snapshot of a group at the point chosen when it was asked for.
 pub struct SnapshotBuilder {
     log: Arc<PartitionLog>,
     storage: Arc<dyn Storage>,
@@ -507,6 +564,7 @@ pub struct SnapshotBuilder {
     last: Option<LogId>,
     membership: StoredMembership,
     application: serde_json::Value,
+    snapshot_last: Arc<std::sync::Mutex<Option<LogId>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -528,6 +586,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 producers: log.producers_at(next_offset)?,
                 epochs: log.epochs().until(next_offset),
                 application: serde_json::Value::Null,
+                archived: log.archived_pointer(),
             })
         })
         .map_err(io_error)?;
@@ -542,7 +601,52 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let bytes = serde_json::to_vec(&file).expect("snapshots serialise");
         let path = self.dir.join(SNAPSHOT_FILE);
         blocking(|| write_atomic(self.storage.as_ref(), &path, &bytes))?;
+        {
+            let mut current = self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner());
+            *current = (*current).max(self.last);
+        }
+        tracing::debug!(dir = %self.dir.display(), last = ?self.last, next_offset = file.body.next_offset, "snapshot written");
         file.snapshot().map_err(io::Error::other)
+    }
+}
+
+impl StateMachine {
+    fn builder_at(&self, last: Option<LogId>, membership: StoredMembership) -> SnapshotBuilder {
+        SnapshotBuilder {
+            log: self.log.clone(),
+            storage: self.storage.clone(),
+            dir: self.dir.clone(),
+            last,
+            membership,
+            application: self.application.snapshot(),
+            snapshot_last: self.snapshot_last.clone(),
+        }
+    }
+
+    /// A builder for a snapshot of a partition where its log may be forgotten (what the
+    /// archive holds, or what retention deletes), if that is past the current snapshot. A new
+    /// replica installing it starts its log there and copies only what follows.
+    fn builder_at_forget_point(&self) -> Option<SnapshotBuilder> {
+        let point = self.log.forget_point()?;
+        let applied = self.applied?;
+        let ((index, term), _) = match blocking(|| self.log.entry_ending_by(point)) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not find where to snapshot");
+                return None;
+            }
+        };
+        let last = if index >= applied.index {
+            applied
+        } else {
+            to_log_id((index, term))
+        };
+        let current = *self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner());
+        if current.is_some_and(|c| c.index >= last.index) {
+            return None;
+        }
+        let membership = self.membership_at(last.index)?.clone();
+        Some(self.builder_at(Some(last), membership))
     }
 }
 
@@ -551,7 +655,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.applied, self.membership.clone()))
+        Ok((self.applied, self.membership().clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -576,7 +680,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
                 openraft::EntryPayload::Membership(membership) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                    remember_membership(
+                        &mut self.memberships,
+                        StoredMembership::new(Some(entry.log_id), membership.clone()),
+                    );
                     membership_changed = true;
                     Applied::Done
                 }
@@ -601,15 +708,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.checkpoint(membership_changed)
     }
 
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            log: self.log.clone(),
-            storage: self.storage.clone(),
-            dir: self.dir.clone(),
-            last: self.applied,
-            membership: self.membership.clone(),
-            application: self.application.snapshot(),
+    /// A partition's snapshot sits where its log may be forgotten and is deferred until that
+    /// moves; any other group's is taken where it has applied.
+    async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<Self::SnapshotBuilder> {
+        if self.application.stateless() {
+            if let Some(builder) = self.builder_at_forget_point() {
+                return Some(builder);
+            }
+            if !force {
+                return None;
+            }
         }
+        Some(self.builder_at(self.applied, self.membership().clone()))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.builder_at(self.applied, self.membership().clone())
     }
 
     async fn install_snapshot(
@@ -636,11 +750,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.application
             .restore(&body.application)
             .map_err(io::Error::other)?;
+        if let Some(archived) = body.archived {
+            self.log.note_archived(archived);
+        }
         self.applied = Some(last);
-        self.membership = meta.last_membership.clone();
+        self.memberships = vec![meta.last_membership.clone()];
+        *self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
         let file = SnapshotFile {
             last: Some(from_log_id(&last)),
-            membership: membership_file(&self.membership),
+            membership: membership_file(self.membership()),
             body,
         };
         let bytes = serde_json::to_vec(&file).expect("snapshots serialise");

@@ -79,6 +79,8 @@ pub struct TransportMetrics {
     pub bytes_sent: AtomicU64,
     /// Frames received.
     pub frames_received: AtomicU64,
+    /// Bytes received (frame payloads).
+    pub bytes_received: AtomicU64,
     /// Connections dialed.
     pub dials: AtomicU64,
     /// Dials or connections that failed.
@@ -271,6 +273,9 @@ impl Transport {
                     match read_frame(&mut read).await {
                         Ok(Some((kind, id, payload))) => {
                             metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+                            metrics
+                                .bytes_received
+                                .fetch_add(payload.len() as u64, Ordering::Relaxed);
                             let waiter = pending
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -474,6 +479,9 @@ async fn serve_connection(
             break;
         };
         metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .bytes_received
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let service = service.clone();
         let frames = frames_tx.clone();
         tokio::spawn(async move {

@@ -99,7 +99,75 @@ pub struct RaftReplica {
     /// (term, Raft index): the log's last entry when this node was first seen leading in
     /// that term, in this process (see `high_watermark_settled`).
     leading_from: Mutex<(u64, u64)>,
+    /// The archive pointer last forgotten up to (see `forget_archived`), and whether that is
+    /// under way.
+    forgotten: Mutex<(i64, bool)>,
     registration: Option<Registration>,
+}
+
+/// Makes `raft` forget what the archive holds below `pointer` (an archive pointer its log
+/// applied): a snapshot at the last entry ending there, and a purge up to it (see
+/// [`RaftReplica::forget_archived`]).
+///
+/// # Errors
+///
+/// The group stopped, or the log could not be read.
+pub async fn forget_archived(
+    raft: &crate::raft::Raft,
+    log: &PartitionLog,
+    pointer: i64,
+) -> Result<bool, LogError> {
+    match crate::raft::store::blocking(|| log.entry_ending_by(pointer))? {
+        Some(((index, _), _)) => forget_upto(raft, index, "the archive").await,
+        None => Ok(false),
+    }
+}
+
+/// Makes Raft forget entries up to `upto`: a snapshot covering them (the state machine
+/// takes it where the log may be forgotten), then a purge. True once purged that far;
+/// false when not applied that far yet or openraft did not get there in time (the next
+/// round tries again).
+///
+/// # Errors
+///
+/// The group stopped.
+pub async fn forget_upto(
+    raft: &crate::raft::Raft,
+    upto: u64,
+    why: &'static str,
+) -> Result<bool, LogError> {
+    let (applied, snapshot, purged) = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow_watched();
+        (
+            metrics.last_applied.as_ref().map(|a| a.index),
+            metrics.snapshot.as_ref().map(|s| s.index),
+            metrics.purged.as_ref().map(|p| p.index),
+        )
+    };
+    if purged.is_some_and(|p| p >= upto) {
+        return Ok(true);
+    }
+    if applied.is_none_or(|a| a < upto) {
+        return Ok(false);
+    }
+    let timeout = Some(Duration::from_secs(10));
+    if snapshot.is_none_or(|s| s < upto) {
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let covered = |m: &RaftMetrics| m.snapshot.as_ref().is_some_and(|s| s.index >= upto);
+        if raft.wait(timeout).metrics(covered, why).await.is_err() {
+            return Ok(false);
+        }
+    }
+    raft.trigger()
+        .purge_log(upto)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    let purged = |m: &RaftMetrics| m.purged.as_ref().is_some_and(|p| p.index >= upto);
+    Ok(raft.wait(timeout).metrics(purged, why).await.is_ok())
 }
 
 impl std::fmt::Debug for RaftReplica {
@@ -131,6 +199,7 @@ impl RaftReplica {
             caught_up: Mutex::default(),
             last_leader: Mutex::default(),
             leading_from: Mutex::default(),
+            forgotten: Mutex::new((-1, false)),
             registration,
         }
     }
@@ -187,7 +256,71 @@ impl RaftReplica {
             .purge_log(applied)
             .await
             .map_err(|_| LogError::Closed)?;
+        let purged = |m: &RaftMetrics| m.purged.as_ref().is_some_and(|p| p.index >= applied);
+        if raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(purged, "purge for compaction")
+            .await
+            .is_ok()
+        {
+            self.log().drop_purged(i64::MAX).await?;
+        }
         Ok(true)
+    }
+
+    /// The last entry this replica's snapshot covers, the last its log forgot and the last
+    /// it holds (Raft indexes), for status pages.
+    pub fn snapshot_progress(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
+        let metrics = self.handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        (
+            metrics.snapshot.as_ref().map(|s| s.index),
+            metrics.purged.as_ref().map(|p| p.index),
+            metrics.last_log_index,
+        )
+    }
+
+    /// True when the archive pointer moved past what Raft last forgot here (and no
+    /// forgetting is under way).
+    pub fn has_archive_to_forget(&self) -> bool {
+        let Some(pointer) = self.log().archived_pointer() else {
+            return false;
+        };
+        let forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+        !forgotten.1 && forgotten.0 < pointer
+    }
+
+    /// Lets Raft forget what the archive holds: a snapshot at the archive pointer and the
+    /// log purged up to it. The segments stay for reads until local retention drops them; a
+    /// replica that needs older entries (new, wiped, far behind) gets the snapshot and copies
+    /// only what follows: the tail the archive does not hold yet. Returns whether it moved.
+    ///
+    /// # Errors
+    ///
+    /// The group stopped, or the log could not be read.
+    pub async fn forget_archived(&self) -> Result<bool, LogError> {
+        let log = self.log();
+        let Some(pointer) = log.archived_pointer() else {
+            return Ok(false);
+        };
+        {
+            let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+            if forgotten.1 || forgotten.0 >= pointer {
+                return Ok(false);
+            }
+            forgotten.1 = true;
+        }
+        let result = forget_archived(&self.handle.raft, log, pointer).await;
+        let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+        forgotten.1 = false;
+        if matches!(result, Ok(true)) {
+            forgotten.0 = forgotten.0.max(pointer);
+        }
+        result
+    }
+
+    async fn forget_upto(&self, upto: u64, why: &'static str) -> Result<bool, LogError> {
+        forget_upto(&self.handle.raft, upto, why).await
     }
 
     /// While leading: how many entries each other replica (followers and learners) lacks,
@@ -732,8 +865,9 @@ impl Replica for RaftReplica {
         self.log().epoch_end_offset(epoch)
     }
 
-    /// Retention on a Raft log goes through Raft: a snapshot covering the segments, then a
-    /// purge of the entries they hold (a follower that needs them later gets the snapshot).
+    /// Retention on a Raft log goes through Raft: a snapshot covering the segments and the
+    /// entries they hold purged (a follower that needs them later gets the snapshot), then
+    /// the files go.
     async fn trim(&self, keep_from: i64) -> Result<usize, LogError> {
         let log = self.log();
         let Some(base_index) = log.segment_base_index(keep_from) else {
@@ -742,43 +876,11 @@ impl Replica for RaftReplica {
         let Some(upto) = base_index.checked_sub(1) else {
             return Ok(0);
         };
-        let before = log.segments().len();
-        let raft = &self.handle.raft;
-        let covered = |m: &RaftMetrics| m.snapshot.as_ref().is_some_and(|s| s.index >= upto);
-        if !covered(&raft.metrics().borrow_watched()) {
-            if raft
-                .metrics()
-                .borrow_watched()
-                .last_applied
-                .as_ref()
-                .is_none_or(|a| a.index < upto)
-            {
-                // Not applied here yet: the next round will do.
-                return Ok(0);
-            }
-            raft.trigger()
-                .snapshot()
-                .await
-                .map_err(|_| LogError::Closed)?;
-            if raft
-                .wait(Some(Duration::from_secs(30)))
-                .metrics(covered, "snapshot for retention")
-                .await
-                .is_err()
-            {
-                return Ok(0);
-            }
+        log.allow_forget_before(keep_from);
+        if !self.forget_upto(upto, "retention").await? {
+            return Ok(0);
         }
-        raft.trigger()
-            .purge_log(upto)
-            .await
-            .map_err(|_| LogError::Closed)?;
-        let purged = |m: &RaftMetrics| m.purged.as_ref().is_some_and(|p| p.index >= upto);
-        let _ = raft
-            .wait(Some(Duration::from_secs(30)))
-            .metrics(purged, "purge for retention")
-            .await;
-        Ok(before.saturating_sub(log.segments().len()))
+        log.drop_purged(keep_from).await
     }
 
     async fn close(&self) -> Result<(), LogError> {

@@ -215,6 +215,12 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             .into_iter()
                             .map(|(n, lag)| (n.to_string(), json!(lag)))
                             .collect();
+                        // Where this replica's Raft snapshot sits and what its log forgot
+                        // (a replica that needs older entries gets the snapshot).
+                        let (snapshot, purged, last) = r
+                            .as_raft()
+                            .map(|raft| raft.snapshot_progress())
+                            .unwrap_or_default();
                         json!({
                             "role": r.role(),
                             "leader": leadership.leader,
@@ -222,6 +228,9 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "replicas": r.replicas(),
                             "in_sync": r.in_sync(),
                             "lags": lags,
+                            "raft_snapshot_index": snapshot,
+                            "raft_purged_index": purged,
+                            "raft_last_index": last,
                         })
                     });
                     json!({

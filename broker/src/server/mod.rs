@@ -119,6 +119,7 @@ impl Server {
             clock.clone(),
             rpc,
             (identity.cluster_id, identity.next_producer_id),
+            identity.fresh,
             stop.1.clone(),
         )
         .await?;
