@@ -28,6 +28,10 @@ pub struct TopicCatalog {
     pub cluster_id: String,
     /// When written.
     pub updated_ms: i64,
+    /// When the topic was found deleted: its objects are on their way out, and readers
+    /// (restores, listings) no longer see it. The object goes last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_ms: Option<i64>,
 }
 
 /// Writes (replaces) a topic's catalog object.
@@ -60,12 +64,23 @@ pub async fn delete(
     remote.delete(&layout.catalog(name, id)).await
 }
 
-/// Every topic in the catalog, by name.
+/// Every topic in the catalog that is not being deleted, by name.
 ///
 /// # Errors
 ///
 /// Store failures, or a catalog object that does not parse.
 pub async fn list(remote: &Remote, layout: &Layout) -> Result<Vec<TopicCatalog>, ArchiveError> {
+    let mut topics = list_all(remote, layout).await?;
+    topics.retain(|t| t.deleted_ms.is_none());
+    Ok(topics)
+}
+
+/// Every topic in the catalog, those being deleted too, by name.
+///
+/// # Errors
+///
+/// Store failures, or a catalog object that does not parse.
+pub async fn list_all(remote: &Remote, layout: &Layout) -> Result<Vec<TopicCatalog>, ArchiveError> {
     let mut topics = Vec::new();
     for meta in remote.list(&layout.catalog_dir(), None).await? {
         topics.push(get_json::<TopicCatalog>(remote, &meta.location).await?);

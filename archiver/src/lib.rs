@@ -205,31 +205,58 @@ impl Archive {
         catalog::list(&self.remote, &self.layout).await
     }
 
-    /// Deletes a topic incarnation from the archive: its catalog object, then every object of
-    /// its partitions. Returns how many objects went.
+    /// Every topic in the catalog, those being deleted too.
     ///
     /// # Errors
     ///
-    /// Store failures (what was deleted stays deleted; run it again to finish).
-    pub async fn delete_topic(
+    /// Store failures or unreadable catalog objects.
+    pub async fn all_topics(&self) -> Result<Vec<TopicCatalog>, ArchiveError> {
+        catalog::list_all(&self.remote, &self.layout).await
+    }
+
+    /// Deletes up to `budget` objects of a deleted topic incarnation's archive, partition
+    /// by partition, and its catalog object once nothing else is left. Returns how many
+    /// objects went and whether the topic is gone; call again until it is (deleting a topic
+    /// with millions of archived objects goes in bounded passes, and resumes where it
+    /// stopped after a restart: what is left is what it finds).
+    ///
+    /// # Errors
+    ///
+    /// Store failures (what was deleted stays deleted).
+    pub async fn sweep_topic(
         &self,
-        name: &str,
-        id: uuid::Uuid,
-        partitions: i32,
-    ) -> Result<usize, ArchiveError> {
-        catalog::delete(&self.remote, &self.layout, name, id).await?;
+        topic: &TopicCatalog,
+        budget: usize,
+    ) -> Result<(usize, bool), ArchiveError> {
+        use futures::StreamExt;
         let mut removed = 0;
-        for partition in 0..partitions {
+        for partition in 0..topic.partitions {
             let dir = self.layout.partition_dir(&PartitionId {
-                topic: name.to_string(),
-                topic_id: id,
+                topic: topic.name.clone(),
+                topic_id: topic.id,
                 partition,
             });
-            for meta in self.remote.list(&dir, None).await? {
-                self.remote.delete(&meta.location).await?;
-                removed += 1;
+            loop {
+                let left = budget - removed;
+                if left == 0 {
+                    return Ok((removed, false));
+                }
+                let found = self.remote.list_some(&dir, left).await?;
+                if found.is_empty() {
+                    break;
+                }
+                let deletes = futures::stream::iter(found)
+                    .map(|meta| async move { self.remote.delete(&meta.location).await })
+                    .buffer_unordered(16)
+                    .collect::<Vec<_>>()
+                    .await;
+                for result in deletes {
+                    result?;
+                    removed += 1;
+                }
             }
         }
-        Ok(removed)
+        catalog::delete(&self.remote, &self.layout, &topic.name, topic.id).await?;
+        Ok((removed, true))
     }
 }

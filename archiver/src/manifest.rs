@@ -891,6 +891,51 @@ impl Manifest {
         Ok(dropped)
     }
 
+    /// As [`Manifest::drop_before`], but removing at most `max_segments` segments: the start
+    /// moves to `offset` or to the end of the last segment within the budget, whichever comes
+    /// first. A cut over millions of segments goes in passes, each a bounded manifest change
+    /// and a bounded number of deletes; call again until the start reaches `offset`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::drop_before`].
+    pub async fn drop_before_at_most(
+        &mut self,
+        offset: i64,
+        max_segments: usize,
+        now_ms: i64,
+    ) -> Result<Vec<SegmentEntry>, ArchiveError> {
+        self.commit(now_ms).await?;
+        let root = self.root.clone();
+        let offset = offset.min(root.next_offset);
+        if root.is_empty() || offset <= root.start_offset {
+            return self.drop_before(offset, now_ms).await;
+        }
+        let mut counted = 0usize;
+        let mut cut = offset;
+        self.reader
+            .walk(
+                &root,
+                &mut |entry| {
+                    if entry.meta.last_offset < root.start_offset {
+                        return true;
+                    }
+                    if entry.meta.last_offset + 1 > offset {
+                        return false;
+                    }
+                    counted += 1;
+                    if counted == max_segments {
+                        cut = entry.meta.last_offset + 1;
+                        return false;
+                    }
+                    true
+                },
+                &mut |_| {},
+            )
+            .await?;
+        self.drop_before(cut, now_ms).await
+    }
+
     /// Rewrites the subtree under `node` without the entries ending before `offset`.
     async fn trim(
         &self,

@@ -22,6 +22,11 @@ use crate::error::ArchiveError;
 use crate::manifest::{Manifest, Root};
 use crate::remote::{MULTIPART_BYTES_MIN, PART_BYTES};
 
+/// Most archived segments one pass of retention or DeleteRecords removes (the archive's
+/// start moves on in the next pass): each pass is one bounded manifest change, a root that
+/// names at most this many objects to delete, and that many deletes.
+pub const DROP_BUDGET: usize = 1024;
+
 /// A sealed local segment, as the broker describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedSegment {
@@ -155,14 +160,19 @@ impl PartitionArchiver {
         self.manifest.commit(now_ms).await
     }
 
-    /// Drops archived segments ending before `offset` (retention, DeleteRecords). Returns how
-    /// many went.
+    /// Drops archived segments ending before `offset` (retention, DeleteRecords), at most
+    /// [`DROP_BUDGET`] of them: the archive's start moves towards `offset` pass by pass (see
+    /// [`Manifest::drop_before_at_most`]). Returns how many went.
     ///
     /// # Errors
     ///
     /// As [`Manifest::drop_before`].
     pub async fn drop_before(&mut self, offset: i64, now_ms: i64) -> Result<usize, ArchiveError> {
-        Ok(self.manifest.drop_before(offset, now_ms).await?.len())
+        Ok(self
+            .manifest
+            .drop_before_at_most(offset, DROP_BUDGET, now_ms)
+            .await?
+            .len())
     }
 
     /// The offset before which archived segments are past `retention_ms` / `retention_bytes`

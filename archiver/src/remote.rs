@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
@@ -404,6 +404,25 @@ impl Remote {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.failed("delete", key, e)),
         }
+    }
+
+    /// Up to `limit` objects under `dir` (recursively), in no promised order.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Unavailable`].
+    pub async fn list_some(
+        &self,
+        dir: &Path,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, ArchiveError> {
+        RemoteMetrics::add(&self.metrics.lists, 1);
+        self.store
+            .list(Some(dir))
+            .take(limit)
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("list", dir, e))
     }
 
     /// Lists the objects under `dir` (recursively), optionally only those after `offset`.

@@ -455,6 +455,56 @@ async fn retention_drops_the_oldest_segments_and_their_objects() {
     assert_eq!(seen, 3000 - 1234 + 1);
 }
 
+#[tokio::test]
+async fn a_large_cut_goes_in_bounded_passes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "w");
+    let mut manifest = Manifest::load(archive.reader(pid()), "w".into())
+        .await
+        .unwrap();
+    let layout = archive.layout().clone();
+    for i in 0..3000 {
+        let e = entry(i);
+        let (base, last, object) = (e.meta.base_offset, e.meta.last_offset, e.object_id);
+        for path in [
+            layout.segment(&pid(), base, last, object),
+            layout.sidecar(&pid(), base, last, object),
+        ] {
+            store
+                .put(&path, PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        manifest.append(e);
+    }
+    manifest.commit(1).await.unwrap();
+    let segment_objects = || async {
+        store
+            .list(Some(&archive.layout().segments_dir(&pid())))
+            .count()
+            .await
+    };
+    let before = segment_objects().await;
+    assert_eq!(before, 6000);
+    // A cut over 2,234 segments: 1,000, then 1,000, then the 234 left, then nothing.
+    let mut passes = Vec::new();
+    loop {
+        let dropped = manifest.drop_before_at_most(22_345, 1000, 2).await.unwrap();
+        if dropped.is_empty() {
+            break;
+        }
+        passes.push((dropped.len(), manifest.root().start_offset));
+        assert!(
+            manifest.root().garbage_segments.len() <= 1000,
+            "a root names at most one pass of objects to delete"
+        );
+    }
+    assert_eq!(passes, vec![(1000, 10_000), (1000, 20_000), (234, 22_345)]);
+    assert_eq!(manifest.root().segments, 3000 - 2234);
+    // Each dropped segment's objects (data and sidecar) went from the bucket.
+    assert_eq!(segment_objects().await, before - 2 * 2234);
+}
+
 use futures::StreamExt;
 
 /// A store that fails writes under "/roots/" while `fail_roots` is set, like a crash between

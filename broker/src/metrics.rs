@@ -306,7 +306,7 @@ fn render_tiering(node: &Node, out: &mut String) {
     let Some(tiering) = &node.tiering else { return };
     let m = &tiering.metrics;
     let remote = tiering.archive().remote().metrics();
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "silt_archive_uploads_total",
             "Segments archived (upload and manifest confirmed).",
@@ -324,8 +324,13 @@ fn render_tiering(node: &Node, out: &mut String) {
         ),
         (
             "silt_archive_segments_deleted_total",
-            "Archived segments removed by retention.",
+            "Archived segments removed by retention and DeleteRecords.",
             m.archive_segments_deleted.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_deleted_topic_objects_total",
+            "Objects of deleted topics removed from the bucket (by the controller's leader).",
+            m.topic_objects_deleted.load(Ordering::Relaxed),
         ),
         (
             "silt_object_store_gets_total",

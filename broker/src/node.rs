@@ -212,15 +212,7 @@ impl Node {
                         runtime.spawn(async move { tiering.put_catalog(&topic, now).await });
                     }
                     TopicEvent::Deleted { replica: true, .. } => {}
-                    TopicEvent::Deleted {
-                        name,
-                        id,
-                        partitions,
-                        ..
-                    } => {
-                        let _guard = runtime.enter();
-                        tiering.forget_topic(name, id, partitions);
-                    }
+                    TopicEvent::Deleted { id, .. } => tiering.forget_topic(id),
                 }
             }));
         }

@@ -55,6 +55,8 @@ pub struct TieringMetrics {
     pub uploaded_bytes: AtomicU64,
     /// Segments dropped from the archive by retention.
     pub archive_segments_deleted: AtomicU64,
+    /// Objects of deleted topics removed from the bucket.
+    pub topic_objects_deleted: AtomicU64,
 }
 
 /// The tiering state of one partition.
@@ -250,7 +252,25 @@ pub struct Tiering {
     sources: Mutex<HashMap<String, Archive>>,
     /// A round of following read replicas is running (a slow source must not pile them up).
     following: Arc<AtomicBool>,
+    /// Deleted topics may have objects left in the bucket (set at start and by every
+    /// deletion; the controller's leader sweeps them, see `sweep_deleted_topics`).
+    sweep_due: Arc<AtomicBool>,
+    /// A sweep is running.
+    sweeping: Arc<AtomicBool>,
+    /// When the last sweep started.
+    swept_ms: AtomicI64,
+    /// Topics this node saw deleted (swept without waiting out the grace).
+    deleted_here: Mutex<std::collections::HashSet<Uuid>>,
 }
+
+/// Most objects one pass of deleting topics removes from the bucket.
+const SWEEP_BUDGET: usize = 1000;
+/// Catalog entries this recent whose topic the controller does not have are left alone for
+/// a while (unless this node saw the topic deleted): a state that does not show a topic
+/// yet must not cost it its archive.
+const SWEEP_GRACE_MS: i64 = 10_000;
+/// Least time between two sweeps.
+const SWEEP_INTERVAL_MS: i64 = 5_000;
 
 impl Tiering {
     /// Opens the archive at `target` for this node.
@@ -302,6 +322,10 @@ impl Tiering {
             node_config: node.clone(),
             sources: Mutex::new(HashMap::new()),
             following: Arc::new(AtomicBool::new(false)),
+            sweep_due: Arc::new(AtomicBool::new(true)),
+            sweeping: Arc::new(AtomicBool::new(false)),
+            swept_ms: AtomicI64::new(0),
+            deleted_here: Mutex::default(),
         })
     }
 
@@ -553,29 +577,104 @@ impl Tiering {
             configs: topic.overrides(),
             cluster_id: self.cluster_id.clone(),
             updated_ms: now_ms,
+            deleted_ms: None,
         };
         if let Err(e) = self.archive.put_topic(&catalog).await {
             tracing::warn!(topic = %topic.name, error = %e, "topic catalog not written; retried at the next change or restart");
         }
     }
 
-    /// Removes a deleted topic from the archive (catalog and objects), in the background.
-    pub fn forget_topic(self: &Arc<Self>, name: String, id: Uuid, partitions: i32) {
+    /// Forgets a deleted topic here; its objects leave the bucket by the controller's leader
+    /// (see [`Tiering::sweep_deleted_topics`]).
+    pub fn forget_topic(&self, id: Uuid) {
         self.partitions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(topic, _), _| *topic != id);
-        let this = self.clone();
-        tokio::spawn(async move {
-            match this.archive.delete_topic(&name, id, partitions).await {
-                Ok(removed) => {
-                    tracing::info!(topic = name, %id, removed, "deleted the topic's archive")
-                }
+        self.deleted_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        self.sweep_due.store(true, Ordering::Release);
+    }
+
+    /// On the controller's leader only, so one node deletes each object: removes from the
+    /// bucket, a bounded number of objects per pass, the topics of this cluster that the
+    /// catalog still lists and the controller no longer has (deleted; a restart resumes
+    /// where the last pass stopped, as what is left is what it finds).
+    pub async fn sweep_deleted_topics(self: &Arc<Self>, node: &Arc<Node>) {
+        let now = node.clock.now_ms();
+        if !self.sweep_due.load(Ordering::Acquire)
+            || !node.cluster.controller.is_leader()
+            || !node.cluster.controller.caught_up()
+            || now < self.swept_ms.load(Ordering::Acquire) + SWEEP_INTERVAL_MS
+            || self.sweeping.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.swept_ms.store(now, Ordering::Release);
+        let (this, node) = (self.clone(), node.clone());
+        self.spawn(async move {
+            let more = match this.sweep_pass(&node, now).await {
+                Ok(more) => more,
                 Err(e) => {
-                    tracing::warn!(topic = name, %id, error = %e, "could not delete the topic's archive")
+                    tracing::warn!(error = %e, "could not delete the archive of deleted topics; retried");
+                    true
                 }
+            };
+            if !more {
+                this.sweep_due.store(false, Ordering::Release);
             }
+            this.sweeping.store(false, Ordering::Release);
         });
+    }
+
+    /// One pass: true when objects are left for the next.
+    async fn sweep_pass(&self, node: &Node, now: i64) -> Result<bool, ArchiveError> {
+        let live: std::collections::HashSet<Uuid> = node
+            .cluster
+            .controller
+            .state()
+            .topics
+            .values()
+            .map(|t| t.id)
+            .chain(node.topics.all().iter().map(|t| t.id))
+            .collect();
+        let mut budget = SWEEP_BUDGET;
+        let mut more = false;
+        for mut topic in self.archive.all_topics().await? {
+            if topic.cluster_id != self.cluster_id || live.contains(&topic.id) {
+                continue;
+            }
+            if topic.deleted_ms.is_none() {
+                let seen_deleted = self
+                    .deleted_here
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&topic.id);
+                if !seen_deleted && topic.updated_ms > now - SWEEP_GRACE_MS {
+                    more = true;
+                    continue;
+                }
+                // Marked first: restores and listings stop seeing it before objects go.
+                topic.deleted_ms = Some(now);
+                self.archive.put_topic(&topic).await?;
+            }
+            let (removed, done) = self.archive.sweep_topic(&topic, budget).await?;
+            self.metrics
+                .topic_objects_deleted
+                .fetch_add(removed as u64, Ordering::Relaxed);
+            tracing::info!(topic = topic.name, id = %topic.id, removed, done, "deleting a deleted topic's archive");
+            budget -= removed;
+            if !done {
+                return Ok(true);
+            }
+            self.deleted_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&topic.id);
+        }
+        Ok(more)
     }
 
     /// Looks at every partition once, starting upload jobs where there is work.
@@ -759,6 +858,10 @@ impl Tiering {
                     return;
                 }
                 tier.publish(archiver);
+                if !archiver.root().is_empty() {
+                    // A bounded pass (see `DROP_BUDGET`): the next round goes on.
+                    return;
+                }
             }
             let Ok(_permit) = self.uploads.clone().acquire_owned().await else {
                 return;
@@ -809,7 +912,7 @@ impl Tiering {
                         .archive_segments_deleted
                         .fetch_add(dropped as u64, Ordering::Relaxed);
                     tier.publish(archiver);
-                    tracing::info!(partition = %tier.id, dropped, start = requested, "archive start moved by DeleteRecords");
+                    tracing::info!(partition = %tier.id, dropped, start = archiver.root().start_offset, requested, "archive start moved by DeleteRecords");
                 }
                 Err(e) => {
                     if self.writer_failed(tier, term, now, &e, "moving the archive start") {
@@ -928,6 +1031,7 @@ impl Tiering {
                 return;
             }
             self.tick(&node).await;
+            self.sweep_deleted_topics(&node).await;
             // In the background: a source bucket that does not answer must not hold up uploads.
             if !self.following.swap(true, Ordering::AcqRel) {
                 let (this, node) = (self.clone(), node.clone());

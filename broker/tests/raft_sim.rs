@@ -429,7 +429,14 @@ fn run_seed(seed: u64) -> (usize, usize) {
 #[test]
 fn replication_survives_seeded_faults() {
     let seeds: Vec<u64> = match std::env::var("SILT_SIM_SEED") {
-        Ok(one) => vec![one.parse().expect("SILT_SIM_SEED is a number")],
+        Ok(one) => {
+            // One seed replayed: its story, as `RUST_LOG` asks (e.g. `silt_broker=debug`).
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+            vec![one.parse().expect("SILT_SIM_SEED is a number")]
+        }
         Err(_) => {
             let count: u64 = std::env::var("SILT_SIM_SEEDS")
                 .ok()

@@ -63,6 +63,16 @@ def test_every_segment_sidecar_and_manifest_entry_is_in_the_bucket(silt_factory,
     catalog = [k for k in keys if "/_silt/topics/" in k]
     assert len(catalog) == 1 and "tiered_" in catalog[0]
 
+    # Deleting the topic deletes its archive: every object, the catalog entry last.
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": silt.bootstrap})
+    admin.delete_topics(["tiered"])["tiered"].result(30)
+    wait_for(lambda: not any("tiered" in k for k in s3.keys("cluster-a/")), timeout=60,
+             what="the deleted topic's objects to leave the bucket")
+    listing = silt_cli("archive", "ls", "--archive", s3.url(), env=s3.env)
+    assert listing.returncode == 0 and "tiered" not in listing.stdout, listing.stdout + listing.stderr
+    assert metric(silt, "silt_archive_deleted_topic_objects_total") >= 2 * len(segment_keys)
+
 
 def test_a_bucket_outage_does_not_stop_produce_and_the_backlog_drains(silt_factory, s3):
     silt = silt_factory(extra_args=["--archive", s3.url(), *FAST_ARCHIVE], env=s3.env)

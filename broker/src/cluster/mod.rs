@@ -198,7 +198,7 @@ impl Cluster {
             keep_committed: true,
         };
         let handle = group::start(spec, storage, clock, transport.clone()).await?;
-        groups.insert(CONTROLLER_GROUP, handle.raft.clone());
+        groups.insert(CONTROLLER_GROUP, handle.raft.clone(), handle.log.clone());
         let controller = Controller::new(node, handle, app, transport.clone());
         let cluster = Arc::new(Cluster {
             node_id: me,

@@ -123,7 +123,8 @@ impl ReplicaFactory for Replicas {
         )
         .await
         .map_err(|e| e.to_string())?;
-        self.groups.insert(placement.group, handle.raft.clone());
+        self.groups
+            .insert(placement.group, handle.raft.clone(), handle.log.clone());
         let preferred: Vec<NodeId> = placement.replicas.iter().map(|r| *r as NodeId).collect();
         if placement.replicas.contains(&self.node) {
             let voters: BTreeSet<NodeId> = preferred.iter().copied().collect();

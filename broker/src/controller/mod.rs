@@ -325,6 +325,15 @@ impl Controller {
         self.leader() == Some(self.node)
     }
 
+    /// True when this node has applied its whole controller log (a leader: everything
+    /// committed before its term too, so its state names every topic that exists).
+    pub fn caught_up(&self) -> bool {
+        let metrics = self.group.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.last_log_index.is_some()
+            && metrics.last_applied.as_ref().map(|a| a.index) >= metrics.last_log_index
+    }
+
     /// Proposes `command` on this node, which must lead: its reply and its entry's index, or
     /// `Ok(None)` when this node does not lead.
     ///

@@ -853,6 +853,29 @@ impl super::PartitionLog {
         response.await.map_err(|_| LogError::Closed)?
     }
 
+    /// The term of entry `index`, if the log holds it (appended, maybe not written yet).
+    /// Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading its batch header.
+    pub fn term_of(&self, index: u64) -> Result<Option<u64>, LogError> {
+        let pending = self
+            .raft_shared()
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+            .map(|(term, _)| *term);
+        if pending.is_some() {
+            return Ok(pending);
+        }
+        Ok(self
+            .shared
+            .locate_index(index)?
+            .map(|(_, _, header)| u64::try_from(header.partition_leader_epoch).unwrap_or(0)))
+    }
+
     /// The last entry whose records all lie below `offset`: its log id and the offset after
     /// it (`None` if the file holds none). Blocking.
     ///

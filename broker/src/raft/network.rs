@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -23,6 +24,7 @@ use openraft::{EmptyNode, RaftNetworkV2};
 
 use super::codec::{RaftRequest, RaftResponse};
 use super::{GroupId, NodeId, Raft, Snapshot, TypeConfig, Vote};
+use crate::log::PartitionLog;
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -219,7 +221,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
 /// The groups of this node, by id: where arriving requests go.
 #[derive(Default)]
 pub struct Groups {
-    groups: RwLock<HashMap<GroupId, Raft>>,
+    groups: RwLock<HashMap<GroupId, (Raft, Arc<PartitionLog>)>>,
 }
 
 impl std::fmt::Debug for Groups {
@@ -230,12 +232,12 @@ impl std::fmt::Debug for Groups {
 }
 
 impl Groups {
-    /// Registers a group's Raft.
-    pub fn insert(&self, group: GroupId, raft: Raft) {
+    /// Registers a group's Raft and the log under it.
+    pub fn insert(&self, group: GroupId, raft: Raft, log: Arc<PartitionLog>) {
         self.groups
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(group, raft);
+            .insert(group, (raft, log));
     }
 
     /// Forgets a group (it left this node).
@@ -244,10 +246,15 @@ impl Groups {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&group)
+            .map(|(raft, _)| raft)
     }
 
     /// A group's Raft.
     pub fn get(&self, group: GroupId) -> Option<Raft> {
+        self.entry(group).map(|(raft, _)| raft)
+    }
+
+    fn entry(&self, group: GroupId) -> Option<(Raft, Arc<PartitionLog>)> {
         self.groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -262,7 +269,7 @@ impl Groups {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(g, r)| (*g, r.clone()))
+            .map(|(g, (r, _))| (*g, r.clone()))
             .collect();
         all.sort_by_key(|(g, _)| *g);
         all
@@ -271,7 +278,7 @@ impl Groups {
     /// Hands a request that arrived to its group and returns the answer.
     pub async fn handle(&self, request: RaftRequest) -> RaftResponse {
         let group = request.group();
-        let Some(raft) = self.get(group) else {
+        let Some((raft, log)) = self.entry(group) else {
             return RaftResponse::Error(format!("no Raft group {group} on this node"));
         };
         let fatal = |e: &dyn std::fmt::Display| RaftResponse::Error(format!("group {group}: {e}"));
@@ -289,6 +296,9 @@ impl Groups {
                 Err(e) => fatal(&e),
             },
             RaftRequest::Snapshot(_, vote, meta, data) => {
+                if holds_snapshot_point(&raft, &log, &vote, &meta).await {
+                    return RaftResponse::Snapshot(SnapshotResponse::new(vote));
+                }
                 let snapshot = Snapshot {
                     meta,
                     snapshot: data,
@@ -304,4 +314,34 @@ impl Groups {
             },
         }
     }
+}
+
+/// True when this follower of the leader that sent a snapshot already holds the snapshot's
+/// last entry and more after it, durably: the answer is then as if it installed it. A leader
+/// that lost track of a follower (an answer that timed out) may send a snapshot older than
+/// what it had just appended; openraft would take its log's progress back and lose its way,
+/// while the log already holds what the snapshot stands for (by log matching, everything up
+/// to an entry of the same term).
+async fn holds_snapshot_point(
+    raft: &Raft,
+    log: &PartitionLog,
+    vote: &Vote,
+    meta: &super::SnapshotMeta,
+) -> bool {
+    let Some(last) = meta.last_log_id else {
+        return false;
+    };
+    let following = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.vote == *vote
+    };
+    if !following || log.raft_last().is_none_or(|(index, _)| index <= last.index) {
+        return false;
+    }
+    let held = super::store::blocking(|| log.term_of(last.index));
+    if !matches!(held, Ok(Some(term)) if term == last.leader_id.term) {
+        return false;
+    }
+    log.flush().await.is_ok()
 }

@@ -485,6 +485,12 @@ impl StateMachine {
             // Entries up to the checkpoint were applied and need nothing applied again.
             applied = applied.max(Some(to_log_id(checkpoint)));
         }
+        if let Some(applied) = applied {
+            // What was applied was committed: readable again at once (openraft applies
+            // nothing up to there again, and a leader resuming its vote after a restart
+            // commits nothing new until it is written to).
+            log.set_commit_next(applied.index + 1);
+        }
         Ok(StateMachine {
             log,
             storage,
@@ -571,6 +577,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Bytes;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        // Entries up to the snapshot's point are durable here first: a partition's state is
+        // its log, and a power cut must not take entries a snapshot says are held.
+        self.log.flush().await.map_err(io_error)?;
         let log = self.log.clone();
         let last = self.last;
         let body = blocking(move || -> Result<SnapshotBody, LogError> {
@@ -738,15 +747,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 "a snapshot of nothing cannot be installed",
             ));
         };
-        self.log
-            .reset_to(ResetTo {
-                last: from_log_id(&last),
-                next_offset: body.next_offset,
-                producers: body.producers.clone(),
-                epochs: body.epochs.clone(),
-            })
-            .await
-            .map_err(io_error)?;
+        let held = {
+            let log = self.log.clone();
+            blocking(move || log.term_of(last.index)).map_err(io_error)?
+        };
+        if held == Some(last.leader_id.term) {
+            // The log holds the snapshot's last entry (so, by log matching, all before it),
+            // and openraft keeps what follows it: the log stays (durable first), Raft forgets
+            // up to there.
+            self.log.flush().await.map_err(io_error)?;
+            self.log
+                .purge_upto(from_log_id(&last))
+                .await
+                .map_err(io_error)?;
+            self.log.set_commit_next(last.index + 1);
+        } else {
+            self.log
+                .reset_to(ResetTo {
+                    last: from_log_id(&last),
+                    next_offset: body.next_offset,
+                    producers: body.producers.clone(),
+                    epochs: body.epochs.clone(),
+                })
+                .await
+                .map_err(io_error)?;
+        }
         self.application
             .restore(&body.application)
             .map_err(io::Error::other)?;

@@ -67,7 +67,7 @@ pub(crate) async fn start_node(
         .await
         .unwrap();
     let groups = Arc::new(Groups::default());
-    groups.insert(GROUP, handle.raft.clone());
+    groups.insert(GROUP, handle.raft.clone(), handle.log.clone());
     net.attach(id, groups);
     Node {
         id,
