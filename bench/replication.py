@@ -10,6 +10,11 @@ Measured in one run, each figure beside its limit from the same run:
      partition's next acknowledgement (bar <= 3 s), with the election timeouts in use;
   5. idle cost: 1,000 partitions at RF=3 over the three nodes, nothing produced: CPU (share
      of one core, from /proc/<pid>/stat over 30 s) and RSS per node (bar <= 5% of a core);
+  7. tiering under replication (`--only tiering`): three nodes archive to a real
+     S3-compatible server (moto) while a producer runs at RF=3 as fast as it goes and the
+     partition's leadership moves 10 times: archive lag (high watermark minus archived end on
+     the leader, sampled every 200 ms), and the upload rate beside the raw multipart PUT
+     bandwidth of the same server (`silt archive bench`) in the same run;
   6. catch-up from the bucket (`--only catchup`): a partition of 1 GiB archived + 64 MiB
      local tail on nodes 0-2 of four; node 2 dies with its disk and is decommissioned, so
      the partition moves to node 3: time until the new replica holds the whole log and
@@ -338,6 +343,115 @@ def catchup(binary, work, archived_mib, tail_mib):
             node.stop()
 
 
+def start_moto(work):
+    """A moto S3 server on a free port with bucket `silt-bench`: (process, env for silt)."""
+    import boto3
+    import botocore
+
+    port = free_port()
+    log = open(work / "moto.log", "w")
+    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    for _ in range(600):
+        try:
+            s3.create_bucket(Bucket="silt-bench")
+            break
+        except botocore.exceptions.EndpointConnectionError:
+            time.sleep(0.1)
+    env = {"AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    return process, env
+
+
+def tiering(binary, work, seconds, changes):
+    """Scenario 7: (raw PUT MB/s, upload MB/s, produce MB/s, lag samples in MiB)."""
+    moto, env = start_moto(work)
+    os.environ.update(env)
+    nodes = []
+    try:
+        raw = subprocess.run([str(binary), "archive", "bench", "--archive", "s3://silt-bench/raw", "--json"],
+                             check=True, capture_output=True, text=True, env={**os.environ, **env})
+        raw_put = json.loads(raw.stdout)["put_mb_s"]
+        nodes = start_cluster(binary, work / "tiering", 3, [
+            "--archive", "s3://silt-bench/cluster", "--set", "archive_check_interval_ms=200"])
+        bootstrap = ",".join(n.bootstrap for n in nodes)
+        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
+            [NewTopic("tiered", 1, 3, config={"segment.bytes": str(64 << 20)})])["tiered"].result(30)
+        wait_leaders(nodes, "tiered", 1)
+        value = 16 << 10
+        sent = [0]
+        stop = threading.Event()
+
+        def produce():
+            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                                 "batch.size": 1 << 20, "enable.idempotence": True,
+                                 "topic.metadata.refresh.interval.ms": 1000})
+            payload = b"x" * value
+            while not stop.is_set():
+                try:
+                    producer.produce("tiered", payload, partition=0)
+                    sent[0] += 1
+                except BufferError:
+                    producer.poll(0.05)
+                producer.poll(0)
+            producer.flush(120)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        lags = []
+        change_every = seconds / (changes + 1)
+        next_change = started + change_every
+        done_changes = 0
+        while time.monotonic() - started < seconds:
+            parts = {i: partition_of(n, "tiered") for i, n in enumerate(nodes)}
+            leader = next((i for i, p in parts.items() if p and p.get("online") and p["replica"]["role"] == "leader"), None)
+            if leader is not None:
+                p = parts[leader]
+                archived = p["archive"]["archived_next_offset"] or 0
+                lags.append((p["high_watermark"] - archived) * value / 2**20)
+                if time.monotonic() >= next_change and done_changes < changes:
+                    to = (leader + 1) % 3
+                    request = urllib.request.Request(
+                        f"http://{nodes[leader].admin}/v1/partitions/tiered/0/transfer_leadership",
+                        data=json.dumps({"to": to}).encode(), method="POST",
+                        headers={"content-type": "application/json"})
+                    try:
+                        urllib.request.urlopen(request, timeout=30).read()
+                        done_changes += 1
+                    except Exception as e:  # noqa: BLE001 - counted, retried at the next sample
+                        print(f"  transfer failed: {e}", flush=True)
+                    next_change += change_every
+            time.sleep(0.2)
+        stop.set()
+        thread.join(180)
+        produced_s = time.monotonic() - started
+        # Drain: the archive reaches the high watermark.
+        while True:
+            parts = [partition_of(n, "tiered") for n in nodes]
+            leader = next((p for p in parts if p and p.get("online") and p["replica"]["role"] == "leader"), None)
+            if leader and (leader["archive"]["archived_next_offset"] or 0) >= leader["high_watermark"] - 1:
+                break
+            time.sleep(0.2)
+        total_s = time.monotonic() - started
+        uploaded = 0.0
+        for n in nodes:
+            with urllib.request.urlopen(f"http://{n.admin}/metrics", timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("silt_archive_uploaded_bytes_total "):
+                        uploaded += float(line.split()[1])
+        produced = sent[0] * value
+        return raw_put, uploaded / total_s / 1e6, produced / produced_s / 1e6, lags, done_changes, total_s - produced_s
+    finally:
+        for node in nodes:
+            node.stop()
+        moto.terminate()
+        moto.wait()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
@@ -346,9 +460,11 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
-    parser.add_argument("--only", choices=["all", "failover", "catchup"], default="all",
+    parser.add_argument("--only", choices=["all", "failover", "catchup", "tiering"], default="all",
                         help="failover: just the fail-over rounds (on a fresh cluster); "
-                             "catchup: just the catch-up from the bucket")
+                             "catchup: just the catch-up from the bucket; "
+                             "tiering: just archive lag and upload rate under replication")
+    parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--archived-mib", type=int, default=1024)
     parser.add_argument("--tail-mib", type=int, default=64)
     args = parser.parse_args()
@@ -368,6 +484,18 @@ def main():
                   f"{seconds:.1f} s, {copied / 2**20:.1f} MiB received ({100 * copied / size:.1f}% of the "
                   f"partition's {size / 2**20:.0f} MiB); a plain copy of the leader's partition on this disk: "
                   f"{plain:.1f} s ({size / 2**20 / plain:.0f} MiB/s)", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.only == "tiering":
+        try:
+            raw_put, upload, produce, lags, changes, drain = tiering(binary, work, max(args.seconds, 30.0), args.changes)
+            lags.sort()
+            print(f"tiering under replication, {changes} leader changes: produce {produce:.1f} MB/s; "
+                  f"archive lag p50 {lags[len(lags) // 2]:.0f} MiB, max {lags[-1]:.0f} MiB (segments of 64 MiB); "
+                  f"drained {drain:.1f} s after the producer stopped; upload {upload:.1f} MB/s over the run = "
+                  f"{100 * upload / raw_put:.0f}% of raw PUT {raw_put:.1f} MB/s, {100 * upload / produce:.0f}% of the produce rate",
+                  flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return

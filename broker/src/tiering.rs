@@ -797,6 +797,14 @@ impl Tiering {
                 l.is_leader && u64::try_from(l.epoch).unwrap_or(0) == term
             })
         };
+        // A graceful hand-over of the leadership waits for the upload under way; none starts
+        // while it waits.
+        let group = partition
+            .replica
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_raft().map(|raft| raft.group()));
+        let uploads = &node.cluster.pulse.uploads;
         let archived = archiver.archived_next_offset();
         // An idle partition's data must not wait forever in the active segment.
         let segments = log.segments();
@@ -863,6 +871,16 @@ impl Tiering {
                     return;
                 }
             }
+            let _upload = match group {
+                Some(group) => match uploads.begin(group) {
+                    Some(upload) => Some(upload),
+                    None => {
+                        tracing::info!(partition = %tier.id, term, "leadership being handed over: uploads stop here");
+                        return;
+                    }
+                },
+                None => None,
+            };
             let Ok(_permit) = self.uploads.clone().acquire_owned().await else {
                 return;
             };

@@ -20,6 +20,7 @@ pub mod pulse;
 pub mod reassign;
 pub mod reconcile;
 mod replicas;
+pub mod uploads;
 pub mod voters;
 
 use std::collections::{BTreeSet, HashMap};
@@ -504,6 +505,12 @@ impl Cluster {
                         message: format!("node {} does not lead Raft group {group}", self.node_id),
                     };
                 }
+                // An upload in flight finishes first (bounded).
+                let _hand_over = self
+                    .pulse
+                    .uploads
+                    .hand_over(group, uploads::HAND_OVER_WAIT)
+                    .await;
                 match raft.trigger().transfer_leader(to as NodeId).await {
                     Ok(()) => NodeResponse::Done {
                         reply: None,

@@ -183,6 +183,13 @@ pub async fn transfer_here(node: &Node, group: u64, to: i32) -> Result<(), OpErr
             node.config.node_id
         )));
     }
+    // An upload in flight finishes first (bounded).
+    let _hand_over = node
+        .cluster
+        .pulse
+        .uploads
+        .hand_over(group, super::uploads::HAND_OVER_WAIT)
+        .await;
     raft.trigger()
         .transfer_leader(to as NodeId)
         .await

@@ -187,6 +187,8 @@ pub struct Pulse {
     in_flight: Mutex<HashMap<NodeId, Arc<AtomicBool>>>,
     /// This node is shutting down.
     draining: AtomicBool,
+    /// Uploads to the archive under way (a hand-over lets them finish first).
+    pub uploads: Arc<super::uploads::Uploads>,
 }
 
 impl Pulse {
@@ -203,6 +205,7 @@ impl Pulse {
             counters: PulseCounters::default(),
             in_flight: Mutex::default(),
             draining: AtomicBool::new(false),
+            uploads: Arc::default(),
         }
     }
 
@@ -388,18 +391,28 @@ impl Pulse {
             }
         }
         for (group, raft, to) in transfer {
+            if self.uploads.handing_over(group) {
+                continue;
+            }
             tracing::debug!(
                 group,
                 to,
                 "handing leadership back to the preferred replica"
             );
             self.counters.transfers.fetch_add(1, Ordering::Relaxed);
-            // A heartbeat first: a follower that missed entries of an idle group hears of them
-            // now, and the new leader waits only for those before it takes over.
-            let _ = raft.trigger().heartbeat().await;
-            if let Err(e) = raft.trigger().transfer_leader(to).await {
-                tracing::debug!(group, error = %e, "could not hand leadership back");
-            }
+            // An upload in flight finishes first; waiting must not hold up the other groups.
+            let uploads = self.uploads.clone();
+            tokio::spawn(async move {
+                let _hand_over = uploads
+                    .hand_over(group, super::uploads::HAND_OVER_WAIT)
+                    .await;
+                // A heartbeat first: a follower that missed entries of an idle group hears
+                // of them now, and the new leader waits only for those before it takes over.
+                let _ = raft.trigger().heartbeat().await;
+                if let Err(e) = raft.trigger().transfer_leader(to).await {
+                    tracing::debug!(group, error = %e, "could not hand leadership back");
+                }
+            });
         }
     }
 
