@@ -171,6 +171,11 @@ pub(crate) enum Command {
         upto: super::raft::RaftLogId,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Read what a snapshot after a Raft entry holds.
+    SnapshotPoint {
+        index: u64,
+        reply: oneshot::Sender<Result<Option<super::raft::SnapshotPoint>, LogError>>,
+    },
     /// Drop whole segments whose entries are all purged and that end at or before an offset.
     DropPurged {
         keep_from: i64,
@@ -392,6 +397,11 @@ impl Writer {
             }
             Command::Purge { upto, reply } => {
                 let (writer, result) = self.blocking(move |w| w.purge(upto)).await?;
+                let _ = reply.send(result);
+                Some(writer)
+            }
+            Command::SnapshotPoint { index, reply } => {
+                let (writer, result) = self.blocking(move |w| w.snapshot_point(index)).await?;
                 let _ = reply.send(result);
                 Some(writer)
             }
@@ -1023,6 +1033,9 @@ fn refuse(command: Command) {
             let _ = reply.send(Err(LogError::Closed));
         }
         Command::DropPurged { reply, .. } => {
+            let _ = reply.send(Err(LogError::Closed));
+        }
+        Command::SnapshotPoint { reply, .. } => {
             let _ = reply.send(Err(LogError::Closed));
         }
         Command::Flush(reply)

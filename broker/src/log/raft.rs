@@ -1021,35 +1021,71 @@ impl super::PartitionLog {
         &self,
         offset: i64,
     ) -> Result<super::producer_state::ProducerStateTable, LogError> {
-        let storage = self.shared.storage.as_ref();
-        let names = storage
-            .list_dir(&self.shared.dir)
-            .map_err(|e| LogError::io("list directory", self.shared.dir.clone(), e))?;
-        let snapshots = names
-            .iter()
-            .filter_map(|n| {
-                super::recovery::parse_snapshot_name(n)
-                    .filter(|&o| o <= offset)
-                    .map(|o| (o, self.shared.dir.join(n)))
-            })
-            .collect();
-        let segments: Vec<_> = self
-            .shared
-            .all_segments()
-            .into_iter()
-            .filter(|s| s.base_offset() < offset)
-            .collect();
-        if segments.is_empty() {
-            return Ok(self.shared.producers().clone());
-        }
-        super::recovery::recover_producers_until(
-            storage,
-            &segments,
-            &snapshots,
-            offset,
-            self.shared.clock.now_ms(),
-        )
+        producers_at(&self.shared, offset)
     }
+
+    /// What a snapshot after entry `index` holds: the offset after it, the producers and
+    /// leader epochs there; `None` when the log no longer holds that entry (a snapshot
+    /// installed meanwhile). Read on the writer, so no truncation, reset or segment deletion
+    /// runs under it.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, [`LogError::Closed`].
+    pub async fn snapshot_point(&self, index: u64) -> Result<Option<SnapshotPoint>, LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(super::appender::Command::SnapshotPoint { index, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+}
+
+/// What a snapshot of a replicated log holds at its point (see
+/// [`PartitionLog::snapshot_point`]).
+#[derive(Debug, Clone)]
+pub struct SnapshotPoint {
+    /// Offset after the snapshot's last entry.
+    pub next_offset: i64,
+    /// Idempotent producers there.
+    pub producers: super::producer_state::ProducerStateTable,
+    /// Leader epochs up to there.
+    pub epochs: EpochCache,
+}
+
+/// The producer table of a log as of `offset`, from its snapshots and batch headers.
+pub(crate) fn producers_at(
+    shared: &super::partition_log::LogShared,
+    offset: i64,
+) -> Result<super::producer_state::ProducerStateTable, LogError> {
+    let storage = shared.storage.as_ref();
+    let names = storage
+        .list_dir(&shared.dir)
+        .map_err(|e| LogError::io("list directory", shared.dir.clone(), e))?;
+    let snapshots = names
+        .iter()
+        .filter_map(|n| {
+            super::recovery::parse_snapshot_name(n)
+                .filter(|&o| o <= offset)
+                .map(|o| (o, shared.dir.join(n)))
+        })
+        .collect();
+    let segments: Vec<_> = shared
+        .all_segments()
+        .into_iter()
+        .filter(|s| s.base_offset() < offset)
+        .collect();
+    if segments.is_empty() {
+        return Ok(shared.producers().clone());
+    }
+    super::recovery::recover_producers_until(
+        storage,
+        &segments,
+        &snapshots,
+        offset,
+        shared.clock.now_ms(),
+    )
 }
 
 fn entry_bytes(body: &EntryBody) -> u64 {

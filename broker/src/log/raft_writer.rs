@@ -430,6 +430,27 @@ impl Writer {
         })
     }
 
+    /// What a snapshot after entry `index` holds (see `PartitionLog::snapshot_point`).
+    pub(super) fn snapshot_point(
+        &mut self,
+        index: u64,
+    ) -> Result<Option<super::raft::SnapshotPoint>, LogError> {
+        let Some(next_offset) = self.shared.next_offset_after(index)? else {
+            return Ok(None);
+        };
+        let epochs = self
+            .raft()
+            .epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .until(next_offset);
+        Ok(Some(super::raft::SnapshotPoint {
+            next_offset,
+            producers: super::raft::producers_at(&self.shared, next_offset)?,
+            epochs,
+        }))
+    }
+
     /// Drops whole sealed segments from the oldest while all their entries are purged and
     /// they end at or before `keep_from` (never the active one). Returns how many went.
     pub(super) fn drop_purged(&mut self, keep_from: i64) -> Result<usize, LogError> {

@@ -39,7 +39,7 @@ use super::{
     StoredMembership, TypeConfig, Vote, from_read, log_id, to_write,
 };
 use crate::log::producer_state::ProducerStateTable;
-use crate::log::raft::{EpochCache, RaftLogId, ResetTo};
+use crate::log::raft::{EpochCache, RaftLogId, ResetTo, SnapshotPoint};
 use crate::log::storage::{read_all, write_atomic};
 use crate::log::{LogError, PartitionLog, Storage};
 
@@ -580,25 +580,42 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Entries up to the snapshot's point are durable here first: a partition's state is
         // its log, and a power cut must not take entries a snapshot says are held.
         self.log.flush().await.map_err(io_error)?;
-        let log = self.log.clone();
-        let last = self.last;
-        let body = blocking(move || -> Result<SnapshotBody, LogError> {
-            let next_offset = match last {
-                Some(id) => log
-                    .locate_next_offset(id.index)?
-                    .unwrap_or_else(|| log.log_start_offset()),
-                None => log.log_start_offset(),
-            };
-            Ok(SnapshotBody {
-                format: 1,
-                next_offset,
-                producers: log.producers_at(next_offset)?,
-                epochs: log.epochs().until(next_offset),
-                application: serde_json::Value::Null,
-                archived: log.archived_pointer(),
-            })
-        })
-        .map_err(io_error)?;
+        let point = match self.last {
+            Some(id) => self.log.snapshot_point(id.index).await.map_err(io_error)?,
+            None => None,
+        };
+        let point = match point {
+            Some(point) => point,
+            None => {
+                let current = blocking(|| self.load_current()).map_err(io::Error::other)?;
+                if let Some(current) = current
+                    && current.last.map(to_log_id) >= self.last
+                {
+                    // A snapshot was installed while this one was asked for, and the log
+                    // no longer holds this point: the installed one stands, and is newer.
+                    return current.snapshot().map_err(io::Error::other);
+                }
+                // Nothing in the log at this point (an empty log): it starts where it does.
+                let log = self.log.clone();
+                blocking(move || -> Result<_, LogError> {
+                    let next_offset = log.log_start_offset();
+                    Ok(SnapshotPoint {
+                        next_offset,
+                        producers: log.producers_at(next_offset)?,
+                        epochs: log.epochs().until(next_offset),
+                    })
+                })
+                .map_err(io_error)?
+            }
+        };
+        let body = SnapshotBody {
+            format: 1,
+            next_offset: point.next_offset,
+            producers: point.producers,
+            epochs: point.epochs,
+            application: serde_json::Value::Null,
+            archived: self.log.archived_pointer(),
+        };
         let file = SnapshotFile {
             last: self.last.as_ref().map(from_log_id),
             membership: membership_file(&self.membership),
@@ -616,6 +633,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         }
         tracing::debug!(dir = %self.dir.display(), last = ?self.last, next_offset = file.body.next_offset, "snapshot written");
         file.snapshot().map_err(io::Error::other)
+    }
+}
+
+impl SnapshotBuilder {
+    /// The snapshot file as it is.
+    fn load_current(&self) -> Result<Option<SnapshotFile>, String> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        if !self.storage.exists(&path) {
+            return Ok(None);
+        }
+        let bytes = self
+            .storage
+            .open(&path, false)
+            .and_then(|f| read_all(f.as_ref()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
