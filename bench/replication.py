@@ -375,11 +375,17 @@ def tiering(binary, work, seconds, changes):
         raw = subprocess.run([str(binary), "archive", "bench", "--archive", "s3://silt-bench/raw", "--json"],
                              check=True, capture_output=True, text=True, env={**os.environ, **env})
         raw_put = json.loads(raw.stdout)["put_mb_s"]
+        # One object at a time, as one partition's uploads go.
+        raw_one = subprocess.run([str(binary), "archive", "bench", "--archive", "s3://silt-bench/raw1",
+                                  "--concurrency", "1", "--json"],
+                                 check=True, capture_output=True, text=True, env={**os.environ, **env})
+        raw_put_one = json.loads(raw_one.stdout)["put_mb_s"]
         nodes = start_cluster(binary, work / "tiering", 3, [
-            "--archive", "s3://silt-bench/cluster", "--set", "archive_check_interval_ms=200"])
+            "--archive", "s3://silt-bench/cluster", "--set", "archive_check_interval_ms=200",
+            "--set", "archive_upload_interval_ms=1000"])
         bootstrap = ",".join(n.bootstrap for n in nodes)
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic("tiered", 1, 3, config={"segment.bytes": str(64 << 20)})])["tiered"].result(30)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("tiered", 1, 3, config={"segment.bytes": str(64 << 20)})])["tiered"].result(30)
         wait_leaders(nodes, "tiered", 1)
         value = 16 << 10
         sent = [0]
@@ -408,7 +414,8 @@ def tiering(binary, work, seconds, changes):
         done_changes = 0
         while time.monotonic() - started < seconds:
             parts = {i: partition_of(n, "tiered") for i, n in enumerate(nodes)}
-            leader = next((i for i, p in parts.items() if p and p.get("online") and p["replica"]["role"] == "leader"), None)
+            leader = next((i for i, p in parts.items()
+                           if p and p.get("online") and p.get("archive") and p["replica"]["role"] == "leader"), None)
             if leader is not None:
                 p = parts[leader]
                 archived = p["archive"]["archived_next_offset"] or 0
@@ -429,22 +436,36 @@ def tiering(binary, work, seconds, changes):
         stop.set()
         thread.join(180)
         produced_s = time.monotonic() - started
-        # Drain: the archive reaches the high watermark.
-        while True:
+
+        def uploaded_bytes():
+            total = 0.0
+            for n in nodes:
+                with urllib.request.urlopen(f"http://{n.admin}/metrics", timeout=10) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("silt_archive_uploaded_bytes_total "):
+                            total += float(line.split()[1])
+            return total
+
+        at_stop = uploaded_bytes()
+        # Drain: the archive reaches the high watermark (but for the control entries at the
+        # log's end: archive pointers, a new leader's first entry).
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
             parts = [partition_of(n, "tiered") for n in nodes]
-            leader = next((p for p in parts if p and p.get("online") and p["replica"]["role"] == "leader"), None)
-            if leader and (leader["archive"]["archived_next_offset"] or 0) >= leader["high_watermark"] - 1:
+            leader = next((p for p in parts
+                           if p and p.get("online") and p.get("archive") and p["replica"]["role"] == "leader"), None)
+            if leader and (leader["archive"]["archived_next_offset"] or 0) >= leader["high_watermark"] - 30:
                 break
             time.sleep(0.2)
         total_s = time.monotonic() - started
-        uploaded = 0.0
-        for n in nodes:
-            with urllib.request.urlopen(f"http://{n.admin}/metrics", timeout=10) as r:
-                for line in r.read().decode().splitlines():
-                    if line.startswith("silt_archive_uploaded_bytes_total "):
-                        uploaded += float(line.split()[1])
+        uploaded = uploaded_bytes()
+        drain_s = total_s - produced_s
         produced = sent[0] * value
-        return raw_put, uploaded / total_s / 1e6, produced / produced_s / 1e6, lags, done_changes, total_s - produced_s
+        return {
+            "raw_put": raw_put, "raw_put_one": raw_put_one,
+            "upload": uploaded / total_s / 1e6, "drain_upload": (uploaded - at_stop) / drain_s / 1e6,
+            "produce": produced / produced_s / 1e6, "lags": lags, "changes": done_changes, "drain_s": drain_s,
+        }
     finally:
         for node in nodes:
             node.stop()
@@ -489,13 +510,15 @@ def main():
         return
     if args.only == "tiering":
         try:
-            raw_put, upload, produce, lags, changes, drain = tiering(binary, work, max(args.seconds, 30.0), args.changes)
-            lags.sort()
-            print(f"tiering under replication, {changes} leader changes: produce {produce:.1f} MB/s; "
+            r = tiering(binary, work, max(args.seconds, 30.0), args.changes)
+            lags = sorted(r["lags"])
+            print(f"tiering under replication, {r['changes']} leader changes: produce {r['produce']:.1f} MB/s; "
                   f"archive lag p50 {lags[len(lags) // 2]:.0f} MiB, max {lags[-1]:.0f} MiB (segments of 64 MiB); "
-                  f"drained {drain:.1f} s after the producer stopped; upload {upload:.1f} MB/s over the run = "
-                  f"{100 * upload / raw_put:.0f}% of raw PUT {raw_put:.1f} MB/s, {100 * upload / produce:.0f}% of the produce rate",
-                  flush=True)
+                  f"drained {r['drain_s']:.1f} s after the producer stopped", flush=True)
+            print(f"upload {r['upload']:.1f} MB/s over the run ({100 * r['upload'] / r['produce']:.0f}% of the produce rate), "
+                  f"{r['drain_upload']:.1f} MB/s while draining = {100 * r['drain_upload'] / r['raw_put_one']:.0f}% of raw PUT "
+                  f"one object at a time ({r['raw_put_one']:.1f} MB/s), {100 * r['drain_upload'] / r['raw_put']:.0f}% of raw PUT "
+                  f"four at a time ({r['raw_put']:.1f} MB/s)", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
