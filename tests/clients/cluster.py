@@ -114,7 +114,7 @@ class Cluster:
     """`n` nodes (ids 0..n-1), all controller voters, topics RF=3 and min.insync=2 by
     default."""
 
-    def __init__(self, tmp_path, n=3, extra_args=(), name="node"):
+    def __init__(self, tmp_path, n=3, extra_args=(), name="node", env=None):
         self.proxies = []
         self.nodes = []
         # Nodes stopped with SIGSTOP: their status is not asked for (it would hang).
@@ -131,7 +131,7 @@ class Cluster:
                 "--set", f"default_min_insync_replicas={min(n, 2)}",
                 *extra_args,
             ]
-            node = Silt(tmp_path / f"{name}-{i}", tmp_path / f"{name}-{i}.log", args)
+            node = Silt(tmp_path / f"{name}-{i}", tmp_path / f"{name}-{i}.log", args, env=env)
             node.rpc_port = rpc_ports[i]
             self.nodes.append(node)
 

@@ -152,12 +152,12 @@ def cluster_factory(tmp_path):
 
     made = []
 
-    def make(n=3, extra_args=(), name="node"):
+    def make(n=3, extra_args=(), name="node", env=None):
         # The nodes' RPC ports are picked before the nodes start (each is named in the
         # others' seeds), so another process may take one in between (an outgoing
         # connection's ephemeral port): then the cluster is made again on fresh ports.
         for attempt in range(3):
-            cluster = Cluster(tmp_path / f"{name}-try{attempt}" if attempt else tmp_path, n, extra_args, name)
+            cluster = Cluster(tmp_path / f"{name}-try{attempt}" if attempt else tmp_path, n, extra_args, name, env)
             try:
                 return cluster.start()
             except RuntimeError as e:
