@@ -871,15 +871,12 @@ impl Tiering {
                     return;
                 }
             }
-            let _upload = match group {
-                Some(group) => match uploads.begin(group) {
-                    Some(upload) => Some(upload),
-                    None => {
-                        tracing::info!(partition = %tier.id, term, "leadership being handed over: uploads stop here");
-                        return;
-                    }
-                },
-                None => None,
+            let _upload = match group.map(|group| uploads.begin(group)) {
+                Some(None) => {
+                    tracing::info!(partition = %tier.id, term, "leadership being handed over: uploads stop here");
+                    return;
+                }
+                upload => upload.flatten(),
             };
             let Ok(_permit) = self.uploads.clone().acquire_owned().await else {
                 return;

@@ -41,14 +41,19 @@ def archived(cluster):
     return leader_archive(cluster)["archived_next_offset"] or 0
 
 
-def test_leader_changes_during_uploads_leave_one_archive_readable_from_zero(cluster_factory, tmp_path):
-    bucket = tmp_path / "bucket"
-    cluster = cluster_factory(3, extra_args=(
+def tiered_cluster(cluster_factory, bucket, n=3):
+    """`n` nodes sharing the archive `bucket`, archiving within a second of a write."""
+    return cluster_factory(n, extra_args=(
         "--archive", str(bucket),
         "--set", "archive_check_interval_ms=200",
         "--set", "archive_upload_interval_ms=500",
         "--set", "retention_check_interval_ms=500",
     ))
+
+
+def test_leader_changes_during_uploads_leave_one_archive_readable_from_zero(cluster_factory, tmp_path):
+    bucket = tmp_path / "bucket"
+    cluster = tiered_cluster(cluster_factory, bucket)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=3, config={
         "segment.bytes": "32768",
@@ -173,12 +178,7 @@ def test_a_replica_far_behind_rebuilds_from_the_bucket_and_copies_only_the_tail(
     bucket)."""
     topic = "rebuilt"
     bucket = tmp_path / "bucket"
-    cluster = cluster_factory(3, extra_args=(
-        "--archive", str(bucket),
-        "--set", "archive_check_interval_ms=200",
-        "--set", "archive_upload_interval_ms=500",
-        "--set", "retention_check_interval_ms=500",
-    ))
+    cluster = tiered_cluster(cluster_factory, bucket)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
         "segment.bytes": "262144",
@@ -250,11 +250,7 @@ def test_a_wiped_node_is_refused_and_its_replacement_copies_only_the_tail(cluste
     logs are gone); the operator decommissions it and the partition moves to a spare node,
     whose new replica starts from the archive and copies only the tail."""
     topic = "replaced"
-    cluster = cluster_factory(4, extra_args=(
-        "--archive", str(tmp_path / "bucket"),
-        "--set", "archive_check_interval_ms=200",
-        "--set", "archive_upload_interval_ms=500",
-    ))
+    cluster = tiered_cluster(cluster_factory, tmp_path / "bucket", 4)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
         "segment.bytes": "262144",

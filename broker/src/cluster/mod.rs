@@ -495,23 +495,7 @@ impl Cluster {
                 }
             }
             NodeRequest::TransferLeadership { group, to } => {
-                let Some(raft) = self.groups.get(group) else {
-                    return NodeResponse::Error {
-                        message: format!("no Raft group {group} on node {}", self.node_id),
-                    };
-                };
-                if raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
-                    return NodeResponse::Error {
-                        message: format!("node {} does not lead Raft group {group}", self.node_id),
-                    };
-                }
-                // An upload in flight finishes first (bounded).
-                let _hand_over = self
-                    .pulse
-                    .uploads
-                    .hand_over(group, uploads::HAND_OVER_WAIT)
-                    .await;
-                match raft.trigger().transfer_leader(to as NodeId).await {
+                match ops::transfer_here(self, group, to).await {
                     Ok(()) => NodeResponse::Done {
                         reply: None,
                         index: 0,

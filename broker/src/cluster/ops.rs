@@ -136,7 +136,7 @@ pub async fn transfer_leadership(
         .map(|c| c.leader)
         .ok_or_else(|| OpError::Unavailable(format!("{topic}/{partition} has no leader now")))?;
     if leader == node.config.node_id {
-        transfer_here(node, group, to).await?;
+        transfer_here(&node.cluster, group, to).await?;
     } else {
         let request = serde_json::to_vec(&NodeRequest::TransferLeadership { group, to })
             .expect("requests serialise");
@@ -171,21 +171,19 @@ pub async fn transfer_leadership(
 /// # Errors
 ///
 /// [`OpError`] when this node does not lead it.
-pub async fn transfer_here(node: &Node, group: u64, to: i32) -> Result<(), OpError> {
-    let raft = node
-        .cluster
+pub async fn transfer_here(cluster: &super::Cluster, group: u64, to: i32) -> Result<(), OpError> {
+    let raft = cluster
         .groups
         .get(group)
         .ok_or_else(|| OpError::NotFound(format!("no Raft group {group} on this node")))?;
     if raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
         return Err(OpError::Invalid(format!(
             "node {} does not lead Raft group {group}",
-            node.config.node_id
+            cluster.node_id
         )));
     }
     // An upload in flight finishes first (bounded).
-    let _hand_over = node
-        .cluster
+    let _hand_over = cluster
         .pulse
         .uploads
         .hand_over(group, super::uploads::HAND_OVER_WAIT)

@@ -803,6 +803,19 @@ impl PartitionLog {
         Ok(removed.into_iter().map(|(info, _)| info).collect())
     }
 
+    /// Sends the writer a command that answers on a channel, and waits for the answer.
+    pub(crate) async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command,
+    ) -> Result<T, LogError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        response.await.map_err(|_| LogError::Closed)?
+    }
+
     /// Seals the active segment if it holds data appended `age_ms` ago or earlier (idle rolls
     /// for the archiver, time retention of the active segment). Returns whether it rolled.
     ///
@@ -810,12 +823,8 @@ impl PartitionLog {
     ///
     /// [`LogError::Closed`], or the roll's I/O error.
     pub async fn roll_if_older(&self, age_ms: i64) -> Result<bool, LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(Command::RollIfOlder { age_ms, reply })
+        self.ask(|reply| Command::RollIfOlder { age_ms, reply })
             .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
     }
 
     /// Fsyncs whatever was written and not yet fsynced.
@@ -824,12 +833,7 @@ impl PartitionLog {
     ///
     /// [`LogError::Closed`] or the fsync's error.
     pub async fn flush(&self) -> Result<(), LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(Command::Flush(reply))
-            .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
+        self.ask(Command::Flush).await
     }
 
     /// Flushes, writes the active segment's indexes and a clean-shutdown marker, and stops the
@@ -839,12 +843,7 @@ impl PartitionLog {
     ///
     /// [`LogError::Closed`] if already closed, or an I/O error (the next open then scans).
     pub async fn close(&self) -> Result<(), LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(Command::Close(reply))
-            .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
+        self.ask(Command::Close).await
     }
 }
 

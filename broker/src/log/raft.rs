@@ -827,15 +827,11 @@ impl super::PartitionLog {
                 *last = after.or(purged);
             }
         }
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(super::appender::Command::Truncate {
-                after: after.map(|(i, _)| i),
-                reply,
-            })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
+        self.ask(|reply| super::appender::Command::Truncate {
+            after: after.map(|(i, _)| i),
+            reply,
+        })
+        .await
     }
 
     /// Drops whole segments whose entries are all purged and that end at or before
@@ -845,12 +841,8 @@ impl super::PartitionLog {
     ///
     /// I/O errors, [`LogError::Closed`].
     pub async fn drop_purged(&self, keep_from: i64) -> Result<usize, LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(super::appender::Command::DropPurged { keep_from, reply })
+        self.ask(|reply| super::appender::Command::DropPurged { keep_from, reply })
             .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
     }
 
     /// The term of entry `index`, if the log holds it (appended, maybe not written yet).
@@ -905,12 +897,8 @@ impl super::PartitionLog {
                 *last = Some(upto);
             }
         }
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(super::appender::Command::Purge { upto, reply })
+        self.ask(|reply| super::appender::Command::Purge { upto, reply })
             .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
     }
 
     /// Replaces the log with an empty one after an installed snapshot.
@@ -919,15 +907,11 @@ impl super::PartitionLog {
     ///
     /// I/O errors, [`LogError::Closed`].
     pub async fn reset_to(&self, to: ResetTo) -> Result<(), LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(super::appender::Command::Reset {
-                to: Box::new(to),
-                reply,
-            })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
+        self.ask(|reply| super::appender::Command::Reset {
+            to: Box::new(to),
+            reply,
+        })
+        .await
     }
 
     /// Raft says entries before index `next` are committed: the high watermark may move
@@ -1033,12 +1017,8 @@ impl super::PartitionLog {
     ///
     /// I/O errors, [`LogError::Closed`].
     pub async fn snapshot_point(&self, index: u64) -> Result<Option<SnapshotPoint>, LogError> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .send(super::appender::Command::SnapshotPoint { index, reply })
+        self.ask(|reply| super::appender::Command::SnapshotPoint { index, reply })
             .await
-            .map_err(|_| LogError::Closed)?;
-        response.await.map_err(|_| LogError::Closed)?
     }
 }
 

@@ -549,17 +549,23 @@ impl StateMachine {
     }
 
     fn load_snapshot(&self) -> Result<Option<SnapshotFile>, io::Error> {
-        let path = self.dir.join(SNAPSHOT_FILE);
-        blocking(|| {
-            if !self.storage.exists(&path) {
-                return Ok(None);
-            }
-            let bytes = read_all(self.storage.open(&path, false)?.as_ref())?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
-        })
+        blocking(|| read_snapshot_file(self.storage.as_ref(), &self.dir))
     }
+}
+
+/// The snapshot file in `dir`, if there is one (blocking).
+fn read_snapshot_file(
+    storage: &dyn Storage,
+    dir: &std::path::Path,
+) -> Result<Option<SnapshotFile>, io::Error> {
+    let path = dir.join(SNAPSHOT_FILE);
+    if !storage.exists(&path) {
+        return Ok(None);
+    }
+    let bytes = read_all(storage.open(&path, false)?.as_ref())?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
 }
 
 /// Builds a snapshot of a group at the point chosen when it was asked for.
@@ -587,7 +593,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let point = match point {
             Some(point) => point,
             None => {
-                let current = blocking(|| self.load_current()).map_err(io::Error::other)?;
+                let current = blocking(|| read_snapshot_file(self.storage.as_ref(), &self.dir))?;
                 if let Some(current) = current
                     && current.last.map(to_log_id) >= self.last
                 {
@@ -633,24 +639,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         }
         tracing::debug!(dir = %self.dir.display(), last = ?self.last, next_offset = file.body.next_offset, "snapshot written");
         file.snapshot().map_err(io::Error::other)
-    }
-}
-
-impl SnapshotBuilder {
-    /// The snapshot file as it is.
-    fn load_current(&self) -> Result<Option<SnapshotFile>, String> {
-        let path = self.dir.join(SNAPSHOT_FILE);
-        if !self.storage.exists(&path) {
-            return Ok(None);
-        }
-        let bytes = self
-            .storage
-            .open(&path, false)
-            .and_then(|f| read_all(f.as_ref()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 

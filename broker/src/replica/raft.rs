@@ -224,47 +224,23 @@ impl RaftReplica {
     ///
     /// The group stopped.
     pub async fn compact_log(&self, min_entries: u64) -> Result<bool, LogError> {
-        let raft = &self.handle.raft;
-        let (applied, snapshot) = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow_watched();
-            (
-                metrics.last_applied.as_ref().map(|a| a.index),
-                metrics.snapshot.as_ref().map(|s| s.index),
-            )
-        };
+        let (snapshot, _, _) = self.snapshot_progress();
+        let metrics = self.handle.raft.metrics();
+        let applied = metrics
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .map(|a| a.index);
         let Some(applied) = applied else {
             return Ok(false);
         };
         if snapshot.is_some_and(|s| s + min_entries > applied) {
             return Ok(false);
         }
-        raft.trigger()
-            .snapshot()
-            .await
-            .map_err(|_| LogError::Closed)?;
-        let covered = |m: &RaftMetrics| m.snapshot.as_ref().is_some_and(|s| s.index >= applied);
-        if raft
-            .wait(Some(Duration::from_secs(30)))
-            .metrics(covered, "snapshot for compaction")
-            .await
-            .is_err()
-        {
+        if !self.forget_upto(applied, "compaction").await? {
             return Ok(false);
         }
-        raft.trigger()
-            .purge_log(applied)
-            .await
-            .map_err(|_| LogError::Closed)?;
-        let purged = |m: &RaftMetrics| m.purged.as_ref().is_some_and(|p| p.index >= applied);
-        if raft
-            .wait(Some(Duration::from_secs(30)))
-            .metrics(purged, "purge for compaction")
-            .await
-            .is_ok()
-        {
-            self.log().drop_purged(i64::MAX).await?;
-        }
+        self.log().drop_purged(i64::MAX).await?;
         Ok(true)
     }
 
