@@ -692,17 +692,12 @@ impl Tiering {
                 let Ok(tier) = self.tier(&topic, partition.index) else {
                     continue;
                 };
-                if replica
-                    .as_raft()
-                    .is_some_and(|raft| raft.has_archive_to_forget())
-                {
+                if replica.has_archive_to_forget() {
                     // Raft forgets what the archive holds, on every replica: a replica that
                     // needs it later starts from the archive instead.
                     let replica = replica.clone();
                     tokio::spawn(async move {
-                        if let Some(raft) = replica.as_raft()
-                            && let Err(e) = raft.forget_archived().await
-                        {
+                        if let Err(e) = replica.forget_archived().await {
                             tracing::debug!(error = %e, "could not forget what the archive holds");
                         }
                     });

@@ -631,15 +631,32 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             },
         };
         let bytes = serde_json::to_vec(&file).expect("snapshots serialise");
-        let path = self.dir.join(SNAPSHOT_FILE);
-        blocking(|| write_atomic(self.storage.as_ref(), &path, &bytes))?;
         {
+            // One writer of the file at a time, and never an older snapshot over a newer one
+            // (one installed while this was built: the log was reset past this point).
             let mut current = self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner());
-            *current = (*current).max(self.last);
+            if *current > self.last {
+                let installed = blocking(|| read_snapshot_file(self.storage.as_ref(), &self.dir))?
+                    .ok_or_else(|| io::Error::other("an installed snapshot's file is gone"))?;
+                return installed.snapshot().map_err(io::Error::other);
+            }
+            write_snapshot_file(self.storage.as_ref(), &self.dir, &bytes)?;
+            *current = self.last;
         }
         tracing::debug!(dir = %self.dir.display(), last = ?self.last, next_offset = file.body.next_offset, "snapshot written");
         file.snapshot().map_err(io::Error::other)
     }
+}
+
+/// Writes the snapshot file in `dir` (blocking); the caller holds the state machine's
+/// `snapshot_last` lock, so writes never race.
+fn write_snapshot_file(
+    storage: &dyn Storage,
+    dir: &std::path::Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let path = dir.join(SNAPSHOT_FILE);
+    blocking(|| write_atomic(storage, &path, bytes))
 }
 
 impl StateMachine {
@@ -803,15 +820,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.applied = Some(last);
         self.memberships = vec![meta.last_membership.clone()];
-        *self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
         let file = SnapshotFile {
             last: Some(from_log_id(&last)),
             membership: membership_file(self.membership()),
             body,
         };
         let bytes = serde_json::to_vec(&file).expect("snapshots serialise");
-        let path = self.dir.join(SNAPSHOT_FILE);
-        blocking(|| write_atomic(self.storage.as_ref(), &path, &bytes))?;
+        {
+            let mut current = self.snapshot_last.lock().unwrap_or_else(|p| p.into_inner());
+            write_snapshot_file(self.storage.as_ref(), &self.dir, &bytes)?;
+            *current = Some(last);
+        }
         self.save_membership()?;
         tracing::info!(dir = %self.dir.display(), last = %last, "installed a snapshot");
         Ok(())

@@ -91,6 +91,25 @@ pub trait Replica: Debug + Send + Sync + 'static {
         Ok(())
     }
 
+    /// True when the archive moved past what this replica's Raft log last forgot (and no
+    /// forgetting is under way). A partition of one replica has no Raft log to forget.
+    fn has_archive_to_forget(&self) -> bool {
+        false
+    }
+
+    /// Lets the replica's Raft log forget what the archive holds: a snapshot at the archive
+    /// pointer and the log purged up to it. The segments stay for reads until local
+    /// retention drops them; a replica that needs older entries (new, or far behind) gets the
+    /// snapshot and copies only the tail the archive does not hold yet. Returns whether it
+    /// moved.
+    ///
+    /// # Errors
+    ///
+    /// The group stopped, or the log could not be read.
+    async fn forget_archived(&self) -> Result<bool, LogError> {
+        Ok(false)
+    }
+
     /// False on a leader that has not yet committed an entry of its own term: its high
     /// watermark may still trail what an earlier leader showed (after a full restart it
     /// starts from what this node knew committed). Kafka answers offset queries then with

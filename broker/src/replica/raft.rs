@@ -256,45 +256,6 @@ impl RaftReplica {
         )
     }
 
-    /// True when the archive pointer moved past what Raft last forgot here (and no
-    /// forgetting is under way).
-    pub fn has_archive_to_forget(&self) -> bool {
-        let Some(pointer) = self.log().archived_pointer() else {
-            return false;
-        };
-        let forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
-        !forgotten.1 && forgotten.0 < pointer
-    }
-
-    /// Lets Raft forget what the archive holds: a snapshot at the archive pointer and the
-    /// log purged up to it. The segments stay for reads until local retention drops them; a
-    /// replica that needs older entries (new, wiped, far behind) gets the snapshot and copies
-    /// only what follows: the tail the archive does not hold yet. Returns whether it moved.
-    ///
-    /// # Errors
-    ///
-    /// The group stopped, or the log could not be read.
-    pub async fn forget_archived(&self) -> Result<bool, LogError> {
-        let log = self.log();
-        let Some(pointer) = log.archived_pointer() else {
-            return Ok(false);
-        };
-        {
-            let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
-            if forgotten.1 || forgotten.0 >= pointer {
-                return Ok(false);
-            }
-            forgotten.1 = true;
-        }
-        let result = forget_archived(&self.handle.raft, log, pointer).await;
-        let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
-        forgotten.1 = false;
-        if matches!(result, Ok(true)) {
-            forgotten.0 = forgotten.0.max(pointer);
-        }
-        result
-    }
-
     async fn forget_upto(&self, upto: u64, why: &'static str) -> Result<bool, LogError> {
         forget_upto(&self.handle.raft, upto, why).await
     }
@@ -786,6 +747,35 @@ impl Replica for RaftReplica {
                 Err(LogError::Closed)
             }
         }
+    }
+
+    fn has_archive_to_forget(&self) -> bool {
+        let Some(pointer) = self.log().archived_pointer() else {
+            return false;
+        };
+        let forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+        !forgotten.1 && forgotten.0 < pointer
+    }
+
+    async fn forget_archived(&self) -> Result<bool, LogError> {
+        let log = self.log();
+        let Some(pointer) = log.archived_pointer() else {
+            return Ok(false);
+        };
+        {
+            let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+            if forgotten.1 || forgotten.0 >= pointer {
+                return Ok(false);
+            }
+            forgotten.1 = true;
+        }
+        let result = forget_archived(&self.handle.raft, log, pointer).await;
+        let mut forgotten = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+        forgotten.1 = false;
+        if matches!(result, Ok(true)) {
+            forgotten.0 = forgotten.0.max(pointer);
+        }
+        result
     }
 
     async fn replicate_archived(&self, next: i64, version: u64) -> Result<(), LogError> {
