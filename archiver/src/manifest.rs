@@ -27,6 +27,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use silt_index::manifest::{self, Child, FANOUT, Node, SegmentEntry};
+use silt_index::sidecar::Sidecar;
 use uuid::Uuid;
 
 use crate::error::ArchiveError;
@@ -361,6 +362,78 @@ impl ManifestReader {
         }
     }
 
+    /// The leader epochs of the archived log under `root`, as (epoch, first offset), epochs
+    /// and offsets increasing: what a log restored from the archive answers
+    /// OffsetForLeaderEpoch with below its local start. Walks every leaf once and reads the
+    /// sidecar of each segment where a newer epoch appears. A version-1 sidecar does not say
+    /// where inside its segment an epoch starts: the segment's base stands for it (earlier
+    /// than the truth, so a client that validates its position there reads a few records
+    /// again rather than skipping any).
+    ///
+    /// # Errors
+    ///
+    /// Store failures, corrupt nodes or sidecars.
+    pub async fn epochs(&self, root: &Root) -> Result<Vec<(i32, i64)>, ArchiveError> {
+        self.epochs_until(root, root.next_offset).await
+    }
+
+    /// [`Self::epochs`] of the segments that start before `until` (a read replica's visible
+    /// end: the sidecars of later ones may not have arrived).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::epochs`].
+    pub async fn epochs_until(
+        &self,
+        root: &Root,
+        until: i64,
+    ) -> Result<Vec<(i32, i64)>, ArchiveError> {
+        let mut changes: Vec<SegmentEntry> = Vec::new();
+        let mut newest = i32::MIN;
+        self.walk(
+            root,
+            &mut |entry| {
+                if entry.meta.base_offset >= until {
+                    return false;
+                }
+                if entry.meta.leader_epoch > newest {
+                    newest = entry.meta.leader_epoch;
+                    changes.push(*entry);
+                }
+                true
+            },
+            &mut |_| {},
+        )
+        .await?;
+        let mut epochs: Vec<(i32, i64)> = Vec::new();
+        for entry in changes {
+            let starts = self.epoch_starts(&entry).await?;
+            extend_epochs(&mut epochs, starts, root.start_offset);
+        }
+        Ok(epochs)
+    }
+
+    /// Where each leader epoch starts in an archived segment, from its sidecar: (epoch,
+    /// first offset); a version-1 sidecar says only the newest, which stands at the base.
+    ///
+    /// # Errors
+    ///
+    /// Store failures, a corrupt sidecar.
+    pub async fn epoch_starts(
+        &self,
+        entry: &SegmentEntry,
+    ) -> Result<Vec<(i32, i64)>, ArchiveError> {
+        let key = self.sidecar_key(entry);
+        let bytes = self.remote.get(&key).await?;
+        let sidecar = Sidecar::decode(&bytes).map_err(|e| ArchiveError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(sidecar
+            .epochs
+            .unwrap_or_else(|| vec![(entry.meta.leader_epoch, entry.meta.base_offset)]))
+    }
+
     /// The segment object key of an entry.
     pub fn segment_key(&self, entry: &SegmentEntry) -> Path {
         self.layout.segment(
@@ -389,6 +462,20 @@ impl ManifestReader {
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+}
+
+/// Adds a segment's epoch starts to a partition's epochs: only epochs newer than the last,
+/// never before `start` (the archive may start inside a segment, after DeleteRecords).
+pub fn extend_epochs(epochs: &mut Vec<(i32, i64)>, starts: Vec<(i32, i64)>, start: i64) {
+    for (epoch, offset) in starts {
+        let offset = offset.max(start);
+        if epochs.last().is_none_or(|&(last, _)| epoch > last) {
+            if epochs.last().is_some_and(|&(_, at)| at >= offset) {
+                epochs.pop();
+            }
+            epochs.push((epoch, offset));
+        }
     }
 }
 

@@ -104,8 +104,12 @@ impl PartitionArchiver {
                 ),
             });
         }
-        let (indexer, record_count, leader_epoch) =
-            scan(segment, self.index_interval_bytes).await?;
+        let Scanned {
+            indexer,
+            records: record_count,
+            epochs,
+        } = scan(segment, self.index_interval_bytes).await?;
+        let leader_epoch = epochs.last().map_or(0, |&(epoch, _)| epoch.max(0));
         let object_id = *self
             .object_ids
             .entry(segment.base_offset)
@@ -131,6 +135,7 @@ impl PartitionArchiver {
             meta,
             offset_index: indexer.offset_index().clone(),
             time_index: indexer.time_index().clone(),
+            epochs: Some(epochs),
         };
         let sidecar_key =
             reader
@@ -229,12 +234,18 @@ fn rand_u64() -> u64 {
     u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
-/// Reads every batch header of the segment: builds its indexes, counts records, checks that
-/// the batches are contiguous from the base offset and end exactly at the size.
-async fn scan(
-    segment: &SealedSegment,
-    interval: u32,
-) -> Result<(SegmentIndexer, u64, i32), ArchiveError> {
+/// What reading a segment's batch headers found.
+struct Scanned {
+    indexer: SegmentIndexer,
+    records: u64,
+    /// The leader epochs that start in the segment, as (epoch, first offset).
+    epochs: Vec<(i32, i64)>,
+}
+
+/// Reads every batch header of the segment: builds its indexes, counts records, notes where
+/// each leader epoch starts, checks that the batches are contiguous from the base offset and
+/// end exactly at the size.
+async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, ArchiveError> {
     let segment = segment.clone();
     tokio::task::spawn_blocking(move || {
         let local = |reason: String| ArchiveError::Local {
@@ -246,7 +257,7 @@ async fn scan(
         let end = segment.start_position + segment.size_bytes;
         let mut position = segment.start_position;
         let mut records = 0u64;
-        let mut epoch = -1i32;
+        let mut epochs: Vec<(i32, i64)> = Vec::new();
         let mut expected = segment.base_offset;
         let mut buf = [0u8; BATCH_HEADER_BYTES];
         while position < end {
@@ -263,7 +274,14 @@ async fn scan(
             }
             indexer.on_batch(&header);
             records += u64::try_from(header.record_count).unwrap_or(0);
-            epoch = epoch.max(header.partition_leader_epoch);
+            // Epochs only grow along a log; a batch stamped lower (a client's -1 on a log
+            // that never stamped) stays in the epoch before it.
+            if epochs
+                .last()
+                .is_none_or(|&(last, _)| header.partition_leader_epoch > last)
+            {
+                epochs.push((header.partition_leader_epoch, header.base_offset));
+            }
             expected = header.next_offset();
             position += u64::from(header.size());
         }
@@ -274,7 +292,11 @@ async fn scan(
             )));
         }
         indexer.seal();
-        Ok((indexer, records, epoch.max(0)))
+        Ok(Scanned {
+            indexer,
+            records,
+            epochs,
+        })
     })
     .await
     .map_err(|e| ArchiveError::Local {

@@ -669,3 +669,82 @@ async fn a_local_directory_archive_works_and_fences() {
     assert_eq!(root.next_offset, 10);
     let _: Bytes = Bytes::new();
 }
+
+/// Writes a segment of one-record batches from `base`, the batch `i` stamped with leader
+/// epoch `epochs[i]`.
+fn segment_in_epochs(dir: &std::path::Path, base: i64, epochs: &[i32]) -> SealedSegment {
+    let mut bytes = Vec::new();
+    for (i, epoch) in epochs.iter().enumerate() {
+        let record = NewRecord {
+            value: Some(Bytes::from_static(b"v")),
+            timestamp: 1_700_000_000_000 + i as i64,
+            ..Default::default()
+        };
+        let mut batch = encode_batch(base + i as i64, &[record], Codec::None, None).to_vec();
+        silt_index::batch::set_leader_epoch(&mut batch, *epoch);
+        bytes.extend(batch);
+    }
+    let path = dir.join(format!("{base:020}.log"));
+    std::fs::write(&path, &bytes).unwrap();
+    SealedSegment {
+        base_offset: base,
+        next_offset: base + epochs.len() as i64,
+        size_bytes: bytes.len() as u64,
+        path,
+        start_position: 0,
+    }
+}
+
+/// A sidecar as version 1 wrote it: no epoch section.
+fn as_version_1(sidecar: &[u8]) -> Bytes {
+    let decoded = Sidecar::decode(sidecar).unwrap();
+    let epochs = 4 + 12 * decoded.epochs.map_or(0, |e| e.len());
+    let mut bytes = sidecar[..sidecar.len() - 4 - epochs].to_vec();
+    bytes[8..10].copy_from_slice(&1u16.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn the_archive_knows_where_each_leader_epoch_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = archive(store.clone(), "w1");
+    let mut partition = archive.partition(pid()).await.unwrap();
+    let segments = [
+        segment_in_epochs(dir.path(), 0, &[1, 1, 2]),
+        segment_in_epochs(dir.path(), 3, &[2, 2]),
+        segment_in_epochs(dir.path(), 5, &[2, 5, 7, 7]),
+        segment_in_epochs(dir.path(), 9, &[8, 9]),
+    ];
+    let mut entries = Vec::new();
+    for segment in &segments {
+        entries.push(partition.upload(segment, 5).await.unwrap());
+    }
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.meta.leader_epoch)
+            .collect::<Vec<_>>(),
+        [2, 2, 7, 9],
+        "a leaf names each segment's newest epoch"
+    );
+    let reader = archive.reader(pid());
+    let root = partition.root().clone();
+    assert_eq!(
+        reader.epochs(&root).await.unwrap(),
+        [(1, 0), (2, 2), (5, 6), (7, 7), (8, 9), (9, 10)]
+    );
+    // The last segment's sidecar as an older silt wrote it: its newer epoch stands at its base.
+    let key = reader.sidecar_key(&entries[3]);
+    let current = store.get(&key).await.unwrap().bytes().await.unwrap();
+    store
+        .put(&key, as_version_1(&current).into())
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.epochs(&root).await.unwrap(),
+        [(1, 0), (2, 2), (5, 6), (7, 7), (9, 9)]
+    );
+}

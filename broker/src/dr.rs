@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt, TryStreamExt};
+
 use silt_archiver::{Archive, PartitionId, TopicCatalog};
 
 use crate::cluster::admin::{Created, NewTopic, Restored};
@@ -84,10 +86,11 @@ pub async fn create_topic(
         // A replica never archives: its archive is the source's.
         merged.remove("remote.storage.enable");
     }
-    let starts = if replica.is_some() {
-        vec![0; catalog.partitions as usize]
+    let (starts, epochs) = if replica.is_some() {
+        let count = catalog.partitions as usize;
+        (vec![0; count], vec![Vec::new(); count])
     } else {
-        next_offsets(&source, &catalog).await?
+        archived_ends(&source, &catalog).await?.into_iter().unzip()
     };
     let merged_list: Vec<(String, String)> = merged.into_iter().collect();
     let new = NewTopic {
@@ -98,6 +101,7 @@ pub async fn create_topic(
         restored: Some(Restored {
             id: catalog.id,
             starts: starts.clone(),
+            epochs,
         }),
     };
     let mut created = node.create_topic(new, validate_only).await?;
@@ -136,19 +140,28 @@ async fn find(archive: &Archive, name: &str) -> Result<TopicCatalog, TopicError>
         })
 }
 
-/// Each partition's next offset in the archive (where its local log starts).
-async fn next_offsets(archive: &Archive, catalog: &TopicCatalog) -> Result<Vec<i64>, TopicError> {
-    let roots = (0..catalog.partitions).map(|partition| {
+/// Each partition's next offset in the archive (where its local log starts), with the
+/// leader epochs of its archived records (its local log continues in a newer one).
+async fn archived_ends(
+    archive: &Archive,
+    catalog: &TopicCatalog,
+) -> Result<Vec<(i64, Vec<(i32, i64)>)>, TopicError> {
+    let ends = (0..catalog.partitions).map(|partition| {
         let reader = archive.reader(PartitionId {
             topic: catalog.name.clone(),
             topic_id: catalog.id,
             partition,
         });
-        async move { reader.latest_root().await }
+        async move {
+            let root = reader.latest_root().await?;
+            let epochs = reader.epochs(&root).await?;
+            Ok::<_, silt_archiver::ArchiveError>((root.next_offset, epochs))
+        }
     });
-    futures::future::try_join_all(roots)
+    futures::stream::iter(ends)
+        .buffered(8)
+        .try_collect()
         .await
-        .map(|roots| roots.iter().map(|r| r.next_offset).collect())
         .map_err(|e| {
             TopicError::Archive(format!(
                 "could not read the manifests of '{}' at {}: {e}",

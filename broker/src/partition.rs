@@ -494,12 +494,15 @@ impl PartitionView {
     /// below it and where that epoch ended, or `(-1, -1)` (UNDEFINED_EPOCH) when there is none.
     pub fn epoch_end_offset(&self, epoch: i32) -> (i32, i64) {
         if self.is_replica() {
-            // A read replica serves its source in one epoch, which ends where it serves.
-            return if epoch == LOCAL_EPOCH {
-                (LOCAL_EPOCH, self.bounds_now().high_watermark)
-            } else {
-                (-1, -1)
-            };
+            // A read replica serves its source in one epoch of its own, which ends where it
+            // serves; the epochs its records were written in are the source's.
+            if epoch == LOCAL_EPOCH {
+                return (LOCAL_EPOCH, self.bounds_now().high_watermark);
+            }
+            return self
+                .tier()
+                .and_then(|t| t.replica_epoch_end_offset(epoch))
+                .unwrap_or((-1, -1));
         }
         self.replica().epoch_end_offset(epoch).unwrap_or((-1, -1))
     }

@@ -85,6 +85,8 @@ pub struct PartitionTier {
     visible: watch::Sender<i64>,
     /// When a follower replica last read the archive's root (what its leader archived).
     followed_ms: AtomicI64,
+    /// For a read replica: the leader epochs of the source's records it serves, once read.
+    epochs: Mutex<Option<crate::log::raft::EpochCache>>,
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -148,6 +150,18 @@ impl PartitionTier {
     /// Wakes when a read replica's visible end moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.visible.subscribe()
+    }
+
+    /// For a read replica: OffsetForLeaderEpoch over the source's records it serves (see
+    /// [`crate::log::raft::EpochCache::end_offset_for`]); `None` when the epoch is unknown or
+    /// the source's epochs were not read yet.
+    pub fn replica_epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        let visible = *self.visible.borrow();
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .end_offset_for(epoch, visible)
     }
 
     /// True for a read replica's partition.
@@ -541,6 +555,7 @@ impl Tiering {
                     source,
                     visible: watch::Sender::new(-1),
                     followed_ms: AtomicI64::new(i64::MIN / 2),
+                    epochs: Mutex::new(None),
                 })
             })
             .clone())
@@ -1189,6 +1204,15 @@ impl Tiering {
             }
         };
         let mut visible = offset;
+        // Segments that bring a newer epoch than the last known: their sidecars say where.
+        let mut newest = tier
+            .epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|e| e.latest())
+            .map(|(epoch, _)| epoch);
+        let mut epoch_changes = Vec::new();
         while offset < latest.next_offset {
             let entry = match reader.find_offset(&latest, offset).await {
                 Ok(Some(entry)) => entry,
@@ -1208,6 +1232,10 @@ impl Tiering {
                 tracing::debug!(partition = %tier.id, base = entry.meta.base_offset, "read replica: segment not replicated yet");
                 break;
             }
+            if newest.is_some_and(|n| entry.meta.leader_epoch > n) {
+                newest = Some(entry.meta.leader_epoch);
+                epoch_changes.push(entry);
+            }
             offset = entry.meta.last_offset + 1;
             visible = offset;
         }
@@ -1215,10 +1243,51 @@ impl Tiering {
         if visible < view.next_offset {
             view.next_offset = visible;
         }
+        if let Err(e) = self
+            .follow_epochs(tier, &reader, &view, epoch_changes)
+            .await
+        {
+            // Read again from the whole manifest next round.
+            tracing::warn!(partition = %tier.id, error = %e, "read replica: could not read the source's leader epochs");
+            *tier.epochs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         if seen.is_none_or(|c| view.next_offset > c.next_offset || view.version > c.version) {
             tracing::debug!(partition = %tier.id, version = view.version, next = view.next_offset, "read replica: following");
             tier.publish_view(view.clone());
         }
         Ok(view)
+    }
+
+    /// Brings a read replica's copy of the source's leader epochs up to `view`: the first
+    /// time from the whole manifest, then from the segments that brought a newer epoch.
+    async fn follow_epochs(
+        &self,
+        tier: &PartitionTier,
+        reader: &ManifestReader,
+        view: &Root,
+        changes: Vec<silt_index::manifest::SegmentEntry>,
+    ) -> Result<(), ArchiveError> {
+        let known = tier
+            .epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|e| e.entries().to_vec());
+        // (Until a first epoch is known, each round reads the whole manifest: it is small.)
+        let mut epochs = match known {
+            Some(known) if !known.is_empty() => known,
+            _ => reader.epochs_until(view, view.next_offset).await?,
+        };
+        for entry in changes {
+            let starts = reader.epoch_starts(&entry).await?;
+            silt_archiver::manifest::extend_epochs(&mut epochs, starts, view.start_offset);
+        }
+        let cache =
+            crate::log::raft::EpochCache::checked(epochs).ok_or_else(|| ArchiveError::Corrupt {
+                key: tier.id.to_string(),
+                reason: "the source's leader epochs do not increase".into(),
+            })?;
+        *tier.epochs.lock().unwrap_or_else(|p| p.into_inner()) = Some(cache);
+        Ok(())
     }
 }

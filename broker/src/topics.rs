@@ -599,7 +599,13 @@ impl TopicRegistry {
                         self.adopt_legacy_group_log(&dir, index, single).await?;
                     }
                     if let Some(start) = meta.starts.as_ref().and_then(|s| s.get(index as usize)) {
-                        self.prepare_restored(&dir, *start).await?;
+                        let epochs = meta
+                            .epochs
+                            .as_ref()
+                            .and_then(|e| e.get(index as usize))
+                            .cloned()
+                            .unwrap_or_default();
+                        self.prepare_restored(&dir, *start, epochs).await?;
                     }
                     let log_config = LogConfig::new(&config, &self.node);
                     let replica = factory
@@ -767,8 +773,14 @@ impl TopicRegistry {
         Ok(topic)
     }
 
-    /// Makes `dir` an empty log starting at `start`, unless it exists (a restored partition).
-    async fn prepare_restored(&self, dir: &Path, start: i64) -> Result<(), TopicError> {
+    /// Makes `dir` an empty log starting at `start` in the epoch after the archive's `epochs`,
+    /// unless it exists (a restored partition).
+    async fn prepare_restored(
+        &self,
+        dir: &Path,
+        start: i64,
+        epochs: Vec<(i32, i64)>,
+    ) -> Result<(), TopicError> {
         if self.storage.exists(dir) {
             return Ok(());
         }
@@ -780,7 +792,7 @@ impl TopicRegistry {
             &self.node,
         );
         self.blocking(move || {
-            PartitionLog::create_empty_at(storage.as_ref(), &dir, start, &config)
+            PartitionLog::create_restored(storage.as_ref(), &dir, start, &epochs, &config)
                 .map_err(TopicError::from)
         })
         .await

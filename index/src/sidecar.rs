@@ -7,7 +7,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "SILTSIDE"
-//!      8     2  format version (1)
+//!      8     2  format version (2; version 1 has no epoch section)
 //!     10     8  base offset
 //!     18     8  last offset
 //!     26     8  first timestamp
@@ -20,8 +20,14 @@
 //!     70     4  M: bytes of the time index
 //!     74     N  offset index (offset_index format)
 //!   74+N     M  time index (time_index format)
-//! 74+N+M     4  CRC-32C of every byte before it
+//! 74+N+M     4  K: leader epochs that start in the segment (version 2 only)
+//! 78+N+M  12*K  K x (leader epoch i32, first offset i64), epochs and offsets increasing; the
+//!               first names the epoch of the segment's first batch, at its base offset
+//!      …     4  CRC-32C of every byte before it
 //! ```
+//!
+//! Version 1 sidecars (written before the epoch section existed) still decode, with
+//! [`Sidecar::epochs`] `None`.
 
 use crate::IndexError;
 use crate::offset_index::OffsetIndex;
@@ -29,7 +35,9 @@ use crate::segment::SegmentMeta;
 use crate::time_index::TimeIndex;
 
 const MAGIC: &[u8; 8] = b"SILTSIDE";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The version before the epoch section.
+const VERSION_1: u16 = 1;
 const FIXED_BYTES: usize = 74;
 const _: () = assert!(FIXED_BYTES == 8 + 2 + 8 * 6 + 4 * 4);
 
@@ -42,6 +50,9 @@ pub struct Sidecar {
     pub offset_index: OffsetIndex,
     /// Its time index.
     pub time_index: TimeIndex,
+    /// The leader epochs that start in the segment, as (epoch, first offset), the first at
+    /// the base offset; `None` for a version-1 sidecar, which did not record them.
+    pub epochs: Option<Vec<(i32, i64)>>,
 }
 
 impl Sidecar {
@@ -69,6 +80,12 @@ impl Sidecar {
         out.extend_from_slice(&(times.len() as u32).to_be_bytes());
         out.extend_from_slice(&offsets);
         out.extend_from_slice(&times);
+        let epochs = self.epochs.as_deref().unwrap_or_default();
+        out.extend_from_slice(&(epochs.len() as u32).to_be_bytes());
+        for (epoch, offset) in epochs {
+            out.extend_from_slice(&epoch.to_be_bytes());
+            out.extend_from_slice(&offset.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
@@ -91,7 +108,8 @@ impl Sidecar {
         if &bytes[..8] != MAGIC {
             return Err(corrupt(0, "not a sidecar (bad magic)"));
         }
-        if u16::from_be_bytes([bytes[8], bytes[9]]) != VERSION {
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if version != VERSION && version != VERSION_1 {
             return Err(corrupt(8, "unknown sidecar version"));
         }
         let (body, stored) = bytes.split_at(bytes.len() - 4);
@@ -113,11 +131,24 @@ impl Sidecar {
         };
         let offsets_len = u32_at(66) as usize;
         let times_len = u32_at(70) as usize;
-        if FIXED_BYTES + offsets_len + times_len != body.len() {
+        let indexes_end = FIXED_BYTES
+            .checked_add(offsets_len)
+            .and_then(|n| n.checked_add(times_len))
+            .filter(|&end| end <= body.len())
+            .ok_or_else(|| corrupt(66, "index lengths overrun the sidecar"))?;
+        let epochs = if version == VERSION_1 {
+            None
+        } else {
+            Some(
+                decode_epochs(&body[indexes_end..], &meta)
+                    .map_err(|reason| corrupt(indexes_end, reason))?,
+            )
+        };
+        if version == VERSION_1 && indexes_end != body.len() {
             return Err(corrupt(66, "index lengths do not match the sidecar size"));
         }
         let offset_index = OffsetIndex::decode(&body[FIXED_BYTES..FIXED_BYTES + offsets_len])?;
-        let time_index = TimeIndex::decode(&body[FIXED_BYTES + offsets_len..])?;
+        let time_index = TimeIndex::decode(&body[FIXED_BYTES + offsets_len..indexes_end])?;
         if meta.last_offset < meta.base_offset {
             return Err(corrupt(18, "last offset before base offset"));
         }
@@ -125,8 +156,47 @@ impl Sidecar {
             meta,
             offset_index,
             time_index,
+            epochs,
         })
     }
+}
+
+/// The epoch section: a count, then (epoch, first offset) pairs, both increasing, inside the
+/// segment, the first at its base.
+fn decode_epochs(bytes: &[u8], meta: &SegmentMeta) -> Result<Vec<(i32, i64)>, &'static str> {
+    if bytes.len() < 4 {
+        return Err("no epoch count");
+    }
+    let count = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &bytes[4..];
+    if count.checked_mul(12) != Some(rest.len()) {
+        return Err("epoch count does not match the sidecar size");
+    }
+    let epochs: Vec<(i32, i64)> = rest
+        .chunks_exact(12)
+        .map(|c| {
+            (
+                i32::from_be_bytes(c[..4].try_into().expect("4 bytes")),
+                i64::from_be_bytes(c[4..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect();
+    if epochs
+        .first()
+        .is_some_and(|&(_, at)| at != meta.base_offset)
+    {
+        return Err("the first epoch does not start at the base offset");
+    }
+    if epochs
+        .windows(2)
+        .any(|w| w[1].0 <= w[0].0 || w[1].1 <= w[0].1)
+    {
+        return Err("epochs or their offsets do not increase");
+    }
+    if epochs.last().is_some_and(|&(_, at)| at > meta.last_offset) {
+        return Err("an epoch starts after the segment's last offset");
+    }
+    Ok(epochs)
 }
 
 #[cfg(test)]
@@ -164,6 +234,7 @@ mod tests {
             },
             offset_index,
             time_index,
+            epochs: Some(vec![(2, 100), (3, 150)]),
         }
     }
 
@@ -171,6 +242,51 @@ mod tests {
     fn round_trips() {
         let sidecar = sample();
         assert_eq!(Sidecar::decode(&sidecar.encode()).unwrap(), sidecar);
+    }
+
+    /// A version-1 sidecar as the archiver wrote it before epochs were recorded: the same
+    /// fields without the epoch section.
+    fn version_1(sidecar: &Sidecar) -> Vec<u8> {
+        let mut bytes = sidecar.encode();
+        let epochs = 4 + 12 * sidecar.epochs.as_ref().map_or(0, Vec::len);
+        bytes.truncate(bytes.len() - 4 - epochs);
+        bytes[8..10].copy_from_slice(&1u16.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn version_1_still_decodes_without_epochs() {
+        let sidecar = sample();
+        let decoded = Sidecar::decode(&version_1(&sidecar)).unwrap();
+        assert_eq!(decoded.epochs, None);
+        assert_eq!(
+            Sidecar {
+                epochs: sidecar.epochs.clone(),
+                ..decoded
+            },
+            sidecar
+        );
+    }
+
+    #[test]
+    fn epochs_out_of_order_or_outside_the_segment_are_refused() {
+        for epochs in [
+            vec![(2, 101)],
+            vec![(3, 100), (2, 150)],
+            vec![(2, 100), (3, 100)],
+            vec![(2, 100), (3, 200)],
+        ] {
+            let bad = Sidecar {
+                epochs: Some(epochs.clone()),
+                ..sample()
+            };
+            assert!(
+                Sidecar::decode(&bad.encode()).is_err(),
+                "{epochs:?} accepted"
+            );
+        }
     }
 
     #[test]

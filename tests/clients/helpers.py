@@ -9,9 +9,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ONE_MIB = 1024 * 1024
 
 
-def create_topic(bootstrap, name, partitions=1, config=None):
+def create_topic(bootstrap, name, partitions=1, config=None, replication_factor=1):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})])
     futures[name].result(30)
 
 

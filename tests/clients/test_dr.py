@@ -271,3 +271,95 @@ def test_a_three_node_cluster_restores_a_bucket_into_replicated_partitions(silt_
     verified = silt_cli("archive", "--archive", f"s3://{bucket_b}/{PREFIX}", "verify", "orders", env=s3.env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert read_all(b.bootstrap, "orders", 2, len(orders) + len(more)) == sorted(orders + more)
+
+
+def test_restored_partitions_continue_after_the_archived_leader_epochs(silt_factory, cluster_factory, s3):
+    """A topic written by a replicated cluster through several leader epochs, restored into
+    a single node and into a three-node cluster: records written after the restore carry an
+    epoch above every archived one (clients never see epochs go back), and OffsetForLeaderEpoch
+    answers for the archived epochs from what the archive recorded."""
+    import urllib.request
+    from wire import offset_for_leader_epoch
+
+    origin_bucket = make_bucket(s3, "epochs")
+    a = cluster_factory(3, extra_args=["--archive", f"s3://{origin_bucket}/{PREFIX}", *FAST], name="a", env=s3.env)
+    create_topic(a.bootstrap, "ledger", partitions=1, config=TOPIC_CONFIG, replication_factor=3)
+    written = produce(a, "ledger", 200, 1)
+    for _ in range(2):
+        leader = a.leader("ledger", 0)
+        to = (leader + 1) % 3
+        request = urllib.request.Request(
+            f"{a.nodes[leader].admin}/v1/partitions/ledger/0/transfer_leadership",
+            data=json.dumps({"to": to}).encode(), method="POST", headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.status == 200
+        wait_for(lambda: a.leader("ledger", 0) == to, timeout=30, what=f"node {to} to lead")
+        written += produce(a, "ledger", 200, 1, first=len(written))
+    last = max(o for _, o, _, _ in written)
+
+    def archived_past_last():
+        leader = a.nodes[a.leader("ledger", 0)]
+        archive = partition_status(leader, "ledger")["archive"] or {}
+        return (archive.get("archived_next_offset") or 0) > last
+    wait_for(archived_past_last, timeout=60, what="A archived every record")
+    origin = confluent_read(a.bootstrap, "ledger", [0], len(written), start=0)
+    epochs_at = [(m.offset(), m.leader_epoch()) for m in origin]
+    a.stop()
+    # Offsets where each archived epoch was last and next seen by a consumer.
+    seen = {}
+    for offset, epoch in epochs_at:
+        first, _ = seen.get(epoch, (offset, offset))
+        seen[epoch] = (first, offset)
+    archived_epochs = sorted(seen)
+    assert len(archived_epochs) >= 3, f"leader changes left epochs {archived_epochs}"
+
+    def check(target, leader_bootstrap):
+        more = produce(target, "ledger", 20, 1, first=10_000)
+        got = confluent_read(target.bootstrap, "ledger", [0], len(written) + len(more), start=0)
+        assert [(m.offset(), m.leader_epoch()) for m in got[:len(written)]] == epochs_at
+        new_epochs = {m.leader_epoch() for m in got[len(written):]}
+        assert min(new_epochs) > archived_epochs[-1], (new_epochs, archived_epochs)
+        for older, newer in zip(archived_epochs, archived_epochs[1:]):
+            error, epoch, end = offset_for_leader_epoch(leader_bootstrap(), "ledger", 0, older)
+            assert (error, epoch) == (0, older)
+            # The epoch ends after its last record and at or before the next epoch's first
+            # (a control batch the consumer does not see may lie between).
+            assert seen[older][1] < end <= seen[newer][0], (older, end, seen)
+        error, epoch, end = offset_for_leader_epoch(leader_bootstrap(), "ledger", 0, archived_epochs[-1])
+        assert (error, epoch) == (0, archived_epochs[-1])
+        assert seen[archived_epochs[-1]][1] < end <= got[len(written)].offset()
+
+    # A read replica serves the records in their own epochs, and answers for each of them.
+    source, own = make_bucket(s3, "epochs-source"), make_bucket(s3, "epochs-reader")
+    copy_bucket(s3, origin_bucket, source)
+    r = cluster(silt_factory, s3, "r", own)
+    made = silt_cli("topic", "create", "ledger", "--read-replica", source, "--brokers", r.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    got = confluent_read(r.bootstrap, "ledger", [0], len(written), start=0)
+    assert [(m.offset(), m.leader_epoch()) for m in got] == epochs_at
+    for older, newer in zip(archived_epochs, archived_epochs[1:]):
+        error, epoch, end = wait_for(lambda: (lambda a: a if a[1] >= 0 else None)(offset_for_leader_epoch(r.bootstrap, "ledger", 0, older)),
+                                     timeout=30, what=f"the replica to know epoch {older}")
+        assert (error, epoch) == (0, older) and seen[older][1] < end <= seen[newer][0], (older, end, seen)
+    # The newest ends where the replica serves up to.
+    error, epoch, end = offset_for_leader_epoch(r.bootstrap, "ledger", 0, archived_epochs[-1])
+    assert (error, epoch) == (0, archived_epochs[-1]) and end > last, (error, epoch, end)
+    r.stop()
+
+    # Into a single node: its one epoch is the archive's newest plus one.
+    single = make_bucket(s3, "epochs-single")
+    copy_bucket(s3, origin_bucket, single)
+    b = cluster(silt_factory, s3, "b", single)
+    made = silt_cli("topic", "create", "ledger", "--recover", "--brokers", b.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    check(b, lambda: b.bootstrap)
+    b.stop()
+
+    # Into three nodes: their first election is in the epoch after the archive's newest.
+    replicated = make_bucket(s3, "epochs-replicated")
+    copy_bucket(s3, origin_bucket, replicated)
+    c = cluster_factory(3, extra_args=["--archive", f"s3://{replicated}/{PREFIX}", *FAST], name="c", env=s3.env)
+    made = silt_cli("cluster", "restore", "--from", f"s3://{replicated}/{PREFIX}", "--brokers", c.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    c.wait_in_sync("ledger", [0])
+    check(c, lambda: c.nodes[c.leader("ledger", 0)].bootstrap)

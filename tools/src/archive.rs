@@ -367,6 +367,17 @@ async fn check_segment(
                     sidecar.meta, entry.meta
                 ));
             }
+            Ok(sidecar)
+                if sidecar.epochs.as_ref().is_some_and(|epochs| {
+                    epochs.last().map(|&(epoch, _)| epoch.max(0)) != Some(entry.meta.leader_epoch)
+                }) =>
+            {
+                faults.push(format!(
+                    "{id}: sidecar {key} has leader epochs {:?}, but the manifest says the newest is {}",
+                    sidecar.epochs.unwrap_or_default(),
+                    entry.meta.leader_epoch
+                ));
+            }
             Ok(_) => {}
         },
     }

@@ -50,6 +50,8 @@ pub struct Restored {
     pub id: Uuid,
     /// Per partition, the offset its local log starts at: the archive's next offset.
     pub starts: Vec<i64>,
+    /// Per partition, the leader epochs in the archive, as (epoch, first offset).
+    pub epochs: Vec<Vec<(i32, i64)>>,
 }
 
 /// A topic as created (or as it would be, for validate-only requests).
@@ -169,6 +171,7 @@ impl Node {
             configs,
             internal: true,
             starts: None,
+            epochs: None,
         };
         match self.cluster.propose(command).await.map_err(unavailable)? {
             Reply::Done
@@ -212,11 +215,14 @@ impl Node {
                     new.name, restored.id, holder.name
                 )));
             }
-            if restored.starts.len() != new.partitions as usize {
+            if restored.starts.len() != new.partitions as usize
+                || restored.epochs.len() != new.partitions as usize
+            {
                 return Err(TopicError::Archive(format!(
-                    "cannot restore '{}': {} start offsets for {} partitions",
+                    "cannot restore '{}': {} start offsets and {} epoch lists for {} partitions",
                     new.name,
                     restored.starts.len(),
+                    restored.epochs.len(),
                     new.partitions
                 )));
             }
@@ -243,7 +249,8 @@ impl Node {
             replicas,
             configs: overrides.clone(),
             internal: false,
-            starts: new.restored.map(|r| r.starts),
+            starts: new.restored.as_ref().map(|r| r.starts.clone()),
+            epochs: new.restored.map(|r| r.epochs),
         };
         match self.cluster.propose(command).await.map_err(unavailable)? {
             Reply::Done => {}

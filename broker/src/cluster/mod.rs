@@ -197,6 +197,7 @@ impl Cluster {
             timing,
             application: app.clone(),
             keep_committed: true,
+            seed: None,
         };
         let handle = group::start(spec, storage, clock, transport.clone()).await?;
         groups.insert(CONTROLLER_GROUP, handle.raft.clone(), handle.log.clone());

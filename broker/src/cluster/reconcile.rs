@@ -46,6 +46,7 @@ pub async fn adopt_found(node: &Node) {
             configs: record.configs.clone(),
             internal: false,
             starts: None,
+            epochs: None,
         };
         match cluster.propose(command).await {
             Ok(Reply::Done) => {

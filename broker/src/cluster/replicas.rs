@@ -72,6 +72,27 @@ impl Replicas {
     }
 }
 
+/// For a first replica of a partition restored from an archive that recorded leader epochs:
+/// where its Raft log begins (see [`crate::raft::store::seed`]).
+fn restored_seed(
+    topic: &TopicMeta,
+    index: i32,
+    replicas: &[i32],
+    me: i32,
+) -> Option<crate::raft::store::Seed> {
+    let at = usize::try_from(index).ok()?;
+    let next_offset = *topic.starts.as_ref()?.get(at)?;
+    let epochs = topic.epochs.as_ref()?.get(at)?;
+    if epochs.is_empty() || !replicas.contains(&me) {
+        return None;
+    }
+    Some(crate::raft::store::Seed {
+        voters: replicas.iter().map(|r| *r as NodeId).collect(),
+        next_offset,
+        epochs: crate::log::raft::EpochCache::checked(epochs.clone())?,
+    })
+}
+
 #[async_trait::async_trait]
 impl ReplicaFactory for Replicas {
     async fn open(
@@ -114,6 +135,7 @@ impl ReplicaFactory for Replicas {
                 Arc::new(PartitionApplication)
             },
             keep_committed: false,
+            seed: restored_seed(topic, index, &placement.replicas, self.node),
         };
         let handle = group::start(
             spec,
@@ -137,8 +159,13 @@ impl ReplicaFactory for Replicas {
                         let _ = handle.raft.trigger().elect(false).await;
                     }
                 }
-                // One that heard from an initialized peer first is in already.
-                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                // One that heard from an initialized peer first is in already; one seeded
+                // after an archive is too, and its preferred leader stands at once as well.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    if handle.seeded && preferred.first() == Some(&me) {
+                        let _ = handle.raft.trigger().elect(false).await;
+                    }
+                }
                 Err(e) => return Err(format!("Raft group {}: {e}", placement.group)),
             }
         }

@@ -68,6 +68,11 @@ pub struct TopicMeta {
     /// For a topic restored from an archive: where each partition's log starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts: Option<Vec<i64>>,
+    /// For a topic restored from an archive: each partition's leader epochs in the archive,
+    /// as (epoch, first offset). Its local log continues in a newer epoch, and answers
+    /// OffsetForLeaderEpoch below its start with these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<Vec<Vec<(i32, i64)>>>,
 }
 
 impl TopicMeta {
@@ -127,6 +132,9 @@ pub enum Command {
         internal: bool,
         /// For a topic restored from an archive: where each partition's log starts.
         starts: Option<Vec<i64>>,
+        /// For a topic restored from an archive: each partition's leader epochs there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epochs: Option<Vec<Vec<(i32, i64)>>>,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -275,6 +283,7 @@ impl ClusterState {
                 configs,
                 internal,
                 starts,
+                epochs,
             } => {
                 if self.topics.contains_key(name) {
                     return refused(
@@ -298,6 +307,7 @@ impl ClusterState {
                         partitions,
                         internal: *internal,
                         starts: starts.clone(),
+                        epochs: epochs.clone(),
                     },
                 );
                 Reply::Done
@@ -541,6 +551,7 @@ mod tests {
             configs: BTreeMap::new(),
             internal: false,
             starts: None,
+            epochs: None,
         }
     }
 

@@ -34,7 +34,12 @@ pub(crate) struct LogShared {
     pub dir: PathBuf,
     pub storage: Arc<dyn Storage>,
     pub clock: Arc<dyn Clock>,
+    /// The epoch an unreplicated log stamps its batches with: the newest in its
+    /// [`EpochCache`] checkpoint, 0 without one (a replicated log takes Raft's term instead).
     pub leader_epoch: i32,
+    /// An unreplicated log's epochs: those of the archive it was restored from, then its own
+    /// (empty unless restored; a replicated log keeps its epochs in its Raft side).
+    pub local_epochs: super::raft::EpochCache,
     segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
     high_watermark: watch::Sender<i64>,
     log_start_offset: AtomicI64,
@@ -278,6 +283,11 @@ impl PartitionLog {
             Some((_, first_readable)) => *first_readable,
         };
         let (high_watermark, _) = watch::channel(high_watermark);
+        let local_epochs = if replicated {
+            super::raft::EpochCache::default()
+        } else {
+            super::raft::EpochCache::read(storage.as_ref(), dir).unwrap_or_default()
+        };
         // The index the next entry gets: right after the active segment's entries.
         let next_index = active
             .raft()
@@ -288,7 +298,8 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             storage,
             clock,
-            leader_epoch: 0,
+            leader_epoch: local_epochs.latest().map_or(0, |(epoch, _)| epoch.max(0)),
+            local_epochs,
             segments: RwLock::new(
                 recovered
                     .segments
@@ -494,6 +505,25 @@ impl PartitionLog {
         self.offset_for_timestamp(max)
     }
 
+    /// The epoch an unreplicated log stamps its batches with (see [`LogShared`]).
+    pub fn local_epoch(&self) -> i32 {
+        self.shared.leader_epoch
+    }
+
+    /// OffsetForLeaderEpoch on an unreplicated log: its own epoch ends at the high watermark;
+    /// the epochs before it are those of the archive it was restored from, if any.
+    pub fn local_epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        if epoch == self.shared.leader_epoch {
+            return Some((epoch, self.high_watermark()));
+        }
+        if epoch > self.shared.leader_epoch {
+            return None;
+        }
+        self.shared
+            .local_epochs
+            .end_offset_for(epoch, self.high_watermark())
+    }
+
     /// Offset after the last readable record (the log end: one node has no replicas to wait
     /// for).
     pub fn high_watermark(&self) -> i64 {
@@ -593,6 +623,37 @@ impl PartitionLog {
             .map_err(|e| LogError::io("create directory", dir.to_path_buf(), e))?;
         recovery::create_segment(storage, dir, base.max(0), config)?;
         Ok(())
+    }
+
+    /// Creates `dir` as the empty log of a partition restored from an archive whose records
+    /// below `base` were written in leader epochs `archived` (epoch, first offset): the log
+    /// continues in the epoch after the archive's newest, so no client sees epochs go back.
+    /// Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors.
+    pub fn create_restored(
+        storage: &dyn Storage,
+        dir: &Path,
+        base: i64,
+        archived: &[(i32, i64)],
+        config: &LogConfig,
+    ) -> Result<(), LogError> {
+        PartitionLog::create_empty_at(storage, dir, base, config)?;
+        let Some(&(newest, last_start)) = archived.last() else {
+            return Ok(());
+        };
+        let mut entries = archived.to_vec();
+        entries.push((newest.max(0) + 1, base.max(last_start)));
+        let epochs = super::raft::EpochCache::checked(entries).ok_or_else(|| {
+            LogError::corrupt(
+                dir.to_path_buf(),
+                0,
+                format!("the archive's leader epochs do not increase: {archived:?}"),
+            )
+        })?;
+        epochs.write(storage, dir)
     }
 
     /// Where the batch starting at `offset` is in the segment based at `base_offset`, if it

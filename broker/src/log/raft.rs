@@ -258,6 +258,15 @@ impl EpochCache {
         EpochCache { entries }
     }
 
+    /// A cache of these entries, or `None` unless epochs increase and offsets do not
+    /// decrease (entries from outside, such as an archive's).
+    pub fn checked(entries: Vec<(i32, i64)>) -> Option<EpochCache> {
+        entries
+            .windows(2)
+            .all(|pair| pair[1].0 > pair[0].0 && pair[1].1 >= pair[0].1)
+            .then_some(EpochCache { entries })
+    }
+
     /// The entries, oldest first.
     pub fn entries(&self) -> &[(i32, i64)] {
         &self.entries

@@ -87,6 +87,8 @@ pub struct GroupHandle {
     pub log: Arc<PartitionLog>,
     /// What its committed entries mean.
     pub application: Arc<dyn Application>,
+    /// Its log was seeded after an archive as it started (see [`super::store::seed`]).
+    pub seeded: bool,
 }
 
 impl std::fmt::Debug for GroupHandle {
@@ -113,6 +115,9 @@ pub struct GroupSpec {
     pub application: Arc<dyn Application>,
     /// Keep the commit point on disk (see [`LogStore::keeping_committed`]).
     pub keep_committed: bool,
+    /// For a partition restored from an archive: where its new log begins (see
+    /// [`super::store::seed`]).
+    pub seed: Option<super::store::Seed>,
 }
 
 /// Why a group did not start.
@@ -151,27 +156,29 @@ pub async fn start(
         timing,
         application,
         keep_committed,
+        seed,
     } = spec;
     let config = config(group, timing).map_err(|reason| GroupError::Raft { group, reason })?;
     let runtime = tokio::runtime::Handle::current();
-    let opened = {
+    let log = {
         let storage = storage.clone();
         let dir = dir.clone();
-        let application = application.clone();
         open_blocking(dir.clone(), move || {
-            let log = Arc::new(PartitionLog::open_replicated(
-                storage.clone(),
-                &dir,
-                log_config,
-                clock,
-                &runtime,
-            )?);
-            let sm = StateMachine::open(log.clone(), storage, application)?;
-            Ok::<_, LogError>((log, sm))
+            PartitionLog::open_replicated(storage, &dir, log_config, clock, &runtime).map(Arc::new)
         })
         .await?
     };
-    let (log, state_machine) = opened;
+    let seeded = match seed {
+        Some(seed) => super::store::seed(&log, &storage, node, seed).await?,
+        None => false,
+    };
+    let state_machine = {
+        let (log, storage, application) = (log.clone(), storage.clone(), application.clone());
+        open_blocking(dir.clone(), move || {
+            StateMachine::open(log, storage, application)
+        })
+        .await?
+    };
     let mut store = LogStore::new(log.clone(), storage);
     if keep_committed {
         store = store.keeping_committed();
@@ -187,6 +194,7 @@ pub async fn start(
         raft,
         log,
         application,
+        seeded,
     })
 }
 

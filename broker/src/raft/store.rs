@@ -35,8 +35,8 @@ use openraft::{RaftLogReader, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Applied, Entry, LogData, LogId, MembershipRecord, NodeId, Snapshot, SnapshotMeta,
-    StoredMembership, TypeConfig, Vote, from_read, log_id, to_write,
+    Applied, Entry, LogData, LogId, MembershipRecord, NodeId, RaftMembership, Snapshot,
+    SnapshotMeta, StoredMembership, TypeConfig, Vote, from_read, log_id, to_write,
 };
 use crate::log::producer_state::ProducerStateTable;
 use crate::log::raft::{EpochCache, RaftLogId, ResetTo, SnapshotPoint};
@@ -321,6 +321,87 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(io_error)
     }
+}
+
+/// Where the group of a partition restored from an archive begins (see [`seed`]).
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The partition's first replicas, every one seeded alike.
+    pub voters: std::collections::BTreeSet<NodeId>,
+    /// The archive's next offset: where the local log starts.
+    pub next_offset: i64,
+    /// The leader epochs of the archived records.
+    pub epochs: EpochCache,
+}
+
+/// Makes a new group over a partition restored from an archive begin as if its Raft log had
+/// written the archive: its log starts after entry 0 of the archive's newest epoch, purged,
+/// with `seed.voters` as its configuration there, and this node's vote in that term. Its
+/// first election is then in the epoch after the archive's newest, so clients that read
+/// the archive never see the leader epoch go back. Every first replica seeds the same, as
+/// every one initializes with the same voters otherwise. A log that holds anything is left
+/// alone; returns whether this one was seeded.
+///
+/// The vote and the configuration are written before the log is reset, and the reset marks
+/// the log as begun last: a crash in between seeds again at the next start.
+///
+/// # Errors
+///
+/// I/O errors; epochs newer than a Raft term can say.
+pub async fn seed(
+    log: &PartitionLog,
+    storage: &Arc<dyn Storage>,
+    me: NodeId,
+    seed: Seed,
+) -> Result<bool, LogError> {
+    let Some((newest, _)) = seed.epochs.latest() else {
+        return Ok(false);
+    };
+    if log.raft_state().purged.is_some() || log.raft_last().is_some() {
+        return Ok(false);
+    }
+    let term = u64::try_from(newest.max(0)).unwrap_or(0);
+    let dir = log.dir().to_path_buf();
+    let nodes: std::collections::BTreeMap<NodeId, openraft::EmptyNode> = seed
+        .voters
+        .iter()
+        .map(|id| (*id, openraft::EmptyNode {}))
+        .collect();
+    let membership = RaftMembership::new(vec![seed.voters.clone()], nodes)
+        .map_err(|e| LogError::corrupt(dir.clone(), 0, format!("seed voters: {e}")))?;
+    let last: RaftLogId = (0, term);
+    let file = MembershipFile {
+        log_id: Some(last),
+        membership: MembershipRecord::of(&membership),
+        earlier: Vec::new(),
+    };
+    let vote = VoteRecord {
+        term,
+        node: me,
+        committed: false,
+    };
+    {
+        let (storage, dir) = (storage.clone(), dir.clone());
+        let membership = serde_json::to_vec(&file).expect("memberships serialise");
+        let vote = serde_json::to_vec(&vote).expect("votes serialise");
+        blocking(move || {
+            for (name, bytes) in [(MEMBERSHIP_FILE, membership), (VOTE_FILE, vote)] {
+                let path = dir.join(name);
+                write_atomic(storage.as_ref(), &path, &bytes)
+                    .map_err(|e| LogError::io("write", path, e))?;
+            }
+            Ok::<_, LogError>(())
+        })?;
+    }
+    log.reset_to(ResetTo {
+        last,
+        next_offset: seed.next_offset,
+        producers: ProducerStateTable::default(),
+        epochs: seed.epochs,
+    })
+    .await?;
+    tracing::info!(dir = %dir.display(), term, next_offset = seed.next_offset, "seeded a restored partition's Raft log after the archive's newest epoch");
+    Ok(true)
 }
 
 /// The membership file's content.

@@ -170,15 +170,17 @@ pub trait Replica: Debug + Send + Sync + 'static {
     async fn close(&self) -> Result<(), LogError>;
 }
 
-/// A partition with a single replica, on this node: it always leads, in epoch 0, and what it
-/// has fsynced is committed.
+/// A partition with a single replica, on this node: it always leads, in one epoch (0, or the
+/// one after the archive's newest for a partition restored from an archive), and what it has
+/// fsynced is committed.
 #[derive(Debug)]
 pub struct LocalReplica {
     log: PartitionLog,
     node_id: i32,
 }
 
-/// The leader epoch of a single-replica partition: it never has elections.
+/// The leader epoch of a single-replica partition (unless restored from an archive): it
+/// never has elections.
 pub const LOCAL_EPOCH: i32 = 0;
 
 impl LocalReplica {
@@ -196,7 +198,7 @@ impl Replica for LocalReplica {
 
     fn leadership(&self) -> Leadership {
         Leadership {
-            epoch: LOCAL_EPOCH,
+            epoch: self.log.local_epoch(),
             leader: Some(self.node_id),
             is_leader: true,
             previous: None,
@@ -212,9 +214,10 @@ impl Replica for LocalReplica {
     }
 
     fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
-        // One epoch, which ends at the high watermark. Earlier epochs never existed, later ones
-        // are unknown: Kafka answers both with UNDEFINED_EPOCH.
-        (epoch == LOCAL_EPOCH).then(|| (LOCAL_EPOCH, self.log.high_watermark()))
+        // One epoch, which ends at the high watermark, after those of the archive it was
+        // restored from. Earlier epochs never existed, later ones are unknown: Kafka answers
+        // both with UNDEFINED_EPOCH.
+        self.log.local_epoch_end_offset(epoch)
     }
 
     async fn trim(&self, keep_from: i64) -> Result<usize, LogError> {

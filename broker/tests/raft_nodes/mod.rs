@@ -61,6 +61,7 @@ pub(crate) async fn start_node(
         timing,
         application: Arc::new(PartitionApplication),
         keep_committed: false,
+        seed: None,
     };
     let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
     let handle = start(spec, storage_dyn, Arc::new(SystemClock), net.router(id))
