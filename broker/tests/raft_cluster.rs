@@ -188,3 +188,68 @@ async fn three_replicas_elect_replicate_and_survive_a_leader_crash() {
         node.handle.raft.shutdown().await.unwrap();
     }
 }
+
+/// A partition restored from an archive whose records were written in epochs up to 7: its
+/// replicas begin their logs after the archive, elect in a later epoch, and answer
+/// OffsetForLeaderEpoch for the archive's epochs; a restart does not seed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_seeded_after_an_archive_continues_in_a_newer_epoch() {
+    let net = MemNetwork::new(11);
+    let archived = vec![(0, 0), (4, 50), (7, 90)];
+    let seed = silt_broker::raft::store::Seed {
+        voters: BTreeSet::from([1, 2, 3]),
+        next_offset: 120,
+        epochs: silt_broker::log::raft::EpochCache::checked(archived.clone()).unwrap(),
+    };
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let node =
+            raft_nodes::start_seeded(&net, id, SimStorage::new(id), TIMING, Some(seed.clone()))
+                .await;
+        assert!(node.handle.seeded, "a new log is seeded");
+        // Seeded is initialized: the configuration is there already.
+        assert!(matches!(
+            node.handle.raft.initialize(seed.voters.clone()).await,
+            Err(RaftError::APIError(InitializeError::NotAllowed(_)))
+        ));
+        nodes.push(node);
+    }
+    let leader = leader_of(&nodes).await;
+    let term = nodes[leader]
+        .handle
+        .raft
+        .metrics()
+        .borrow_watched()
+        .current_term;
+    assert!(
+        term > 7,
+        "elected in term {term}, not after the archive's epoch 7"
+    );
+    let first = write(&nodes[leader], "after-the-archive").await;
+    // (The new leader's first entry, which holds an offset of its own, may come first.)
+    assert!(
+        (120..=121).contains(&first),
+        "the log continues at the archive's end, not at {first}"
+    );
+    converge(&nodes, 1).await;
+    for node in &nodes {
+        let log = &node.handle.log;
+        assert_eq!(log.epoch_end_offset(4), Some((4, 90)));
+        assert_eq!(log.epoch_end_offset(5), Some((4, 90)));
+        assert_eq!(log.epoch_end_offset(7), Some((7, 120)));
+        assert_eq!(&log.epochs().entries()[..3], archived.as_slice());
+    }
+    // A restarted replica keeps its log: nothing is seeded again.
+    let restarted = nodes.remove(0);
+    net.detach(restarted.id);
+    restarted.handle.raft.shutdown().await.unwrap();
+    let storage = restarted.storage.after_reboot();
+    let again =
+        raft_nodes::start_seeded(&net, restarted.id, storage, TIMING, Some(seed.clone())).await;
+    assert!(!again.handle.seeded);
+    nodes.push(again);
+    converge(&nodes, 1).await;
+    for node in &nodes {
+        node.handle.raft.shutdown().await.unwrap();
+    }
+}

@@ -48,6 +48,17 @@ pub(crate) async fn start_node(
     storage: SimStorage,
     timing: Timing,
 ) -> Node {
+    start_seeded(net, id, storage, timing, None).await
+}
+
+/// [`start_node`], with its log seeded after an archive when it is new.
+pub(crate) async fn start_seeded(
+    net: &Arc<MemNetwork>,
+    id: NodeId,
+    storage: SimStorage,
+    timing: Timing,
+    seed: Option<silt_broker::raft::store::Seed>,
+) -> Node {
     let spec = GroupSpec {
         node: id,
         group: GROUP,
@@ -61,7 +72,7 @@ pub(crate) async fn start_node(
         timing,
         application: Arc::new(PartitionApplication),
         keep_committed: false,
-        seed: None,
+        seed,
     };
     let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
     let handle = start(spec, storage_dyn, Arc::new(SystemClock), net.router(id))
