@@ -139,11 +139,13 @@ impl Archive {
     ///
     /// Store failures, or a corrupt root.
     pub async fn partition(&self, id: PartitionId) -> Result<PartitionArchiver, ArchiveError> {
-        self.partition_at(id, 0).await
+        self.partition_at(id, 0, i64::MAX).await
     }
 
-    /// [`Archive::partition`] for the partition's leader at term `term`: a root written at a
-    /// higher term by this cluster fences it; one of a lower term is adopted.
+    /// [`Archive::partition`] for the partition's leader at term `term`, over a local log
+    /// starting at `local_start`: a root written at a higher term by this cluster fences it;
+    /// one of a lower term is adopted; one of another cluster is adopted only if it ends at
+    /// or before `local_start` (see [`Manifest::load_at`]).
     ///
     /// # Errors
     ///
@@ -152,8 +154,10 @@ impl Archive {
         &self,
         id: PartitionId,
         term: u64,
+        local_start: i64,
     ) -> Result<PartitionArchiver, ArchiveError> {
-        let mut manifest = Manifest::load_at(self.reader(id), self.writer.clone(), term).await?;
+        let mut manifest =
+            Manifest::load_at(self.reader(id), self.writer.clone(), term, local_start).await?;
         // Objects past the root are orphans only if this cluster's own writer left them. Under
         // another cluster's root (a topic recovered from a replicated bucket) they may be that
         // cluster's uploads in flight, or objects whose root has not replicated yet.

@@ -505,21 +505,42 @@ impl Manifest {
     ///
     /// Store failures, or a corrupt root.
     pub async fn load(reader: ManifestReader, writer: String) -> Result<Manifest, ArchiveError> {
-        Manifest::load_at(reader, writer, 0).await
+        Manifest::load_at(reader, writer, 0, i64::MAX).await
     }
 
-    /// Loads the manifest for writing as `writer` at leader term `term`.
+    /// Loads the manifest for writing as `writer` at leader term `term`, over a local log
+    /// that starts at `local_start`.
+    ///
+    /// A root another cluster wrote is adopted only if it ends at or before `local_start`:
+    /// this log then begins where that archive ends (a partition restored from it, which has
+    /// written nothing to the archive yet). One that ends past it holds records this log does
+    /// not: the other cluster wrote on after this one lost the bucket to it (an original
+    /// cluster restarted after a fail-over, or a restored one whose original kept writing).
+    /// Adopting it would take this log's unarchived records for archived ones; fenced.
     ///
     /// # Errors
     ///
     /// [`ArchiveError::Fenced`] when a writer of this cluster with a higher term wrote the
-    /// latest root (this one is a deposed leader); store failures, or a corrupt root.
+    /// latest root (this one is a deposed leader), or another cluster's root ends past
+    /// `local_start`; store failures, or a corrupt root.
     pub async fn load_at(
         reader: ManifestReader,
         writer: String,
         term: u64,
+        local_start: i64,
     ) -> Result<Manifest, ArchiveError> {
         let root = reader.latest_root().await?;
+        if root.version > 0
+            && !same_cluster(&root.writer, &writer)
+            && root.next_offset > local_start
+        {
+            tracing::error!(partition = %reader.id, writer = %root.writer, archived_to = root.next_offset, local_start, "another cluster archived this partition past where the local log starts: this cluster's writer is fenced");
+            return Err(ArchiveError::Fenced {
+                partition: reader.id.to_string(),
+                found: root.version,
+                expected: root.version + 1,
+            });
+        }
         if same_cluster(&root.writer, &writer) && root.term > term {
             tracing::warn!(partition = %reader.id, writer = %root.writer, term = root.term, own_term = term, "the manifest was written at a higher term: this writer is fenced");
             return Err(ArchiveError::Fenced {

@@ -265,21 +265,61 @@ async fn a_second_writer_is_fenced() {
     assert_eq!((root.writer.as_str(), root.next_offset), ("writer-a", 20));
 }
 
+/// A cluster restored from another's bucket adopts its root only where its own log starts
+/// (it holds nothing the archive does not); a cluster whose log starts before another
+/// cluster's archived end (the original, restarted after a fail-over) is fenced on loading.
+#[tokio::test]
+async fn another_clusters_root_is_adopted_only_where_the_local_log_starts() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let original = archive(store.clone(), "a/0/x");
+    let mut a = Manifest::load_at(original.reader(pid()), "a/0/x".into(), 3, 0)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        a.append(entry(i));
+    }
+    a.commit(1).await.unwrap();
+    // B restores: its log starts at the archive's end, 50. It adopts A's root and goes on.
+    let restored = archive(store.clone(), "b/0/y");
+    let mut b = Manifest::load_at(restored.reader(pid()), "b/0/y".into(), 1, 50)
+        .await
+        .unwrap();
+    assert_eq!(b.next_offset(), 50);
+    b.append(entry(5));
+    b.commit(2).await.unwrap();
+    // A restarts with a log that starts at 30 (records 30..50 archived, and its own after):
+    // B's root ends at 60, past 30; A is fenced rather than take B's 50..60 for its own.
+    assert!(matches!(
+        Manifest::load_at(original.reader(pid()), "a/0/x".into(), 4, 30).await,
+        Err(ArchiveError::Fenced { .. })
+    ));
+    // B, restarting, loads its own root at any start.
+    let again = Manifest::load_at(restored.reader(pid()), "b/0/y".into(), 2, 55)
+        .await
+        .unwrap();
+    assert_eq!(again.next_offset(), 60);
+    // A cluster restored at 50 after B wrote on to 60 is fenced as well.
+    assert!(matches!(
+        Manifest::load_at(archive(store, "c/0/z").reader(pid()), "c/0/z".into(), 1, 50).await,
+        Err(ArchiveError::Fenced { .. })
+    ));
+}
+
 #[tokio::test]
 async fn within_a_cluster_the_higher_term_wins_whoever_writes_first() {
     // Two leaders of one partition, one deposed (term 5, paused, then woken) and its
     // successor (term 6), both loaded the same root.
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let archive = archive(store.clone(), "c/0/x");
-    let mut base = Manifest::load_at(archive.reader(pid()), "c/0/x".into(), 4)
+    let mut base = Manifest::load_at(archive.reader(pid()), "c/0/x".into(), 4, i64::MAX)
         .await
         .unwrap();
     base.append(entry(0));
     base.commit(1).await.unwrap();
-    let mut old = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5)
+    let mut old = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5, i64::MAX)
         .await
         .unwrap();
-    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6)
+    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6, i64::MAX)
         .await
         .unwrap();
     // The deposed leader gets its (committed, so correct) segment in first: the new leader
@@ -293,7 +333,7 @@ async fn within_a_cluster_the_higher_term_wins_whoever_writes_first() {
         "{error}"
     );
     assert!(!new.is_fenced());
-    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6)
+    let mut new = Manifest::load_at(archive.reader(pid()), "c/2/z".into(), 6, i64::MAX)
         .await
         .unwrap();
     assert_eq!(new.next_offset(), 20);
@@ -304,7 +344,7 @@ async fn within_a_cluster_the_higher_term_wins_whoever_writes_first() {
     let error = old.commit(3).await.unwrap_err();
     assert!(matches!(error, ArchiveError::Fenced { .. }), "{error}");
     assert!(old.is_fenced());
-    let reload = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5).await;
+    let reload = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 5, i64::MAX).await;
     assert!(matches!(reload, Err(ArchiveError::Fenced { .. })));
     let root = archive.reader(pid()).latest_root().await.unwrap();
     assert_eq!(
@@ -344,7 +384,7 @@ async fn a_root_without_a_term_reads_as_term_zero() {
         )
         .await
         .unwrap();
-    let next = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 1)
+    let next = Manifest::load_at(archive.reader(pid()), "c/1/y".into(), 1, i64::MAX)
         .await
         .unwrap();
     assert_eq!((next.root().term, next.next_offset()), (0, 10));

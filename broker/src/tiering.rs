@@ -784,7 +784,11 @@ impl Tiering {
         if guard.is_none() {
             // The bucket's latest root first: a leader that died between writing a root and
             // anything else left the bucket as the truth.
-            match self.archive.partition_at(tier.id.clone(), term).await {
+            match self
+                .archive
+                .partition_at(tier.id.clone(), term, log.log_start_offset())
+                .await
+            {
                 Ok(archiver) => {
                     // Writing again, in a later term than any it was fenced in.
                     tier.fenced_term.store(-1, Ordering::Release);

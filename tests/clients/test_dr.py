@@ -363,3 +363,41 @@ def test_restored_partitions_continue_after_the_archived_leader_epochs(silt_fact
     assert made.returncode == 0, made.stdout + made.stderr
     c.wait_in_sync("ledger", [0])
     check(c, lambda: c.nodes[c.leader("ledger", 0)].bootstrap)
+
+
+def test_the_original_returning_after_a_fail_over_to_a_replicated_cluster_is_fenced(silt_factory, cluster_factory, s3):
+    """A single node fails; a three-node cluster recovers its topic from the same bucket
+    (replicated partitions) and writes on. When the original comes back it must not take the
+    new cluster's archive for its own: it is fenced as it loads the manifest, its writes stay
+    local, and the bucket holds one history, readable whole from the new cluster."""
+    bucket = make_bucket(s3, "failover")
+    a = cluster(silt_factory, s3, "a", bucket)
+    create_topic(a.bootstrap, "ledger", partitions=1, config=TOPIC_CONFIG)
+    before = produce(a, "ledger", 500, 1)
+    wait_for(lambda: fully_archived(a, "ledger"), timeout=60, what="A archived everything")
+    a.stop()
+
+    b = cluster_factory(3, extra_args=["--archive", f"s3://{bucket}/{PREFIX}", *FAST], name="b", env=s3.env)
+    made = silt_cli("topic", "create", "ledger", "--recover", "--brokers", b.bootstrap, env=s3.env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    b.wait_in_sync("ledger", [0])
+    after = produce(b, "ledger", 300, 1, first=5000)
+    last = max(o for _, o, _, _ in after)
+
+    def b_archived_past_last():
+        archive = partition_status(b.nodes[b.leader("ledger", 0)], "ledger")["archive"] or {}
+        return (archive.get("archived_next_offset") or 0) > last
+    wait_for(b_archived_past_last, timeout=60, what="B archived its writes")
+
+    # The original returns, takes writes of its own, and is fenced instead of adopting B's root.
+    a.start()
+    stray = produce(a, "ledger", 100, 1, first=9000)
+    wait_for(lambda: (partition_status(a, "ledger")["archive"] or {}).get("fenced"), timeout=60, what="A fenced")
+    assert "another cluster archived this partition" in a.log_text()
+    # A still serves its own records from its disk, not B's from the bucket.
+    mine = read_all(a.bootstrap, "ledger", 1, len(before) + len(stray))
+    assert mine == sorted(before + stray)
+
+    verified = silt_cli("archive", "--archive", f"s3://{bucket}/{PREFIX}", "verify", "ledger", env=s3.env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert read_all(b.bootstrap, "ledger", 1, len(before) + len(after)) == sorted(before + after)
