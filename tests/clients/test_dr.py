@@ -332,18 +332,27 @@ def test_restored_partitions_continue_after_the_archived_leader_epochs(silt_fact
     # A read replica serves the records in their own epochs, and answers for each of them.
     source, own = make_bucket(s3, "epochs-source"), make_bucket(s3, "epochs-reader")
     copy_bucket(s3, origin_bucket, source)
-    r = cluster(silt_factory, s3, "r", own)
+    # (On a three-node cluster: the replica's partitions are placed like any, on three nodes.)
+    r = cluster_factory(3, extra_args=["--archive", f"s3://{own}/{PREFIX}", *FAST], name="r", env=s3.env)
     made = silt_cli("topic", "create", "ledger", "--read-replica", source, "--brokers", r.bootstrap, env=s3.env)
     assert made.returncode == 0, made.stdout + made.stderr
+    from test_cluster_ops import replicas_of
+    assert sorted(replicas_of(r.bootstrap, "ledger")[0]) == [0, 1, 2]
     got = confluent_read(r.bootstrap, "ledger", [0], len(written), start=0)
     assert [(m.offset(), m.leader_epoch()) for m in got] == epochs_at
+    # (Every replica of a read replica's partition serves it: the archive is the data.)
+    serving = r.nodes[0].bootstrap
     for older, newer in zip(archived_epochs, archived_epochs[1:]):
-        error, epoch, end = wait_for(lambda: (lambda a: a if a[1] >= 0 else None)(offset_for_leader_epoch(r.bootstrap, "ledger", 0, older)),
+        error, epoch, end = wait_for(lambda: (lambda a: a if a[1] >= 0 else None)(offset_for_leader_epoch(serving, "ledger", 0, older)),
                                      timeout=30, what=f"the replica to know epoch {older}")
         assert (error, epoch) == (0, older) and seen[older][1] < end <= seen[newer][0], (older, end, seen)
     # The newest ends where the replica serves up to.
-    error, epoch, end = offset_for_leader_epoch(r.bootstrap, "ledger", 0, archived_epochs[-1])
+    error, epoch, end = offset_for_leader_epoch(serving, "ledger", 0, archived_epochs[-1])
     assert (error, epoch) == (0, archived_epochs[-1]) and end > last, (error, epoch, end)
+    # A node serving it fails: the others serve the same records.
+    r.nodes[0].kill()
+    got = confluent_read(r.bootstrap, "ledger", [0], len(written), start=0)
+    assert [(m.offset(), m.leader_epoch()) for m in got] == epochs_at
     r.stop()
 
     # Into a single node: its one epoch is the archive's newest plus one.
