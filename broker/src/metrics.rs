@@ -269,6 +269,10 @@ fn render_replication(node: &Node, out: &mut String) {
             "silt_partition_under_replicated",
             "1 on the leader when fewer replicas are in sync than the partition has.",
         ),
+        (
+            "silt_partition_replica_local_start_offset",
+            "On the leader: where each replica's local log starts (older offsets are read from the archive).",
+        ),
     ];
     let mut rows: Vec<Vec<String>> = vec![Vec::new(); gauges.len()];
     for topic in node.topics.all() {
@@ -289,6 +293,11 @@ fn render_replication(node: &Node, out: &mut String) {
                 let in_sync = raft.in_sync_nodes().len();
                 rows[3].push(format!("{{{labels}}} {in_sync}"));
                 rows[4].push(format!("{{{labels}}} {}", u8::from(in_sync < replicas)));
+                let mut starts = node.cluster.pulse.replica_starts(raft.group());
+                starts.insert(node.config.node_id as u64, replica.log().log_start_offset());
+                for (replica, start) in starts {
+                    rows[5].push(format!("{{{labels},replica=\"{replica}\"}} {start}"));
+                }
             }
         }
     }

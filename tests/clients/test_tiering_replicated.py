@@ -219,6 +219,14 @@ def test_a_replica_far_behind_rebuilds_from_the_bucket_and_copies_only_the_tail(
     # copied only the tail (and what the controller and pulses say).
     assert rebuilt["local_start_offset"] > stopped_at["log_end_offset"] + 2000, (stopped_at, rebuilt)
     assert rebuilt["local_start_offset"] <= rebuilt["archive"]["replicated_pointer"], rebuilt
+    # The leader shows where each replica starts, the rebuilt one's included.
+    def leader_sees_the_rebuilt_start():
+        lead = cluster.nodes[cluster.leader(topic, 0)]
+        starts = partition_status(lead, topic)["replica"]["replica_local_starts"]
+        start = partition_status(node, topic)["local_start_offset"]
+        shown = metric(lead, "silt_partition_replica_local_start_offset", {"topic": topic, "partition": 0, "replica": victim})
+        return len(starts) == 3 and starts.get(str(victim)) == start == shown
+    wait_for(leader_sees_the_rebuilt_start, timeout=30, what="the leader to show the rebuilt replica's start")
     copied = metric(node, "silt_cluster_rpc_bytes_received_total")
     print(f"stopped at {stopped_at['log_end_offset']}, rebuilt from {rebuilt['local_start_offset']}, copied {copied:.0f} of {size} bytes")
     assert copied < size / 4, f"copied {copied} bytes of a {size}-byte partition"

@@ -122,6 +122,22 @@ pub fn current(node: &Node, partition: &Partition, group: Option<GroupId>) -> Op
     }
 }
 
+/// Where this node's replica of each replicated partition starts: (group, local log start).
+pub fn local_starts(node: &Node) -> Vec<(u64, i64)> {
+    let mut out = Vec::new();
+    for topic in node.topics.all() {
+        for partition in topic.partitions() {
+            let Ok(replica) = &partition.replica else {
+                continue;
+            };
+            if let Some(raft) = replica.as_raft() {
+                out.push((raft.group(), replica.log().log_start_offset()));
+            }
+        }
+    }
+    out
+}
+
 /// What this node leads: (group, epoch, in-sync replicas) of each replicated partition.
 pub fn leads(node: &Node) -> Vec<Lead> {
     let state = node.cluster.controller.state();

@@ -487,9 +487,16 @@ impl Cluster {
                     known: state.brokers.contains_key(&node) && !state.removed.contains(&node),
                 }
             }
-            NodeRequest::Pulse { leads, draining } => {
+            NodeRequest::Pulse {
+                leads,
+                draining,
+                starts,
+            } => {
                 self.pulse
                     .heard(from, leads.as_deref(), draining, &self.leaders);
+                if let Some(starts) = starts {
+                    self.pulse.heard_starts(from, &starts);
+                }
                 NodeResponse::Done {
                     reply: None,
                     index: 0,

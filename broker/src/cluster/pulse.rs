@@ -24,7 +24,7 @@
 //! Log replication itself stays openraft's: entries go out as they are appended, and a
 //! stream to a follower that was away retries until it gets through.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -42,6 +42,9 @@ use crate::replica::raft::RaftReplica;
 
 /// How often a pulse carries the full list of what its sender leads.
 const FULL_EVERY: Duration = Duration::from_secs(1);
+/// How often a pulse carries where each of its sender's replicas starts (they move with
+/// retention only).
+const STARTS_EVERY: Duration = Duration::from_secs(5);
 /// How long a leader keeps a leadership before it hands it back to the preferred replica.
 const SETTLE_BEFORE_TRANSFER: Duration = Duration::from_secs(5);
 /// Pulse rounds between two looks for partition moves to drive.
@@ -189,6 +192,8 @@ pub struct Pulse {
     draining: AtomicBool,
     /// Uploads to the archive under way (a hand-over lets them finish first).
     pub uploads: Arc<super::uploads::Uploads>,
+    /// Where each peer's replica of each group starts, as its pulses last said.
+    starts: Mutex<HashMap<GroupId, BTreeMap<NodeId, i64>>>,
 }
 
 impl Pulse {
@@ -206,7 +211,31 @@ impl Pulse {
             in_flight: Mutex::default(),
             draining: AtomicBool::new(false),
             uploads: Arc::default(),
+            starts: Mutex::default(),
         }
+    }
+
+    /// Records where `from`'s replicas start: all it holds, so a group missing from
+    /// `starts` is one it no longer holds.
+    pub fn heard_starts(&self, from: NodeId, starts: &[(u64, i64)]) {
+        let mut known = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        for replicas in known.values_mut() {
+            replicas.remove(&from);
+        }
+        for (group, start) in starts {
+            known.entry(*group).or_default().insert(from, *start);
+        }
+        known.retain(|_, replicas| !replicas.is_empty());
+    }
+
+    /// Where the peers' replicas of `group` start (local log start offsets), as last heard.
+    pub fn replica_starts(&self, group: GroupId) -> BTreeMap<NodeId, i64> {
+        self.starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Starts draining: from the next round on, this node hands its leaderships over.
@@ -417,10 +446,17 @@ impl Pulse {
     }
 
     /// Sends one pulse to each peer (skipping a peer whose last pulse is still unanswered).
-    fn send(self: &Arc<Self>, node: &Node, peers: &[NodeId], leads: Option<Vec<leaders::Lead>>) {
+    fn send(
+        self: &Arc<Self>,
+        node: &Node,
+        peers: &[NodeId],
+        leads: Option<Vec<leaders::Lead>>,
+        starts: Option<Vec<(u64, i64)>>,
+    ) {
         let request = NodeRequest::Pulse {
             leads,
             draining: self.is_draining(),
+            starts,
         };
         let bytes = serde_json::to_vec(&request).expect("requests serialise");
         let timeout = Duration::from_millis(self.timing.election_min_ms);
@@ -464,6 +500,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_leads: Option<Vec<leaders::Lead>> = None;
     let mut last_full = Instant::now() - FULL_EVERY;
+    let mut last_starts: Option<(Vec<(u64, i64)>, Instant)> = None;
     let mut ticks: u64 = 0;
     loop {
         tokio::select! {
@@ -488,7 +525,19 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 last_full = Instant::now();
                 last_leads = Some(leads.clone());
             }
-            pulse.send(&node, &peers, full.then_some(leads));
+            let starts = leaders::local_starts(&node);
+            let send_starts = last_starts
+                .as_ref()
+                .is_none_or(|(last, at)| *last != starts || at.elapsed() >= STARTS_EVERY);
+            if send_starts {
+                last_starts = Some((starts.clone(), Instant::now()));
+            }
+            pulse.send(
+                &node,
+                &peers,
+                full.then_some(leads),
+                send_starts.then_some(starts),
+            );
         }
         pulse.drive(&node.cluster.leaders).await;
         ticks += 1;

@@ -176,6 +176,10 @@ pub enum NodeRequest {
         /// The sender is shutting down: it hands its leaderships over and takes none.
         #[serde(default)]
         draining: bool,
+        /// Now and then: (group, local log start) of each replicated partition the sender
+        /// holds, so a leader can show where each of its replicas starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        starts: Option<Vec<(u64, i64)>>,
     },
     /// Whether the cluster, as the receiver knows it, counts this node among its brokers (a
     /// node starting on an empty data directory asks before it takes part).

@@ -221,6 +221,20 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             .as_raft()
                             .map(|raft| raft.snapshot_progress())
                             .unwrap_or_default();
+                        // While leading: where each replica's local log starts (the others'
+                        // as their pulses last said), beside the archive pointer.
+                        let local_starts: serde_json::Map<String, Value> = r
+                            .as_raft()
+                            .filter(|_| leadership.is_leader)
+                            .map(|raft| {
+                                let mut starts = node.cluster.pulse.replica_starts(raft.group());
+                                starts.insert(node.config.node_id as u64, log.log_start_offset());
+                                starts
+                            })
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(n, start)| (n.to_string(), json!(start)))
+                            .collect();
                         json!({
                             "role": r.role(),
                             "leader": leadership.leader,
@@ -231,6 +245,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "raft_snapshot_index": snapshot,
                             "raft_purged_index": purged,
                             "raft_last_index": last,
+                            "replica_local_starts": local_starts,
                         })
                     });
                     json!({
