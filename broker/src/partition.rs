@@ -22,7 +22,8 @@
 //! ```
 //!
 //! `log_start` is the first offset any tier serves (the archive's start, or DeleteRecords'
-//! start when that is later); `last_stable` is the high watermark until transactions exist.
+//! start when that is later); `last_stable` is where the earliest open transaction begins
+//! (the high watermark when none is): read_committed consumers read below it.
 
 use std::sync::Arc;
 
@@ -30,7 +31,9 @@ use bytes::Bytes;
 use silt_archiver::Root;
 use tokio::sync::watch;
 
-use crate::log::{AppendError, AppendTicket, Durability, LogError, PartitionLog, ReadSlice};
+use crate::log::{
+    AppendError, AppendTicket, Durability, Isolation, LogError, PartitionLog, ReadSlice,
+};
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_archive, for_log};
 use crate::replica::{Acks, LOCAL_EPOCH, Replica};
@@ -46,7 +49,7 @@ pub struct Bounds {
     pub local_start: i64,
     /// Offset after the last record consumers may read.
     pub high_watermark: i64,
-    /// Offset after the last record of a finished transaction (the high watermark for now).
+    /// Offset below which no transaction is open (the high watermark when none is).
     pub last_stable: i64,
     /// Offset the next append gets.
     pub log_end: i64,
@@ -70,6 +73,8 @@ impl Bounds {
 pub enum OffsetSpec {
     /// The high watermark.
     Latest,
+    /// The last stable offset (latest, for a read_committed consumer).
+    LatestStable,
     /// The first readable offset, across tiers.
     Earliest,
     /// The record with the largest timestamp (KIP-734).
@@ -123,6 +128,8 @@ pub struct LocalRead {
     pub bounds: Bounds,
     /// Whole batches.
     pub records: Bytes,
+    /// For a read_committed read: the aborted transactions among `records`.
+    pub aborted: Vec<crate::log::producer_state::AbortedTxn>,
 }
 
 /// Why a produce was refused before it was queued.
@@ -279,7 +286,7 @@ impl PartitionView {
             log_start,
             local_start,
             high_watermark,
-            last_stable: high_watermark,
+            last_stable: log.last_stable_offset().min(high_watermark),
             log_end: log.log_end_offset(),
         }
     }
@@ -375,24 +382,34 @@ impl PartitionView {
     }
 
     /// Reads whole batches from the local log (blocking: call it on the blocking pool).
-    pub fn read_local(&self, offset: i64, max_bytes: u32, tiered: bool) -> LocalRead {
+    pub fn read_local(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        tiered: bool,
+        isolation: Isolation,
+    ) -> LocalRead {
         let log = self.log();
         let mut read = LocalRead {
             error: None,
             bounds: self.bounds_now(),
             records: Bytes::new(),
+            aborted: Vec::new(),
         };
-        match log.read(offset, max_bytes) {
+        match log.read_as(offset, max_bytes, isolation) {
             Ok(ReadSlice {
                 records,
                 high_watermark,
                 log_start_offset,
+                last_stable_offset,
+                aborted,
             }) => {
                 read.bounds.high_watermark = high_watermark;
-                read.bounds.last_stable = high_watermark;
+                read.bounds.last_stable = last_stable_offset;
                 read.bounds.local_start = log_start_offset;
                 read.bounds.log_start = read.bounds.log_start.min(log_start_offset);
                 read.records = records;
+                read.aborted = aborted;
             }
             Err(LogError::OffsetOutOfRange { log_start, .. }) if tiered && offset < log_start => {
                 // Local retention won the race; the archive has it (see `Located::Local`).
@@ -416,7 +433,11 @@ impl PartitionView {
         version: i16,
     ) -> Result<Option<OffsetAndTimestamp>, ErrorCode> {
         let archive = match spec {
-            OffsetSpec::Latest | OffsetSpec::EarliestLocal if !self.is_replica() => None,
+            OffsetSpec::Latest | OffsetSpec::LatestStable | OffsetSpec::EarliestLocal
+                if !self.is_replica() =>
+            {
+                None
+            }
             _ => self.readable_root().await.map_err(for_archive)?,
         };
         let bounds = self.bounds_with(archive.as_ref().map(|(_, r)| r.as_ref()));
@@ -435,6 +456,7 @@ impl PartitionView {
         };
         match spec {
             OffsetSpec::Latest => Ok(Some((bounds.high_watermark, -1))),
+            OffsetSpec::LatestStable => Ok(Some((bounds.last_stable, -1))),
             OffsetSpec::Earliest => Ok(Some((bounds.log_start, -1))),
             OffsetSpec::EarliestLocal => Ok(Some((bounds.local_start, -1))),
             OffsetSpec::LatestTiered if version >= 9 => Ok(archive

@@ -835,8 +835,10 @@ impl Tiering {
         {
             tracing::warn!(partition = %tier.id, error = %e, "idle roll failed");
         }
-        // Only what is committed: a replicated log may hold entries a new leader truncates.
-        let committed = log.high_watermark();
+        // Only what is committed (a replicated log may hold entries a new leader truncates),
+        // and only below every open transaction: an archived segment is whole, its aborted
+        // transactions known.
+        let committed = log.last_stable_offset();
         let pending: Vec<_> = log
             .segments()
             .into_iter()

@@ -778,3 +778,129 @@ async fn r10_buffered_appends_become_readable_when_flushed() {
     assert!(storage.syncs() > before, "readable only after an fsync");
     assert_eq!(read_values(&log, 0).len(), 2);
 }
+
+/// A transactional batch of `count` records of an idempotent producer.
+fn transactional(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Bytes {
+    let mut bytes = idempotent(producer_id, epoch, sequence, count).to_vec();
+    let attributes =
+        i16::from_be_bytes([bytes[21], bytes[22]]) | silt_index::batch::ATTR_TRANSACTIONAL;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    // The attributes are inside the CRC's range.
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+fn marker(producer_id: i64, epoch: i16, commit: bool) -> Bytes {
+    Bytes::from(silt_index::record::encode_txn_marker(
+        0,
+        producer_id,
+        epoch,
+        0,
+        i16::from(commit),
+        T0,
+    ))
+}
+
+async fn append_marker(log: &PartitionLog, producer_id: i64, epoch: i16, commit: bool) -> i64 {
+    log.submit_marker(marker(producer_id, epoch, commit), Durability::Durable)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap()
+        .base_offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_bound_read_committed_reads_and_survive_recovery() {
+    use silt_broker::log::Isolation;
+    use silt_broker::log::producer_state::AbortedTxn;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let log = open(Arc::new(DiskStorage), dir.path(), clock.clone());
+    log.append(batch("plain", 2, T0, Codec::None), Durability::Durable)
+        .await
+        .unwrap(); // 0..=1
+    // Producer 1 writes 2..=4 and commits at 5; producer 2 writes 6..=7, stays open.
+    log.append(transactional(1, 0, 0, 3), Durability::Durable)
+        .await
+        .unwrap();
+    log.append(transactional(2, 0, 0, 2), Durability::Durable)
+        .await
+        .unwrap();
+    assert_eq!(log.last_stable_offset(), 2);
+    let committed = log.read_as(0, 1 << 20, Isolation::ReadCommitted).unwrap();
+    assert_eq!(committed.last_stable_offset, 2);
+    let offsets = |records: &Bytes| -> Vec<i64> {
+        silt_index::batch::scan(records, u32::MAX, false)
+            .batches
+            .iter()
+            .map(|(h, _)| h.base_offset)
+            .collect()
+    };
+    assert_eq!(
+        offsets(&committed.records),
+        [0],
+        "read_committed stops at the LSO"
+    );
+    let uncommitted = log.read_as(0, 1 << 20, Isolation::ReadUncommitted).unwrap();
+    assert_eq!(offsets(&uncommitted.records), [0, 2, 5]);
+    assert_eq!(append_marker(&log, 1, 0, true).await, 7);
+    assert_eq!(log.last_stable_offset(), 5, "producer 2 still holds it");
+    // Producer 2 aborts at 8: everything is stable, and its range is listed to skip.
+    assert_eq!(append_marker(&log, 2, 0, false).await, 8);
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    let aborted = AbortedTxn {
+        producer_id: 2,
+        first_offset: 5,
+        last_offset: 8,
+    };
+    let read = log.read_as(0, 1 << 20, Isolation::ReadCommitted).unwrap();
+    assert_eq!(offsets(&read.records), [0, 2, 5, 7, 8]);
+    assert_eq!(read.aborted, [aborted]);
+    assert!(
+        log.read_as(9, 1 << 20, Isolation::ReadCommitted)
+            .unwrap()
+            .aborted
+            .is_empty()
+    );
+    // A marker of an older epoch is refused; a client may not write a control batch.
+    log.append(transactional(3, 5, 0, 1), Durability::Durable)
+        .await
+        .unwrap(); // 9, opens producer 3's transaction
+    assert!(matches!(
+        log.submit_marker(marker(3, 4, false), Durability::Durable)
+            .await
+            .unwrap()
+            .wait()
+            .await,
+        Err(AppendError::Sequence(_))
+    ));
+    assert!(matches!(
+        log.append(marker(3, 5, false), Durability::Durable).await,
+        Err(AppendError::Control)
+    ));
+    assert!(matches!(
+        log.submit_marker(batch("data", 1, T0, Codec::None), Durability::Durable)
+            .await,
+        Err(AppendError::Corrupt(_))
+    ));
+    assert_eq!(log.last_stable_offset(), 9);
+
+    // After a crash (no clean close) the open transaction and the aborted one are rebuilt.
+    drop(log);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let log = open(Arc::new(DiskStorage), dir.path(), clock.clone());
+    assert_eq!(log.last_stable_offset(), 9);
+    let read = log.read_as(0, 1 << 20, Isolation::ReadCommitted).unwrap();
+    assert_eq!(read.aborted, [aborted]);
+    assert_eq!(append_marker(&log, 3, 5, true).await, 10);
+    // And after a clean close (from the producer snapshot).
+    log.close().await.unwrap();
+    let log = open(Arc::new(DiskStorage), dir.path(), clock);
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    let read = log.read_as(0, 1 << 20, Isolation::ReadCommitted).unwrap();
+    assert_eq!(read.aborted, [aborted]);
+}

@@ -50,7 +50,8 @@ const _: () = assert!(OFFSET_CRC + 4 == CRC_START);
 
 const ATTR_CODEC_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// The attribute bit of a transactional batch.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// The control bit of a batch's attributes: its records are markers, not data.
 pub const ATTR_CONTROL: i16 = 0x20;
 

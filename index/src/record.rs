@@ -307,6 +307,47 @@ pub fn encode_control_batch(
     control_type: i16,
     value: &[u8],
 ) -> Vec<u8> {
+    control_batch(base_offset, epoch, timestamp, control_type, value, None)
+}
+
+/// Kafka's transaction marker: the control batch a transaction coordinator writes to each
+/// partition of a transaction to end it there, in the producer's id and epoch, transactional,
+/// of one record whose key is the marker type (0 ABORT, 1 COMMIT) and whose value is the
+/// marker version (0) and the coordinator's epoch.
+pub fn encode_txn_marker(
+    base_offset: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    control_type: i16,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let stamp = ProducerStamp {
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+    };
+    control_batch(
+        base_offset,
+        -1,
+        timestamp,
+        control_type,
+        &value,
+        Some(stamp),
+    )
+}
+
+fn control_batch(
+    base_offset: i64,
+    epoch: i32,
+    timestamp: i64,
+    control_type: i16,
+    value: &[u8],
+    producer: Option<ProducerStamp>,
+) -> Vec<u8> {
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
     key.extend_from_slice(&control_type.to_be_bytes());
@@ -316,9 +357,15 @@ pub fn encode_control_batch(
         headers: Vec::new(),
         timestamp,
     };
-    let mut out = encode_batch(base_offset, &[record], Codec::None, None);
+    let transactional = if producer.is_some() {
+        crate::batch::ATTR_TRANSACTIONAL
+    } else {
+        0
+    };
+    let mut out = encode_batch(base_offset, &[record], Codec::None, producer);
     out[12..16].copy_from_slice(&epoch.to_be_bytes());
-    let attributes = i16::from_be_bytes([out[21], out[22]]) | crate::batch::ATTR_CONTROL;
+    let attributes =
+        i16::from_be_bytes([out[21], out[22]]) | crate::batch::ATTR_CONTROL | transactional;
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -16,13 +16,15 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use silt_archiver::{ArchiveError, RemoteSlice};
 use uuid::Uuid;
 
 use super::{leader_hint, str_bytes, topic_name};
+use crate::log::Isolation;
+use crate::log::producer_state::AbortedTxn;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::partition::{Bounds, Located, PartitionView, check_leader_epoch};
@@ -62,8 +64,11 @@ enum Plan {
 struct Outcome {
     error: Option<ErrorCode>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// For read_committed: the aborted transactions among `records`.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl Outcome {
@@ -71,8 +76,10 @@ impl Outcome {
         Outcome {
             error: None,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             records: Bytes::new(),
+            aborted: Vec::new(),
         }
     }
 
@@ -80,8 +87,10 @@ impl Outcome {
         Outcome {
             error,
             high_watermark: bounds.high_watermark,
+            last_stable_offset: bounds.last_stable,
             log_start_offset: bounds.log_start,
             records: Bytes::new(),
+            aborted: Vec::new(),
         }
     }
 }
@@ -94,6 +103,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
     }
     let uses_ids = version >= 13;
+    let isolation = Isolation::of(request.isolation_level);
     let mut targets = Vec::new();
     for topic in &request.topics {
         let by_id = uses_ids.then(|| node.topics.get_by_id(topic.topic_id));
@@ -201,7 +211,9 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
         }
         let reading = targets.clone();
         let outcomes =
-            match tokio::task::spawn_blocking(move || read_local(&reading, max_bytes)).await {
+            match tokio::task::spawn_blocking(move || read_local(&reading, max_bytes, isolation))
+                .await
+            {
                 Ok(outcomes) => outcomes,
                 Err(_) => {
                     return FetchResponse::default()
@@ -283,7 +295,9 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             (&targets[i].plan, &targets[i].found)
         {
             *outcome = Outcome::of(None, *bounds);
-            outcome.high_watermark = view.bounds_now().high_watermark;
+            let now = view.bounds_now();
+            outcome.high_watermark = now.high_watermark;
+            outcome.last_stable_offset = now.last_stable;
             match remote_done.remove(&i) {
                 // Still running: nothing this time, no error; it lands in the cache.
                 None => {}
@@ -309,7 +323,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     }
     let sent: u64 = outcomes.iter().map(|o| o.records.len() as u64).sum();
     Metrics::add(&node.metrics.fetch_bytes, sent);
-    let mut response = build(&targets, outcomes, uses_ids);
+    let mut response = build(&targets, outcomes, uses_ids, isolation);
     if version >= 16 {
         add_leader_hints(&node, &targets, &mut response);
     }
@@ -318,7 +332,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
 
 /// Reads every local target (blocking), honouring the byte limits; other targets are left
 /// empty here.
-fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
+fn read_local(targets: &[Target], max_bytes: u32, isolation: Isolation) -> Vec<Outcome> {
     let mut budget = max_bytes;
     let mut first_with_data = true;
     targets
@@ -340,8 +354,9 @@ fn read_local(targets: &[Target], max_bytes: u32) -> Vec<Outcome> {
                 return Outcome::of(None, view.bounds_now());
             }
             let limit = (target.partition_max_bytes.max(0) as u32).min(budget);
-            let read = view.read_local(target.fetch_offset, limit, tiered);
+            let read = view.read_local(target.fetch_offset, limit, tiered, isolation);
             let mut outcome = Outcome::of(read.error, read.bounds);
+            outcome.aborted = read.aborted;
             let len = read.records.len() as u32;
             if len > budget && !first_with_data {
                 // Only the first partition with data may exceed the budget.
@@ -390,14 +405,33 @@ fn add_leader_hints(node: &Node, targets: &[Target], response: &mut FetchRespons
         .collect();
 }
 
-fn build(targets: &[Target], outcomes: Vec<Outcome>, uses_ids: bool) -> FetchResponse {
+fn build(
+    targets: &[Target],
+    outcomes: Vec<Outcome>,
+    uses_ids: bool,
+    isolation: Isolation,
+) -> FetchResponse {
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for (target, outcome) in targets.iter().zip(outcomes) {
+        // read_uncommitted gets no list (null), read_committed the aborted transactions
+        // among its records, for the client to skip.
+        let aborted = (isolation == Isolation::ReadCommitted).then(|| {
+            outcome
+                .aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        });
         let partition = PartitionData::default()
             .with_partition_index(target.partition_index)
             .with_error_code(outcome.error.map_or(0, |e| e.code()))
             .with_high_watermark(outcome.high_watermark)
-            .with_last_stable_offset(outcome.high_watermark)
+            .with_last_stable_offset(outcome.last_stable_offset)
+            .with_aborted_transactions(aborted)
             .with_log_start_offset(outcome.log_start_offset)
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             .with_records(Some(outcome.records));

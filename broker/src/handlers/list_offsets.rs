@@ -36,6 +36,7 @@ pub(super) async fn handle(
                     p.current_leader_epoch,
                     p.timestamp,
                     version,
+                    request.isolation_level,
                 )
                 .await,
             );
@@ -56,6 +57,7 @@ async fn lookup(
     current_leader_epoch: i32,
     timestamp: i64,
     version: i16,
+    isolation_level: i8,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
@@ -74,6 +76,7 @@ async fn lookup(
         return response.with_error_code(ErrorCode::OffsetNotAvailable.code());
     }
     let spec = match timestamp {
+        LATEST if isolation_level == 1 => OffsetSpec::LatestStable,
         LATEST => OffsetSpec::Latest,
         EARLIEST => OffsetSpec::Earliest,
         MAX_TIMESTAMP => OffsetSpec::MaxTimestamp,

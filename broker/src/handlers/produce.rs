@@ -174,17 +174,27 @@ async fn queue(
         Err(code) => return Queued::Failed(code, None),
     };
     let records = records.unwrap_or_default();
-    // Produce v3 and later carry exactly one batch per partition.
-    if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX)
-        && (header.size() as usize) < records.len()
-    {
-        return Queued::Failed(
-            ErrorCode::InvalidRecord,
-            Some(
-                "produce requests v3 and later must hold exactly one record batch per partition"
-                    .into(),
-            ),
-        );
+    if let Ok(Some(header)) = BatchHeader::parse(&records, u32::MAX) {
+        // Produce v3 and later carry exactly one batch per partition.
+        if (header.size() as usize) < records.len() {
+            return Queued::Failed(
+                ErrorCode::InvalidRecord,
+                Some(
+                    "produce requests v3 and later must hold exactly one record batch per partition"
+                        .into(),
+                ),
+            );
+        }
+        // A transactional batch belongs to a transaction the coordinator knows of, which
+        // needs the request's transactional id (refused above until transactions exist).
+        if header.is_transactional() {
+            return Queued::Failed(
+                ErrorCode::InvalidRequest,
+                Some(
+                    "a transactional batch in a produce request without a transactional id".into(),
+                ),
+            );
+        }
     }
     let bytes = records.len() as u64;
     match view.submit(records, durability).await {

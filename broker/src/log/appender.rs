@@ -105,10 +105,10 @@ pub enum AppendError {
     /// An idempotent producer's sequence or epoch does not fit.
     #[error(transparent)]
     Sequence(#[from] SequenceError),
-    /// Transactional and control batches need the transaction coordinator, which silt does not
-    /// have yet.
-    #[error("transactional batches are not supported")]
-    Transactional,
+    /// A client sent a control batch: only the broker writes those (transaction markers,
+    /// Raft's own entries).
+    #[error("control batches are written by the broker, not by clients")]
+    Control,
     /// Writing or syncing failed.
     #[error("storage failure: {0}")]
     Storage(String),
@@ -752,7 +752,16 @@ impl Writer {
                 producers.entry(patched.producer_id).cloned(),
             )
         });
-        producers.record(&patched, now);
+        if patched.is_control() {
+            let mut whole = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+            whole.extend_from_slice(&header_bytes);
+            whole.extend_from_slice(&body);
+            if let Some(marker) = super::producer_state::txn_marker_of(&patched, &whole) {
+                producers.record_marker(&patched, marker, now);
+            }
+        } else {
+            producers.record(&patched, now);
+        }
         drop(producers);
         self.next_offset = patched.next_offset();
         *pending_bytes += u64::from(patched.size());
@@ -791,7 +800,7 @@ impl Writer {
                 let mut producers = self.shared.producers();
                 for p in pending.iter().rev() {
                     if let Some((producer_id, entry)) = p.undo.clone() {
-                        producers.restore(producer_id, entry);
+                        producers.restore(producer_id, entry, p.header.base_offset);
                     }
                 }
             }

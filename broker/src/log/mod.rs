@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use silt_config::{NodeConfig, TimestampType, TopicConfig};
 
 pub use appender::{AppendError, Appended, Durability};
-pub use partition_log::{AppendTicket, PartitionLog, ReadSlice};
+pub use partition_log::{AppendTicket, Isolation, PartitionLog, ReadSlice};
 pub use segment::SegmentInfo;
 pub use storage::{DiskStorage, Storage, StorageFile};
 

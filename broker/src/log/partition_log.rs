@@ -79,6 +79,8 @@ impl LogShared {
 
     pub(crate) fn set_log_start_offset(&self, offset: i64) {
         self.log_start_offset.store(offset, Ordering::Release);
+        // Aborted transactions whose markers went with the segments are no one's to skip.
+        self.producers().forget_aborted_before(offset);
     }
 
     /// A replicated log's high watermark: the offset after the last entry that is both
@@ -182,6 +184,30 @@ pub struct ReadSlice {
     pub high_watermark: i64,
     /// First offset held.
     pub log_start_offset: i64,
+    /// Offset below which no transaction is open (the high watermark without one).
+    pub last_stable_offset: i64,
+    /// For a read_committed read: the aborted transactions among the records returned.
+    pub aborted: Vec<super::producer_state::AbortedTxn>,
+}
+
+/// Which records a read may return (Kafka's isolation level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset, with the aborted transactions listed.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// The isolation a request's `isolation_level` (0 or 1) names.
+    pub fn of(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
 }
 
 /// The outcome of a queued append, to wait for.
@@ -344,7 +370,7 @@ impl PartitionLog {
     ///
     /// # Errors
     ///
-    /// [`AppendError::Corrupt`], [`AppendError::TooLarge`] or [`AppendError::Transactional`]
+    /// [`AppendError::Corrupt`], [`AppendError::TooLarge`] or [`AppendError::Control`]
     /// for a batch refused before it is queued; [`AppendError::Closed`].
     pub async fn submit(
         &self,
@@ -353,6 +379,31 @@ impl PartitionLog {
     ) -> Result<AppendTicket, AppendError> {
         let max = self.shared.config().max_message_bytes;
         let header = check_batch(&batch, max)?;
+        self.queue_append(batch, header, durability).await
+    }
+
+    /// Queues a transaction marker (`silt_index::record::encode_txn_marker`) the way
+    /// [`Self::submit`] queues a client's batch: it closes its producer's open transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Corrupt`] for a batch that is not a transaction marker; as
+    /// [`Self::submit`].
+    pub async fn submit_marker(
+        &self,
+        batch: Bytes,
+        durability: Durability,
+    ) -> Result<AppendTicket, AppendError> {
+        let header = check_marker_batch(&batch)?;
+        self.queue_append(batch, header, durability).await
+    }
+
+    async fn queue_append(
+        &self,
+        batch: Bytes,
+        header: BatchHeader,
+        durability: Durability,
+    ) -> Result<AppendTicket, AppendError> {
         let (reply, response) = oneshot::channel();
         let request = AppendRequest {
             batch,
@@ -379,12 +430,44 @@ impl PartitionLog {
     ///
     /// [`LogError::OffsetOutOfRange`] outside `[log start, high watermark]`; I/O or corruption.
     pub fn read(&self, offset: i64, max_bytes: u32) -> Result<ReadSlice, LogError> {
+        self.read_as(offset, max_bytes, Isolation::ReadUncommitted)
+    }
+
+    /// The last stable offset: below it no transaction is open (read_committed consumers read
+    /// up to it); the high watermark when none is.
+    pub fn last_stable_offset(&self) -> i64 {
         let high_watermark = self.high_watermark();
+        self.shared
+            .producers()
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// [`Self::read`] at an isolation level: read_committed stops at the last stable offset
+    /// and lists the aborted transactions among what it returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::read`].
+    pub fn read_as(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        isolation: Isolation,
+    ) -> Result<ReadSlice, LogError> {
+        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
         let log_start_offset = self.log_start_offset();
+        let limit = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
         let empty = |hw| ReadSlice {
             records: Bytes::new(),
             high_watermark: hw,
             log_start_offset,
+            last_stable_offset,
+            aborted: Vec::new(),
         };
         // Between the high watermark and the log end is not out of range: it is written and
         // not yet readable (not yet durable, or not yet committed by a quorum; a new leader's
@@ -396,14 +479,14 @@ impl PartitionLog {
                 high_watermark,
             });
         }
-        if offset >= high_watermark {
+        if offset >= limit {
             return Ok(empty(high_watermark));
         }
         for segment in self.shared.segments_from(offset) {
             let Some((position, first)) = segment.locate(offset)? else {
                 continue;
             };
-            if first.base_offset >= high_watermark {
+            if first.base_offset >= limit {
                 return Ok(empty(high_watermark));
             }
             let available = segment.committed() - position;
@@ -411,24 +494,34 @@ impl PartitionLog {
                 .max(u64::from(first.size()))
                 .min(available);
             let mut bytes = segment.read_bytes(position, want)?;
-            // Keep whole batches below the high watermark.
+            // Keep whole batches below the high watermark (or the last stable offset).
             let scanned = batch::scan(&bytes, u32::MAX, false);
-            let keep = scanned
+            let kept = scanned
                 .batches
                 .iter()
-                .take_while(|(h, _)| h.base_offset < high_watermark)
-                .last()
-                .map_or(0, |(_, range)| range.end);
+                .take_while(|(h, _)| h.base_offset < limit)
+                .last();
+            let keep = kept.map_or(0, |(_, range)| range.end);
+            let end = kept.map_or(offset, |(h, _)| h.next_offset());
             assert!(
                 keep > 0,
                 "the first batch {} fits in {want} bytes",
                 first.size()
             );
             bytes.truncate(keep);
+            let aborted = match isolation {
+                Isolation::ReadUncommitted => Vec::new(),
+                Isolation::ReadCommitted => self
+                    .shared
+                    .producers()
+                    .aborted_between(first.base_offset, end),
+            };
             return Ok(ReadSlice {
                 records: Bytes::from(bytes),
                 high_watermark,
                 log_start_offset,
+                last_stable_offset,
+                aborted,
             });
         }
         Ok(empty(high_watermark))
@@ -908,8 +1001,36 @@ impl PartitionLog {
     }
 }
 
-/// Checks that `bytes` is exactly one whole v2 batch with a good CRC, within `max` bytes.
+/// Checks that `bytes` is exactly one whole v2 data batch with a good CRC, within `max`
+/// bytes, as a client may send it: never a control batch, and a transactional one only of an
+/// idempotent producer.
 pub(crate) fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
+    let header = check_whole(bytes, max)?;
+    if header.is_control() {
+        return Err(AppendError::Control);
+    }
+    if header.is_transactional() && !header.has_producer_id() {
+        return Err(AppendError::Corrupt(
+            "a transactional batch without a producer id".into(),
+        ));
+    }
+    Ok(header)
+}
+
+/// Checks that `bytes` is a transaction marker: a whole control batch of a producer whose one
+/// record is a COMMIT or an ABORT.
+pub(crate) fn check_marker_batch(bytes: &[u8]) -> Result<BatchHeader, AppendError> {
+    let header = check_whole(bytes, u32::MAX)?;
+    if super::producer_state::txn_marker_of(&header, bytes).is_none() {
+        return Err(AppendError::Corrupt(
+            "not a transaction marker (a producer's control batch, COMMIT or ABORT)".into(),
+        ));
+    }
+    Ok(header)
+}
+
+/// Checks that `bytes` is exactly one whole v2 batch with a good CRC, within `max` bytes.
+fn check_whole(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
     let header = BatchHeader::parse(bytes, u32::MAX)
         .map_err(|e| AppendError::Corrupt(e.to_string()))?
         .ok_or_else(|| {
@@ -940,9 +1061,6 @@ pub(crate) fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendE
             "record count {} does not match last offset delta {}",
             header.record_count, header.last_offset_delta
         )));
-    }
-    if header.is_transactional() || header.is_control() {
-        return Err(AppendError::Transactional);
     }
     Ok(header)
 }

@@ -13,6 +13,13 @@
 //! 4. same epoch: the sequence must follow the last one (wrapping at `i32::MAX`);
 //! 5. a producer the table does not know (its state expired or was never seen) may start at any
 //!    sequence, as Kafka allows after retention removed its batches.
+//!
+//! Transactions (KIP-98): a producer's first transactional batch opens its transaction here,
+//! at that batch's offset; the coordinator's marker (a control batch of the producer, COMMIT
+//! or ABORT) closes it. The earliest open transaction is the partition's first unstable
+//! offset: read_committed consumers read below it (the last stable offset). An aborted
+//! transaction is remembered as its offset range, for read_committed fetches to list, until
+//! retention removes it from the log.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -46,6 +53,49 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Wall-clock time of the last append, for expiry.
     pub last_append_ms: i64,
+    /// The first offset of the producer's open transaction in this partition, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_first_offset: Option<i64>,
+}
+
+/// The control record that ends a transaction in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnMarker {
+    /// The transaction's records count.
+    Commit,
+    /// The transaction's records are skipped by read_committed consumers.
+    Abort,
+}
+
+impl TxnMarker {
+    /// The marker a control record of `control_type` is (Kafka's 0 = ABORT, 1 = COMMIT).
+    pub fn of(control_type: i16) -> Option<TxnMarker> {
+        match control_type {
+            0 => Some(TxnMarker::Abort),
+            1 => Some(TxnMarker::Commit),
+            _ => None,
+        }
+    }
+
+    /// Its control type.
+    pub fn control_type(self) -> i16 {
+        match self {
+            TxnMarker::Abort => 0,
+            TxnMarker::Commit => 1,
+        }
+    }
+}
+
+/// An aborted transaction of a partition: its producer and offsets, from its first record to
+/// its ABORT marker (what a read_committed fetch lists, so the client skips its records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Its first record's offset.
+    pub first_offset: i64,
+    /// The ABORT marker's offset.
+    pub last_offset: i64,
 }
 
 /// Result of checking a batch against the table.
@@ -86,6 +136,9 @@ pub enum SequenceError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Aborted transactions still in the log, by marker offset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStateTable {
@@ -102,6 +155,9 @@ impl ProducerStateTable {
     pub fn check(&self, header: &BatchHeader) -> Result<Check, SequenceError> {
         if !header.has_producer_id() {
             return Ok(Check::Append);
+        }
+        if header.is_control() {
+            return self.check_marker(header).map(|()| Check::Append);
         }
         check_entry(self.producers.get(&header.producer_id), header)
     }
@@ -121,12 +177,16 @@ impl ProducerStateTable {
         if !header.has_producer_id() {
             return Ok(Check::Append);
         }
+        if header.is_control() {
+            return self.check_marker(header).map(|()| Check::Append);
+        }
         let mut entry = self.producers.get(&header.producer_id).cloned();
         for batch in in_flight {
             let e = entry.get_or_insert_with(|| ProducerEntry {
                 epoch: batch.epoch,
                 batches: VecDeque::new(),
                 last_append_ms: 0,
+                txn_first_offset: None,
             });
             if batch.epoch != e.epoch {
                 e.epoch = batch.epoch;
@@ -146,9 +206,11 @@ impl ProducerStateTable {
         check_entry(entry.as_ref(), header)
     }
 
-    /// Records an appended batch (its header carries the assigned base offset).
+    /// Records an appended data batch (its header carries the assigned base offset); a
+    /// transactional one opens its producer's transaction if none is open. A control batch
+    /// is recorded with [`Self::record_marker`] (or not at all, for Raft's own).
     pub fn record(&mut self, header: &BatchHeader, now_ms: i64) {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return;
         }
         let entry = self
@@ -158,10 +220,14 @@ impl ProducerStateTable {
                 epoch: header.producer_epoch,
                 batches: VecDeque::new(),
                 last_append_ms: now_ms,
+                txn_first_offset: None,
             });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
         }
         if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
             entry.batches.pop_front();
@@ -180,31 +246,121 @@ impl ProducerStateTable {
         );
     }
 
+    /// Records an appended transaction marker of the producer in `header` (a control batch of
+    /// one record, at the header's base offset): it closes the producer's open transaction.
+    /// Returns the transaction if it was aborted. A marker of a newer epoch (the coordinator
+    /// fenced the producer) moves the producer to it.
+    pub fn record_marker(
+        &mut self,
+        header: &BatchHeader,
+        marker: TxnMarker,
+        now_ms: i64,
+    ) -> Option<AbortedTxn> {
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::new(),
+                last_append_ms: now_ms,
+                txn_first_offset: None,
+            });
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_append_ms = now_ms;
+        let first_offset = entry.txn_first_offset.take()?;
+        if marker == TxnMarker::Commit {
+            return None;
+        }
+        let aborted = AbortedTxn {
+            producer_id: header.producer_id,
+            first_offset,
+            last_offset: header.base_offset,
+        };
+        self.aborted.push(aborted);
+        Some(aborted)
+    }
+
+    /// Checks a transaction marker of the producer in `header` before it is appended: the
+    /// coordinator's epoch for the producer may not be older than the partition's.
+    ///
+    /// # Errors
+    ///
+    /// [`SequenceError::InvalidProducerEpoch`] for a marker of an older epoch.
+    pub fn check_marker(&self, header: &BatchHeader) -> Result<(), SequenceError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.epoch => {
+                Err(SequenceError::InvalidProducerEpoch {
+                    producer_id: header.producer_id,
+                    epoch: header.producer_epoch,
+                    current: entry.epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The first offset of the earliest open transaction: read_committed consumers read below
+    /// it. `None` when no transaction is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
+    }
+
+    /// The aborted transactions whose records may lie in `[from, to)`, oldest marker first
+    /// (what a read_committed fetch of that range lists).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose markers are before `offset` (retention removed
+    /// them from the log).
+    pub fn forget_aborted_before(&mut self, offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= offset);
+    }
+
     /// The entry of a producer, to restore it if an append fails after `record`.
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
 
-    /// Puts back an entry saved with [`ProducerStateTable::entry`] (`None`: forget it).
-    pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
+    /// Puts back an entry saved with [`ProducerStateTable::entry`] (`None`: forget it), and
+    /// forgets an aborted transaction recorded at or after `from` (the undone marker's).
+    pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>, from: i64) {
         match entry {
             Some(entry) => self.producers.insert(producer_id, entry),
             None => self.producers.remove(&producer_id),
         };
+        self.aborted.retain(|a| a.last_offset < from);
     }
 
-    /// Forgets producers idle since before `cutoff_ms` (Kafka's `producer.id.expiration.ms`).
+    /// Forgets producers idle since before `cutoff_ms` (Kafka's `producer.id.expiration.ms`),
+    /// but never one with an open transaction.
     pub fn expire(&mut self, cutoff_ms: i64) {
-        self.producers
-            .retain(|_, entry| entry.last_append_ms >= cutoff_ms);
+        self.producers.retain(|_, entry| {
+            entry.last_append_ms >= cutoff_ms || entry.txn_first_offset.is_some()
+        });
     }
 
     /// Forgets what was appended at or after `offset` (the log was truncated there).
     pub fn truncate(&mut self, offset: i64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < offset);
+            if entry.txn_first_offset.is_some_and(|first| first >= offset) {
+                entry.txn_first_offset = None;
+            }
         }
-        self.producers.retain(|_, entry| !entry.batches.is_empty());
+        self.producers
+            .retain(|_, entry| !entry.batches.is_empty() || entry.txn_first_offset.is_some());
+        self.aborted.retain(|a| a.last_offset < offset);
     }
 
     /// Number of producers known.
@@ -216,6 +372,16 @@ impl ProducerStateTable {
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
+}
+
+/// The transaction marker a batch is, if it is one: a control batch of a producer whose
+/// record is a COMMIT or an ABORT (`batch` is the whole batch).
+pub fn txn_marker_of(header: &BatchHeader, batch: &[u8]) -> Option<TxnMarker> {
+    if !header.is_control() || !header.has_producer_id() {
+        return None;
+    }
+    let (control_type, _) = silt_index::record::decode_control_batch(batch).ok()?;
+    TxnMarker::of(control_type)
 }
 
 /// A batch a leader accepted and has not appended yet (see [`ProducerStateTable::check_with`]).
@@ -391,6 +557,101 @@ mod tests {
             Ok(Check::Duplicate(meta)) => assert_eq!(meta.base_offset, 0),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn txn_header(offset: i64, producer_id: i64, epoch: i16, sequence: i32) -> BatchHeader {
+        let stamp = ProducerStamp {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+        };
+        let mut bytes = encode_batch(offset, &[NewRecord::default()], Codec::None, Some(stamp));
+        let attributes =
+            i16::from_be_bytes([bytes[21], bytes[22]]) | silt_index::batch::ATTR_TRANSACTIONAL;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        BatchHeader::parse(&bytes, u32::MAX).unwrap().unwrap()
+    }
+
+    fn marker(
+        offset: i64,
+        producer_id: i64,
+        epoch: i16,
+        kind: TxnMarker,
+    ) -> (BatchHeader, Vec<u8>) {
+        let bytes = silt_index::record::encode_txn_marker(
+            offset,
+            producer_id,
+            epoch,
+            0,
+            kind.control_type(),
+            0,
+        );
+        (
+            BatchHeader::parse(&bytes, u32::MAX).unwrap().unwrap(),
+            bytes,
+        )
+    }
+
+    #[test]
+    fn transactions_hold_the_stable_offset_and_aborts_are_listed() {
+        let mut table = ProducerStateTable::new();
+        // Producer 1 opens at 10, producer 2 at 12; both stay open.
+        table.record(&txn_header(10, 1, 0, 0), 0);
+        table.record(&txn_header(11, 1, 0, 1), 0);
+        table.record(&txn_header(12, 2, 0, 0), 0);
+        assert_eq!(table.first_unstable_offset(), Some(10));
+        // Producer 1 commits at 13: producer 2's transaction is the earliest open one.
+        let (header, bytes) = marker(13, 1, 0, TxnMarker::Commit);
+        assert_eq!(txn_marker_of(&header, &bytes), Some(TxnMarker::Commit));
+        assert_eq!(table.record_marker(&header, TxnMarker::Commit, 0), None);
+        assert_eq!(table.first_unstable_offset(), Some(12));
+        // Producer 2 aborts at 14: nothing is open, and its range is listed for fetches.
+        let (header, _) = marker(14, 2, 0, TxnMarker::Abort);
+        let aborted = table.record_marker(&header, TxnMarker::Abort, 0);
+        let expected = AbortedTxn {
+            producer_id: 2,
+            first_offset: 12,
+            last_offset: 14,
+        };
+        assert_eq!(aborted, Some(expected));
+        assert_eq!(table.first_unstable_offset(), None);
+        assert_eq!(table.aborted_between(0, 100), vec![expected]);
+        assert_eq!(table.aborted_between(15, 100), vec![]);
+        assert_eq!(table.aborted_between(0, 12), vec![]);
+        // A marker of an older epoch than the producer's is refused; the table survives JSON.
+        table.record(&txn_header(15, 2, 3, 0), 0);
+        assert!(
+            table
+                .check_marker(&marker(16, 2, 2, TxnMarker::Abort).0)
+                .is_err()
+        );
+        assert!(
+            table
+                .check_marker(&marker(16, 2, 3, TxnMarker::Abort).0)
+                .is_ok()
+        );
+        let json = serde_json::to_vec(&table).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<ProducerStateTable>(&json).unwrap(),
+            table
+        );
+        // Retention forgets aborted ranges before the log start; expiry keeps open ones.
+        table.forget_aborted_before(15);
+        assert_eq!(table.aborted_between(0, 100), vec![]);
+        table.expire(i64::MAX);
+        assert_eq!(table.first_unstable_offset(), Some(15));
+    }
+
+    #[test]
+    fn an_undone_marker_reopens_the_transaction() {
+        let mut table = ProducerStateTable::new();
+        table.record(&txn_header(0, 7, 0, 0), 0);
+        let saved = table.entry(7).cloned();
+        let (header, _) = marker(1, 7, 0, TxnMarker::Abort);
+        table.record_marker(&header, TxnMarker::Abort, 0);
+        table.restore(7, saved, 1);
+        assert_eq!(table.first_unstable_offset(), Some(0));
+        assert_eq!(table.aborted_between(0, 10), vec![]);
     }
 
     #[test]

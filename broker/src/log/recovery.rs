@@ -679,12 +679,34 @@ pub(crate) fn recover_producers(
         while position < end {
             let header = segment.read_header(position)?;
             if header.base_offset >= replay_from {
-                table.record(&header, now_ms);
+                replay(&mut table, segment, position, &header, now_ms)?;
             }
             position += u64::from(header.size());
         }
     }
     Ok(table)
+}
+
+/// Records the batch at `position` of `segment` in `table`: a data batch by its header, a
+/// transaction marker by its record too.
+fn replay(
+    table: &mut ProducerStateTable,
+    segment: &Segment,
+    position: u64,
+    header: &silt_index::batch::BatchHeader,
+    now_ms: i64,
+) -> Result<(), LogError> {
+    if !header.is_control() {
+        table.record(header, now_ms);
+        return Ok(());
+    }
+    if header.has_producer_id() {
+        let batch = segment.read_bytes(position, u64::from(header.size()))?;
+        if let Some(marker) = super::producer_state::txn_marker_of(header, &batch) {
+            table.record_marker(header, marker, now_ms);
+        }
+    }
+    Ok(())
 }
 
 /// The producer table as of `until` (read-only): the newest loadable snapshot at or before it,
@@ -724,7 +746,7 @@ pub(crate) fn recover_producers_until(
                 break;
             }
             if header.base_offset >= replay_from {
-                table.record(&header, now_ms);
+                replay(&mut table, segment, position, &header, now_ms)?;
             }
             position += u64::from(header.size());
         }
