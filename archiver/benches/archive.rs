@@ -53,6 +53,7 @@ fn write_segment(path: &FsPath, base: i64) -> SealedSegment {
         size_bytes: bytes.len() as u64,
         path: path.to_path_buf(),
         start_position: 0,
+        aborted: Vec::new(),
     }
 }
 

@@ -20,7 +20,7 @@
 //! let archive = Archive::open("./silt-data/archive", "cluster/0/run".into(), ArchiveConfig::default())?;
 //! let id = PartitionId { topic: "orders".into(), topic_id: uuid::Uuid::new_v4(), partition: 0 };
 //! let mut partition = archive.partition(id).await?;
-//! let segment = SealedSegment { base_offset: 0, next_offset: 100, size_bytes: 4096, path: "00000000000000000000.log".into(), start_position: 0 };
+//! let segment = SealedSegment { base_offset: 0, next_offset: 100, size_bytes: 4096, path: "00000000000000000000.log".into(), start_position: 0, aborted: vec![] };
 //! partition.upload(&segment, 1_700_000_000_000).await?;
 //! # Ok(()) }
 //! ```

@@ -41,6 +41,9 @@ pub struct SealedSegment {
     /// Where in the file the first batch to upload starts (0 for the whole file; past 0 when
     /// the archive already holds the file's first batches, as after a leader change).
     pub start_position: u64,
+    /// The aborted transactions with records in it (whose markers may come later), by marker
+    /// offset: the segment is uploaded only once every transaction in it ended.
+    pub aborted: Vec<silt_index::sidecar::AbortedRange>,
 }
 
 /// The writer of one partition's archive.
@@ -136,6 +139,7 @@ impl PartitionArchiver {
             offset_index: indexer.offset_index().clone(),
             time_index: indexer.time_index().clone(),
             epochs: Some(epochs),
+            aborted: Some(segment.aborted.clone()),
         };
         let sidecar_key =
             reader

@@ -186,6 +186,10 @@ pub struct RemoteSlice {
     pub records: Bytes,
     /// Offset after the last batch (the requested offset when `records` is empty).
     pub next_offset: i64,
+    /// The aborted transactions with records among `records` (from the segment's sidecar;
+    /// none for a version-1 sidecar, archived before transactions were): what a
+    /// read_committed fetch lists for the client to skip.
+    pub aborted: Vec<silt_index::sidecar::AbortedRange>,
 }
 
 /// Spaces out byte reservations to a rate (a virtual clock: each reservation takes the next
@@ -527,9 +531,18 @@ impl RemoteReader {
                 break;
             }
         }
+        let aborted = located
+            .sidecar
+            .aborted
+            .iter()
+            .flatten()
+            .filter(|a| a.last_offset >= offset && a.first_offset < next_offset)
+            .copied()
+            .collect();
         let slice = RemoteSlice {
             records: out.freeze(),
             next_offset,
+            aborted,
         };
         Ok((slice, end))
     }

@@ -82,6 +82,7 @@ fn segment_file(
         size_bytes: bytes.len() as u64,
         path,
         start_position: 0,
+        aborted: Vec::new(),
     }
 }
 
@@ -732,6 +733,7 @@ fn segment_in_epochs(dir: &std::path::Path, base: i64, epochs: &[i32]) -> Sealed
         size_bytes: bytes.len() as u64,
         path,
         start_position: 0,
+        aborted: Vec::new(),
     }
 }
 
@@ -739,7 +741,8 @@ fn segment_in_epochs(dir: &std::path::Path, base: i64, epochs: &[i32]) -> Sealed
 fn as_version_1(sidecar: &[u8]) -> Bytes {
     let decoded = Sidecar::decode(sidecar).unwrap();
     let epochs = 4 + 12 * decoded.epochs.map_or(0, |e| e.len());
-    let mut bytes = sidecar[..sidecar.len() - 4 - epochs].to_vec();
+    let aborted = 4 + 24 * decoded.aborted.map_or(0, |a| a.len());
+    let mut bytes = sidecar[..sidecar.len() - 4 - epochs - aborted].to_vec();
     bytes[8..10].copy_from_slice(&1u16.to_be_bytes());
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());

@@ -21,6 +21,7 @@ use silt_archiver::{
 use silt_index::batch::{self, Codec};
 use silt_index::manifest::SegmentEntry;
 use silt_index::record::{NewRecord, decode_records, encode_batch};
+use silt_index::sidecar::AbortedRange;
 use tokio::sync::Semaphore;
 
 /// An in-memory store that counts segment GETs, can hold them at a gate, and can refuse them.
@@ -170,6 +171,7 @@ async fn fixture() -> Fixture {
                     size_bytes: bytes.len() as u64,
                     path,
                     start_position: 0,
+                    aborted: aborted_in(s),
                 },
                 1,
             )
@@ -185,6 +187,27 @@ async fn fixture() -> Fixture {
         files,
         _dir: dir,
         cache_dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The fixture's aborted transactions, as each segment's sidecar lists them: producer 7's
+/// runs from segment 0 (offset 90) into segment 1 (its marker at 120), producer 8's lies in
+/// segment 1.
+fn aborted_in(segment: usize) -> Vec<AbortedRange> {
+    let seven = AbortedRange {
+        producer_id: 7,
+        first_offset: 90,
+        last_offset: 120,
+    };
+    let eight = AbortedRange {
+        producer_id: 8,
+        first_offset: 150,
+        last_offset: 160,
+    };
+    match segment {
+        0 => vec![seven],
+        1 => vec![seven, eight],
+        _ => Vec::new(),
     }
 }
 
@@ -541,4 +564,29 @@ async fn a_store_that_does_not_answer_times_out() {
             .unwrap()
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn slices_carry_the_aborted_transactions_among_their_records() {
+    let f = fixture().await;
+    let reader = f.reader(64 << 10, 0);
+    let manifest = f.archive.reader(pid());
+    let producers = |offset: i64, max_bytes: u32| {
+        let (reader, manifest, root) = (reader.clone(), manifest.clone(), f.root.clone());
+        async move {
+            let slice = reader
+                .read(&manifest, &root, offset, max_bytes, true)
+                .await
+                .unwrap()
+                .unwrap();
+            let ids: Vec<i64> = slice.aborted.iter().map(|a| a.producer_id).collect();
+            (slice.next_offset, ids)
+        }
+    };
+    assert_eq!(producers(0, 1 << 20).await, (100, vec![7]));
+    let (next, ids) = producers(100, 300).await;
+    assert!(next <= 150, "a short read ends at {next}");
+    assert_eq!(ids, [7]);
+    assert_eq!(producers(130, 1 << 20).await, (200, vec![8]));
+    assert_eq!(producers(200, 1 << 20).await, (300, vec![]));
 }

@@ -903,6 +903,16 @@ impl Tiering {
                 size_bytes: info.size_bytes - start_position,
                 path: log.segment_path(info.base_offset, SegmentFile::Log),
                 start_position,
+                // Below the last stable offset: every transaction in it has ended.
+                aborted: log
+                    .aborted_between(base_offset, info.next_offset)
+                    .into_iter()
+                    .map(|a| silt_index::sidecar::AbortedRange {
+                        producer_id: a.producer_id,
+                        first_offset: a.first_offset,
+                        last_offset: a.last_offset,
+                    })
+                    .collect(),
             };
             match archiver.upload(&segment, node.clock.now_ms()).await {
                 Ok(entry) => {

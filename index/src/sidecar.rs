@@ -7,7 +7,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "SILTSIDE"
-//!      8     2  format version (2; version 1 has no epoch section)
+//!      8     2  format version (2; version 1 ends after the time index)
 //!     10     8  base offset
 //!     18     8  last offset
 //!     26     8  first timestamp
@@ -20,14 +20,17 @@
 //!     70     4  M: bytes of the time index
 //!     74     N  offset index (offset_index format)
 //!   74+N     M  time index (time_index format)
-//! 74+N+M     4  K: leader epochs that start in the segment (version 2 only)
+//! 74+N+M     4  K: leader epochs that start in the segment (version 2 on)
 //! 78+N+M  12*K  K x (leader epoch i32, first offset i64), epochs and offsets increasing; the
 //!               first names the epoch of the segment's first batch, at its base offset
+//!      E     4  A: aborted transactions with records in the segment (version 2 on)
+//!    E+4  24*A  A x (producer id i64, first offset i64, ABORT marker offset i64), by marker
 //!      …     4  CRC-32C of every byte before it
 //! ```
 //!
-//! Version 1 sidecars (written before the epoch section existed) still decode, with
-//! [`Sidecar::epochs`] `None`.
+//! Version 1 sidecars (written before these sections existed) still decode, with
+//! [`Sidecar::epochs`] and [`Sidecar::aborted`] `None`: no epochs known, no aborted
+//! transactions (none could be archived then).
 
 use crate::IndexError;
 use crate::offset_index::OffsetIndex;
@@ -53,6 +56,24 @@ pub struct Sidecar {
     /// The leader epochs that start in the segment, as (epoch, first offset), the first at
     /// the base offset; `None` for a version-1 sidecar, which did not record them.
     pub epochs: Option<Vec<(i32, i64)>>,
+    /// The aborted transactions with records in the segment (their markers may be in a later
+    /// one), by marker offset: what a read_committed fetch of the segment lists. `None` for a
+    /// version-1 sidecar.
+    pub aborted: Option<Vec<AbortedRange>>,
+}
+
+/// (leader epoch, first offset) of each epoch that starts in a segment.
+type EpochStarts = Vec<(i32, i64)>;
+
+/// An aborted transaction of a partition: its producer, first offset and ABORT marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedRange {
+    /// The producer.
+    pub producer_id: i64,
+    /// Its first record's offset.
+    pub first_offset: i64,
+    /// The ABORT marker's offset.
+    pub last_offset: i64,
 }
 
 impl Sidecar {
@@ -85,6 +106,13 @@ impl Sidecar {
         for (epoch, offset) in epochs {
             out.extend_from_slice(&epoch.to_be_bytes());
             out.extend_from_slice(&offset.to_be_bytes());
+        }
+        let aborted = self.aborted.as_deref().unwrap_or_default();
+        out.extend_from_slice(&(aborted.len() as u32).to_be_bytes());
+        for a in aborted {
+            for v in [a.producer_id, a.first_offset, a.last_offset] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
@@ -136,17 +164,18 @@ impl Sidecar {
             .and_then(|n| n.checked_add(times_len))
             .filter(|&end| end <= body.len())
             .ok_or_else(|| corrupt(66, "index lengths overrun the sidecar"))?;
-        let epochs = if version == VERSION_1 {
-            None
+        let (epochs, aborted) = if version == VERSION_1 {
+            if indexes_end != body.len() {
+                return Err(corrupt(66, "index lengths do not match the sidecar size"));
+            }
+            (None, None)
         } else {
-            Some(
-                decode_epochs(&body[indexes_end..], &meta)
-                    .map_err(|reason| corrupt(indexes_end, reason))?,
-            )
+            let (epochs, used) = decode_epochs(&body[indexes_end..], &meta)
+                .map_err(|reason| corrupt(indexes_end, reason))?;
+            let aborted = decode_aborted(&body[indexes_end + used..], &meta)
+                .map_err(|reason| corrupt(indexes_end + used, reason))?;
+            (Some(epochs), Some(aborted))
         };
-        if version == VERSION_1 && indexes_end != body.len() {
-            return Err(corrupt(66, "index lengths do not match the sidecar size"));
-        }
         let offset_index = OffsetIndex::decode(&body[FIXED_BYTES..FIXED_BYTES + offsets_len])?;
         let time_index = TimeIndex::decode(&body[FIXED_BYTES + offsets_len..indexes_end])?;
         if meta.last_offset < meta.base_offset {
@@ -157,21 +186,60 @@ impl Sidecar {
             offset_index,
             time_index,
             epochs,
+            aborted,
         })
     }
 }
 
+/// The aborted section: a count, then (producer, first offset, marker offset) triples that
+/// overlap the segment, by marker offset; nothing may follow.
+fn decode_aborted(bytes: &[u8], meta: &SegmentMeta) -> Result<Vec<AbortedRange>, &'static str> {
+    if bytes.len() < 4 {
+        return Err("no aborted-transaction count");
+    }
+    let count = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &bytes[4..];
+    if count.checked_mul(24) != Some(rest.len()) {
+        return Err("aborted-transaction count does not match the sidecar size");
+    }
+    let i64_at = |c: &[u8], at: usize| i64::from_be_bytes(c[at..at + 8].try_into().expect("8"));
+    let aborted: Vec<AbortedRange> = rest
+        .chunks_exact(24)
+        .map(|c| AbortedRange {
+            producer_id: i64_at(c, 0),
+            first_offset: i64_at(c, 8),
+            last_offset: i64_at(c, 16),
+        })
+        .collect();
+    if aborted.iter().any(|a| {
+        a.first_offset > a.last_offset
+            || a.first_offset > meta.last_offset
+            || a.last_offset < meta.base_offset
+    }) {
+        return Err("an aborted transaction does not overlap the segment");
+    }
+    if aborted
+        .windows(2)
+        .any(|w| w[1].last_offset <= w[0].last_offset)
+    {
+        return Err("aborted transactions are not in marker order");
+    }
+    Ok(aborted)
+}
+
 /// The epoch section: a count, then (epoch, first offset) pairs, both increasing, inside the
-/// segment, the first at its base.
-fn decode_epochs(bytes: &[u8], meta: &SegmentMeta) -> Result<Vec<(i32, i64)>, &'static str> {
+/// segment, the first at its base. Returns them with the bytes the section took.
+fn decode_epochs(bytes: &[u8], meta: &SegmentMeta) -> Result<(EpochStarts, usize), &'static str> {
     if bytes.len() < 4 {
         return Err("no epoch count");
     }
     let count = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-    let rest = &bytes[4..];
-    if count.checked_mul(12) != Some(rest.len()) {
-        return Err("epoch count does not match the sidecar size");
-    }
+    let used = count
+        .checked_mul(12)
+        .and_then(|n| n.checked_add(4))
+        .filter(|&n| n <= bytes.len())
+        .ok_or("epoch count overruns the sidecar")?;
+    let rest = &bytes[4..used];
     let epochs: Vec<(i32, i64)> = rest
         .chunks_exact(12)
         .map(|c| {
@@ -196,7 +264,7 @@ fn decode_epochs(bytes: &[u8], meta: &SegmentMeta) -> Result<Vec<(i32, i64)>, &'
     if epochs.last().is_some_and(|&(_, at)| at > meta.last_offset) {
         return Err("an epoch starts after the segment's last offset");
     }
-    Ok(epochs)
+    Ok((epochs, used))
 }
 
 #[cfg(test)]
@@ -235,6 +303,18 @@ mod tests {
             offset_index,
             time_index,
             epochs: Some(vec![(2, 100), (3, 150)]),
+            aborted: Some(vec![
+                AbortedRange {
+                    producer_id: 9,
+                    first_offset: 90,
+                    last_offset: 120,
+                },
+                AbortedRange {
+                    producer_id: 4,
+                    first_offset: 150,
+                    last_offset: 260,
+                },
+            ]),
         }
     }
 
@@ -249,7 +329,8 @@ mod tests {
     fn version_1(sidecar: &Sidecar) -> Vec<u8> {
         let mut bytes = sidecar.encode();
         let epochs = 4 + 12 * sidecar.epochs.as_ref().map_or(0, Vec::len);
-        bytes.truncate(bytes.len() - 4 - epochs);
+        let aborted = 4 + 24 * sidecar.aborted.as_ref().map_or(0, Vec::len);
+        bytes.truncate(bytes.len() - 4 - epochs - aborted);
         bytes[8..10].copy_from_slice(&1u16.to_be_bytes());
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
@@ -260,10 +341,14 @@ mod tests {
     fn version_1_still_decodes_without_epochs() {
         let sidecar = sample();
         let decoded = Sidecar::decode(&version_1(&sidecar)).unwrap();
-        assert_eq!(decoded.epochs, None);
+        assert_eq!(
+            (decoded.epochs.as_ref(), decoded.aborted.as_ref()),
+            (None, None)
+        );
         assert_eq!(
             Sidecar {
                 epochs: sidecar.epochs.clone(),
+                aborted: sidecar.aborted.clone(),
                 ..decoded
             },
             sidecar
@@ -298,6 +383,30 @@ mod tests {
             assert!(
                 Sidecar::decode(&bad).is_err(),
                 "flip at byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn aborted_transactions_outside_the_segment_or_out_of_order_are_refused() {
+        let range = |first, last| AbortedRange {
+            producer_id: 1,
+            first_offset: first,
+            last_offset: last,
+        };
+        for aborted in [
+            vec![range(10, 99)],
+            vec![range(200, 210)],
+            vec![range(150, 140)],
+            vec![range(120, 160), range(110, 150)],
+        ] {
+            let bad = Sidecar {
+                aborted: Some(aborted.clone()),
+                ..sample()
+            };
+            assert!(
+                Sidecar::decode(&bad.encode()).is_err(),
+                "{aborted:?} accepted"
             );
         }
     }

@@ -305,6 +305,15 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
                     let len = slice.records.len() as u64;
                     if len <= budget || first_with_data {
                         outcome.records = slice.records;
+                        outcome.aborted = slice
+                            .aborted
+                            .iter()
+                            .map(|a| AbortedTxn {
+                                producer_id: a.producer_id,
+                                first_offset: a.first_offset,
+                                last_offset: a.last_offset,
+                            })
+                            .collect();
                     }
                 }
                 // Retention removed it meanwhile: it is gone for every tier.

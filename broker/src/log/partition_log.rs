@@ -443,6 +443,11 @@ impl PartitionLog {
             .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
+    /// The aborted transactions with records in `[from, to)`, by marker offset.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<super::producer_state::AbortedTxn> {
+        self.shared.producers().aborted_between(from, to)
+    }
+
     /// [`Self::read`] at an isolation level: read_committed stops at the last stable offset
     /// and lists the aborted transactions among what it returns.
     ///
