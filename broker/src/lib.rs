@@ -42,3 +42,4 @@ pub mod retention;
 pub mod server;
 pub mod tiering;
 pub mod topics;
+pub mod txn;

@@ -49,6 +49,8 @@ pub struct Node {
     pub topics: Arc<TopicRegistry>,
     /// Consumer groups and their committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// Transactions (their state lives beside the groups').
+    pub txns: crate::txn::coordinator::TxnCoordinator,
     /// The archive side, when the node has an archive.
     pub tiering: Option<Arc<Tiering>>,
     /// Counters for `/metrics`.
@@ -190,6 +192,7 @@ impl Node {
             cluster_id,
             topics,
             groups,
+            txns: crate::txn::coordinator::TxnCoordinator::default(),
             tiering,
             metrics: Metrics::default(),
             clock,
@@ -201,6 +204,7 @@ impl Node {
             }),
             started: Instant::now(),
         });
+        node.cluster.attach(&node);
         if let Some(tiering) = node.tiering.clone() {
             let clock = node.clock.clone();
             let runtime = runtime.clone();

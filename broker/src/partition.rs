@@ -609,6 +609,19 @@ impl PartitionView {
     }
 }
 
+impl PartitionView {
+    /// Writes a transaction marker (see [`Replica::submit_marker`]) and waits until it is
+    /// durable.
+    ///
+    /// # Errors
+    ///
+    /// The append's refusal (`NotLeader` when this node does not lead the partition).
+    pub async fn write_marker(&self, batch: Bytes) -> Result<(), AppendError> {
+        self.replica().submit_marker(batch).await?.wait().await?;
+        Ok(())
+    }
+}
+
 /// The answer for a read replica partition that has nothing at `offset`: empty at its end,
 /// OffsetOutOfRange elsewhere.
 fn replica_answer(offset: i64, bounds: Bounds) -> Located {

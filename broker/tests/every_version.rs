@@ -206,6 +206,23 @@ fn request(
             ]))
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        // A transactional id the coordinator does not know, and a producer it never gave.
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
+                .with_v3_and_below_producer_id(ProducerId(77))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![0, 9]),
+                ]),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(77))
+                .with_committed(true),
+        ),
         ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g"), s("")]),
         ),

@@ -98,6 +98,9 @@ pub struct Cluster {
     /// until then its groups take no Raft request (its controller would otherwise be
     /// drawn into a group it may not rejoin).
     taking_raft: std::sync::atomic::AtomicBool,
+    /// The node this cluster part belongs to, once it exists (requests from peers that act
+    /// on partitions, such as transaction markers, need it).
+    node: std::sync::OnceLock<std::sync::Weak<crate::node::Node>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -216,6 +219,7 @@ impl Cluster {
             seeds: config.seeds.clone(),
             stop: stop.clone(),
             taking_raft: std::sync::atomic::AtomicBool::new(!fresh),
+            node: std::sync::OnceLock::new(),
         });
         tokio::spawn(transport::serve(
             listener,
@@ -502,6 +506,24 @@ impl Cluster {
                     index: 0,
                 }
             }
+            NodeRequest::WriteMarkers { markers } => {
+                let Some(node) = self.node() else {
+                    return NodeResponse::Error {
+                        message: "this node is still starting".into(),
+                    };
+                };
+                for marker in &markers {
+                    if let Err(e) = crate::txn::coordinator::write_local(&node, marker).await {
+                        return NodeResponse::Error {
+                            message: format!("{}/{}: {e}", marker.topic, marker.partition),
+                        };
+                    }
+                }
+                NodeResponse::Done {
+                    reply: None,
+                    index: 0,
+                }
+            }
             NodeRequest::TransferLeadership { group, to } => {
                 match ops::transfer_here(self, group, to).await {
                     Ok(()) => NodeResponse::Done {
@@ -514,6 +536,15 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Ties this cluster part to its node (once, as the node is made).
+    pub fn attach(&self, node: &Arc<crate::node::Node>) {
+        let _ = self.node.set(Arc::downgrade(node));
+    }
+
+    fn node(&self) -> Option<Arc<crate::node::Node>> {
+        self.node.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The directory of the controller's log.

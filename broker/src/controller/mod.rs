@@ -187,6 +187,12 @@ pub enum NodeRequest {
         /// The asking node.
         node: i32,
     },
+    /// Write these transaction markers on partitions this node leads (from a transaction
+    /// coordinator on another node).
+    WriteMarkers {
+        /// The markers.
+        markers: Vec<crate::txn::coordinator::MarkerRequest>,
+    },
     /// Hand the leadership of a Raft group this node leads to another replica.
     TransferLeadership {
         /// The group.

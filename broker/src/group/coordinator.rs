@@ -26,6 +26,7 @@ use super::state::{
 use super::store::{self, GroupLogApp, GroupLogSource, GroupStore, Key, Value, durable};
 use crate::log::{AppendError, Clock, LogError};
 use crate::protocol::error_code::ErrorCode;
+use crate::txn::state::TxnMeta;
 
 /// How often sessions and rebalance deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -53,10 +54,16 @@ pub struct GroupCoordinator {
     compact_bytes: u64,
     /// Per group-log partition: whether this node coordinates its groups.
     owned: Mutex<Vec<Ownership>>,
+    /// The transactional ids of the partitions this node coordinates (see [`crate::txn`]).
+    /// Lock order: `groups`, then `txns`.
+    txns: Mutex<HashMap<String, TxnMeta>>,
 }
 
 /// A change to the groups, applied once its records are durable.
 type Apply = Box<dyn FnOnce(&mut HashMap<String, Entry>) + Send>;
+
+/// A group-log partition's groups and transactional ids, as loaded.
+type Loaded = (HashMap<String, Entry>, HashMap<String, TxnMeta>);
 
 /// Changes of one group-log partition in the order their records were submitted (the order of
 /// the log: submissions hold the partition's lock). Each waits until its records are durable;
@@ -99,6 +106,24 @@ enum Ownership {
     Loading,
     /// This node coordinates its groups, loaded in this leader epoch.
     Owned(i32),
+}
+
+/// Takes the transactional ids' records out of `records`: their last states, in log order.
+fn take_txns(records: &mut Vec<(Key, Value)>) -> HashMap<String, TxnMeta> {
+    let mut txns = HashMap::new();
+    records.retain(|(key, value)| {
+        let Key::Txn(_, id) = key else { return true };
+        match value {
+            Value::Txn(meta) => {
+                txns.insert(id.clone(), meta.clone());
+            }
+            _ => {
+                txns.remove(id);
+            }
+        }
+        false
+    });
+    txns
 }
 
 /// Builds groups from group-log records (in log order, or the live records of a partition).
@@ -188,7 +213,55 @@ impl GroupCoordinator {
                 .collect(),
             compact_bytes: config.log_compaction_bytes,
             owned: Mutex::new(vec![Ownership::Elsewhere; store::GROUP_LOG_PARTITIONS]),
+            txns: Mutex::default(),
         }
+    }
+
+    fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnMeta>> {
+        self.txns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A transactional id's state, if this node coordinates it and knows it.
+    pub fn txn(&self, transactional_id: &str) -> Option<TxnMeta> {
+        self.txns().get(transactional_id).cloned()
+    }
+
+    /// Every transactional id this node coordinates, with its state.
+    pub fn owned_txns(&self) -> Vec<(String, TxnMeta)> {
+        self.txns()
+            .iter()
+            .map(|(id, meta)| (id.clone(), meta.clone()))
+            .collect()
+    }
+
+    /// The leader epoch at which this node coordinates `id`'s partition (the coordinator
+    /// epoch transaction markers carry), if it does.
+    pub fn coordinator_epoch(&self, id: &str) -> Option<i32> {
+        match self.ownership(GroupStore::partition_of(id)) {
+            Ownership::Owned(epoch) => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// Records a transactional id's new state in the group log; it is the state in memory
+    /// once durable (answered only then).
+    ///
+    /// # Errors
+    ///
+    /// `NOT_COORDINATOR` when this node no longer coordinates it, `KAFKA_STORAGE_ERROR`
+    /// when the append failed.
+    pub async fn save_txn(
+        self: &Arc<Self>,
+        transactional_id: &str,
+        meta: TxnMeta,
+    ) -> Result<(), ErrorCode> {
+        let records = vec![(Key::txn(transactional_id), Value::Txn(meta.clone()))];
+        let (this, id) = (self.clone(), transactional_id.to_string());
+        let apply: Apply = Box::new(move |_groups| {
+            this.txns().insert(id, meta);
+        });
+        self.submit_and_apply(transactional_id, records, apply)
+            .await
     }
 
     fn ownership(&self, p: usize) -> Ownership {
@@ -240,12 +313,15 @@ impl GroupCoordinator {
                         self.unload(p);
                     }
                     match self.load(replica.as_ref()).await {
-                        Ok(Some(groups)) => {
+                        Ok(Some((groups, txns))) => {
                             let count = groups.len();
                             {
                                 let mut map = self.lock();
                                 map.retain(|id, _| GroupStore::partition_of(id) != p);
                                 map.extend(groups);
+                                let mut owned = self.txns();
+                                owned.retain(|id, _| GroupStore::partition_of(id) != p);
+                                owned.extend(txns);
                             }
                             self.set_ownership(p, Ownership::Owned(l.epoch));
                             tracing::info!(
@@ -271,9 +347,9 @@ impl GroupCoordinator {
     async fn load(
         &self,
         replica: &dyn crate::replica::Replica,
-    ) -> Result<Option<HashMap<String, Entry>>, LogError> {
+    ) -> Result<Option<Loaded>, LogError> {
         let now = self.clock.now_ms();
-        let records = match replica.as_raft() {
+        let mut records = match replica.as_raft() {
             Some(raft) => {
                 if !raft.caught_up() {
                     return Ok(None);
@@ -303,13 +379,16 @@ impl GroupCoordinator {
                 })??
             }
         };
-        Ok(Some(build_groups(records, self.config, now)))
+        let txns = take_txns(&mut records);
+        Ok(Some((build_groups(records, self.config, now), txns)))
     }
 
     /// Lets go of partition `p`'s groups: their waiting requests hear NOT_COORDINATOR and
     /// go to the new coordinator.
     fn unload(&self, p: usize) {
         self.set_ownership(p, Ownership::Elsewhere);
+        self.txns()
+            .retain(|id, _| GroupStore::partition_of(id) != p);
         let mut groups = self.lock();
         let gone: Vec<String> = groups
             .keys()
@@ -920,7 +999,8 @@ impl GroupCoordinator {
             }
             let live = {
                 let groups = self.lock();
-                store::live_records(p, groups.iter().map(|(id, e)| (id, &e.group)))
+                let txns = self.txns();
+                store::live_records(p, groups.iter().map(|(id, e)| (id, &e.group)), txns.iter())
             };
             if let Err(e) = self.store.compact(p, &live).await {
                 tracing::warn!(partition = p, error = %e, "group log compaction failed; it will be retried");

@@ -17,7 +17,11 @@
 //! ```text
 //! key ["offset", group, topic, partition]  value {"offset":..,"leader_epoch":..,"metadata":..,"commit_timestamp":..}
 //! key ["group", group]                     value {"generation":..,"protocol_type":..,"protocol":..,"leader":..,"members":[..]}
+//! key ["txn", transactional id]            value {"producer_id":..,"producer_epoch":..,"status":..,"partitions":[..],..}
 //! ```
+//!
+//! A transactional id lives where a group of the same name would: the transaction
+//! coordinator is the group coordinator's partition leader (see [`crate::txn`]).
 //!
 //! Keys and values are JSON, so a partition can be read with any Kafka tool that can read the
 //! files. A partition of one replica is replayed in order when its node takes it; on Raft,
@@ -57,8 +61,10 @@ const SNAPSHOT_BATCH_RECORDS: usize = 1000;
 pub enum Key {
     /// `["offset", group, topic, partition]`
     Offset(String, String, String, i32),
-    /// `["group", group]`
+    /// `["group", group]` (and, as parsed, `["txn", id]` until [`decode_record`] tells it)
     Group(String, String),
+    /// `["txn", transactional id]`
+    Txn(String, String),
 }
 
 impl Key {
@@ -72,10 +78,16 @@ impl Key {
         Key::Group("group".into(), group.into())
     }
 
-    /// The group the key belongs to.
+    /// The key of a transactional id's state.
+    pub fn txn(transactional_id: &str) -> Key {
+        Key::Txn("txn".into(), transactional_id.into())
+    }
+
+    /// The group the key belongs to (for a transactional id: the id, which is placed the
+    /// same way).
     pub fn group_id(&self) -> &str {
         match self {
-            Key::Offset(_, group, _, _) | Key::Group(_, group) => group,
+            Key::Offset(_, group, _, _) | Key::Group(_, group) | Key::Txn(_, group) => group,
         }
     }
 }
@@ -201,6 +213,8 @@ pub enum Value {
     Offset(OffsetValue),
     /// A group's metadata.
     Group(GroupValue),
+    /// A transactional id's state.
+    Txn(crate::txn::state::TxnMeta),
     /// The key is deleted.
     Tombstone,
 }
@@ -222,6 +236,7 @@ pub fn encode_record(key: &Key, value: &Value) -> (Bytes, Option<Bytes>) {
     let value_bytes = match value {
         Value::Offset(v) => Some(serde_json::to_vec(v).expect("offsets serialise")),
         Value::Group(v) => Some(serde_json::to_vec(v).expect("groups serialise")),
+        Value::Txn(v) => Some(serde_json::to_vec(v).expect("transactions serialise")),
         Value::Tombstone => None,
     };
     (key_bytes, value_bytes.map(Bytes::from))
@@ -229,18 +244,17 @@ pub fn encode_record(key: &Key, value: &Value) -> (Bytes, Option<Bytes>) {
 
 /// Decodes one record; `None` for bytes that are not a group-log record (logged and skipped).
 pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(Key, Value)> {
-    let key: Key = serde_json::from_slice(key).ok()?;
-    let tagged = match &key {
-        Key::Offset(tag, ..) => tag == "offset",
-        Key::Group(tag, _) => tag == "group",
+    let key = match serde_json::from_slice(key).ok()? {
+        Key::Offset(tag, ..) if tag != "offset" => return None,
+        Key::Group(tag, id) if tag == "txn" => Key::Txn(tag, id),
+        Key::Group(tag, _) if tag != "group" => return None,
+        key => key,
     };
-    if !tagged {
-        return None;
-    }
     let value = match (&key, value) {
         (_, None) => Value::Tombstone,
         (Key::Offset(..), Some(v)) => Value::Offset(serde_json::from_slice(v).ok()?),
         (Key::Group(..), Some(v)) => Value::Group(serde_json::from_slice(v).ok()?),
+        (Key::Txn(..), Some(v)) => Value::Txn(serde_json::from_slice(v).ok()?),
     };
     Some((key, value))
 }
@@ -500,12 +514,17 @@ pub fn replay(log: &PartitionLog, out: &mut Vec<(Key, Value)>) -> Result<(), Log
     Ok(())
 }
 
-/// Live records of the groups in partition `p`, from memory (for compaction).
+/// Live records of the groups and transactional ids in partition `p`, from memory (for
+/// compaction).
 pub fn live_records<'a>(
     p: usize,
     groups: impl Iterator<Item = (&'a String, &'a super::state::Group)>,
+    txns: impl Iterator<Item = (&'a String, &'a crate::txn::state::TxnMeta)>,
 ) -> Vec<(Key, Value)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(Key, Value)> = txns
+        .filter(|(id, _)| GroupStore::partition_of(id) == p)
+        .map(|(id, meta)| (Key::txn(id), Value::Txn(meta.clone())))
+        .collect();
     for (id, group) in groups {
         if GroupStore::partition_of(id) != p {
             continue;

@@ -32,6 +32,7 @@ use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, code};
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Per partition of a topic: its index and its own error, if any.
 type PartitionErrors = Vec<(i32, Option<ErrorCode>)>;
@@ -40,23 +41,33 @@ fn group_id_valid(id: &str) -> bool {
     !id.is_empty()
 }
 
-/// Where group `key`'s coordinator is: the broker leading its group-log partition.
+/// Where group `key`'s coordinator is, or transactional id `key`'s: the broker leading its
+/// group-log partition.
 async fn coordinator_of(
     node: &Node,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (ErrorCode, Option<String>)> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ErrorCode::CoordinatorNotAvailable,
-            Some("silt coordinates consumer groups only (no transactions yet)".into()),
-        ));
-    }
-    if !group_id_valid(key) {
-        return Err((
-            ErrorCode::InvalidGroupId,
-            Some("the group id is empty".into()),
-        ));
+    match key_type {
+        KEY_TYPE_GROUP if !group_id_valid(key) => {
+            return Err((
+                ErrorCode::InvalidGroupId,
+                Some("the group id is empty".into()),
+            ));
+        }
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                Some("the transactional id is empty".into()),
+            ));
+        }
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => {}
+        other => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                Some(format!("unknown coordinator key type {other}")),
+            ));
+        }
     }
     if let Err(e) = node.ensure_group_topic().await {
         return Err((ErrorCode::CoordinatorNotAvailable, Some(e.to_string())));

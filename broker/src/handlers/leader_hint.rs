@@ -15,7 +15,7 @@ pub(super) fn wants_hint(error: i16) -> bool {
 }
 
 /// The leader of `topic`/`partition` as this node knows it, when that is another broker.
-pub(super) fn leader_of(node: &Node, topic: &str, partition: i32) -> Option<Claim> {
+pub(crate) fn leader_of(node: &Node, topic: &str, partition: i32) -> Option<Claim> {
     let group = {
         let state = node.cluster.controller.state();
         state

@@ -11,13 +11,14 @@ mod configs;
 mod fetch;
 mod groups;
 mod leader_epoch;
-mod leader_hint;
+pub(crate) mod leader_hint;
 mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
 mod records;
 mod topics;
+mod txn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -179,6 +180,12 @@ pub async fn handle(
             respond(
                 async move { ResponseKind::OffsetDelete(groups::offset_delete(&node, body).await) },
             )
+        }
+        RequestKind::AddPartitionsToTxn(body) => respond(async move {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(&node, body).await)
+        }),
+        RequestKind::EndTxn(body) => {
+            respond(async move { ResponseKind::EndTxn(txn::end(&node, body).await) })
         }
         RequestKind::DescribeCluster(body) => {
             respond(async move { ResponseKind::DescribeCluster(cluster::describe(&node, body)) })

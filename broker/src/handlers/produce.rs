@@ -48,10 +48,6 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i
                     ErrorCode::InvalidRequiredAcks,
                     Some(format!("acks must be -1, 0 or 1, not {acks}")),
                 ),
-                Some(_) if request.transactional_id.is_some() => Queued::Failed(
-                    ErrorCode::InvalidRequest,
-                    Some("silt does not support transactions yet".into()),
-                ),
                 Some(durability) => {
                     queue(
                         node,
@@ -59,6 +55,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i
                         data.index,
                         data.records,
                         durability,
+                        request.transactional_id.is_some(),
                     )
                     .await
                 }
@@ -168,6 +165,7 @@ async fn queue(
     partition: i32,
     records: Option<Bytes>,
     durability: Durability,
+    transactional: bool,
 ) -> Queued {
     let view = match PartitionView::find(node, topic, partition) {
         Ok(view) => view,
@@ -185,14 +183,17 @@ async fn queue(
                 ),
             );
         }
-        // A transactional batch belongs to a transaction the coordinator knows of, which
-        // needs the request's transactional id (refused above until transactions exist).
-        if header.is_transactional() {
+        // A transactional producer's request names its transactional id, and its batches
+        // are transactional (what closes them is the coordinator's marker).
+        if header.is_transactional() != transactional {
             return Queued::Failed(
                 ErrorCode::InvalidRequest,
-                Some(
-                    "a transactional batch in a produce request without a transactional id".into(),
-                ),
+                Some(if transactional {
+                    "a produce request with a transactional id holds a non-transactional batch"
+                        .into()
+                } else {
+                    "a transactional batch in a produce request without a transactional id".into()
+                }),
             );
         }
     }

@@ -1,9 +1,8 @@
-//! InitProducerId for idempotent producers: a fresh producer id at epoch 0, never reused
-//! anywhere in the cluster (each node takes blocks of ids from the controller).
-//!
-//! As in Kafka, a non-transactional producer gets a new id whatever id it sends (KIP-360's
-//! epoch bump is a transactional-coordinator feature). Transactional ids need the transaction
-//! coordinator, which silt does not have: such requests are refused.
+//! InitProducerId. An idempotent producer gets a fresh producer id at epoch 0, never reused
+//! anywhere in the cluster (each node takes blocks of ids from the controller); as in Kafka,
+//! whatever id it sends. A transactional producer asks its transaction coordinator, which
+//! maps its transactional id to a producer id and bumps the epoch (fencing the previous
+//! instance, KIP-360), see [`crate::txn::coordinator::init_producer_id`].
 
 use std::sync::Arc;
 
@@ -19,8 +18,18 @@ pub(super) async fn handle(
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if request.transactional_id.is_some() {
-        return response.with_error_code(ErrorCode::InvalidRequest.code());
+    if let Some(id) = &request.transactional_id {
+        let asked = crate::txn::state::InitRequest {
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+            timeout_ms: request.transaction_timeout_ms,
+        };
+        return match crate::txn::coordinator::init_producer_id(&node, id, asked).await {
+            Ok((producer_id, epoch)) => response
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(code) => response.with_error_code(code.code()),
+        };
     }
     match node.allocate_producer_id().await {
         Ok(id) => response

@@ -64,6 +64,15 @@ pub trait Replica: Debug + Send + Sync + 'static {
     /// is closed).
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError>;
 
+    /// Queues a transaction marker of the coordinator's (see
+    /// [`crate::log::PartitionLog::submit_marker`]), acknowledged once durable; only the
+    /// leader takes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::submit`]; `Corrupt` for a batch that is not a marker.
+    async fn submit_marker(&self, batch: Bytes) -> Result<AppendTicket, AppendError>;
+
     /// DeleteRecords: the records before `offset` (-1: the high watermark) are gone for
     /// readers, in every tier; returns once that holds on this replica.
     ///
@@ -211,6 +220,10 @@ impl Replica for LocalReplica {
             Acks::All => Durability::Durable,
         };
         self.log.submit(batch, durability).await
+    }
+
+    async fn submit_marker(&self, batch: Bytes) -> Result<AppendTicket, AppendError> {
+        self.log.submit_marker(batch, Durability::Durable).await
     }
 
     fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {

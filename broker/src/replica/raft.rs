@@ -408,6 +408,160 @@ impl RaftReplica {
         metrics.membership_config.membership().voter_ids().collect()
     }
 
+    /// A client's batch, or (`marker`) a transaction marker of the coordinator's: checked,
+    /// passed through the producer gate, and proposed.
+    async fn submit_as(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+        marker: bool,
+    ) -> Result<AppendTicket, AppendError> {
+        let log = self.log();
+        let config = log.config();
+        // Leadership first, as Kafka checks it: a follower refuses anything with
+        // NOT_LEADER_OR_FOLLOWER, which sends the client to the leader.
+        let term = self.leading_term()?;
+        let header = if marker {
+            crate::log::partition_log::check_marker_batch(&batch)?
+        } else {
+            crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?
+        };
+        if marker {
+            log.producers().check_marker(&header)?;
+        }
+        self.renew_lease().await?;
+        if acks == Acks::All {
+            let required = self.settings().min_insync_replicas;
+            let in_sync_nodes = self.in_sync_nodes();
+            let in_sync = in_sync_nodes.len();
+            if in_sync < required {
+                tracing::debug!(group = self.group, in_sync = ?in_sync_nodes, required, "refusing an acks=all write: too few replicas in sync");
+                return Err(AppendError::NotEnoughReplicas { in_sync, required });
+            }
+        }
+        let now = log.clock_now_ms();
+        check_timestamps(&header, &config, now)?;
+        let batch = if config.timestamp_type == TimestampType::LogAppendTime {
+            stamp_append_time(&batch, now)
+        } else {
+            batch
+        };
+        let (written_tx, written_rx) = oneshot::channel();
+        let (responder, complete) = ProgressResponder::complete_only();
+        {
+            // Batches enter Raft in the order they pass the gate.
+            let mut gate = self.gate.lock().await;
+            if gate.term != term {
+                *gate = Gate {
+                    term,
+                    ..Gate::default()
+                };
+            }
+            if header.has_producer_id() && !marker {
+                let table = log.producers();
+                let in_flight = gate.in_flight.entry(header.producer_id).or_default();
+                // What the table holds already is not in flight any more.
+                if let Some(entry) = table.entry(header.producer_id) {
+                    in_flight.retain(|f| {
+                        !(entry.epoch == f.epoch
+                            && entry.batches.iter().any(|b| {
+                                b.first_sequence == f.first_sequence
+                                    && b.last_sequence == f.last_sequence
+                            }))
+                    });
+                }
+                match table.check_with(&header, in_flight)? {
+                    Check::Duplicate(meta) if meta.base_offset >= 0 => {
+                        let log = self.handle.log.clone();
+                        let appended = Appended {
+                            base_offset: meta.base_offset,
+                            last_offset: meta.last_offset,
+                            log_append_time: if config.timestamp_type
+                                == TimestampType::LogAppendTime
+                            {
+                                meta.timestamp
+                            } else {
+                                -1
+                            },
+                            log_start_offset: log.log_start_offset(),
+                            duplicate: true,
+                        };
+                        // The first copy may not be committed yet (an earlier leader
+                        // wrote it): acks=all is answered once it is.
+                        return Ok(AppendTicket::new(async move {
+                            if acks == Acks::All {
+                                RaftReplica::committed(&log, appended.last_offset).await?;
+                            }
+                            Ok(appended)
+                        }));
+                    }
+                    Check::Duplicate(_) => {
+                        drop(table);
+                        let log = self.handle.log.clone();
+                        return Ok(AppendTicket::new(async move {
+                            let appended =
+                                RaftReplica::duplicate_of_in_flight(&log, header).await?;
+                            if acks == Acks::All {
+                                RaftReplica::committed(&log, appended.last_offset).await?;
+                            }
+                            Ok(appended)
+                        }));
+                    }
+                    Check::Append => {}
+                }
+                in_flight.push(InFlightBatch {
+                    epoch: header.producer_epoch,
+                    first_sequence: header.base_sequence,
+                    last_sequence: header.last_sequence(),
+                });
+                if in_flight.len() > 64 {
+                    // Never more than a producer's pipeline; an old one was lost with a term.
+                    in_flight.remove(0);
+                }
+            }
+            let data = LogData {
+                batch,
+                written: Some(Arc::new(Mutex::new(Some(written_tx)))),
+            };
+            self.handle
+                .raft
+                .client_write_ff(data, Some(responder))
+                .await
+                .map_err(|e| {
+                    tracing::debug!(group = self.group, error = %e, "Raft refused a write");
+                    AppendError::Closed
+                })?;
+        }
+        Ok(AppendTicket::new(async move {
+            let not_leader = |leader: Option<u64>| AppendError::NotLeader {
+                leader: leader.and_then(|l| i32::try_from(l).ok()),
+            };
+            match acks {
+                Acks::Leader => match written_rx.await {
+                    Ok(appended) => Ok(appended),
+                    // Never written: openraft refused it; its answer says why.
+                    Err(_) => match complete.await {
+                        Ok(Err(
+                            ClientWriteError::ForwardToLeader(f)
+                            | ClientWriteError::LogEntryDiscarded(f),
+                        )) => Err(not_leader(f.leader_id)),
+                        Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
+                        _ => Err(not_leader(None)),
+                    },
+                },
+                Acks::All => match complete.await {
+                    Ok(Ok(_)) => written_rx.await.map_err(|_| not_leader(None)),
+                    Ok(Err(
+                        ClientWriteError::ForwardToLeader(f)
+                        | ClientWriteError::LogEntryDiscarded(f),
+                    )) => Err(not_leader(f.leader_id)),
+                    Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
+                    Err(_) => Err(not_leader(None)),
+                },
+            }
+        }))
+    }
+
     /// Refuses with `NotLeader` unless this node leads and hears from a majority; returns
     /// the term.
     fn leading_term(&self) -> Result<u64, AppendError> {
@@ -582,145 +736,12 @@ impl Replica for RaftReplica {
     }
 
     async fn submit(&self, batch: Bytes, acks: Acks) -> Result<AppendTicket, AppendError> {
-        let log = self.log();
-        let config = log.config();
-        // Leadership first, as Kafka checks it: a follower refuses anything with
-        // NOT_LEADER_OR_FOLLOWER, which sends the client to the leader.
-        let term = self.leading_term()?;
-        let header = crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?;
-        self.renew_lease().await?;
-        if acks == Acks::All {
-            let required = self.settings().min_insync_replicas;
-            let in_sync_nodes = self.in_sync_nodes();
-            let in_sync = in_sync_nodes.len();
-            if in_sync < required {
-                tracing::debug!(group = self.group, in_sync = ?in_sync_nodes, required, "refusing an acks=all write: too few replicas in sync");
-                return Err(AppendError::NotEnoughReplicas { in_sync, required });
-            }
-        }
-        let now = log.clock_now_ms();
-        check_timestamps(&header, &config, now)?;
-        let batch = if config.timestamp_type == TimestampType::LogAppendTime {
-            stamp_append_time(&batch, now)
-        } else {
-            batch
-        };
-        let (written_tx, written_rx) = oneshot::channel();
-        let (responder, complete) = ProgressResponder::complete_only();
-        {
-            // Batches enter Raft in the order they pass the gate.
-            let mut gate = self.gate.lock().await;
-            if gate.term != term {
-                *gate = Gate {
-                    term,
-                    ..Gate::default()
-                };
-            }
-            if header.has_producer_id() {
-                let table = log.producers();
-                let in_flight = gate.in_flight.entry(header.producer_id).or_default();
-                // What the table holds already is not in flight any more.
-                if let Some(entry) = table.entry(header.producer_id) {
-                    in_flight.retain(|f| {
-                        !(entry.epoch == f.epoch
-                            && entry.batches.iter().any(|b| {
-                                b.first_sequence == f.first_sequence
-                                    && b.last_sequence == f.last_sequence
-                            }))
-                    });
-                }
-                match table.check_with(&header, in_flight)? {
-                    Check::Duplicate(meta) if meta.base_offset >= 0 => {
-                        let log = self.handle.log.clone();
-                        let appended = Appended {
-                            base_offset: meta.base_offset,
-                            last_offset: meta.last_offset,
-                            log_append_time: if config.timestamp_type
-                                == TimestampType::LogAppendTime
-                            {
-                                meta.timestamp
-                            } else {
-                                -1
-                            },
-                            log_start_offset: log.log_start_offset(),
-                            duplicate: true,
-                        };
-                        // The first copy may not be committed yet (an earlier leader
-                        // wrote it): acks=all is answered once it is.
-                        return Ok(AppendTicket::new(async move {
-                            if acks == Acks::All {
-                                RaftReplica::committed(&log, appended.last_offset).await?;
-                            }
-                            Ok(appended)
-                        }));
-                    }
-                    Check::Duplicate(_) => {
-                        drop(table);
-                        let log = self.handle.log.clone();
-                        return Ok(AppendTicket::new(async move {
-                            let appended =
-                                RaftReplica::duplicate_of_in_flight(&log, header).await?;
-                            if acks == Acks::All {
-                                RaftReplica::committed(&log, appended.last_offset).await?;
-                            }
-                            Ok(appended)
-                        }));
-                    }
-                    Check::Append => {}
-                }
-                in_flight.push(InFlightBatch {
-                    epoch: header.producer_epoch,
-                    first_sequence: header.base_sequence,
-                    last_sequence: header.last_sequence(),
-                });
-                if in_flight.len() > 64 {
-                    // Never more than a producer's pipeline; an old one was lost with a term.
-                    in_flight.remove(0);
-                }
-            }
-            let data = LogData {
-                batch,
-                written: Some(Arc::new(Mutex::new(Some(written_tx)))),
-            };
-            self.handle
-                .raft
-                .client_write_ff(data, Some(responder))
-                .await
-                .map_err(|e| {
-                    tracing::debug!(group = self.group, error = %e, "Raft refused a write");
-                    AppendError::Closed
-                })?;
-        }
-        Ok(AppendTicket::new(async move {
-            let not_leader = |leader: Option<u64>| AppendError::NotLeader {
-                leader: leader.and_then(|l| i32::try_from(l).ok()),
-            };
-            match acks {
-                Acks::Leader => match written_rx.await {
-                    Ok(appended) => Ok(appended),
-                    // Never written: openraft refused it; its answer says why.
-                    Err(_) => match complete.await {
-                        Ok(Err(
-                            ClientWriteError::ForwardToLeader(f)
-                            | ClientWriteError::LogEntryDiscarded(f),
-                        )) => Err(not_leader(f.leader_id)),
-                        Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
-                        _ => Err(not_leader(None)),
-                    },
-                },
-                Acks::All => match complete.await {
-                    Ok(Ok(_)) => written_rx.await.map_err(|_| not_leader(None)),
-                    Ok(Err(
-                        ClientWriteError::ForwardToLeader(f)
-                        | ClientWriteError::LogEntryDiscarded(f),
-                    )) => Err(not_leader(f.leader_id)),
-                    Ok(Err(e)) => Err(AppendError::Storage(e.to_string())),
-                    Err(_) => Err(not_leader(None)),
-                },
-            }
-        }))
+        self.submit_as(batch, acks, false).await
     }
 
+    async fn submit_marker(&self, batch: Bytes) -> Result<AppendTicket, AppendError> {
+        self.submit_as(batch, Acks::All, true).await
+    }
     /// Through Raft: the leader proposes the new start as an entry, and every replica
     /// applies it at commit (so it survives a change of leader); answered once committed.
     async fn delete_records(&self, offset: i64) -> Result<(), LogError> {

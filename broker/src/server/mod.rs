@@ -192,6 +192,7 @@ impl Server {
             node.groups.clone(),
             stop_rx.clone(),
         ));
+        background.spawn(crate::txn::coordinator::run(node.clone(), stop_rx.clone()));
         if let Some(tiering) = node.tiering.clone() {
             background.spawn(tiering.run(node.clone(), stop_rx.clone()));
         }

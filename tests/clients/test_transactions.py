@@ -1,0 +1,103 @@
+"""Transactions with real clients: librdkafka's transactional producer commits and aborts,
+read_committed consumers see exactly the committed records, a second producer instance
+fences the first, and an abandoned transaction times out into an abort."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from helpers import create_topic
+
+
+def transactional(bootstrap, txn_id, **conf):
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "transactional.id": txn_id,
+        "transaction.timeout.ms": 10000,
+        **conf,
+    })
+    producer.init_transactions(30)
+    return producer
+
+
+def read(bootstrap, topic, partitions, isolation, until_offset, timeout=30):
+    """Values of every record of `partitions` from offset 0, reading until each partition's
+    position reaches `until_offset` (markers take offsets too)."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "unused",
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+    })
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    values = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            positions = consumer.position([TopicPartition(topic, p) for p in partitions])
+            if all(tp.offset >= until_offset for tp in positions):
+                break
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            values.append(msg.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def end_offsets(bootstrap, topic, partition, isolation):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "isolation.level": isolation})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+    finally:
+        consumer.close()
+
+
+def test_commits_are_read_and_aborts_are_skipped_by_read_committed(silt):
+    create_topic(silt.bootstrap, "ledger", partitions=2)
+    producer = transactional(silt.bootstrap, "ledger-writer")
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce("ledger", b"committed-%d" % i, partition=i % 2)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    for i in range(6):
+        producer.produce("ledger", b"aborted-%d" % i, partition=i % 2)
+    producer.flush(30)  # written, then aborted (unflushed messages are purged, never sent)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce("ledger", b"open", partition=0)
+    producer.flush(30)
+
+    # Partition 0: 5 committed, marker, 3 aborted, marker, 1 open = offsets 0..10.
+    committed = read(silt.bootstrap, "ledger", [0, 1], "read_committed", until_offset=9)
+    assert sorted(committed) == sorted(b"committed-%d" % i for i in range(10))
+    uncommitted = read(silt.bootstrap, "ledger", [0, 1], "read_uncommitted", until_offset=9)
+    assert len([v for v in uncommitted if v.startswith(b"aborted")]) == 6
+    # The open transaction holds the stable offset of partition 0 below its record.
+    lso = end_offsets(silt.bootstrap, "ledger", 0, "read_committed")
+    hw = end_offsets(silt.bootstrap, "ledger", 0, "read_uncommitted")
+    assert lso == hw - 1, (lso, hw)
+    producer.commit_transaction(30)
+    assert end_offsets(silt.bootstrap, "ledger", 0, "read_committed") == end_offsets(silt.bootstrap, "ledger", 0, "read_uncommitted")
+    last = read(silt.bootstrap, "ledger", [0], "read_committed", until_offset=12)
+    assert b"open" in last
+
+
+def test_a_new_instance_fences_the_old_one_and_its_open_transaction_is_aborted(silt):
+    create_topic(silt.bootstrap, "fenced")
+    zombie = transactional(silt.bootstrap, "same-id")
+    zombie.begin_transaction()
+    zombie.produce("fenced", b"zombie")
+    zombie.flush(30)
+    fresh = transactional(silt.bootstrap, "same-id")
+    with pytest.raises(KafkaException) as fenced:
+        zombie.commit_transaction(30)
+    assert fenced.value.args[0].fatal(), fenced.value
+    fresh.begin_transaction()
+    fresh.produce("fenced", b"fresh")
+    fresh.commit_transaction(30)
+    values = read(silt.bootstrap, "fenced", [0], "read_committed", until_offset=4)
+    assert values == [b"fresh"]
