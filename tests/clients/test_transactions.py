@@ -101,3 +101,42 @@ def test_a_new_instance_fences_the_old_one_and_its_open_transaction_is_aborted(s
     fresh.commit_transaction(30)
     values = read(silt.bootstrap, "fenced", [0], "read_committed", until_offset=4)
     assert values == [b"fresh"]
+
+
+def test_an_abandoned_transaction_times_out_into_an_abort(silt):
+    create_topic(silt.bootstrap, "abandoned")
+    producer = transactional(silt.bootstrap, "slow", **{"transaction.timeout.ms": 2000})
+    producer.begin_transaction()
+    producer.produce("abandoned", b"never committed")
+    producer.flush(30)
+    hw = end_offsets(silt.bootstrap, "abandoned", 0, "read_uncommitted")
+    assert end_offsets(silt.bootstrap, "abandoned", 0, "read_committed") == 0
+    # The coordinator aborts it after its timeout: an ABORT marker, and the stable offset moves.
+    deadline = time.monotonic() + 30
+    while end_offsets(silt.bootstrap, "abandoned", 0, "read_committed") <= hw - 1:
+        assert time.monotonic() < deadline, "the transaction was never aborted"
+        time.sleep(0.2)
+    assert read(silt.bootstrap, "abandoned", [0], "read_committed", until_offset=2) == []
+    # Its producer was fenced by the abort: committing now fails.
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(10)
+
+
+def test_a_transaction_open_across_a_crash_is_aborted_by_the_next_instance(silt):
+    create_topic(silt.bootstrap, "crash")
+    producer = transactional(silt.bootstrap, "crashing")
+    producer.begin_transaction()
+    producer.produce("crash", b"before the crash")
+    producer.flush(30)
+    committed = transactional(silt.bootstrap, "other")
+    committed.begin_transaction()
+    committed.produce("crash", b"committed")
+    committed.commit_transaction(30)
+    silt.restart(hard=True)  # SIGKILL: the coordinator's state comes back from its log
+    # The restarted producer instance takes over its id: the open transaction is aborted.
+    again = transactional(silt.bootstrap, "crashing")
+    again.begin_transaction()
+    again.produce("crash", b"after the crash")
+    again.commit_transaction(30)
+    values = read(silt.bootstrap, "crash", [0], "read_committed", until_offset=6)
+    assert values == [b"committed", b"after the crash"]
