@@ -180,6 +180,7 @@ pub fn render(node: &Node) -> String {
         }
     }
     render_replication(node, &mut out);
+    render_transactions(node, &mut out);
     render_tiering(node, &mut out);
     out
 }
@@ -310,6 +311,31 @@ fn render_replication(node: &Node, out: &mut String) {
 }
 
 /// The archive's counters and, per partition, how far the archive trails the log.
+/// The transactional ids this node coordinates, by state.
+fn render_transactions(node: &Node, out: &mut String) {
+    use crate::txn::state::TxnStatus;
+    let owned = node.groups.owned_txns();
+    let _ = writeln!(
+        out,
+        "# HELP silt_transactions Transactional ids this node coordinates, by state.\n# TYPE silt_transactions gauge"
+    );
+    for status in [
+        TxnStatus::Empty,
+        TxnStatus::Ongoing,
+        TxnStatus::PrepareCommit,
+        TxnStatus::PrepareAbort,
+        TxnStatus::CompleteCommit,
+        TxnStatus::CompleteAbort,
+    ] {
+        let count = owned.iter().filter(|(_, m)| m.status == status).count();
+        let _ = writeln!(
+            out,
+            "silt_transactions{{state=\"{}\"}} {count}",
+            status.kafka_name()
+        );
+    }
+}
+
 fn render_tiering(node: &Node, out: &mut String) {
     use silt_archiver::remote::RemoteMetrics;
     let Some(tiering) = &node.tiering else { return };

@@ -309,6 +309,13 @@ fn request(
                 ])),
         ),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Bogus")]),
+        ),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("tx"))]),
+        ),
         ApiKey::DescribeGroups => {
             RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
                 GroupId(s("g")),

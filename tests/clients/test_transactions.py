@@ -7,6 +7,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from conftest import admin_json, metric, silt_cli
 from helpers import create_topic
 
 
@@ -80,6 +81,22 @@ def test_commits_are_read_and_aborts_are_skipped_by_read_committed(silt):
     lso = end_offsets(silt.bootstrap, "ledger", 0, "read_committed")
     hw = end_offsets(silt.bootstrap, "ledger", 0, "read_uncommitted")
     assert lso == hw - 1, (lso, hw)
+    # Operators see it: the CLI lists the id as Ongoing and names its open partition.
+    listed = silt_cli("transaction", "list", "--brokers", silt.bootstrap)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("ledger-writer"))
+    assert "Ongoing" in row, listed.stdout
+    described = silt_cli("transaction", "describe", "ledger-writer", "--brokers", silt.bootstrap)
+    assert described.returncode == 0, described.stderr
+    assert "PARTITION         ledger/0" in described.stdout, described.stdout
+    assert "ledger/1" not in described.stdout
+    status = admin_json(silt, "/v1/status")
+    assert status["transactions"]["by_state"].get("Ongoing") == 1, status["transactions"]
+    partition = next(t for t in status["topics"] if t["name"] == "ledger")["partitions"][0]
+    assert partition["last_stable_offset"] == lso, partition
+    assert metric(silt, "silt_transactions", {"state": "Ongoing"}) == 1
+    missing = silt_cli("transaction", "describe", "nobody", "--brokers", silt.bootstrap)
+    assert missing.returncode != 0 and "not known" in missing.stderr, missing.stderr
     producer.commit_transaction(30)
     assert end_offsets(silt.bootstrap, "ledger", 0, "read_committed") == end_offsets(silt.bootstrap, "ledger", 0, "read_uncommitted")
     last = read(silt.bootstrap, "ledger", [0], "read_committed", until_offset=12)

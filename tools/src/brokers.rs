@@ -239,10 +239,22 @@ impl Brokers {
 
     /// A connection to the coordinator of `group`, found with FindCoordinator.
     pub(crate) async fn coordinator(&mut self, group: &str) -> Result<&mut Client> {
+        self.coordinator_of(group, 0).await
+    }
+
+    /// A connection to the coordinator of `key`: a group (`key_type` 0) or a transactional
+    /// id (1).
+    pub(crate) async fn coordinator_of(
+        &mut self,
+        group: &str,
+        key_type: i8,
+    ) -> Result<&mut Client> {
         let mut retry = Retry::new();
         loop {
             // v3: one key per request, which every broker since Kafka 2.0 speaks.
-            let request = FindCoordinatorRequest::default().with_key(str_bytes(group));
+            let request = FindCoordinatorRequest::default()
+                .with_key(str_bytes(group))
+                .with_key_type(key_type);
             let (response, _) = self.first.send(request, 3).await?;
             match ResponseError::try_from_code(response.error_code) {
                 None => {

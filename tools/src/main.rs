@@ -10,6 +10,7 @@ mod cluster;
 mod group;
 mod serve;
 mod topic;
+mod transaction;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,13 @@ enum Command {
         brokers: topic::BrokerArgs,
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// List and describe transactions (their producers, state and partitions).
+    Transaction {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: transaction::TransactionCommand,
     },
     /// Run a development cluster on this machine; restore a cluster from a bucket.
     Cluster {
@@ -107,6 +115,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Topic { brokers, command } => topic::run(command, &brokers).await,
             Command::Group { brokers, command } => group::run(command, &brokers).await,
+            Command::Transaction { brokers, command } => transaction::run(command, &brokers).await,
             Command::Archive { args, command } => archive::run(command, &args).await,
             Command::Cluster { brokers, command } => cluster::run(command, &brokers).await,
         }

@@ -184,6 +184,12 @@ pub async fn handle(
         RequestKind::AddPartitionsToTxn(body) => respond(async move {
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(&node, body).await)
         }),
+        RequestKind::ListTransactions(body) => {
+            respond(async move { ResponseKind::ListTransactions(txn::list(&node, body)) })
+        }
+        RequestKind::DescribeTransactions(body) => {
+            respond(async move { ResponseKind::DescribeTransactions(txn::describe(&node, body)) })
+        }
         RequestKind::EndTxn(body) => {
             respond(async move { ResponseKind::EndTxn(txn::end(&node, body).await) })
         }

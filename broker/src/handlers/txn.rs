@@ -1,15 +1,23 @@
 //! The transaction APIs a producer calls on its coordinator: AddPartitionsToTxn (v0-3, one
-//! transaction per request) and EndTxn. InitProducerId with a transactional id is in
-//! `producer_id`; the state machine and the markers are in [`crate::txn`].
+//! transaction per request) and EndTxn; and the operators': ListTransactions (of this
+//! coordinator, as Kafka's brokers answer) and DescribeTransactions. InitProducerId with a
+//! transactional id is in `producer_id`; the state machine and the markers are in
+//! [`crate::txn`].
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
+use kafka_protocol::messages::list_transactions_response;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TransactionalId,
 };
+
+use super::{str_bytes, topic_name};
 
 use crate::node::Node;
 use crate::protocol::error_code::ErrorCode;
@@ -88,4 +96,97 @@ pub(super) async fn end(node: &Arc<Node>, request: EndTxnRequest) -> EndTxnRespo
         .with_error_code(outcome.err().map_or(0, |e| e.code()))
         .with_producer_id(request.producer_id)
         .with_producer_epoch(request.producer_epoch)
+}
+
+pub(super) fn list(node: &Node, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let states: Vec<String> = request
+        .state_filters
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let known = [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+    ];
+    let unknown: Vec<_> = request
+        .state_filters
+        .iter()
+        .filter(|s| !known.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let now = node.clock.now_ms();
+    let transactions = coordinator::list(node)
+        .into_iter()
+        .filter(|(_, meta)| {
+            states.is_empty() || states.iter().any(|s| s == meta.status.kafka_name())
+        })
+        .filter(|(_, meta)| {
+            request.producer_id_filters.is_empty()
+                || request
+                    .producer_id_filters
+                    .contains(&ProducerId(meta.producer_id))
+        })
+        // KIP-994: only transactions running longer than this (ms), when set.
+        .filter(|(_, meta)| {
+            request.duration_filter < 0
+                || (meta.started_ms >= 0 && now - meta.started_ms > request.duration_filter)
+        })
+        .map(|(id, meta)| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(str_bytes(&id)))
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_transaction_state(str_bytes(meta.status.kafka_name()))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(transactions)
+}
+
+pub(super) fn describe(
+    node: &Node,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let states = request
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            let state = describe_transactions_response::TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            if let Err(code) = node.groups.coordinates(&id.0) {
+                return state.with_error_code(code.code());
+            }
+            let Some(meta) = node.groups.txn(&id.0) else {
+                return state.with_error_code(ErrorCode::TransactionalIdNotFound.code());
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (topic, partition) in &meta.partitions {
+                match topics.last_mut() {
+                    Some(last) if last.topic.0.as_str() == topic => {
+                        last.partitions.push(*partition)
+                    }
+                    _ => topics.push(
+                        TopicData::default()
+                            .with_topic(topic_name(topic))
+                            .with_partitions(vec![*partition]),
+                    ),
+                }
+            }
+            state
+                .with_transaction_state(str_bytes(meta.status.kafka_name()))
+                .with_transaction_timeout_ms(meta.timeout_ms)
+                .with_transaction_start_time_ms(meta.started_ms)
+                .with_producer_id(ProducerId(meta.producer_id))
+                .with_producer_epoch(meta.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
 }

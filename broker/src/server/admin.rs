@@ -253,6 +253,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                         "online": !log.is_closed(),
                         "replica": replica,
                         "high_watermark": bounds.high_watermark,
+                        // read_committed consumers read below it (an open transaction).
+                        "last_stable_offset": bounds.last_stable,
                         "log_end_offset": bounds.log_end,
                         // The first offset a consumer can read, across tiers.
                         "start_offset": bounds.log_start,
@@ -286,8 +288,19 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "kafka_addr": node.config.advertised_addr(),
         "archive": node.config.value_of("archive"),
         "cluster": cluster_status(&node),
+        "transactions": transactions_status(&node),
         "topics": topics,
     }))
+}
+
+/// The transactional ids this node coordinates, by state.
+fn transactions_status(node: &Node) -> Value {
+    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
+    let owned = node.groups.owned_txns();
+    for (_, meta) in &owned {
+        *by_state.entry(meta.status.kafka_name()).or_default() += 1;
+    }
+    json!({ "coordinated": owned.len(), "by_state": by_state })
 }
 
 /// The node's view of its cluster: the controller, the brokers and whether they are heard.
