@@ -24,7 +24,9 @@ def transactional(bootstrap, txn_id, **conf):
 
 def read(bootstrap, topic, partitions, isolation, until_offset, timeout=30):
     """Values of every record of `partitions` from offset 0, reading until each partition's
-    position reaches `until_offset` (markers take offsets too)."""
+    position reaches `until_offset` (markers take offsets too; a dict gives one per
+    partition)."""
+    until = until_offset if isinstance(until_offset, dict) else {p: until_offset for p in partitions}
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": "unused",
@@ -37,7 +39,7 @@ def read(bootstrap, topic, partitions, isolation, until_offset, timeout=30):
     try:
         while time.monotonic() < deadline:
             positions = consumer.position([TopicPartition(topic, p) for p in partitions])
-            if all(tp.offset >= until_offset for tp in positions):
+            if all(tp.offset >= until[tp.partition] for tp in positions):
                 break
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
@@ -157,3 +159,42 @@ def test_a_transaction_open_across_a_crash_is_aborted_by_the_next_instance(silt)
     again.commit_transaction(30)
     values = read(silt.bootstrap, "crash", [0], "read_committed", until_offset=6)
     assert values == [b"committed", b"after the crash"]
+
+
+def test_transactions_across_a_replicated_cluster_survive_losing_the_coordinator(cluster_factory):
+    """Three nodes: a transaction's partitions are led by different nodes (markers go to each
+    leader over the node network, through Raft); the coordinator's node is killed, and the
+    next coordinator, loading the id from the replicated group log, fences and serves the
+    producer's next instance."""
+    cluster = cluster_factory(3)
+    create_topic(cluster.bootstrap, "spread", partitions=3, replication_factor=3)
+    cluster.wait_in_sync("spread", [0, 1, 2])
+    producer = transactional(cluster.bootstrap, "spreader")
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce("spread", b"first-%d" % i, partition=i % 3)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce("spread", b"dropped-%d" % i, partition=i % 3)
+    producer.flush(30)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce("spread", b"second-%d" % i, partition=i % 3)
+    producer.commit_transaction(30)
+    # Kill the transactional id's coordinator: its group-log partition's leader.
+    described = silt_cli("transaction", "list", "--brokers", cluster.bootstrap)
+    row = next(line for line in described.stdout.splitlines() if line.startswith("spreader"))
+    coordinator = int(row.split()[-1])
+    cluster.nodes[coordinator].kill()
+    again = transactional(cluster.bootstrap, "spreader")
+    again.begin_transaction()
+    for i in range(30):
+        again.produce("spread", b"third-%d" % i, partition=i % 3)
+    again.commit_transaction(60)
+    # (Raft's own entries take offsets too: read up to each partition's stable end.)
+    ends = {p: end_offsets(cluster.bootstrap, "spread", p, "read_committed") for p in range(3)}
+    values = read(cluster.bootstrap, "spread", [0, 1, 2], "read_committed", until_offset=ends)
+    expected = [b"%s-%d" % (w, i) for w in (b"first", b"second", b"third") for i in range(30)]
+    assert sorted(values) == sorted(expected)

@@ -57,9 +57,11 @@ pub const CONTROL_DELETE_RECORDS: i16 = 0x5303;
 /// Its value is X (i64) then V (u64), big endian.
 pub const CONTROL_ARCHIVED: i16 = 0x5304;
 
-/// True for the control entries that are proposed as data (and read back as data).
+/// True for the control entries that are proposed as data (and read back as data): every
+/// control batch but Raft's own (a new leader's blank entry, a membership), so DeleteRecords,
+/// the archive pointer and transaction markers (COMMIT 1, ABORT 0).
 pub fn is_proposed_control(control_type: i16) -> bool {
-    matches!(control_type, CONTROL_DELETE_RECORDS | CONTROL_ARCHIVED)
+    !matches!(control_type, CONTROL_BLANK | CONTROL_MEMBERSHIP)
 }
 
 /// (archived next offset, root version), if `batch` is an archive pointer entry.
@@ -1099,6 +1101,10 @@ mod tests {
         assert_eq!(archived_of(&delete), None);
         assert!(is_proposed_control(CONTROL_ARCHIVED));
         assert!(is_proposed_control(CONTROL_DELETE_RECORDS));
+        assert!(
+            is_proposed_control(0) && is_proposed_control(1),
+            "transaction markers"
+        );
         assert!(!is_proposed_control(CONTROL_BLANK));
         assert!(!is_proposed_control(CONTROL_MEMBERSHIP));
     }

@@ -319,7 +319,10 @@ pub async fn write_local(node: &Node, marker: &MarkerRequest) -> Result<(), Loca
     let view = match PartitionView::find_leader(node, &marker.topic, marker.partition) {
         Ok(view) => view,
         Err(ErrorCode::UnknownTopicOrPartition) => return Ok(()),
-        Err(_) => return Err(LocalMarker::Elsewhere),
+        Err(e) => {
+            tracing::debug!(topic = %marker.topic, partition = marker.partition, error = %e, "marker: not written here");
+            return Err(LocalMarker::Elsewhere);
+        }
     };
     let batch = Bytes::from(silt_index::record::encode_txn_marker(
         0,
@@ -332,7 +335,10 @@ pub async fn write_local(node: &Node, marker: &MarkerRequest) -> Result<(), Loca
     ));
     match view.write_marker(batch).await {
         Ok(()) => Ok(()),
-        Err(AppendError::NotLeader { .. }) => Err(LocalMarker::Elsewhere),
+        Err(AppendError::NotLeader { leader }) => {
+            tracing::debug!(topic = %marker.topic, partition = marker.partition, ?leader, "marker: the partition's leader moved");
+            Err(LocalMarker::Elsewhere)
+        }
         Err(e) => Err(LocalMarker::Failed(format!(
             "{}/{}: {e}",
             marker.topic, marker.partition
