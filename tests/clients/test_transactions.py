@@ -198,3 +198,56 @@ def test_transactions_across_a_replicated_cluster_survive_losing_the_coordinator
     values = read(cluster.bootstrap, "spread", [0, 1, 2], "read_committed", until_offset=ends)
     expected = [b"%s-%d" % (w, i) for w in (b"first", b"second", b"third") for i in range(30)]
     assert sorted(values) == sorted(expected)
+
+
+def test_consume_transform_produce_commits_offsets_with_the_output(silt):
+    """The exactly-once loop: offsets sent to the transaction count only if it commits."""
+    create_topic(silt.bootstrap, "in")
+    create_topic(silt.bootstrap, "out")
+    source = Producer({"bootstrap.servers": silt.bootstrap})
+    for i in range(20):
+        source.produce("in", b"%d" % i, partition=0)
+    source.flush(30)
+
+    def consumer():
+        c = Consumer({
+            "bootstrap.servers": silt.bootstrap,
+            "group.id": "etl",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        })
+        c.assign([TopicPartition("in", 0)])
+        return c
+
+    def step(c, producer, commit):
+        got = []
+        while len(got) < 10:
+            msg = c.poll(1.0)
+            if msg is not None and not msg.error():
+                got.append(msg)
+        producer.begin_transaction()
+        for msg in got:
+            producer.produce("out", b"x" + msg.value(), partition=0)
+        producer.send_offsets_to_transaction(
+            [TopicPartition("in", 0, got[-1].offset() + 1)], c.consumer_group_metadata(), 30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.flush(30)
+            producer.abort_transaction(30)
+        return [m.value() for m in got]
+
+    c = consumer()
+    producer = transactional(silt.bootstrap, "etl-tx")
+    assert step(c, producer, commit=True) == [b"%d" % i for i in range(10)]
+    assert step(c, producer, commit=False) == [b"%d" % i for i in range(10, 20)]
+    c.close()
+    # A new member starts where the committed transaction left the group: at 10.
+    c = consumer()
+    committed = c.committed([TopicPartition("in", 0)], timeout=10)[0]
+    assert committed.offset == 10, committed
+    assert step(c, producer, commit=True) == [b"%d" % i for i in range(10, 20)]
+    c.close()
+    out = read(silt.bootstrap, "out", [0], "read_committed", until_offset=end_offsets(silt.bootstrap, "out", 0, "read_committed"))
+    assert out == [b"x%d" % i for i in range(20)]

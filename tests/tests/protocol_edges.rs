@@ -123,13 +123,11 @@ fn api_versions_of_an_unknown_version_gets_the_v0_fallback() {
     );
     let (correlation, response) = raw.receive::<ApiVersionsRequest>(3);
     assert_eq!((correlation, response.error_code), (78, 0));
-    // ApiVersions lists exactly what silt serves: no API it lacks (SASL, offsets in a
-    // transaction as yet).
+    // ApiVersions lists exactly what silt serves: no API it lacks (SASL as yet).
     let keys: Vec<i16> = response.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)));
-    assert!(keys.contains(&(ApiKey::AddPartitionsToTxn as i16)));
+    assert!(keys.contains(&(ApiKey::TxnOffsetCommit as i16)));
     assert!(!keys.contains(&(ApiKey::SaslHandshake as i16)));
-    assert!(!keys.contains(&(ApiKey::TxnOffsetCommit as i16)));
 }
 
 #[test]

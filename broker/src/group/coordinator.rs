@@ -23,7 +23,9 @@ use super::state::{
     CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, JoinResult,
     Reply, Saved, SyncOutcome, SyncResult,
 };
-use super::store::{self, GroupLogApp, GroupLogSource, GroupStore, Key, Value, durable};
+use super::store::{
+    self, GroupLogApp, GroupLogSource, GroupStore, Key, PendingOffsets, Value, durable,
+};
 use crate::log::{AppendError, Clock, LogError};
 use crate::protocol::error_code::ErrorCode;
 use crate::txn::state::TxnMeta;
@@ -57,13 +59,25 @@ pub struct GroupCoordinator {
     /// The transactional ids of the partitions this node coordinates (see [`crate::txn`]).
     /// Lock order: `groups`, then `txns`.
     txns: Mutex<HashMap<String, TxnMeta>>,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by group and producer;
+    /// they become the group's committed offsets at their transaction's COMMIT. Lock order:
+    /// `groups`, then `pending`.
+    pending: Mutex<HashMap<String, PendingOffsets>>,
 }
 
 /// A change to the groups, applied once its records are durable.
 type Apply = Box<dyn FnOnce(&mut HashMap<String, Entry>) + Send>;
 
-/// A group-log partition's groups and transactional ids, as loaded.
-type Loaded = (HashMap<String, Entry>, HashMap<String, TxnMeta>);
+/// Committed offsets by (topic, partition).
+type Offsets = std::collections::BTreeMap<(String, i32), CommittedOffset>;
+
+/// A group-log partition's groups, transactional ids and pending transactional offsets, as
+/// loaded.
+type Loaded = (
+    HashMap<String, Entry>,
+    HashMap<String, TxnMeta>,
+    HashMap<String, PendingOffsets>,
+);
 
 /// Changes of one group-log partition in the order their records were submitted (the order of
 /// the log: submissions hold the partition's lock). Each waits until its records are durable;
@@ -106,6 +120,35 @@ enum Ownership {
     Loading,
     /// This node coordinates its groups, loaded in this leader epoch.
     Owned(i32),
+}
+
+/// Takes the pending transactional offsets out of `records`: the last of each, in log order.
+fn take_pending(records: &mut Vec<(Key, Value)>) -> HashMap<String, PendingOffsets> {
+    let mut pending: HashMap<String, PendingOffsets> = HashMap::new();
+    records.retain(|(key, value)| {
+        let Key::TxnOffset(_, group, producer, topic, partition) = key else {
+            return true;
+        };
+        let offsets = pending
+            .entry(group.clone())
+            .or_default()
+            .entry(*producer)
+            .or_default();
+        match value {
+            Value::Offset(v) => {
+                offsets.insert((topic.clone(), *partition), v.clone().into());
+            }
+            _ => {
+                offsets.remove(&(topic.clone(), *partition));
+            }
+        }
+        false
+    });
+    for by_producer in pending.values_mut() {
+        by_producer.retain(|_, offsets| !offsets.is_empty());
+    }
+    pending.retain(|_, by_producer| !by_producer.is_empty());
+    pending
 }
 
 /// Takes the transactional ids' records out of `records`: their last states, in log order.
@@ -214,7 +257,122 @@ impl GroupCoordinator {
             compact_bytes: config.log_compaction_bytes,
             owned: Mutex::new(vec![Ownership::Elsewhere; store::GROUP_LOG_PARTITIONS]),
             txns: Mutex::default(),
+            pending: Mutex::default(),
         }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, PendingOffsets>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// TxnOffsetCommit: offsets committed in producer `producer_id`'s open transaction,
+    /// recorded (durable before answered) and pending until the transaction's marker.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_COORDINATOR` and the like, `KAFKA_STORAGE_ERROR` when the append failed.
+    pub async fn commit_in_txn(
+        self: &Arc<Self>,
+        group_id: &str,
+        producer_id: i64,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<(), ErrorCode> {
+        self.coordinates(group_id)?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records = offsets
+            .iter()
+            .map(|o| {
+                (
+                    Key::txn_offset(group_id, producer_id, &o.topic, o.partition),
+                    Value::Offset((&o.committed).into()),
+                )
+            })
+            .collect();
+        let (this, group) = (self.clone(), group_id.to_string());
+        let apply: Apply = Box::new(move |_groups| {
+            let mut pending = this.pending();
+            let mine = pending
+                .entry(group)
+                .or_default()
+                .entry(producer_id)
+                .or_default();
+            for o in offsets {
+                mine.insert((o.topic, o.partition), o.committed);
+            }
+        });
+        self.submit_and_apply(group_id, records, apply).await
+    }
+
+    /// A transaction's marker for group-log partition `p`: producer `producer_id`'s pending
+    /// offsets there become committed (COMMIT) or are dropped (ABORT), durably.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_COORDINATOR` when this node does not coordinate `p`; `KAFKA_STORAGE_ERROR`.
+    pub async fn end_txn_offsets(
+        self: &Arc<Self>,
+        p: usize,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), ErrorCode> {
+        if !matches!(self.ownership(p), Ownership::Owned(_)) {
+            return Err(ErrorCode::NotCoordinator);
+        }
+        let ending: Vec<(String, Offsets)> = self
+            .pending()
+            .iter()
+            .filter(|(group, _)| GroupStore::partition_of(group) == p)
+            .filter_map(|(group, by_producer)| {
+                by_producer
+                    .get(&producer_id)
+                    .map(|offsets| (group.clone(), offsets.clone()))
+            })
+            .collect();
+        for (group, offsets) in ending {
+            let mut records = Vec::new();
+            for ((topic, partition), committed) in &offsets {
+                if commit {
+                    records.push((
+                        Key::offset(&group, topic, *partition),
+                        Value::Offset(committed.into()),
+                    ));
+                }
+                records.push((
+                    Key::txn_offset(&group, producer_id, topic, *partition),
+                    Value::Tombstone,
+                ));
+            }
+            let (this, id) = (self.clone(), group.clone());
+            let apply: Apply = Box::new(move |groups| {
+                if commit {
+                    let entry = this.entry(groups, &id);
+                    for (tp, committed) in &offsets {
+                        entry.group.offsets.insert(tp.clone(), committed.clone());
+                    }
+                }
+                let mut pending = this.pending();
+                if let Some(by_producer) = pending.get_mut(&id) {
+                    by_producer.remove(&producer_id);
+                    if by_producer.is_empty() {
+                        pending.remove(&id);
+                    }
+                }
+            });
+            self.submit_and_apply(&group, records, apply).await?;
+        }
+        Ok(())
+    }
+
+    /// True when `group_id` has an offset of `topic`/`partition` committed in a transaction
+    /// still open (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT, KIP-447).
+    pub fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending().get(group_id).is_some_and(|by_producer| {
+            by_producer
+                .values()
+                .any(|offsets| offsets.contains_key(&(topic.to_string(), partition)))
+        })
     }
 
     fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnMeta>> {
@@ -313,7 +471,7 @@ impl GroupCoordinator {
                         self.unload(p);
                     }
                     match self.load(replica.as_ref()).await {
-                        Ok(Some((groups, txns))) => {
+                        Ok(Some((groups, txns, pending_offsets))) => {
                             let count = groups.len();
                             {
                                 let mut map = self.lock();
@@ -322,6 +480,9 @@ impl GroupCoordinator {
                                 let mut owned = self.txns();
                                 owned.retain(|id, _| GroupStore::partition_of(id) != p);
                                 owned.extend(txns);
+                                let mut pending = self.pending();
+                                pending.retain(|g, _| GroupStore::partition_of(g) != p);
+                                pending.extend(pending_offsets);
                             }
                             self.set_ownership(p, Ownership::Owned(l.epoch));
                             tracing::info!(
@@ -380,7 +541,12 @@ impl GroupCoordinator {
             }
         };
         let txns = take_txns(&mut records);
-        Ok(Some((build_groups(records, self.config, now), txns)))
+        let pending = take_pending(&mut records);
+        Ok(Some((
+            build_groups(records, self.config, now),
+            txns,
+            pending,
+        )))
     }
 
     /// Lets go of partition `p`'s groups: their waiting requests hear NOT_COORDINATOR and
@@ -389,6 +555,8 @@ impl GroupCoordinator {
         self.set_ownership(p, Ownership::Elsewhere);
         self.txns()
             .retain(|id, _| GroupStore::partition_of(id) != p);
+        self.pending()
+            .retain(|g, _| GroupStore::partition_of(g) != p);
         let mut groups = self.lock();
         let gone: Vec<String> = groups
             .keys()
@@ -1000,7 +1168,13 @@ impl GroupCoordinator {
             let live = {
                 let groups = self.lock();
                 let txns = self.txns();
-                store::live_records(p, groups.iter().map(|(id, e)| (id, &e.group)), txns.iter())
+                let pending = self.pending();
+                store::live_records(
+                    p,
+                    groups.iter().map(|(id, e)| (id, &e.group)),
+                    txns.iter(),
+                    pending.iter(),
+                )
             };
             if let Err(e) = self.store.compact(p, &live).await {
                 tracing::warn!(partition = p, error = %e, "group log compaction failed; it will be retried");

@@ -18,6 +18,8 @@
 //! key ["offset", group, topic, partition]  value {"offset":..,"leader_epoch":..,"metadata":..,"commit_timestamp":..}
 //! key ["group", group]                     value {"generation":..,"protocol_type":..,"protocol":..,"leader":..,"members":[..]}
 //! key ["txn", transactional id]            value {"producer_id":..,"producer_epoch":..,"status":..,"partitions":[..],..}
+//! key ["txnoffset", group, producer id, topic, partition]  value as "offset" (pending until
+//!                                          the producer's transaction ends)
 //! ```
 //!
 //! A transactional id lives where a group of the same name would: the transaction
@@ -65,6 +67,9 @@ pub enum Key {
     Group(String, String),
     /// `["txn", transactional id]`
     Txn(String, String),
+    /// `["txnoffset", group, producer id, topic, partition]`: an offset committed in a
+    /// transaction, pending until the transaction's marker.
+    TxnOffset(String, String, i64, String, i32),
 }
 
 impl Key {
@@ -78,6 +83,17 @@ impl Key {
         Key::Group("group".into(), group.into())
     }
 
+    /// The key of an offset committed in producer `producer_id`'s open transaction.
+    pub fn txn_offset(group: &str, producer_id: i64, topic: &str, partition: i32) -> Key {
+        Key::TxnOffset(
+            "txnoffset".into(),
+            group.into(),
+            producer_id,
+            topic.into(),
+            partition,
+        )
+    }
+
     /// The key of a transactional id's state.
     pub fn txn(transactional_id: &str) -> Key {
         Key::Txn("txn".into(), transactional_id.into())
@@ -87,7 +103,10 @@ impl Key {
     /// same way).
     pub fn group_id(&self) -> &str {
         match self {
-            Key::Offset(_, group, _, _) | Key::Group(_, group) | Key::Txn(_, group) => group,
+            Key::Offset(_, group, _, _)
+            | Key::Group(_, group)
+            | Key::Txn(_, group)
+            | Key::TxnOffset(_, group, ..) => group,
         }
     }
 }
@@ -230,6 +249,10 @@ fn unhex(text: &str) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A group's offsets committed in open transactions, by producer id.
+pub type PendingOffsets =
+    std::collections::HashMap<i64, std::collections::BTreeMap<(String, i32), CommittedOffset>>;
+
 /// Encodes one record as (key, value) bytes.
 pub fn encode_record(key: &Key, value: &Value) -> (Bytes, Option<Bytes>) {
     let key_bytes = Bytes::from(serde_json::to_vec(key).expect("keys serialise"));
@@ -246,13 +269,16 @@ pub fn encode_record(key: &Key, value: &Value) -> (Bytes, Option<Bytes>) {
 pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(Key, Value)> {
     let key = match serde_json::from_slice(key).ok()? {
         Key::Offset(tag, ..) if tag != "offset" => return None,
+        Key::TxnOffset(tag, ..) if tag != "txnoffset" => return None,
         Key::Group(tag, id) if tag == "txn" => Key::Txn(tag, id),
         Key::Group(tag, _) if tag != "group" => return None,
         key => key,
     };
     let value = match (&key, value) {
         (_, None) => Value::Tombstone,
-        (Key::Offset(..), Some(v)) => Value::Offset(serde_json::from_slice(v).ok()?),
+        (Key::Offset(..) | Key::TxnOffset(..), Some(v)) => {
+            Value::Offset(serde_json::from_slice(v).ok()?)
+        }
         (Key::Group(..), Some(v)) => Value::Group(serde_json::from_slice(v).ok()?),
         (Key::Txn(..), Some(v)) => Value::Txn(serde_json::from_slice(v).ok()?),
     };
@@ -520,11 +546,22 @@ pub fn live_records<'a>(
     p: usize,
     groups: impl Iterator<Item = (&'a String, &'a super::state::Group)>,
     txns: impl Iterator<Item = (&'a String, &'a crate::txn::state::TxnMeta)>,
+    pending: impl Iterator<Item = (&'a String, &'a PendingOffsets)>,
 ) -> Vec<(Key, Value)> {
     let mut out: Vec<(Key, Value)> = txns
         .filter(|(id, _)| GroupStore::partition_of(id) == p)
         .map(|(id, meta)| (Key::txn(id), Value::Txn(meta.clone())))
         .collect();
+    for (group, by_producer) in pending.filter(|(g, _)| GroupStore::partition_of(g) == p) {
+        for (producer_id, offsets) in by_producer {
+            for ((topic, partition), committed) in offsets {
+                out.push((
+                    Key::txn_offset(group, *producer_id, topic, *partition),
+                    Value::Offset(committed.into()),
+                ));
+            }
+        }
+    }
     for (id, group) in groups {
         if GroupStore::partition_of(id) != p {
             continue;

@@ -420,6 +420,16 @@ pub(super) fn offset_fetch(
             -1
         }
     };
+    // KIP-447: a consumer that asks for stable offsets waits while a transaction that
+    // committed one of them is still open.
+    let require_stable = version >= 7 && request.require_stable;
+    let unstable = |group: &str, topic: &str, partition: i32| -> i16 {
+        if require_stable && node.groups.has_pending_offset(group, topic, partition) {
+            ErrorCode::UnstableOffsetCommit.code()
+        } else {
+            0
+        }
+    };
     if version >= 8 {
         let groups = request
             .groups
@@ -436,6 +446,7 @@ pub(super) fn offset_fetch(
                         .with_error_code(error.code());
                 }
                 let fetched = fetch_offsets(node, g.group_id.0.as_str(), topics);
+                let group = g.group_id.0.to_string();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(
@@ -450,6 +461,7 @@ pub(super) fn offset_fetch(
                                             .map(|(p, c)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
+                                                    .with_error_code(unstable(&group, &topic, p))
                                                     .with_committed_offset(
                                                         c.as_ref().map_or(-1, |c| c.offset),
                                                     )
@@ -489,6 +501,7 @@ pub(super) fn offset_fetch(
                             .map(|(p, c)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
+                                    .with_error_code(unstable(&request.group_id.0, &topic, p))
                                     .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
                                     .with_committed_leader_epoch(epoch(&c))
                                     .with_metadata(Some(str_bytes(

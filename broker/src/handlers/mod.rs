@@ -184,6 +184,16 @@ pub async fn handle(
         RequestKind::AddPartitionsToTxn(body) => respond(async move {
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(&node, body).await)
         }),
+        RequestKind::AddOffsetsToTxn(body) => {
+            respond(
+                async move { ResponseKind::AddOffsetsToTxn(txn::add_offsets(&node, body).await) },
+            )
+        }
+        RequestKind::TxnOffsetCommit(body) => {
+            respond(
+                async move { ResponseKind::TxnOffsetCommit(txn::offset_commit(&node, body).await) },
+            )
+        }
         RequestKind::ListTransactions(body) => {
             respond(async move { ResponseKind::ListTransactions(txn::list(&node, body)) })
         }

@@ -11,10 +11,14 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
 use kafka_protocol::messages::list_transactions_response;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, DescribeTransactionsRequest,
-    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TransactionalId,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
 use super::{str_bytes, topic_name};
@@ -81,6 +85,74 @@ pub(super) async fn add_partitions(
         })
         .collect();
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+pub(super) async fn add_offsets(
+    node: &Arc<Node>,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
+    let outcome = coordinator::add_offsets(
+        node,
+        &request.transactional_id.0,
+        request.producer_id.0,
+        request.producer_epoch,
+        &request.group_id.0,
+    )
+    .await;
+    AddOffsetsToTxnResponse::default().with_error_code(outcome.err().map_or(0, |e| e.code()))
+}
+
+/// TxnOffsetCommit, on the group's coordinator: the offsets are pending until the
+/// transaction's marker reaches the group (see [`coordinator::add_offsets`]).
+pub(super) async fn offset_commit(
+    node: &Arc<Node>,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let now = node.clock.now_ms();
+    let mut offsets = Vec::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            offsets.push(crate::group::OffsetCommit {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                committed: crate::group::state::CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    commit_timestamp_ms: now,
+                },
+            });
+        }
+    }
+    let outcome = node
+        .groups
+        .commit_in_txn(&request.group_id.0, request.producer_id.0, offsets)
+        .await;
+    let code = outcome.err().map_or(0, |e| e.code());
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
 pub(super) async fn end(node: &Arc<Node>, request: EndTxnRequest) -> EndTxnResponse {

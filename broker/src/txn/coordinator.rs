@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::state::{self, EndOutcome, InitOutcome, InitRequest, TxnMeta, TxnStatus};
 use crate::controller::{NodeRequest, NodeResponse};
+use crate::group::store::{GROUP_TOPIC, GroupStore};
 use crate::log::AppendError;
 use crate::node::Node;
 use crate::partition::PartitionView;
@@ -132,6 +133,29 @@ pub async fn add_partitions(
         node.groups.save_txn(transactional_id, next).await?;
     }
     Ok(())
+}
+
+/// AddOffsetsToTxn: the group's offsets committed in this transaction (TxnOffsetCommit, to
+/// the group's coordinator) take effect with it. The group's group-log partition joins the
+/// transaction like a data partition, and gets its marker: the group coordinator then makes
+/// the pending offsets committed, or drops them.
+///
+/// # Errors
+///
+/// As [`add_partitions`]; `INVALID_GROUP_ID` for an empty group id.
+pub async fn add_offsets(
+    node: &Arc<Node>,
+    transactional_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    group_id: &str,
+) -> Result<(), ErrorCode> {
+    if group_id.is_empty() {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    let partition = i32::try_from(GroupStore::partition_of(group_id)).unwrap_or(0);
+    let offsets = [(GROUP_TOPIC.to_string(), partition)];
+    add_partitions(node, transactional_id, producer_id, epoch, &offsets).await
 }
 
 /// EndTxn: the open transaction commits or aborts. Answered once the decision is durable;
@@ -316,6 +340,19 @@ pub enum LocalMarker {
 ///
 /// [`LocalMarker::Elsewhere`] when this node does not lead it; the append's failure.
 pub async fn write_local(node: &Node, marker: &MarkerRequest) -> Result<(), LocalMarker> {
+    if marker.topic == GROUP_TOPIC {
+        // Offsets committed in the transaction: the group coordinator settles them.
+        let p = usize::try_from(marker.partition).unwrap_or(usize::MAX);
+        return match node
+            .groups
+            .end_txn_offsets(p, marker.producer_id, marker.commit)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(ErrorCode::NotCoordinator) => Err(LocalMarker::Elsewhere),
+            Err(e) => Err(LocalMarker::Failed(format!("group log {p}: {e}"))),
+        };
+    }
     let view = match PartitionView::find_leader(node, &marker.topic, marker.partition) {
         Ok(view) => view,
         Err(ErrorCode::UnknownTopicOrPartition) => return Ok(()),
