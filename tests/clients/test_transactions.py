@@ -251,3 +251,30 @@ def test_consume_transform_produce_commits_offsets_with_the_output(silt):
     c.close()
     out = read(silt.bootstrap, "out", [0], "read_committed", until_offset=end_offsets(silt.bootstrap, "out", 0, "read_committed"))
     assert out == [b"x%d" % i for i in range(20)]
+
+
+def test_kafka_python_and_kafkajs_transactions_commit_and_abort(silt):
+    from kafka import KafkaProducer
+
+    from conftest import run_node
+
+    create_topic(silt.bootstrap, "polyglot")
+    producer = KafkaProducer(bootstrap_servers=silt.bootstrap, transactional_id="py-tx")
+    producer.init_transactions()
+    producer.begin_transaction()
+    for i in range(5):
+        producer.send("polyglot", b"py-commit-%d" % i, partition=0)
+    producer.commit_transaction()
+    producer.begin_transaction()
+    for i in range(5):
+        producer.send("polyglot", b"py-abort-%d" % i, partition=0)
+    producer.flush()
+    producer.abort_transaction()
+    producer.close()
+    run_node("transaction.js", {"brokers": [silt.bootstrap], "topic": "polyglot", "transactionalId": "js-tx", "count": 5})
+    end = end_offsets(silt.bootstrap, "polyglot", 0, "read_committed")
+    assert end == end_offsets(silt.bootstrap, "polyglot", 0, "read_uncommitted")
+    values = read(silt.bootstrap, "polyglot", [0], "read_committed", until_offset=end)
+    assert values == [b"py-commit-%d" % i for i in range(5)] + [b"js-commit-%d" % i for i in range(5)]
+    everything = read(silt.bootstrap, "polyglot", [0], "read_uncommitted", until_offset=end)
+    assert len(everything) == 20
