@@ -50,6 +50,11 @@ def read(bootstrap, topic, partitions, isolation, until_offset, timeout=30):
     return values
 
 
+def partition_start(silt, topic):
+    status = admin_json(silt, "/v1/status")
+    return next(t for t in status["topics"] if t["name"] == topic)["partitions"][0]["local_start_offset"]
+
+
 def end_offsets(bootstrap, topic, partition, isolation):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "isolation.level": isolation})
     try:
@@ -278,3 +283,36 @@ def test_kafka_python_and_kafkajs_transactions_commit_and_abort(silt):
     assert values == [b"py-commit-%d" % i for i in range(5)] + [b"js-commit-%d" % i for i in range(5)]
     everything = read(silt.bootstrap, "polyglot", [0], "read_uncommitted", until_offset=end)
     assert len(everything) == 20
+
+
+def test_an_archived_transactional_topic_replays_exactly_its_committed_records(silt_factory):
+    """Aborted transactions spread over many segments, every segment archived and gone from
+    the local log: a read_committed replay from offset 0 goes through the archive (the
+    aborted ranges come from the sidecars) and returns exactly the committed records."""
+    from test_historical import TIERED, only_in_the_archive
+
+    silt = silt_factory(extra_args=TIERED)
+    create_topic(silt.bootstrap, "history", config={"segment.bytes": "65536", "retention.local.target.ms": "1"})
+    producer = transactional(silt.bootstrap, "historian")
+    committed = []
+    for t in range(24):
+        producer.begin_transaction()
+        values = [b"t%d-%d-" % (t, i) + b"v" * 1000 for i in range(20)]
+        for value in values:
+            producer.produce("history", value, partition=0)
+        if t % 3 == 2:
+            producer.flush(30)
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+            committed += values
+    deadline = time.monotonic() + 180
+    while not only_in_the_archive(silt, "history"):
+        assert time.monotonic() < deadline, "never archived whole"
+        time.sleep(0.2)
+    end = end_offsets(silt.bootstrap, "history", 0, "read_committed")
+    assert partition_start(silt, "history") == end, "the local log holds none of it"
+    assert read(silt.bootstrap, "history", [0], "read_committed", until_offset=end, timeout=120) == committed
+    assert metric(silt, "silt_archive_reads_total") > 0
+    everything = read(silt.bootstrap, "history", [0], "read_uncommitted", until_offset=end, timeout=120)
+    assert len(everything) == 24 * 20
