@@ -316,3 +316,43 @@ def test_an_archived_transactional_topic_replays_exactly_its_committed_records(s
     assert metric(silt, "silt_archive_reads_total") > 0
     everything = read(silt.bootstrap, "history", [0], "read_uncommitted", until_offset=end, timeout=120)
     assert len(everything) == 24 * 20
+
+
+def test_a_decided_commit_is_finished_by_the_next_coordinator(cluster_factory):
+    """Between EndTxn and the markers: one partition's only replica is down when the
+    transaction commits (its marker cannot be written), then the coordinator dies too. The
+    next coordinator finds the commit decided and writes the missing marker once the
+    partition is back: the transaction completes, never half."""
+    from test_cluster_ops import replicas_of
+
+    cluster = cluster_factory(3)
+    create_topic(cluster.bootstrap, "halves", partitions=3)  # one replica each, spread
+    placement = replicas_of(cluster.bootstrap, "halves")
+    producer = transactional(cluster.bootstrap, "halver")
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce("halves", b"whole-%d" % i, partition=i % 3)
+    producer.flush(30)
+    lone = placement[0][0]
+    cluster.nodes[lone].kill()
+    producer.commit_transaction(30)  # decided; partition 0's marker waits for its node
+    listed = silt_cli("transaction", "describe", "halver", "--brokers", cluster.bootstrap)
+    assert "PrepareCommit" in listed.stdout, listed.stdout + listed.stderr
+    rows = silt_cli("transaction", "list", "--brokers", cluster.bootstrap).stdout.splitlines()
+    coordinator = int(next(r for r in rows if r.startswith("halver")).split()[-1])
+    if coordinator != lone:
+        cluster.nodes[coordinator].kill()
+    cluster.nodes[lone].start()
+    if coordinator != lone:
+        cluster.nodes[coordinator].start()
+
+    def complete():
+        out = silt_cli("transaction", "describe", "halver", "--brokers", cluster.bootstrap)
+        return "CompleteCommit" in out.stdout
+    deadline = time.monotonic() + 60
+    while not complete():
+        assert time.monotonic() < deadline, "the decided commit was never finished"
+        time.sleep(0.3)
+    ends = {p: end_offsets(cluster.bootstrap, "halves", p, "read_committed") for p in range(3)}
+    values = read(cluster.bootstrap, "halves", [0, 1, 2], "read_committed", until_offset=ends)
+    assert sorted(values) == sorted(b"whole-%d" % i for i in range(30))

@@ -39,11 +39,19 @@ pub(crate) async fn run(command: TransactionCommand, brokers: &BrokerArgs) -> Re
 async fn list(brokers: &mut Brokers) -> Result<()> {
     let mut all = BTreeMap::new();
     for id in brokers.broker_ids().await? {
-        let (response, _) = brokers
-            .broker(id)
-            .await?
-            .send(ListTransactionsRequest::default(), 0)
-            .await?;
+        // A broker that does not answer is named, and the others still listed.
+        let asked = match brokers.broker(id).await {
+            Ok(client) => client.send(ListTransactionsRequest::default(), 0).await,
+            Err(e) => Err(e),
+        };
+        let response = match asked {
+            Ok((response, _)) => response,
+            Err(e) => {
+                brokers.drop_broker(id);
+                eprintln!("warning: broker {id} did not answer: {e:#}");
+                continue;
+            }
+        };
         check(
             response.error_code,
             None,
