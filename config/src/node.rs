@@ -156,6 +156,10 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "wait for more members before a new group's first rebalance (Kafka's group.initial.rebalance.delay.ms)",
     ),
     (
+        "transaction_max_timeout_ms",
+        "longest transaction.timeout.ms a transactional producer may ask for (Kafka's transaction.max.timeout.ms)",
+    ),
+    (
         "group_log_compaction_bytes",
         "size at which a partition of the group log is compacted",
     ),
@@ -282,6 +286,8 @@ pub struct NodeConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: i32,
+    /// Kafka's `transaction.max.timeout.ms`.
+    pub transaction_max_timeout_ms: i32,
     /// Size at which a group-log partition is compacted.
     pub group_log_compaction_bytes: u64,
     /// Defaults of topic properties.
@@ -328,6 +334,7 @@ impl Default for NodeConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            transaction_max_timeout_ms: 900_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_log_compaction_bytes: 64 << 20,
             topic_defaults: TopicDefaults::default(),
@@ -553,6 +560,11 @@ impl NodeConfig {
                     .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
                     as i32
             }
+            "transaction_max_timeout_ms" => {
+                self.transaction_max_timeout_ms = parse_in(value, 1, i32::MAX as i64)
+                    .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
+                    as i32
+            }
             "group_log_compaction_bytes" => {
                 self.group_log_compaction_bytes = parse_in(value, 0, i64::MAX)
                     .ok_or_else(|| invalid("a byte count, 0 for never"))?
@@ -738,6 +750,7 @@ impl NodeConfig {
             "retention_check_interval_ms" => self.retention_check_interval_ms.to_string(),
             "group_min_session_timeout_ms" => self.group_min_session_timeout_ms.to_string(),
             "group_max_session_timeout_ms" => self.group_max_session_timeout_ms.to_string(),
+            "transaction_max_timeout_ms" => self.transaction_max_timeout_ms.to_string(),
             "group_initial_rebalance_delay_ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "group_log_compaction_bytes" => self.group_log_compaction_bytes.to_string(),
             "log_segment_bytes" => d.segment_bytes.to_string(),
@@ -983,6 +996,7 @@ mod tests {
                 "archive_thread_nice" => "5",
                 "group_min_session_timeout_ms" => "6000",
                 "group_max_session_timeout_ms" => "300000",
+                "transaction_max_timeout_ms" => "60000",
                 "group_initial_rebalance_delay_ms" => "0",
                 "rpc_addr" => "127.0.0.1:33145",
                 "advertised_rpc_addr" => "node-1:33145",

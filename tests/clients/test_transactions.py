@@ -144,6 +144,10 @@ def test_an_abandoned_transaction_times_out_into_an_abort(silt):
     # Its producer was fenced by the abort: committing now fails.
     with pytest.raises(KafkaException):
         producer.commit_transaction(10)
+    # A timeout beyond the broker's transaction_max_timeout_ms (15 minutes) is refused.
+    with pytest.raises(KafkaException) as refused:
+        transactional(silt.bootstrap, "too-patient", **{"transaction.timeout.ms": 900_001})
+    assert "timeout" in str(refused.value).lower(), refused.value
 
 
 def test_a_transaction_open_across_a_crash_is_aborted_by_the_next_instance(silt):

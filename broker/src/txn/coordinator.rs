@@ -23,8 +23,6 @@ use crate::node::Node;
 use crate::partition::PartitionView;
 use crate::protocol::error_code::ErrorCode;
 
-/// Kafka's default `transaction.max.timeout.ms`: the longest timeout a producer may ask for.
-pub const MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 /// How long a failed marker write waits before the next attempt.
 const MARKER_RETRY: Duration = Duration::from_millis(200);
 /// How long one marker request to another node may take.
@@ -61,14 +59,14 @@ pub struct TxnCoordinator {
 /// # Errors
 ///
 /// The code to answer with (see [`state::init_producer_id`]; `INVALID_TRANSACTION_TIMEOUT`
-/// for a timeout outside (0, [`MAX_TIMEOUT_MS`]]; `NOT_COORDINATOR` /
+/// for a timeout outside (0, `transaction_max_timeout_ms`]; `NOT_COORDINATOR` /
 /// `COORDINATOR_LOAD_IN_PROGRESS` while another node coordinates the id or this one loads it).
 pub async fn init_producer_id(
     node: &Arc<Node>,
     transactional_id: &str,
     request: InitRequest,
 ) -> Result<(i64, i16), ErrorCode> {
-    if request.timeout_ms <= 0 || request.timeout_ms > MAX_TIMEOUT_MS {
+    if request.timeout_ms <= 0 || request.timeout_ms > node.config.transaction_max_timeout_ms {
         return Err(ErrorCode::InvalidTransactionTimeout);
     }
     node.groups.coordinates(transactional_id)?;
