@@ -213,15 +213,7 @@ impl ProducerStateTable {
         if !header.has_producer_id() || header.is_control() {
             return;
         }
-        let entry = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: VecDeque::new(),
-                last_append_ms: now_ms,
-                txn_first_offset: None,
-            });
+        let entry = self.entry_of(header, now_ms);
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -256,15 +248,7 @@ impl ProducerStateTable {
         marker: TxnMarker,
         now_ms: i64,
     ) -> Option<AbortedTxn> {
-        let entry = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: VecDeque::new(),
-                last_append_ms: now_ms,
-                txn_first_offset: None,
-            });
+        let entry = self.entry_of(header, now_ms);
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -281,6 +265,18 @@ impl ProducerStateTable {
         };
         self.aborted.push(aborted);
         Some(aborted)
+    }
+
+    /// The entry of the producer in `header`, new (at its epoch) if the table has none.
+    fn entry_of(&mut self, header: &BatchHeader, now_ms: i64) -> &mut ProducerEntry {
+        self.producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::new(),
+                last_append_ms: now_ms,
+                txn_first_offset: None,
+            })
     }
 
     /// Checks a transaction marker of the producer in `header` before it is appended: the

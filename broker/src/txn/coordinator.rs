@@ -108,6 +108,26 @@ pub async fn init_producer_id(
     }
 }
 
+/// The state of a transactional id this node coordinates, read under the lock that
+/// serialises changes (held while the caller decides and records the next state).
+///
+/// # Errors
+///
+/// `NOT_COORDINATOR` / `COORDINATOR_LOAD_IN_PROGRESS`; `INVALID_PRODUCER_ID_MAPPING` for an
+/// id InitProducerId never set up.
+async fn known<'a>(
+    node: &'a Node,
+    transactional_id: &str,
+) -> Result<(tokio::sync::MutexGuard<'a, ()>, TxnMeta), ErrorCode> {
+    node.groups.coordinates(transactional_id)?;
+    let guard = node.txns.changes.lock().await;
+    let current = node
+        .groups
+        .txn(transactional_id)
+        .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+    Ok((guard, current))
+}
+
 /// AddPartitionsToTxn: the partitions join the producer's open transaction.
 ///
 /// # Errors
@@ -120,12 +140,7 @@ pub async fn add_partitions(
     epoch: i16,
     partitions: &[(String, i32)],
 ) -> Result<(), ErrorCode> {
-    node.groups.coordinates(transactional_id)?;
-    let _change = node.txns.changes.lock().await;
-    let current = node
-        .groups
-        .txn(transactional_id)
-        .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+    let (_change, current) = known(node, transactional_id).await?;
     let now = node.clock.now_ms();
     if let Some(next) = state::add_partitions(&current, producer_id, epoch, partitions, now)? {
         node.groups.save_txn(transactional_id, next).await?;
@@ -169,12 +184,7 @@ pub async fn end_txn(
     epoch: i16,
     commit: bool,
 ) -> Result<(), ErrorCode> {
-    node.groups.coordinates(transactional_id)?;
-    let _change = node.txns.changes.lock().await;
-    let current = node
-        .groups
-        .txn(transactional_id)
-        .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+    let (_change, current) = known(node, transactional_id).await?;
     let now = node.clock.now_ms();
     match state::end_txn(&current, producer_id, epoch, commit, now)? {
         EndOutcome::Done => Ok(()),
