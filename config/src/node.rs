@@ -156,6 +156,10 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "wait for more members before a new group's first rebalance (Kafka's group.initial.rebalance.delay.ms)",
     ),
     (
+        "transactional_id_expiration_ms",
+        "how long a transactional id with no transaction open is kept without use (Kafka's transactional.id.expiration.ms)",
+    ),
+    (
         "transaction_max_timeout_ms",
         "longest transaction.timeout.ms a transactional producer may ask for (Kafka's transaction.max.timeout.ms)",
     ),
@@ -288,6 +292,8 @@ pub struct NodeConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// Kafka's `transaction.max.timeout.ms`.
     pub transaction_max_timeout_ms: i32,
+    /// Kafka's `transactional.id.expiration.ms`.
+    pub transactional_id_expiration_ms: i64,
     /// Size at which a group-log partition is compacted.
     pub group_log_compaction_bytes: u64,
     /// Defaults of topic properties.
@@ -335,6 +341,7 @@ impl Default for NodeConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 3_600_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_log_compaction_bytes: 64 << 20,
             topic_defaults: TopicDefaults::default(),
@@ -560,6 +567,10 @@ impl NodeConfig {
                     .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
                     as i32
             }
+            "transactional_id_expiration_ms" => {
+                self.transactional_id_expiration_ms = parse_in(value, 1, i64::MAX)
+                    .ok_or_else(|| invalid("milliseconds, at least 1"))?
+            }
             "transaction_max_timeout_ms" => {
                 self.transaction_max_timeout_ms = parse_in(value, 1, i32::MAX as i64)
                     .ok_or_else(|| invalid("milliseconds from 1 to 2147483647"))?
@@ -751,6 +762,7 @@ impl NodeConfig {
             "group_min_session_timeout_ms" => self.group_min_session_timeout_ms.to_string(),
             "group_max_session_timeout_ms" => self.group_max_session_timeout_ms.to_string(),
             "transaction_max_timeout_ms" => self.transaction_max_timeout_ms.to_string(),
+            "transactional_id_expiration_ms" => self.transactional_id_expiration_ms.to_string(),
             "group_initial_rebalance_delay_ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "group_log_compaction_bytes" => self.group_log_compaction_bytes.to_string(),
             "log_segment_bytes" => d.segment_bytes.to_string(),
@@ -997,6 +1009,7 @@ mod tests {
                 "group_min_session_timeout_ms" => "6000",
                 "group_max_session_timeout_ms" => "300000",
                 "transaction_max_timeout_ms" => "60000",
+                "transactional_id_expiration_ms" => "86400000",
                 "group_initial_rebalance_delay_ms" => "0",
                 "rpc_addr" => "127.0.0.1:33145",
                 "advertised_rpc_addr" => "node-1:33145",

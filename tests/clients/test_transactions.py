@@ -360,3 +360,30 @@ def test_a_decided_commit_is_finished_by_the_next_coordinator(cluster_factory):
     ends = {p: end_offsets(cluster.bootstrap, "halves", p, "read_committed") for p in range(3)}
     values = read(cluster.bootstrap, "halves", [0, 1, 2], "read_committed", until_offset=ends)
     assert sorted(values) == sorted(b"whole-%d" % i for i in range(30))
+
+
+def test_an_idle_transactional_id_expires_and_starts_afresh(silt_factory):
+    silt = silt_factory(extra_args=["--set", "transactional_id_expiration_ms=3000"])
+    create_topic(silt.bootstrap, "brief")
+    producer = transactional(silt.bootstrap, "brief-id")
+    producer.begin_transaction()
+    producer.produce("brief", b"once")
+    producer.commit_transaction(30)
+
+    def producer_id():
+        out = silt_cli("transaction", "describe", "brief-id", "--brokers", silt.bootstrap)
+        line = next((l for l in out.stdout.splitlines() if l.startswith("PRODUCER-ID")), None)
+        return int(line.split()[-1]) if line else None
+    first = producer_id()
+    assert first is not None
+    deadline = time.monotonic() + 30
+    while producer_id() is not None:
+        assert time.monotonic() < deadline, "the idle id never expired"
+        time.sleep(0.2)
+    # Forgotten: the next producer of that id gets a new producer id at epoch 0.
+    again = transactional(silt.bootstrap, "brief-id")
+    again.begin_transaction()
+    again.produce("brief", b"twice")
+    again.commit_transaction(30)
+    assert producer_id() not in (None, first)
+    assert read(silt.bootstrap, "brief", [0], "read_committed", until_offset=4) == [b"once", b"twice"]

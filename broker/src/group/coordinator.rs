@@ -401,6 +401,21 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets a transactional id (it expired): a tombstone in the group log, then memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::save_txn`].
+    pub async fn forget_txn(self: &Arc<Self>, transactional_id: &str) -> Result<(), ErrorCode> {
+        let records = vec![(Key::txn(transactional_id), Value::Tombstone)];
+        let (this, id) = (self.clone(), transactional_id.to_string());
+        let apply: Apply = Box::new(move |_groups| {
+            this.txns().remove(&id);
+        });
+        self.submit_and_apply(transactional_id, records, apply)
+            .await
+    }
+
     /// Records a transactional id's new state in the group log; it is the state in memory
     /// once durable (answered only then).
     ///

@@ -201,9 +201,21 @@ pub async fn end_txn(
 /// every transaction open longer than its timeout.
 pub async fn tick(node: &Arc<Node>) {
     let now = node.clock.now_ms();
+    let expiration = node.config.transactional_id_expiration_ms;
     for (id, meta) in node.groups.owned_txns() {
         if meta.status.preparing() {
             spawn_markers(node, &id);
+            continue;
+        }
+        if state::expired(&meta, now, expiration) {
+            let _change = node.txns.changes.lock().await;
+            let still = node
+                .groups
+                .txn(&id)
+                .is_some_and(|m| state::expired(&m, node.clock.now_ms(), expiration));
+            if still && node.groups.forget_txn(&id).await.is_ok() {
+                tracing::info!(transactional_id = %id, producer_id = meta.producer_id, "transactional id expired: forgotten");
+            }
             continue;
         }
         if state::timed_out(&meta, now).is_none() {

@@ -276,6 +276,16 @@ pub fn timed_out(meta: &TxnMeta, now_ms: i64) -> Option<TxnMeta> {
     })
 }
 
+/// True when a transactional id has had no transaction open and no use for longer than
+/// `expiration_ms` (Kafka's `transactional.id.expiration.ms`): it is forgotten, and the id
+/// starts afresh (a new producer id) the next time it is used.
+pub fn expired(meta: &TxnMeta, now_ms: i64, expiration_ms: i64) -> bool {
+    matches!(
+        meta.status,
+        TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
+    ) && now_ms.saturating_sub(meta.updated_ms) > expiration_ms
+}
+
 /// The state once every partition has its marker.
 pub fn completed(meta: &TxnMeta, now_ms: i64) -> TxnMeta {
     let status = match meta.status {
@@ -457,6 +467,11 @@ mod tests {
             None,
             "nothing open, nothing to abort"
         );
+        // An idle id expires; one with a transaction open or ending never does.
+        assert!(expired(&meta, 1_000_000, 1000));
+        assert!(!expired(&meta, 500, 1000));
+        assert!(!expired(&open, 1_000_000, 1000));
+        assert!(!expired(&aborting, 1_000_000, 1000));
         // State survives its JSON form.
         let json = serde_json::to_string(&aborting).unwrap();
         assert_eq!(serde_json::from_str::<TxnMeta>(&json).unwrap(), aborting);
