@@ -9,6 +9,7 @@
 pub mod coordinator;
 pub mod state;
 pub mod store;
+mod txn_records;
 
 pub use coordinator::{GroupCoordinator, OffsetCommit};
 pub use state::{GroupConfig, GroupState};
