@@ -1288,11 +1288,15 @@ impl Tiering {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|e| e.entries().to_vec());
+            .map(|e| e.entries().to_vec())
+            .filter(|entries| !entries.is_empty());
+        if known.is_some() && changes.is_empty() {
+            return Ok(()); // Nothing newer arrived.
+        }
         // (Until a first epoch is known, each round reads the whole manifest: it is small.)
         let mut epochs = match known {
-            Some(known) if !known.is_empty() => known,
-            _ => reader.epochs_until(view, view.next_offset).await?,
+            Some(known) => known,
+            None => reader.epochs_until(view, view.next_offset).await?,
         };
         for entry in changes {
             let starts = reader.epoch_starts(&entry).await?;

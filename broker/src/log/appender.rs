@@ -753,11 +753,15 @@ impl Writer {
             )
         });
         if patched.is_control() {
-            let mut whole = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
-            whole.extend_from_slice(&header_bytes);
-            whole.extend_from_slice(&body);
-            if let Some(marker) = super::producer_state::txn_marker_of(&patched, &whole) {
-                producers.record_marker(&patched, marker, now);
+            // Only a producer's control batch can be a transaction marker (Raft's own and
+            // the archive pointer have none): the batch is read only for those.
+            if patched.has_producer_id() {
+                let mut whole = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+                whole.extend_from_slice(&header_bytes);
+                whole.extend_from_slice(&body);
+                if let Some(marker) = super::producer_state::txn_marker_of(&patched, &whole) {
+                    producers.record_marker(&patched, marker, now);
+                }
             }
         } else {
             producers.record(&patched, now);

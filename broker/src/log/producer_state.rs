@@ -134,11 +134,47 @@ pub enum SequenceError {
 
 /// The producer table of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "TableRecord", into = "TableRecord")]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
     /// Aborted transactions still in the log, by marker offset.
+    aborted: Vec<AbortedTxn>,
+    /// (first offset, producer) of every open transaction: the first is the partition's
+    /// first unstable offset, which every fetch asks for (kept beside the entries, never
+    /// written: rebuilt from them when a table is read).
+    open: std::collections::BTreeSet<(i64, i64)>,
+}
+
+/// A producer table as written (snapshots, Raft snapshots).
+#[derive(Serialize, Deserialize)]
+struct TableRecord {
+    producers: HashMap<i64, ProducerEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     aborted: Vec<AbortedTxn>,
+}
+
+impl From<TableRecord> for ProducerStateTable {
+    fn from(record: TableRecord) -> ProducerStateTable {
+        let open = record
+            .producers
+            .iter()
+            .filter_map(|(id, e)| e.txn_first_offset.map(|first| (first, *id)))
+            .collect();
+        ProducerStateTable {
+            producers: record.producers,
+            aborted: record.aborted,
+            open,
+        }
+    }
+}
+
+impl From<ProducerStateTable> for TableRecord {
+    fn from(table: ProducerStateTable) -> TableRecord {
+        TableRecord {
+            producers: table.producers,
+            aborted: table.aborted,
+        }
+    }
 }
 
 impl ProducerStateTable {
@@ -218,7 +254,8 @@ impl ProducerStateTable {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
         }
-        if header.is_transactional() && entry.txn_first_offset.is_none() {
+        let opens = header.is_transactional() && entry.txn_first_offset.is_none();
+        if opens {
             entry.txn_first_offset = Some(header.base_offset);
         }
         if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
@@ -236,6 +273,9 @@ impl ProducerStateTable {
             entry.batches.len() <= BATCHES_PER_PRODUCER_MAX,
             "too many batches remembered"
         );
+        if opens {
+            self.open.insert((header.base_offset, header.producer_id));
+        }
     }
 
     /// Records an appended transaction marker of the producer in `header` (a control batch of
@@ -255,6 +295,7 @@ impl ProducerStateTable {
         }
         entry.last_append_ms = now_ms;
         let first_offset = entry.txn_first_offset.take()?;
+        self.open.remove(&(first_offset, header.producer_id));
         if marker == TxnMarker::Commit {
             return None;
         }
@@ -301,10 +342,7 @@ impl ProducerStateTable {
     /// The first offset of the earliest open transaction: read_committed consumers read below
     /// it. `None` when no transaction is open.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.producers
-            .values()
-            .filter_map(|e| e.txn_first_offset)
-            .min()
+        self.open.first().map(|&(first, _)| first)
     }
 
     /// The aborted transactions whose records may lie in `[from, to)`, oldest marker first
@@ -331,10 +369,17 @@ impl ProducerStateTable {
     /// Puts back an entry saved with [`ProducerStateTable::entry`] (`None`: forget it), and
     /// forgets an aborted transaction recorded at or after `from` (the undone marker's).
     pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>, from: i64) {
-        match entry {
+        let now_open = entry.as_ref().and_then(|e| e.txn_first_offset);
+        let was = match entry {
             Some(entry) => self.producers.insert(producer_id, entry),
             None => self.producers.remove(&producer_id),
         };
+        if let Some(first) = was.and_then(|e| e.txn_first_offset) {
+            self.open.remove(&(first, producer_id));
+        }
+        if let Some(first) = now_open {
+            self.open.insert((first, producer_id));
+        }
         self.aborted.retain(|a| a.last_offset < from);
     }
 
@@ -344,19 +389,6 @@ impl ProducerStateTable {
         self.producers.retain(|_, entry| {
             entry.last_append_ms >= cutoff_ms || entry.txn_first_offset.is_some()
         });
-    }
-
-    /// Forgets what was appended at or after `offset` (the log was truncated there).
-    pub fn truncate(&mut self, offset: i64) {
-        for entry in self.producers.values_mut() {
-            entry.batches.retain(|b| b.last_offset < offset);
-            if entry.txn_first_offset.is_some_and(|first| first >= offset) {
-                entry.txn_first_offset = None;
-            }
-        }
-        self.producers
-            .retain(|_, entry| !entry.batches.is_empty() || entry.txn_first_offset.is_some());
-        self.aborted.retain(|a| a.last_offset < offset);
     }
 
     /// Number of producers known.

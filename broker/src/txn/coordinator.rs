@@ -27,6 +27,9 @@ use crate::protocol::error_code::ErrorCode;
 const MARKER_RETRY: Duration = Duration::from_millis(200);
 /// How long one marker request to another node may take.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the coordinator looks over its ids (timeouts, expiry, markers a previous
+/// coordinator left): seconds matter here, not the group coordinator's 100 ms.
+const TICK: Duration = Duration::from_secs(1);
 
 /// One marker to write: the partition, the producer, the outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -414,7 +417,7 @@ pub fn list(node: &Node) -> Vec<(String, TxnMeta)> {
 pub(crate) async fn run(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(crate::group::coordinator::TICK) => {}
+            () = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         tick(&node).await;
