@@ -10,12 +10,20 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use silt_tests::{Raw, Silt, wait_until};
 
+/// A free port below the kernel's ephemeral range (32768 and up): the nodes started beside
+/// it bind their Kafka and admin listeners to port 0, which could otherwise hand one of them
+/// the port chosen here before its own node binds it (seen: "Address already in use").
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + std::process::id() % 10_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 10_000, "no free port below the ephemeral range");
+        let port = (20_000 + (base - 20_000 + n) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Three nodes, all controller voters; started side by side (each serves once a majority is
