@@ -111,6 +111,22 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "CPU niceness (0-19) of the threads that upload and read the archive, below the request threads",
     ),
     (
+        "compaction_check_interval_ms",
+        "how often the compactor looks for compacted topics' partitions to clean (Kafka's log.cleaner.backoff.ms)",
+    ),
+    (
+        "compaction_key_map_bytes",
+        "memory for the compactor's map of keys to their newest offsets; a partition with more keys is compacted in passes (Kafka's log.cleaner.dedupe.buffer.size)",
+    ),
+    (
+        "compaction_bytes_per_sec",
+        "cap on bytes the compactor reads per second (0: none; Kafka's log.cleaner.io.max.bytes.per.second)",
+    ),
+    (
+        "compaction_thread_nice",
+        "CPU niceness (0-19) of the compactor's thread, below the request threads",
+    ),
+    (
         "auto_create_topics",
         "create a topic on first Metadata or Produce naming it (Kafka's auto.create.topics.enable)",
     ),
@@ -264,6 +280,14 @@ pub struct NodeConfig {
     pub archive_read_bytes_per_sec: u64,
     /// Niceness of the archive's threads (uploads, remote reads).
     pub archive_thread_nice: u32,
+    /// How often the compactor looks for work.
+    pub compaction_check_interval_ms: u64,
+    /// Memory of the compactor's key map.
+    pub compaction_key_map_bytes: u64,
+    /// Cap on the compactor's reads; 0: none.
+    pub compaction_bytes_per_sec: u64,
+    /// Niceness of the compactor's thread.
+    pub compaction_thread_nice: u32,
     /// Kafka's `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions`.
@@ -328,6 +352,10 @@ impl Default for NodeConfig {
             archive_gets_in_flight_max: 8,
             archive_read_bytes_per_sec: 0,
             archive_thread_nice: 10,
+            compaction_check_interval_ms: 15_000,
+            compaction_key_map_bytes: 64 << 20,
+            compaction_bytes_per_sec: 0,
+            compaction_thread_nice: 10,
             auto_create_topics: true,
             default_partitions: 1,
             request_bytes_max: 100 * 1024 * 1024,
@@ -508,6 +536,26 @@ impl NodeConfig {
                 self.archive_read_bytes_per_sec = parse_in(value, 0, i64::MAX)
                     .ok_or_else(|| invalid("bytes per second, 0 for no cap"))?
                     as u64
+            }
+            "compaction_check_interval_ms" => {
+                self.compaction_check_interval_ms = parse_in(value, 10, 86_400_000)
+                    .ok_or_else(|| invalid("milliseconds from 10 to 86400000"))?
+                    as u64
+            }
+            "compaction_key_map_bytes" => {
+                self.compaction_key_map_bytes = parse_in(value, 1 << 10, 1 << 40)
+                    .ok_or_else(|| invalid("bytes from 1024 to 2^40"))?
+                    as u64
+            }
+            "compaction_bytes_per_sec" => {
+                self.compaction_bytes_per_sec = parse_in(value, 0, i64::MAX)
+                    .ok_or_else(|| invalid("bytes per second, 0 for no cap"))?
+                    as u64
+            }
+            "compaction_thread_nice" => {
+                self.compaction_thread_nice = parse_in(value, 0, 19)
+                    .ok_or_else(|| invalid("an integer from 0 (as the request threads) to 19"))?
+                    as u32
             }
             "auto_create_topics" => {
                 self.auto_create_topics = parse_bool(value).ok_or_else(|| invalid(BOOL))?
@@ -749,6 +797,10 @@ impl NodeConfig {
             "archive_gets_in_flight_max" => self.archive_gets_in_flight_max.to_string(),
             "archive_read_bytes_per_sec" => self.archive_read_bytes_per_sec.to_string(),
             "archive_thread_nice" => self.archive_thread_nice.to_string(),
+            "compaction_check_interval_ms" => self.compaction_check_interval_ms.to_string(),
+            "compaction_key_map_bytes" => self.compaction_key_map_bytes.to_string(),
+            "compaction_bytes_per_sec" => self.compaction_bytes_per_sec.to_string(),
+            "compaction_thread_nice" => self.compaction_thread_nice.to_string(),
             "auto_create_topics" => self.auto_create_topics.to_string(),
             "default_partitions" => self.default_partitions.to_string(),
             "request_bytes_max" => self.request_bytes_max.to_string(),
@@ -1005,7 +1057,8 @@ mod tests {
                 "archive_chunk_bytes" => "1048576",
                 "archive_prefetch_chunks" => "2",
                 "archive_read_bytes_per_sec" => "0",
-                "archive_thread_nice" => "5",
+                "archive_thread_nice" | "compaction_thread_nice" => "5",
+                "compaction_check_interval_ms" => "1000",
                 "group_min_session_timeout_ms" => "6000",
                 "group_max_session_timeout_ms" => "300000",
                 "transaction_max_timeout_ms" => "60000",

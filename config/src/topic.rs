@@ -19,12 +19,62 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// Kafka's `cleanup.policy`. Only deletion is implemented; compaction is refused rather than
-/// accepted and ignored.
+/// Kafka's `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupPolicy {
     /// Segments are deleted by retention.
     Delete,
+    /// The newest record of each key is kept; retention by time and size does not apply.
+    Compact,
+    /// Both: compacted, and segments past retention deleted.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's list forms: `delete`, `compact`, `compact,delete` in either order, with
+    /// spaces or brackets (`[compact, delete]`) as some clients send them; Redpanda's
+    /// `compact_delete` too.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let inner = value.trim();
+        let inner = inner
+            .strip_prefix('[')
+            .and_then(|v| v.strip_suffix(']'))
+            .unwrap_or(inner);
+        let (mut compact, mut delete) = (false, false);
+        for item in inner.split([',', ' ']).filter(|s| !s.is_empty()) {
+            match item {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                "compact_delete" => (compact, delete) = (true, true),
+                _ => return None,
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Some(CleanupPolicy::CompactDelete),
+            (true, false) => Some(CleanupPolicy::Compact),
+            (false, true) => Some(CleanupPolicy::Delete),
+            (false, false) => None,
+        }
+    }
+
+    /// Kafka's canonical text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// True when the topic is compacted.
+    pub fn compacts(self) -> bool {
+        self != CleanupPolicy::Delete
+    }
+
+    /// True when retention by time and size deletes segments.
+    pub fn deletes(self) -> bool {
+        self != CleanupPolicy::Compact
+    }
 }
 
 /// The type of a property, as DescribeConfigs reports it.
@@ -63,7 +113,31 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         "cleanup.policy",
         &[],
         PropertyKind::Enum,
-        "delete (compaction is not implemented)",
+        "delete, compact, or compact,delete",
+    ),
+    prop(
+        "delete.retention.ms",
+        &["redpanda.delete.retention.ms"],
+        PropertyKind::Long,
+        "how long a compacted topic keeps a tombstone once it is the newest of its key",
+    ),
+    prop(
+        "min.compaction.lag.ms",
+        &[],
+        PropertyKind::Long,
+        "records younger than this are never compacted",
+    ),
+    prop(
+        "max.compaction.lag.ms",
+        &[],
+        PropertyKind::Long,
+        "records older than this are compacted whatever the dirty ratio",
+    ),
+    prop(
+        "min.cleanable.dirty.ratio",
+        &[],
+        PropertyKind::String,
+        "share of a compacted log not yet compacted at which compaction runs (0 to 1)",
     ),
     prop(
         "compression.type",
@@ -175,7 +249,32 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         PropertyKind::Boolean,
         "accepted for compatibility: only in-sync replicas (a Raft quorum) can lead",
     ),
+    ignored("message.format.version"),
+    ignored("message.downconversion.enable"),
+    ignored("message.timestamp.difference.max.ms"),
+    ignored("file.delete.delay.ms"),
+    ignored("flush.messages"),
+    ignored("flush.ms"),
+    ignored("preallocate"),
+    ignored("segment.index.bytes"),
+    ignored("segment.jitter.ms"),
+    ignored("leader.replication.throttled.replicas"),
+    ignored("follower.replication.throttled.replicas"),
 ];
+
+/// Documentation of the properties Kafka 3.x still takes (deprecated, or tuning that silt does
+/// its own way) and silt accepts without effect.
+const IGNORED_DOC: &str = "accepted for compatibility with Kafka; silt ignores it";
+
+const fn ignored(name: &'static str) -> TopicProperty {
+    TopicProperty {
+        name,
+        aliases: &[],
+        kind: PropertyKind::String,
+        create_only: false,
+        doc: IGNORED_DOC,
+    }
+}
 
 const fn prop(
     name: &'static str,
@@ -193,6 +292,11 @@ const fn prop(
 }
 
 impl TopicProperty {
+    /// True for a property accepted for compatibility that changes nothing.
+    pub fn is_ignored(&self) -> bool {
+        self.doc == IGNORED_DOC
+    }
+
     /// Finds a property by its name or one of its aliases.
     pub fn find(name: &str) -> Option<&'static TopicProperty> {
         TOPIC_PROPERTIES
@@ -229,10 +333,19 @@ impl TopicProperty {
                 .ok_or_else(|| invalid(expected))
         };
         let normalised = match key {
-            "cleanup.policy" => match value {
-                "delete" => value.to_string(),
-                _ => return Err(invalid("delete (silt does not compact topics yet)")),
+            "cleanup.policy" => match CleanupPolicy::parse(value) {
+                Some(policy) => policy.as_str().to_string(),
+                None => return Err(invalid("delete, compact, or compact,delete")),
             },
+            "delete.retention.ms" | "min.compaction.lag.ms" => {
+                int(0, i64::MAX, "a non-negative number of milliseconds")?
+            }
+            "max.compaction.lag.ms" => int(1, i64::MAX, "a positive number of milliseconds")?,
+            "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio.to_string(),
+                _ => return Err(invalid("a number from 0 to 1")),
+            },
+            _ if property.is_ignored() => value.to_string(),
             "compression.type" => match value {
                 "producer" => value.to_string(),
                 _ => {
@@ -334,6 +447,16 @@ impl Default for TopicDefaults {
 pub struct TopicConfig {
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Properties set on the topic that silt accepts and ignores, as set.
+    pub ignored: BTreeMap<String, String>,
     /// `retention.ms`; -1 keeps forever.
     pub retention_ms: i64,
     /// `retention.bytes`; -1 for no limit.
@@ -380,6 +503,11 @@ impl TopicConfig {
     ) -> Result<TopicConfig, ConfigError> {
         let mut config = TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            ignored: BTreeMap::new(),
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
             segment_bytes: defaults.segment_bytes,
@@ -423,8 +551,22 @@ impl TopicConfig {
                 "remote.recovery" => config.remote_recovery = value == "true",
                 "remote.readreplica" => config.remote_readreplica = Some(value),
                 "min.insync.replicas" => config.min_insync_replicas = long() as u32,
+                "cleanup.policy" => {
+                    config.cleanup_policy =
+                        CleanupPolicy::parse(&value).expect("validated cleanup.policy")
+                }
+                "delete.retention.ms" => config.delete_retention_ms = long(),
+                "min.compaction.lag.ms" => config.min_compaction_lag_ms = long(),
+                "max.compaction.lag.ms" => config.max_compaction_lag_ms = long(),
+                "min.cleanable.dirty.ratio" => {
+                    config.min_cleanable_dirty_ratio =
+                        value.parse().expect("validated dirty ratio")
+                }
                 // Accepted for compatibility; one value only, nothing to resolve.
-                "cleanup.policy" | "compression.type" | "unclean.leader.election.enable" => {}
+                "compression.type" | "unclean.leader.election.enable" => {}
+                other if TopicProperty::find(other).is_some_and(TopicProperty::is_ignored) => {
+                    config.ignored.insert(other.to_string(), value);
+                }
                 other => unreachable!("validated property {other} has no field"),
             }
         }
@@ -440,7 +582,11 @@ impl TopicConfig {
     /// The value of property `name` as DescribeConfigs shows it.
     pub fn value_of(&self, name: &str) -> Option<String> {
         Some(match name {
-            "cleanup.policy" => "delete".to_string(),
+            "cleanup.policy" => self.cleanup_policy.as_str().to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "compression.type" => "producer".to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
@@ -462,6 +608,9 @@ impl TopicConfig {
             "remote.readreplica" => self.remote_readreplica.clone().unwrap_or_default(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "unclean.leader.election.enable" => "false".to_string(),
+            other if TopicProperty::find(other).is_some_and(TopicProperty::is_ignored) => {
+                self.ignored.get(other).cloned().unwrap_or_default()
+            }
             _ => return None,
         })
     }
@@ -483,8 +632,10 @@ mod tests {
     fn invalid_values_say_what_is_accepted() {
         let err = TopicProperty::validate("retention.ms", "-5").unwrap_err();
         assert!(err.to_string().contains("-1 (no limit)"), "{err}");
-        let err = TopicProperty::validate("cleanup.policy", "compact").unwrap_err();
-        assert!(err.to_string().contains("does not compact"), "{err}");
+        let err = TopicProperty::validate("cleanup.policy", "shrink").unwrap_err();
+        assert!(err.to_string().contains("compact,delete"), "{err}");
+        let err = TopicProperty::validate("min.cleanable.dirty.ratio", "1.5").unwrap_err();
+        assert!(err.to_string().contains("from 0 to 1"), "{err}");
         let err = TopicProperty::validate("retention.msx", "1").unwrap_err();
         assert!(
             err.to_string().contains("known keys: retention.ms"),
@@ -492,6 +643,38 @@ mod tests {
         );
         let err = TopicProperty::validate("remote.read", "yes").unwrap_err();
         assert!(err.to_string().contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn cleanup_policy_takes_every_list_form() {
+        for (given, stored) in [
+            ("delete", "delete"),
+            ("compact", "compact"),
+            ("compact,delete", "compact,delete"),
+            ("delete,compact", "compact,delete"),
+            ("[compact, delete]", "compact,delete"),
+            ("[compact]", "compact"),
+            ("compact_delete", "compact,delete"),
+        ] {
+            let (_, value) = TopicProperty::validate("cleanup.policy", given).unwrap();
+            assert_eq!(value, stored, "{given}");
+        }
+        assert!(TopicProperty::validate("cleanup.policy", "").is_err());
+        assert!(TopicProperty::validate("cleanup.policy", "[]").is_err());
+    }
+
+    #[test]
+    fn deprecated_kafka_properties_are_accepted_and_shown() {
+        let (key, value) = TopicProperty::validate("message.format.version", "2.8-IV1").unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert(key.to_string(), value);
+        let config = TopicConfig::resolve(&overrides, &TopicDefaults::default()).unwrap();
+        assert_eq!(
+            config.value_of("message.format.version").as_deref(),
+            Some("2.8-IV1")
+        );
+        assert!(TopicProperty::find("message.downconversion.enable").is_some_and(TopicProperty::is_ignored));
+        assert!(TopicProperty::validate("message.format.versionx", "1").is_err());
     }
 
     #[test]

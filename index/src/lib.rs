@@ -12,6 +12,7 @@
 //! - [`offset_index`] and [`time_index`]: a segment's sparse indexes, their file format and
 //!   lookups.
 //! - [`segment`]: segment file names, the indexing rule, and [`SegmentMeta`].
+//! - [`compact`]: which records of a batch a compacted topic keeps (key map, cleaning).
 //! - [`sidecar`]: the index sidecar archived next to each segment.
 //! - [`manifest`]: the nodes of a partition manifest (a B+-tree of immutable objects) and the
 //!   search inside a node.
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod compact;
 pub mod manifest;
 pub mod offset_index;
 pub mod record;

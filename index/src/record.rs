@@ -467,7 +467,7 @@ pub fn encode_batch(
     out
 }
 
-fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
+pub(crate) fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     match codec {
         Codec::None => data.to_vec(),
@@ -493,7 +493,7 @@ fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn put_varlong(out: &mut impl BufMut, value: i64) {
+pub(crate) fn put_varlong(out: &mut impl BufMut, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     while zigzag >= 0x80 {
         out.put_u8((zigzag as u8) | 0x80);
@@ -502,7 +502,7 @@ fn put_varlong(out: &mut impl BufMut, value: i64) {
     out.put_u8(zigzag as u8);
 }
 
-fn put_nullable(out: &mut impl BufMut, bytes: Option<&[u8]>) {
+pub(crate) fn put_nullable(out: &mut impl BufMut, bytes: Option<&[u8]>) {
     match bytes {
         None => put_varlong(out, -1),
         Some(b) => {
