@@ -559,8 +559,7 @@ impl TopicConfig {
                 "min.compaction.lag.ms" => config.min_compaction_lag_ms = long(),
                 "max.compaction.lag.ms" => config.max_compaction_lag_ms = long(),
                 "min.cleanable.dirty.ratio" => {
-                    config.min_cleanable_dirty_ratio =
-                        value.parse().expect("validated dirty ratio")
+                    config.min_cleanable_dirty_ratio = value.parse().expect("validated dirty ratio")
                 }
                 // Accepted for compatibility; one value only, nothing to resolve.
                 "compression.type" | "unclean.leader.election.enable" => {}
@@ -673,7 +672,10 @@ mod tests {
             config.value_of("message.format.version").as_deref(),
             Some("2.8-IV1")
         );
-        assert!(TopicProperty::find("message.downconversion.enable").is_some_and(TopicProperty::is_ignored));
+        assert!(
+            TopicProperty::find("message.downconversion.enable")
+                .is_some_and(TopicProperty::is_ignored)
+        );
         assert!(TopicProperty::validate("message.format.versionx", "1").is_err());
     }
 

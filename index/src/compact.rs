@@ -209,8 +209,11 @@ fn survives(record: &Record, header: &BatchHeader, map: &KeyMap, rules: &CleanRu
 }
 
 fn parse(batch: &[u8]) -> Result<BatchHeader, RecordError> {
-    Ok(BatchHeader::parse(batch, u32::MAX)?
-        .ok_or(crate::batch::BatchError::Header("shorter than a batch header"))?)
+    Ok(
+        BatchHeader::parse(batch, u32::MAX)?.ok_or(crate::batch::BatchError::Header(
+            "shorter than a batch header",
+        ))?,
+    )
 }
 
 /// The batch of `original` holding only `kept` (a subset of its records, in order): the
@@ -369,7 +372,11 @@ mod tests {
     #[test]
     fn a_full_map_ends_the_pass_before_the_batch() {
         let mut map = KeyMap::with_memory(2 * KEY_MAP_ENTRY_BYTES, 0);
-        let first = batch_at(0, &[(Some("a"), Some("1")), (Some("b"), Some("1"))], Codec::None);
+        let first = batch_at(
+            0,
+            &[(Some("a"), Some("1")), (Some("b"), Some("1"))],
+            Codec::None,
+        );
         let second = batch_at(2, &[(Some("c"), Some("1"))], Codec::None);
         assert_eq!(map.add_batch(&first, false, MAX).unwrap(), Mapped::Added);
         assert_eq!(map.add_batch(&second, false, MAX).unwrap(), Mapped::Full);
@@ -469,9 +476,10 @@ mod tests {
                 }
                 log = next;
                 passes += 1;
-                if map.end() >= offset {
-                    if !expire || passes > 1 { break; }
-                    // One more pass, so tombstones compacted once are now droppable.
+                // Once the map covers the log, one more pass when tombstones expire, so those
+                // compacted once are droppable.
+                if map.end() >= offset && (!expire || passes > 1) {
+                    break;
                 }
                 dirty_from = map.end();
                 prop_assert!(passes < 200, "no progress");
