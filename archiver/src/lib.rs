@@ -7,6 +7,8 @@
 //! - [`manifest`]: a partition's manifest: root pointers, the B+-tree of nodes, fenced commits,
 //!   lookups by offset and time, retention, crash leftovers.
 //! - [`partition`]: uploading a sealed segment and its sidecar ([`PartitionArchiver`]).
+//! - [`compaction`]: compaction of a compacted topic's archived segments, swapped in by one
+//!   root.
 //! - [`catalog`]: one object per topic, so an archive can be read without its cluster.
 //! - [`reader`]: reads of archived offsets ([`RemoteReader`]): ranged GETs of chunks, shared
 //!   between readers, prefetched for sequential ones, kept in the on-disk [`cache`].
@@ -28,6 +30,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod compaction;
 mod error;
 pub mod layout;
 mod lru;

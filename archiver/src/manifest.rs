@@ -78,6 +78,16 @@ pub struct Root {
     pub garbage_segments: Vec<(i64, i64, u64)>,
     /// When written.
     pub updated_ms: i64,
+    /// For a compacted topic: the offset below which the archive has been compacted.
+    #[serde(default)]
+    pub compacted_to: i64,
+    /// For a compacted topic: when the oldest tombstone the archive keeps may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones_due_ms: Option<i64>,
+    /// Segments (base, last, object id, delete after ms) replaced by compaction and kept for
+    /// a grace period: a reader that resolved one just before the swap can still fetch it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_segments: Vec<(i64, i64, u64, i64)>,
 }
 
 /// True when two writer names (`cluster/node/incarnation`) are of the same cluster.
@@ -106,6 +116,9 @@ impl Root {
             garbage_nodes: Vec::new(),
             garbage_segments: Vec::new(),
             updated_ms: 0,
+            compacted_to: 0,
+            tombstones_due_ms: None,
+            deferred_segments: Vec::new(),
         }
     }
 
@@ -659,9 +672,11 @@ impl Manifest {
                 expected: self.root.version + 1,
             });
         }
+        let deferred_due = self.root.deferred_segments.iter().any(|d| d.3 <= now_ms);
         if self.pending.is_empty()
             && self.leftover_nodes.is_empty()
             && self.leftover_segments.is_empty()
+            && !deferred_due
         {
             return Ok(());
         }
@@ -695,6 +710,7 @@ impl Manifest {
         garbage.extend(self.leftover_nodes.iter().copied());
         root.garbage_nodes = garbage;
         root.garbage_segments = self.leftover_segments.clone();
+        release_deferred(&mut root, now_ms);
         match self.write_root(root, &writes, now_ms).await {
             Ok(()) => {
                 self.pending.clear();
@@ -709,6 +725,66 @@ impl Manifest {
                 Err(e)
             }
         }
+    }
+
+    /// Replaces the whole list of segments by `entries` (the same offsets, contiguous: a
+    /// compaction's rewrite of some of them), in one new root: readers see the old tree or
+    /// the new one. The objects of `replaced` stay until `delete_after_ms` (a reader that
+    /// resolved one just before can still fetch it), then go with a later commit. The tree is
+    /// written afresh (a compacted archive is small); every old node is garbage.
+    ///
+    /// # Errors
+    ///
+    /// Store failures or fencing; nothing changes then.
+    pub async fn rewrite(
+        &mut self,
+        entries: &[SegmentEntry],
+        replaced: &[SegmentEntry],
+        delete_after_ms: i64,
+        compacted_to: i64,
+        tombstones_due_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), ArchiveError> {
+        self.commit(now_ms).await?;
+        let current = self.root.clone();
+        let mut old_nodes = Vec::new();
+        self.reader
+            .walk(&current, &mut |_| true, &mut |node| old_nodes.push(node))
+            .await?;
+        let mut root = current;
+        root.next_node_id = root.next_node_id.max(self.node_floor);
+        root.root_node = None;
+        root.depth = 0;
+        root.segments = 0;
+        root.bytes = 0;
+        let mut spine = Vec::new();
+        let mut writes = Vec::new();
+        let mut garbage = Vec::new();
+        for entry in entries {
+            push_entry(&mut spine, *entry, &mut root, &mut writes, &mut garbage);
+            root.segments += 1;
+            root.bytes += entry.meta.size_bytes;
+        }
+        flush(&mut spine, &mut root, &mut writes, &mut garbage);
+        garbage.extend(old_nodes);
+        garbage.extend(self.leftover_nodes.iter().copied());
+        root.garbage_nodes = garbage;
+        root.garbage_segments = self.leftover_segments.clone();
+        release_deferred(&mut root, now_ms);
+        root.deferred_segments.extend(replaced.iter().map(|e| {
+            (
+                e.meta.base_offset,
+                e.meta.last_offset,
+                e.object_id,
+                delete_after_ms,
+            )
+        }));
+        root.compacted_to = compacted_to;
+        root.tombstones_due_ms = tombstones_due_ms;
+        self.write_root(root, &writes, now_ms).await?;
+        self.spine = Some(spine);
+        self.collect_garbage().await;
+        Ok(())
     }
 
     /// A node of the root this writer holds is gone: another writer advanced the manifest and
@@ -1125,6 +1201,16 @@ impl Manifest {
         writes.push((id, new));
         Ok(summary)
     }
+}
+
+/// Moves the deferred segments whose grace period ended to the root's garbage.
+fn release_deferred(root: &mut Root, now_ms: i64) {
+    let (due, kept): (Vec<_>, Vec<_>) = root.deferred_segments.iter().partition(|d| d.3 <= now_ms);
+    root.deferred_segments = kept;
+    root.garbage_segments.extend(
+        due.into_iter()
+            .map(|(base, last, object, _)| (base, last, object)),
+    );
 }
 
 /// Appends an entry to the right-hand path, sealing full nodes.

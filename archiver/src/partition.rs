@@ -85,6 +85,10 @@ impl PartitionArchiver {
         &self.manifest
     }
 
+    pub(crate) fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
     /// Uploads a sealed segment with its sidecar and commits it to the manifest. A segment
     /// that does not start where the archive ends is refused, unless the archive is empty.
     ///
@@ -233,7 +237,7 @@ impl PartitionArchiver {
     }
 }
 
-fn rand_u64() -> u64 {
+pub(crate) fn rand_u64() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
@@ -270,7 +274,8 @@ async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, Archive
             let header = BatchHeader::parse(&buf, u32::MAX)
                 .map_err(|e| local(format!("bad batch at {position}: {e}")))?
                 .ok_or_else(|| local(format!("short batch header at {position}")))?;
-            if header.base_offset != expected {
+            // A compacted segment has gaps between batches; offsets only go forward.
+            if header.base_offset < expected {
                 return Err(local(format!(
                     "batch at {position} has offset {}, expected {expected}",
                     header.base_offset

@@ -13,6 +13,8 @@
 //! - [`raft`]: openraft over replicated partition logs: types, log store, state machine.
 //! - [`node`]: the node's identity, settings, producer ids and counters.
 //! - [`retention`]: which segments expire, and the task that deletes them.
+//! - `compaction`: the compactor thread that runs [`log::compactor`] passes over compacted
+//!   topics.
 //! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
 //!   delete.
 //! - [`metrics`]: counters and their Prometheus text.
@@ -27,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+mod compaction;
 pub mod controller;
 pub mod dr;
 pub mod group;

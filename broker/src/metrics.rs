@@ -28,6 +28,12 @@ pub struct Metrics {
     pub produce_bytes: AtomicU64,
     /// Bytes of record batches returned by Fetch.
     pub fetch_bytes: AtomicU64,
+    /// Compaction passes that rewrote segments.
+    pub compaction_passes: AtomicU64,
+    /// Bytes compaction read.
+    pub compaction_bytes_read: AtomicU64,
+    /// Bytes compaction removed from local logs.
+    pub compaction_bytes_reclaimed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -42,6 +48,9 @@ impl Default for Metrics {
             produce_batches: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
             fetch_bytes: AtomicU64::new(0),
+            compaction_passes: AtomicU64::new(0),
+            compaction_bytes_read: AtomicU64::new(0),
+            compaction_bytes_reclaimed: AtomicU64::new(0),
         }
     }
 }
@@ -55,6 +64,16 @@ impl Metrics {
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a compaction pass.
+    pub fn add_compaction(&self, report: &crate::log::compactor::PassReport) {
+        Metrics::add(&self.compaction_passes, 1);
+        Metrics::add(&self.compaction_bytes_read, report.bytes_read);
+        Metrics::add(
+            &self.compaction_bytes_reclaimed,
+            report.bytes_before.saturating_sub(report.bytes_after),
+        );
     }
 
     /// Adds `n` to a counter.
@@ -181,8 +200,78 @@ pub fn render(node: &Node) -> String {
     }
     render_replication(node, &mut out);
     render_transactions(node, &mut out);
+    render_compaction(node, &mut out);
     render_tiering(node, &mut out);
     out
+}
+
+/// The compactor's counters and, per partition of a compacted topic, where it stands.
+fn render_compaction(node: &Node, out: &mut String) {
+    let m = &node.metrics;
+    write_counters(
+        out,
+        &[
+            (
+                "silt_compaction_passes_total",
+                "Compaction passes that rewrote segments.",
+                m.compaction_passes.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_compaction_read_bytes_total",
+                "Bytes the compactor read.",
+                m.compaction_bytes_read.load(Ordering::Relaxed),
+            ),
+            (
+                "silt_compaction_reclaimed_bytes_total",
+                "Bytes compaction removed from local logs.",
+                m.compaction_bytes_reclaimed.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    let gauges = [
+        (
+            "silt_partition_compaction_dirty_ratio",
+            "Share of a compacted partition's compactable bytes not compacted yet.",
+        ),
+        (
+            "silt_partition_compaction_cleaned_offset",
+            "Offset below which the partition's local log is compacted.",
+        ),
+        (
+            "silt_partition_compaction_last_ms",
+            "When the partition's last compaction pass ended (ms since the epoch; -1: none since start).",
+        ),
+        (
+            "silt_partition_compaction_reclaimed_bytes",
+            "Bytes compaction removed from the partition's local log since start.",
+        ),
+    ];
+    let mut rows: Vec<Vec<String>> = vec![Vec::new(); gauges.len()];
+    for topic in node.topics.all() {
+        if !topic.config().cleanup_policy.compacts() {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let Some(log) = partition.log() else { continue };
+            let labels = format!("topic=\"{}\",partition=\"{}\"", topic.name, partition.index);
+            let status = log.compaction_status();
+            let values = [
+                format!("{:.4}", status.dirty_ratio),
+                status.cleaned_to.to_string(),
+                status.last_compaction_ms.to_string(),
+                status.bytes_reclaimed.to_string(),
+            ];
+            for (row, value) in rows.iter_mut().zip(values) {
+                row.push(format!("{{{labels}}} {value}"));
+            }
+        }
+    }
+    for ((name, help), row) in gauges.iter().zip(rows) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in row {
+            let _ = writeln!(out, "{name}{line}");
+        }
+    }
 }
 
 /// The cluster as this node sees it (pulses, brokers heard, the controller) and, per
@@ -310,7 +399,6 @@ fn render_replication(node: &Node, out: &mut String) {
     }
 }
 
-/// The archive's counters and, per partition, how far the archive trails the log.
 /// The transactional ids this node coordinates, by state.
 fn render_transactions(node: &Node, out: &mut String) {
     use crate::txn::state::TxnStatus;
@@ -336,12 +424,13 @@ fn render_transactions(node: &Node, out: &mut String) {
     }
 }
 
+/// The archive's counters and, per partition, how far the archive trails the log.
 fn render_tiering(node: &Node, out: &mut String) {
     use silt_archiver::remote::RemoteMetrics;
     let Some(tiering) = &node.tiering else { return };
     let m = &tiering.metrics;
     let remote = tiering.archive().remote().metrics();
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 17] = [
         (
             "silt_archive_uploads_total",
             "Segments archived (upload and manifest confirmed).",
@@ -366,6 +455,26 @@ fn render_tiering(node: &Node, out: &mut String) {
             "silt_archive_deleted_topic_objects_total",
             "Objects of deleted topics removed from the bucket (by the controller's leader).",
             m.topic_objects_deleted.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_compaction_passes_total",
+            "Archive compaction passes that replaced archived segments.",
+            m.compaction_passes.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_compaction_input_bytes_total",
+            "Bytes of archived segments replaced by compaction.",
+            m.compaction_bytes_before.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_compaction_output_bytes_total",
+            "Bytes of the compacted segments that replaced them.",
+            m.compaction_bytes_after.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_compaction_gets_total",
+            "GETs of segments and sidecars made by archive compaction.",
+            m.compaction_gets.load(Ordering::Relaxed),
         ),
         (
             "silt_object_store_gets_total",

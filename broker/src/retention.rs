@@ -80,16 +80,23 @@ async fn apply(node: &Node) {
     let now = node.clock.now_ms();
     for topic in node.topics.all() {
         let config = topic.config();
+        // A topic that only compacts keeps every key's newest record whatever its age or the
+        // partition's size; local retention (of what the archive holds) still applies.
+        let deletes = config.cleanup_policy.deletes();
+        let (retention_ms, retention_bytes) = if deletes {
+            (config.retention_ms, config.retention_bytes)
+        } else {
+            (-1, -1)
+        };
         for partition in topic.partitions() {
             let Some(log) = partition.log() else { continue };
-            if active_expired(&log.segments(), now, config.retention_ms)
+            if active_expired(&log.segments(), now, retention_ms)
                 && let Err(e) = log.roll_if_older(0).await
             {
                 tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention roll failed");
             }
             let segments = log.segments();
-            let mut count =
-                expired_segments(&segments, now, config.retention_ms, config.retention_bytes);
+            let mut count = expired_segments(&segments, now, retention_ms, retention_bytes);
             let tiering = node
                 .tiering
                 .as_ref()

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use silt_archiver::compaction::ArchiveCompaction;
 use silt_archiver::{
     Archive, ArchiveConfig, ArchiveError, GroupOffset, GroupsSnapshot, ManifestReader,
     PartitionArchiver, PartitionId, ReaderConfig, Remote, RemoteReader, RemoteSlice, Root,
@@ -57,6 +58,14 @@ pub struct TieringMetrics {
     pub archive_segments_deleted: AtomicU64,
     /// Objects of deleted topics removed from the bucket.
     pub topic_objects_deleted: AtomicU64,
+    /// Archive compaction passes that replaced segments.
+    pub compaction_passes: AtomicU64,
+    /// Bytes of archived segments those passes replaced, and what replaced them.
+    pub compaction_bytes_before: AtomicU64,
+    /// See `compaction_bytes_before`.
+    pub compaction_bytes_after: AtomicU64,
+    /// GETs archive compaction made.
+    pub compaction_gets: AtomicU64,
 }
 
 /// The tiering state of one partition.
@@ -87,6 +96,8 @@ pub struct PartitionTier {
     followed_ms: AtomicI64,
     /// For a read replica: the leader epochs of the source's records it serves, once read.
     epochs: Mutex<Option<crate::log::raft::EpochCache>>,
+    /// When this node last tried to compact the partition's archive (-1: never).
+    compacted_ms: AtomicI64,
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -555,6 +566,7 @@ impl Tiering {
                     source,
                     visible: watch::Sender::new(-1),
                     followed_ms: AtomicI64::new(i64::MIN / 2),
+                    compacted_ms: AtomicI64::new(i64::MIN / 2),
                     epochs: Mutex::new(None),
                 })
             })
@@ -963,8 +975,53 @@ impl Tiering {
                 }
             }
         }
-        // Total retention applies to the archive too.
         let config = topic.config();
+        let interval = node.config.compaction_check_interval_ms as i64;
+        if config.cleanup_policy.compacts()
+            && now.saturating_sub(tier.compacted_ms.load(Ordering::Acquire)) >= interval
+        {
+            tier.compacted_ms.store(now, Ordering::Release);
+            let rules = ArchiveCompaction {
+                key_map_bytes: node.config.compaction_key_map_bytes,
+                segment_bytes: config.segment_bytes,
+                index_interval_bytes: config.index_interval_bytes,
+                min_dirty_ratio: config.min_cleanable_dirty_ratio,
+                delete_retention_ms: config.delete_retention_ms,
+                grace_ms: node.config.archive_compaction_grace_ms as i64,
+                force: false,
+            };
+            match archiver.compact(&rules, now).await {
+                Ok(Some(report)) => {
+                    self.metrics
+                        .compaction_gets
+                        .fetch_add(report.gets, Ordering::Relaxed);
+                    if report.segments_in > 0 {
+                        self.metrics
+                            .compaction_passes
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .compaction_bytes_before
+                            .fetch_add(report.bytes_before, Ordering::Relaxed);
+                        self.metrics
+                            .compaction_bytes_after
+                            .fetch_add(report.bytes_after, Ordering::Relaxed);
+                        tier.publish(archiver);
+                        tracing::info!(partition = %tier.id, segments_in = report.segments_in, segments_out = report.segments_out, bytes_before = report.bytes_before, bytes_after = report.bytes_after, keys = report.keys, compacted_to = report.compacted_to, "compacted the archive");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if self.writer_failed(tier, term, now, &e, "compacting the archive") {
+                        *guard = None;
+                    }
+                    return;
+                }
+            }
+        }
+        // Total retention applies to the archive too (not to a topic that only compacts).
+        if !config.cleanup_policy.deletes() {
+            return;
+        }
         let unarchived: u64 = log
             .segments()
             .iter()

@@ -139,6 +139,15 @@ pub struct CleanRules {
 
 /// What cleaning kept of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanedBatch {
+    /// The records kept.
+    pub cleaned: Cleaned,
+    /// Tombstones among them (a later pass may drop them once past their horizon).
+    pub tombstones: u32,
+}
+
+/// The records cleaning kept of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cleaned {
     /// Every record: the batch as it was.
     Whole,
@@ -162,10 +171,14 @@ pub fn clean_batch(
     aborted: bool,
     keep_envelope: bool,
     decompressed_max: usize,
-) -> Result<Cleaned, RecordError> {
+) -> Result<CleanedBatch, RecordError> {
     let header = parse(batch)?;
+    let whole = CleanedBatch {
+        cleaned: Cleaned::Whole,
+        tombstones: 0,
+    };
     if header.is_control() || header.base_offset >= map.end() {
-        return Ok(Cleaned::Whole);
+        return Ok(whole);
     }
     let records = if aborted {
         Vec::new()
@@ -177,15 +190,18 @@ pub fn clean_batch(
         .into_iter()
         .filter(|record| survives(record, &header, map, rules))
         .collect();
-    if kept.len() == total && !aborted {
-        return Ok(Cleaned::Whole);
-    }
-    if kept.is_empty() {
-        return Ok(Cleaned::Empty(
-            keep_envelope.then(|| rebuild(batch, &header, &[])),
-        ));
-    }
-    Ok(Cleaned::Rewritten(rebuild(batch, &header, &kept)))
+    let tombstones = kept.iter().filter(|r| r.value.is_none()).count() as u32;
+    let cleaned = if kept.len() == total && !aborted {
+        Cleaned::Whole
+    } else if kept.is_empty() {
+        Cleaned::Empty(keep_envelope.then(|| rebuild(batch, &header, &[])))
+    } else {
+        Cleaned::Rewritten(rebuild(batch, &header, &kept))
+    };
+    Ok(CleanedBatch {
+        cleaned,
+        tombstones,
+    })
 }
 
 fn survives(record: &Record, header: &BatchHeader, map: &KeyMap, rules: &CleanRules) -> bool {
@@ -319,7 +335,9 @@ mod tests {
         let mut map = KeyMap::with_memory(1 << 20, 100);
         map.add_batch(&batch, false, MAX).unwrap();
         let Cleaned::Rewritten(out) =
-            clean_batch(&batch, &map, &no_tombstone_expiry(), false, false, MAX).unwrap()
+            clean_batch(&batch, &map, &no_tombstone_expiry(), false, false, MAX)
+                .unwrap()
+                .cleaned
         else {
             panic!("one record should go");
         };
@@ -352,11 +370,14 @@ mod tests {
         }
         let rules = no_tombstone_expiry();
         assert_eq!(
-            clean_batch(&batch, &map, &rules, false, false, MAX).unwrap(),
+            clean_batch(&batch, &map, &rules, false, false, MAX)
+                .unwrap()
+                .cleaned,
             Cleaned::Empty(None)
         );
-        let Cleaned::Empty(Some(envelope)) =
-            clean_batch(&batch, &map, &rules, false, true, MAX).unwrap()
+        let Cleaned::Empty(Some(envelope)) = clean_batch(&batch, &map, &rules, false, true, MAX)
+            .unwrap()
+            .cleaned
         else {
             panic!("envelope asked for");
         };
@@ -364,7 +385,9 @@ mod tests {
         let header = BatchHeader::parse(&envelope, u32::MAX).unwrap().unwrap();
         assert_eq!((header.record_count, header.base_offset), (0, 0));
         assert_eq!(
-            clean_batch(&marker, &map, &rules, false, false, MAX).unwrap(),
+            clean_batch(&marker, &map, &rules, false, false, MAX)
+                .unwrap()
+                .cleaned,
             Cleaned::Whole
         );
     }
@@ -383,7 +406,9 @@ mod tests {
         assert_eq!(map.end(), 2);
         // Beyond the map, nothing is touched.
         assert_eq!(
-            clean_batch(&second, &map, &no_tombstone_expiry(), false, false, MAX).unwrap(),
+            clean_batch(&second, &map, &no_tombstone_expiry(), false, false, MAX)
+                .unwrap()
+                .cleaned,
             Cleaned::Whole
         );
     }
@@ -468,7 +493,7 @@ mod tests {
                 };
                 let mut next = Vec::new();
                 for (batch, aborted) in &log {
-                    let cleaned = clean_batch(batch, &map, &rules, *aborted, false, MAX).unwrap();
+                    let cleaned = clean_batch(batch, &map, &rules, *aborted, false, MAX).unwrap().cleaned;
                     if let Some(bytes) = cleaned_bytes(batch, cleaned) {
                         verify_crc(&bytes).unwrap();
                         next.push((bytes.to_vec(), *aborted));

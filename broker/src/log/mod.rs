@@ -11,6 +11,9 @@
 //!   00000000000000052000.snapshot    idempotent-producer state as of offset 52000 (JSON)
 //!   log_start_offset                 set by DeleteRecords when it cuts inside a segment
 //!   clean_shutdown                   written on clean close; lets the next open skip a scan
+//!   compaction_checkpoint            offset below which a compacted topic's log is compacted
+//!   00000000000000000000.log.cleaned a compaction rewrite being written (removed on open)
+//!   00000000000000000000.log.swap    a compaction rewrite committed (put in place on open)
 //! ```
 //!
 //! # Pieces
@@ -22,10 +25,12 @@
 //! - [`appender`]: the one writer per partition; group commit.
 //! - [`partition_log`]: [`PartitionLog`], the handle everything else uses: append, read,
 //!   timestamp lookup, retention, DeleteRecords.
+//! - [`compactor`]: compaction of a compacted topic's sealed segments, crash-safe swaps.
 //! - [`producer_state`]: the sans-io idempotent-producer table.
 //! - [`raft`]: a replicated log, whose segments are its Raft log (one entry per batch).
 
 pub mod appender;
+pub mod compactor;
 pub mod partition_log;
 pub mod producer_state;
 pub mod raft;
@@ -85,6 +90,8 @@ pub struct LogConfig {
     pub group_bytes_max: u64,
     /// Delay before acks=0/1 data is fsynced.
     pub flush_interval_ms: u64,
+    /// How the log is compacted; `None` unless `cleanup.policy` has `compact`.
+    pub compaction: Option<compactor::CompactionConfig>,
 }
 
 impl LogConfig {
@@ -101,6 +108,15 @@ impl LogConfig {
             preallocate_bytes: node.segment_preallocate_bytes,
             group_bytes_max: node.append_group_bytes_max,
             flush_interval_ms: node.flush_interval_ms,
+            compaction: topic
+                .cleanup_policy
+                .compacts()
+                .then_some(compactor::CompactionConfig {
+                    delete_retention_ms: topic.delete_retention_ms,
+                    min_lag_ms: topic.min_compaction_lag_ms,
+                    max_lag_ms: topic.max_compaction_lag_ms,
+                    min_dirty_ratio: topic.min_cleanable_dirty_ratio,
+                }),
         }
     }
 }

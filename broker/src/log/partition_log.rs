@@ -59,6 +59,8 @@ pub(crate) struct LogShared {
     producers: Mutex<ProducerStateTable>,
     /// The Raft side of a replicated log; `None` for a single replica.
     pub raft: Option<RaftShared>,
+    /// Where compaction stands (see [`super::compactor`]).
+    compaction: Mutex<super::compactor::CompactionStatus>,
 }
 
 impl LogShared {
@@ -75,6 +77,33 @@ impl LogShared {
 
     pub(crate) fn producers(&self) -> MutexGuard<'_, ProducerStateTable> {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn compaction(&self) -> MutexGuard<'_, super::compactor::CompactionStatus> {
+        self.compaction.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the segments `old` (consecutive) by the one `make` returns, if they are all
+    /// still the log's; `make` runs under the segments' lock, so retention and truncation
+    /// wait for it. `Ok(false)`, with `make` not run, if the log changed.
+    pub(crate) fn swap_segments(
+        &self,
+        old: &[Arc<Segment>],
+        make: impl FnOnce() -> Result<Arc<Segment>, LogError>,
+    ) -> Result<bool, LogError> {
+        let mut map = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let current = old
+            .iter()
+            .all(|s| map.get(&s.base_offset()).is_some_and(|m| Arc::ptr_eq(m, s)));
+        if !current {
+            return Ok(false);
+        }
+        let new = make()?;
+        for s in old {
+            map.remove(&s.base_offset());
+        }
+        map.insert(new.base_offset(), new);
+        Ok(true)
     }
 
     pub(crate) fn set_log_start_offset(&self, offset: i64) {
@@ -320,6 +349,7 @@ impl PartitionLog {
             .as_ref()
             .and_then(|span| span.next_index())
             .unwrap_or(0);
+        let storage_for_status = storage.clone();
         let shared = Arc::new(LogShared {
             dir: dir.to_path_buf(),
             storage,
@@ -344,6 +374,10 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             producers: Mutex::new(recovered.producers),
             raft: raft.map(|(r, _)| r),
+            compaction: Mutex::new(super::compactor::CompactionStatus::load(
+                storage_for_status.as_ref(),
+                dir,
+            )),
         });
         let writer = Writer::new(shared.clone(), active, recovered.next_offset, next_index)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);

@@ -178,6 +178,15 @@ impl From<ProducerStateTable> for TableRecord {
 }
 
 impl ProducerStateTable {
+    /// Base offsets of the batches the table remembers (each producer's last few): compaction
+    /// keeps their envelopes, so the table read back from the log is the same.
+    pub fn remembered_batches(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .flat_map(|entry| entry.batches.iter().map(|b| b.base_offset))
+            .collect()
+    }
+
     /// An empty table.
     pub fn new() -> ProducerStateTable {
         ProducerStateTable::default()

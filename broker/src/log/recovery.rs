@@ -92,9 +92,17 @@ pub(crate) fn recover(
     storage
         .create_dir_all(dir)
         .map_err(|e| LogError::io("create directory", dir.to_path_buf(), e))?;
-    let names = storage
-        .list_dir(dir)
-        .map_err(|e| LogError::io("list directory", dir.to_path_buf(), e))?;
+    let list = || {
+        storage
+            .list_dir(dir)
+            .map_err(|e| LogError::io("list directory", dir.to_path_buf(), e))
+    };
+    let names = list()?;
+    let names = if finish_compaction(storage, dir, &names, config)? {
+        list()?
+    } else {
+        names
+    };
 
     let mut logs = BTreeMap::new();
     let mut index_files = Vec::new();
@@ -129,6 +137,7 @@ pub(crate) fn recover(
             super::raft::RAFT_MEMBERSHIP,
             super::raft::RAFT_SNAPSHOT,
             RAFT_VOTE,
+            super::compactor::CHECKPOINT,
         ]
         .contains(&name.as_str())
         {
@@ -221,6 +230,48 @@ pub(crate) fn recover(
         producers,
         clean_next_index,
     })
+}
+
+/// Finishes what a compaction left: a rewrite committed as `<base>.log.swap` replaces the
+/// segments it covers; one still `.cleaned` is dropped. True if a file was touched.
+fn finish_compaction(
+    storage: &dyn Storage,
+    dir: &Path,
+    names: &[String],
+    config: &LogConfig,
+) -> Result<bool, LogError> {
+    let mut touched = false;
+    for name in names {
+        let path = dir.join(name);
+        if name.ends_with(super::compactor::CLEANED_SUFFIX) {
+            remove(storage, &path)?;
+            touched = true;
+        } else if let Some(stem) = name.strip_suffix(super::compactor::SWAP_SUFFIX) {
+            let Some(base) = stem.parse::<i64>().ok().filter(|_| stem.len() == 20) else {
+                continue;
+            };
+            let file = storage
+                .open(&path, false)
+                .map_err(|e| LogError::io("open", path.clone(), e))?;
+            let len = file
+                .len()
+                .map_err(|e| LogError::io("stat", path.clone(), e))?;
+            let (indexer, stop) = scan_segment(&path, base, &file, len, config)?;
+            if stop.is_some() || indexer.stats().size_bytes != len {
+                // It was fsynced whole before it got this name.
+                return Err(LogError::corrupt(
+                    path,
+                    indexer.stats().size_bytes,
+                    format!("compaction rewrite is not whole: {}", describe(&stop)),
+                ));
+            }
+            drop(file);
+            tracing::info!(path = %path.display(), "finishing a compaction swap");
+            super::compactor::finish_swap(storage, dir, base, indexer.stats().next_offset, &path)?;
+            touched = true;
+        }
+    }
+    Ok(touched)
 }
 
 /// Creates a new, empty active segment file (preallocated) and makes its name durable.
@@ -601,7 +652,8 @@ pub(crate) fn scan_segment(
             .map_err(|e| LogError::io("read", path.to_path_buf(), e))?;
         let scan = silt_index::batch::scan(&buf, BATCH_LENGTH_SANE_MAX, true);
         for (header, _) in &scan.batches {
-            if header.base_offset != expected_offset {
+            // Compaction leaves gaps between batches; offsets only ever go forward.
+            if header.base_offset < expected_offset {
                 let stop = ScanStop::Invalid(silt_index::BatchError::Header(
                     "batch offset out of sequence",
                 ));

@@ -25,6 +25,9 @@ pub struct SimStorage {
     generation: u64,
     syncs: Arc<std::sync::atomic::AtomicU64>,
     sync_latency: Arc<Mutex<std::time::Duration>>,
+    /// Mutating operations so far, and the one at which the power goes (0: none armed).
+    mutations: Arc<std::sync::atomic::AtomicU64>,
+    cut_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,8 @@ impl SimStorage {
             })),
             syncs: Arc::default(),
             sync_latency: Arc::default(),
+            mutations: Arc::default(),
+            cut_at: Arc::default(),
             generation: 0,
         }
     }
@@ -100,6 +105,31 @@ impl SimStorage {
     /// appends pile up behind it.
     pub fn set_sync_latency(&self, latency: std::time::Duration) {
         *self.sync_latency.lock().unwrap_or_else(|p| p.into_inner()) = latency;
+    }
+
+    /// Mutating operations (creations, writes, length changes, syncs, renames, removals) so
+    /// far.
+    pub fn mutations(&self) -> u64 {
+        self.mutations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cuts the power instead of doing the `n`th mutating operation from now (1: the next), as
+    /// a kill -9 and a power loss at that point of a sequence of writes would; 0 disarms.
+    pub fn cut_power_at_mutation(&self, n: u64) {
+        let at = if n == 0 { 0 } else { self.mutations() + n };
+        self.cut_at.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Counts one mutating operation, cutting the power if it is the armed one.
+    fn mutation(&self) -> io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.mutations.fetch_add(1, SeqCst) + 1;
+        let at = self.cut_at.load(SeqCst);
+        if at != 0 && n >= at && self.cut_at.compare_exchange(at, 0, SeqCst, SeqCst).is_ok() {
+            self.power_cut();
+            return Err(io::Error::other("power cut at an armed operation"));
+        }
+        Ok(())
     }
 
     /// Number of successful `sync_data` calls so far.
@@ -218,6 +248,9 @@ impl Storage for SimStorage {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        if create {
+            self.mutation()?;
+        }
         let mut disk = self.live_disk()?;
         let parent = path.parent().unwrap_or(Path::new(""));
         if !disk.dirs.contains(parent) {
@@ -240,6 +273,7 @@ impl Storage for SimStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.mutation()?;
         self.live_disk()?
             .names
             .remove(path)
@@ -258,6 +292,7 @@ impl Storage for SimStorage {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.mutation()?;
         let mut disk = self.live_disk()?;
         if let Some(file) = disk.names.remove(from) {
             disk.names.insert(to.to_path_buf(), file);
@@ -294,6 +329,7 @@ impl Storage for SimStorage {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.mutation()?;
         let mut disk = self.live_disk()?;
         let current: HashMap<PathBuf, Arc<Mutex<FileData>>> = disk
             .names
@@ -337,6 +373,7 @@ impl StorageFile for SimFile {
     }
 
     fn write_all_at(&self, bufs: &[IoSlice<'_>], position: u64) -> io::Result<()> {
+        self.storage.mutation()?;
         self.with(|data| {
             let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             let op = Op::Write { position, bytes };
@@ -354,6 +391,7 @@ impl StorageFile for SimFile {
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }
+        self.storage.mutation()?;
         self.with(|data| {
             let pending = std::mem::take(&mut data.pending);
             for op in &pending {
@@ -371,6 +409,7 @@ impl StorageFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.storage.mutation()?;
         self.with(|data| {
             let op = Op::SetLen(len);
             op.apply(&mut data.current);
@@ -379,6 +418,7 @@ impl StorageFile for SimFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
+        self.storage.mutation()?;
         self.with(|data| {
             if len > data.current.len() as u64 {
                 let op = Op::SetLen(len);

@@ -260,6 +260,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                         "start_offset": bounds.log_start,
                         "local_start_offset": bounds.local_start,
                         "local_bytes": log.size_bytes(),
+                        "compaction": topic.config().cleanup_policy.compacts().then(|| log.compaction_status()),
                         "local_segments": log.segments().len(),
                         "archive": tier.map(|t| json!({
                             "archived_next_offset": t.archived_next(),
@@ -270,6 +271,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                             "root_term": t.root().map(|r| r.term),
                             // The archive pointer the partition's log last carried here.
                             "replicated_pointer": log.archived_pointer(),
+                            "compacted_to": t.root().map(|r| r.compacted_to),
+                            "compaction_deferred_segments": t.root().map(|r| r.deferred_segments.len()),
                             "backlog_segments": backlog.map(|b| b.0),
                             "backlog_bytes": backlog.map(|b| b.1),
                         })),

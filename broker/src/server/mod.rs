@@ -188,6 +188,7 @@ impl Server {
         background.spawn(crate::cluster::voters::run(node.clone(), stop_rx.clone()));
         background.spawn(admin::serve(node.clone(), admin, stop_rx.clone()));
         background.spawn(retention::run(node.clone(), stop_rx.clone()));
+        background.spawn(crate::compaction::run(node.clone(), stop_rx.clone()));
         background.spawn(crate::group::coordinator::run(
             node.groups.clone(),
             stop_rx.clone(),

@@ -1,0 +1,343 @@
+//! Compaction of archived segments on an in-memory store: what survives, the swap by one
+//! root, the grace period of replaced objects, and a writer stopped at any PUT of a pass.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use silt_archiver::compaction::ArchiveCompaction;
+use silt_archiver::{Archive, ArchiveConfig, PartitionId, Remote, SealedSegment};
+use silt_index::batch::Codec;
+use silt_index::manifest::SegmentEntry;
+use silt_index::record::{NewRecord, decode_records, encode_batch};
+
+fn pid() -> PartitionId {
+    PartitionId {
+        topic: "table".into(),
+        topic_id: uuid::Uuid::from_u128(9),
+        partition: 0,
+    }
+}
+
+type Table = BTreeMap<i64, (String, Option<String>)>;
+
+/// Writes segments of keyed updates (`keys` keys, `rounds` rounds, two records a batch, the
+/// last round deleting every fourth key); returns them and what they hold.
+fn segments(
+    dir: &std::path::Path,
+    keys: usize,
+    rounds: usize,
+    per_segment: usize,
+) -> (Vec<SealedSegment>, Table) {
+    let mut written = Table::new();
+    let mut batches: Vec<Vec<u8>> = Vec::new();
+    let mut offset = 0i64;
+    for round in 0..rounds {
+        for pair in (0..keys).collect::<Vec<_>>().chunks(2) {
+            let records: Vec<NewRecord> = pair
+                .iter()
+                .map(|k| {
+                    let value = (round + 1 < rounds || k % 4 != 0).then(|| format!("k{k}@{round}"));
+                    written.insert(offset + (k % 2) as i64, (format!("k{k}"), value.clone()));
+                    NewRecord {
+                        key: Some(Bytes::from(format!("k{k}"))),
+                        value: value.map(Bytes::from),
+                        headers: vec![],
+                        timestamp: 1_000 + offset,
+                    }
+                })
+                .collect();
+            let count = records.len() as i64;
+            batches.push(encode_batch(offset, &records, Codec::Lz4, None));
+            offset += count;
+        }
+    }
+    let mut out = Vec::new();
+    for chunk in batches.chunks(per_segment) {
+        let bytes: Vec<u8> = chunk.concat();
+        let base = i64::from_be_bytes(chunk[0][..8].try_into().unwrap());
+        let last = chunk.last().unwrap();
+        let header = silt_index::BatchHeader::parse(last, u32::MAX)
+            .unwrap()
+            .unwrap();
+        let path = dir.join(format!("{base:020}.log"));
+        std::fs::write(&path, &bytes).unwrap();
+        out.push(SealedSegment {
+            base_offset: base,
+            next_offset: header.next_offset(),
+            size_bytes: bytes.len() as u64,
+            path,
+            start_position: 0,
+            aborted: Vec::new(),
+        });
+    }
+    (out, written)
+}
+
+fn newest(written: &Table) -> Table {
+    let mut by_key: BTreeMap<&str, i64> = BTreeMap::new();
+    for (offset, (key, _)) in written {
+        by_key.insert(key, *offset);
+    }
+    by_key.values().map(|o| (*o, written[o].clone())).collect()
+}
+
+fn rules(force: bool, key_map_bytes: u64) -> ArchiveCompaction {
+    ArchiveCompaction {
+        key_map_bytes,
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        min_dirty_ratio: 0.5,
+        delete_retention_ms: 1_000_000,
+        grace_ms: 60_000,
+        force,
+    }
+}
+
+/// Every record the archive's current root names, and its entries.
+async fn read_archive(archive: &Archive) -> (Table, Vec<SegmentEntry>) {
+    let reader = archive.reader(pid());
+    let root = reader.latest_root().await.unwrap();
+    let mut entries = Vec::new();
+    reader
+        .walk(
+            &root,
+            &mut |e| {
+                entries.push(*e);
+                true
+            },
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let mut table = Table::new();
+    let mut expected_base = root.start_offset;
+    for entry in &entries {
+        assert_eq!(
+            entry.meta.base_offset, expected_base,
+            "entries stay contiguous"
+        );
+        expected_base = entry.meta.last_offset + 1;
+        let bytes = archive
+            .remote()
+            .get(&reader.segment_key(entry))
+            .await
+            .unwrap();
+        assert_eq!(entry.meta.crc32c, crc32c::crc32c(&bytes));
+        let scan = silt_index::batch::scan(&bytes, u32::MAX, true);
+        assert!(scan.stop.is_none());
+        assert_eq!(
+            scan.batches.last().unwrap().0.next_offset(),
+            entry.meta.last_offset + 1,
+            "a segment's last batch ends where its entry says"
+        );
+        for (_, range) in scan.batches {
+            for record in decode_records(&bytes[range], 1 << 20).unwrap() {
+                let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+                let value = record.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+                table.insert(record.offset, (key, value));
+            }
+        }
+    }
+    assert_eq!(expected_base, root.next_offset);
+    (table, entries)
+}
+
+#[tokio::test]
+async fn the_archive_compacts_in_passes_and_swaps_by_one_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = Archive::with_remote(
+        Remote::with_store(store.clone(), Path::from("pre"), "test".into()),
+        "w1".into(),
+        ArchiveConfig::default(),
+    );
+    let mut partition = archive.partition(pid()).await.unwrap();
+    let (segments, written) = segments(dir.path(), 40, 10, 8);
+    for segment in &segments {
+        partition.upload(segment, 5).await.unwrap();
+    }
+    let before = partition.root().clone();
+    let (table, old_entries) = read_archive(&archive).await;
+    assert_eq!(table, written);
+
+    // A key map of 16 keys: several passes.
+    let mut now = 10_000;
+    let mut passes = 0;
+    while let Some(report) = partition.compact(&rules(true, 16 * 40), now).await.unwrap() {
+        passes += 1;
+        now += 1;
+        if report.compacted_to >= before.next_offset {
+            break;
+        }
+        assert!(passes < 40);
+    }
+    assert!(passes > 1, "{passes} passes");
+    let (table, entries) = read_archive(&archive).await;
+    assert_eq!(
+        table,
+        newest(&written),
+        "the newest of every key, at its offset"
+    );
+    let root = partition.root().clone();
+    assert!(entries.len() < old_entries.len(), "small segments merged");
+    assert!(
+        root.bytes * 3 < before.bytes,
+        "{} of {}",
+        root.bytes,
+        before.bytes
+    );
+    assert_eq!(
+        (root.start_offset, root.next_offset),
+        (before.start_offset, before.next_offset)
+    );
+
+    // The replaced objects stay for the grace period, then go with a later commit.
+    let reader = archive.reader(pid());
+    let old_key = reader.segment_key(&old_entries[0]);
+    assert!(!root.deferred_segments.is_empty());
+    assert!(
+        store.head(&old_key).await.is_ok(),
+        "kept during the grace period"
+    );
+    partition.commit(now + 120_000).await.unwrap();
+    assert!(store.head(&old_key).await.is_err(), "deleted after it");
+    assert!(partition.root().deferred_segments.is_empty());
+
+    // Tombstones go once past delete.retention.ms (and compacted once before).
+    partition
+        .compact(&rules(false, 1 << 20), now + 2_000_000)
+        .await
+        .unwrap();
+    let live: Table = newest(&written)
+        .into_iter()
+        .filter(|(_, (_, v))| v.is_some())
+        .collect();
+    assert_eq!(read_archive(&archive).await.0, live);
+}
+
+/// A store whose PUTs fail from the `n`th on (a writer killed there).
+#[derive(Debug)]
+struct DiesAtPut {
+    inner: InMemory,
+    puts: AtomicU64,
+    dies_at: AtomicU64,
+}
+
+impl std::fmt::Display for DiesAtPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DiesAtPut")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for DiesAtPut {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.dies_at.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "dies",
+                source: "the writer is gone".into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Issue #13: a compaction pass stopped at any of its PUTs leaves the archive as it was (the
+/// old root, every object it names), and the next writer compacts it whole.
+#[tokio::test]
+async fn a_pass_stopped_at_any_put_leaves_the_old_archive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (segments, written) = segments(dir.path(), 12, 6, 4);
+    let mut cut = 1;
+    loop {
+        let store = Arc::new(DiesAtPut {
+            inner: InMemory::new(),
+            puts: AtomicU64::new(0),
+            dies_at: AtomicU64::new(u64::MAX),
+        });
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let archive = Archive::with_remote(
+            Remote::with_store(dyn_store, Path::from("pre"), "test".into()),
+            "w1".into(),
+            ArchiveConfig::default(),
+        );
+        let mut partition = archive.partition(pid()).await.unwrap();
+        for segment in &segments {
+            partition.upload(segment, 5).await.unwrap();
+        }
+        let puts_before = store.puts.load(Ordering::SeqCst);
+        store.dies_at.store(puts_before + cut, Ordering::SeqCst);
+        let outcome = partition.compact(&rules(true, 1 << 20), 10_000).await;
+        store.dies_at.store(u64::MAX, Ordering::SeqCst);
+        let (table, _) = read_archive(&archive).await;
+        if outcome.is_ok() {
+            assert_eq!(table, newest(&written));
+            assert!(cut > 2, "a pass makes PUTs");
+            break;
+        }
+        assert_eq!(table, written, "cut at PUT {cut}: the old archive, whole");
+        // A new writer (after the crash) compacts it.
+        let mut partition = archive.partition(pid()).await.unwrap();
+        partition
+            .compact(&rules(true, 1 << 20), 20_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_archive(&archive).await.0,
+            newest(&written),
+            "cut at PUT {cut}"
+        );
+        cut += 1;
+        assert!(cut < 100);
+    }
+}
