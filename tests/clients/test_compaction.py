@@ -205,6 +205,14 @@ def test_tombstones_go_after_delete_retention(silt_factory):
     assert_compacted(messages, table, produced_at)
     assert all(value is not None for _, _, value in messages)
 
+    # `silt topic describe` shows where compaction stands.
+    described = silt_cli("topic", "describe", "people", "--brokers", silt.bootstrap,
+                         "--admin", silt.admin.removeprefix("http://"))
+    assert described.returncode == 0, described.stderr
+    assert "COMPACTION" in described.stdout and "RECLAIMED-BYTES" in described.stdout, described.stdout
+    row = described.stdout.split("ARCHIVE-COMPACTED-TO")[1].split()
+    assert int(row[0]) == 0 and int(row[1]) == delivered[-1][1] + 1, described.stdout
+
 
 def test_a_group_rebuilds_the_table_after_a_broker_killed_while_compacting(silt_factory):
     silt = silt_factory(extra_args=FAST)

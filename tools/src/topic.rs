@@ -75,10 +75,14 @@ pub(crate) enum TopicCommand {
     /// List topics.
     #[command(alias = "ls")]
     List,
-    /// Show a topic's partitions, offsets and properties.
+    /// Show a topic's partitions, offsets and properties (and, for a compacted topic, where
+    /// compaction stands, from a node's admin API).
     Describe {
         /// Topic name.
         name: String,
+        /// A node's admin HTTP address, for compaction status.
+        #[arg(long, env = "SILT_ADMIN", default_value = "127.0.0.1:9644")]
+        admin: String,
     },
     /// Change a topic's properties.
     AlterConfig {
@@ -188,7 +192,7 @@ pub(crate) async fn run(command: TopicCommand, brokers: &BrokerArgs) -> Result<(
             create(client.any(), &names, partitions, replicas, &configs, dry).await
         }
         TopicCommand::List => list(client).await,
-        TopicCommand::Describe { name } => describe(client, &name).await,
+        TopicCommand::Describe { name, admin } => describe(client, &name, &admin).await,
         TopicCommand::AlterConfig { name, set, delete } => {
             alter_config(client.any(), &name, &set, &delete).await
         }
@@ -412,7 +416,7 @@ pub(crate) async fn list_offsets(
     Ok(offsets)
 }
 
-async fn describe(brokers: &mut Brokers, name: &str) -> Result<()> {
+async fn describe(brokers: &mut Brokers, name: &str, admin: &str) -> Result<()> {
     let (topic, partitions) = partitions_of(brokers, name).await?;
     println!("SUMMARY\n=======");
     println!("NAME        {name}");
@@ -432,6 +436,7 @@ async fn describe(brokers: &mut Brokers, name: &str) -> Result<()> {
             .with_configuration_keys(None),
     ]);
     let (response, _) = brokers.any().send(request, 4).await?;
+    let mut compacted = false;
     println!("\nCONFIGS\n=======");
     println!("{:<36} {:<24} SOURCE", "KEY", "VALUE");
     for result in response.results {
@@ -448,6 +453,9 @@ async fn describe(brokers: &mut Brokers, name: &str) -> Result<()> {
                 _ => "OTHER",
             };
             let value = config.value.map(|v| v.to_string()).unwrap_or_default();
+            if config.name.as_str() == "cleanup.policy" {
+                compacted = value.contains("compact");
+            }
             println!("{:<36} {value:<24} {source}", config.name.as_str());
         }
     }
@@ -478,7 +486,53 @@ async fn describe(brokers: &mut Brokers, name: &str) -> Result<()> {
             latest.get(&p.partition_index).copied().unwrap_or(-1)
         );
     }
+    if compacted {
+        print_compaction(name, admin).await;
+    }
     Ok(())
+}
+
+/// Where compaction of each partition stands, as the node at `admin` reports it.
+async fn print_compaction(name: &str, admin: &str) {
+    println!("\nCOMPACTION (as node {admin} sees it)\n==========");
+    let status = match crate::cluster::local::get_json(admin, "/v1/status").await {
+        Ok(status) => status,
+        Err(e) => {
+            println!("unavailable: {e:#} (give a node's admin address with --admin)");
+            return;
+        }
+    };
+    let Some(topic) = status["topics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == name)
+    else {
+        println!("unavailable: that node does not hold {name}");
+        return;
+    };
+    println!(
+        "{:>9} {:>14} {:>11} {:>24} {:>15} {:>20}",
+        "PARTITION", "CLEANED-TO", "DIRTY-RATIO", "LAST-COMPACTION", "RECLAIMED-BYTES", "ARCHIVE-COMPACTED-TO"
+    );
+    for p in topic["partitions"].as_array().into_iter().flatten() {
+        let c = &p["compaction"];
+        let last = c["last_compaction_ms"].as_i64().unwrap_or(-1);
+        let last = if last < 0 {
+            "-".to_string()
+        } else {
+            format!("{}", last / 1000)
+        };
+        println!(
+            "{:>9} {:>14} {:>11.3} {:>24} {:>15} {:>20}",
+            p["partition"],
+            c["cleaned_to"],
+            c["dirty_ratio"].as_f64().unwrap_or(0.0),
+            last,
+            c["bytes_reclaimed"],
+            p["archive"]["compacted_to"]
+        );
+    }
 }
 
 async fn alter_config(

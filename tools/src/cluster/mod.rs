@@ -2,7 +2,7 @@
 //! operator actions on any cluster (brokers, move, transfer-leadership, decommission), and
 //! restoring a whole cluster from a bucket.
 
-mod local;
+pub(crate) mod local;
 mod ops;
 mod restore;
 
