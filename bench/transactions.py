@@ -21,6 +21,7 @@ import re
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -190,6 +191,8 @@ def main():
     finally:
         process.terminate()
         process.wait(30)
+        # Gigabytes of data: never left behind.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -992,6 +992,8 @@ impl Tiering {
             };
             match archiver.compact(&rules, now).await {
                 Ok(Some(report)) => {
+                    // Its commit may have released replaced objects past their grace.
+                    tier.publish(archiver);
                     self.metrics
                         .compaction_gets
                         .fetch_add(report.gets, Ordering::Relaxed);
@@ -1005,11 +1007,10 @@ impl Tiering {
                         self.metrics
                             .compaction_bytes_after
                             .fetch_add(report.bytes_after, Ordering::Relaxed);
-                        tier.publish(archiver);
                         tracing::info!(partition = %tier.id, segments_in = report.segments_in, segments_out = report.segments_out, bytes_before = report.bytes_before, bytes_after = report.bytes_after, keys = report.keys, compacted_to = report.compacted_to, "compacted the archive");
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => tier.publish(archiver),
                 Err(e) => {
                     if self.writer_failed(tier, term, now, &e, "compacting the archive") {
                         *guard = None;

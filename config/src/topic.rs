@@ -117,7 +117,7 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
     ),
     prop(
         "delete.retention.ms",
-        &["redpanda.delete.retention.ms"],
+        &[],
         PropertyKind::Long,
         "how long a compacted topic keeps a tombstone once it is the newest of its key",
     ),

@@ -83,6 +83,10 @@ pub struct CompactionStatus {
     pub bytes_reclaimed: u64,
     /// Passes since start.
     pub passes: u64,
+    /// Bytes the last pass read, and how long it took (its throughput).
+    pub last_pass_read_bytes: u64,
+    /// See `last_pass_read_bytes`.
+    pub last_pass_duration_ms: u64,
     /// When the oldest tombstone the log keeps may go (a pass then runs even with nothing
     /// dirty); `None` when it keeps none. Unknown after a restart: due at once.
     pub tombstones_due_ms: Option<i64>,
@@ -97,6 +101,8 @@ impl CompactionStatus {
             last_compaction_ms: -1,
             bytes_reclaimed: 0,
             passes: 0,
+            last_pass_read_bytes: 0,
+            last_pass_duration_ms: 0,
             tombstones_due_ms: Some(i64::MIN),
         }
     }
@@ -244,6 +250,7 @@ impl PartitionLog {
             }
         }
 
+        let started = std::time::Instant::now();
         let mut report = PassReport::default();
         let aborted = shared
             .producers()
@@ -345,6 +352,8 @@ impl PartitionLog {
         status.last_compaction_ms = shared.clock.now_ms();
         status.bytes_reclaimed += report.bytes_before.saturating_sub(report.bytes_after);
         status.passes += 1;
+        status.last_pass_read_bytes = report.bytes_read;
+        status.last_pass_duration_ms = started.elapsed().as_millis() as u64;
         // Segments past the pass keep theirs: they will be seen by the pass that reaches them.
         status.tombstones_due_ms = tombstones_due_ms;
         Ok(Some(report))
