@@ -41,6 +41,8 @@ pub struct ArchiveCompaction {
     pub min_dirty_ratio: f64,
     /// `delete.retention.ms`.
     pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments holding records younger than this are left alone.
+    pub min_lag_ms: i64,
     /// How long replaced objects stay readable.
     pub grace_ms: i64,
     /// Compact whatever the dirty ratio.
@@ -97,9 +99,19 @@ impl PartitionArchiver {
                 &mut |_| {},
             )
             .await?;
-        let Some(first) = entries.first() else {
+        let Some(first) = entries.first().copied() else {
             return Ok(None);
         };
+        // Records younger than min.compaction.lag.ms stay as they are, and what follows them.
+        let lag_limit = now_ms.saturating_sub(rules.min_lag_ms);
+        let eligible = entries
+            .iter()
+            .take_while(|e| rules.min_lag_ms == 0 || e.meta.max_timestamp <= lag_limit)
+            .count();
+        let (entries, untouched) = entries.split_at(eligible);
+        if entries.is_empty() {
+            return Ok(None);
+        }
         let cleaned_to = root.compacted_to.max(first.meta.base_offset);
         let total: u64 = entries.iter().map(|e| e.meta.size_bytes).sum();
         let dirty: Vec<SegmentEntry> = entries
@@ -183,6 +195,7 @@ impl PartitionArchiver {
             }
         }
         rewritten.extend(entries.iter().skip(to_clean.len()).copied());
+        rewritten.extend_from_slice(untouched);
         report.compacted_to = compacted_to;
         if replaced.is_empty() && compacted_to == root.compacted_to {
             return Ok(Some(report));

@@ -98,6 +98,7 @@ fn rules(force: bool, key_map_bytes: u64) -> ArchiveCompaction {
         index_interval_bytes: 256,
         min_dirty_ratio: 0.5,
         delete_retention_ms: 1_000_000,
+        min_lag_ms: 0,
         grace_ms: 60_000,
         force,
     }

@@ -987,6 +987,7 @@ impl Tiering {
                 index_interval_bytes: config.index_interval_bytes,
                 min_dirty_ratio: config.min_cleanable_dirty_ratio,
                 delete_retention_ms: config.delete_retention_ms,
+                min_lag_ms: config.min_compaction_lag_ms,
                 grace_ms: node.config.archive_compaction_grace_ms as i64,
                 force: false,
             };

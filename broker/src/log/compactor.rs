@@ -517,6 +517,7 @@ fn swap(
     let base = group[0].base_offset();
     let first_append_ms = group[0].first_append_ms();
     let raft_base = group[0].raft().as_ref().map(|span| span.base_index);
+    let replaced_files = std::cell::RefCell::new(Vec::new());
     let swapped = shared.swap_segments(group, || {
         let swap_path = dir.join(format!("{base:020}{SWAP_SUFFIX}"));
         let io = |op, path: &std::path::Path| {
@@ -529,7 +530,8 @@ fn swap(
         storage.sync_dir(dir).map_err(io("sync directory", dir))?;
         // Committed: a failure from here on is finished by the next open.
         let replace = || -> Result<Arc<Segment>, LogError> {
-            finish_swap(storage, dir, base, group_next_offset(group), &swap_path)?;
+            *replaced_files.borrow_mut() =
+                finish_swap(storage, dir, base, group_next_offset(group), &swap_path)?;
             super::recovery::write_indexes(storage, dir, &indexer)?;
             let log_path = dir.join(segment_file_name(base, SegmentFile::Log));
             let file = storage.open(&log_path, false).map_err(io("open", &log_path))?;
@@ -551,6 +553,8 @@ fn swap(
             shared.closed.store(true, std::sync::atomic::Ordering::Release);
         })
     });
+    // Out of the segments' lock: readers holding the old segments keep their open files.
+    delete_gradually(storage, &replaced_files.into_inner());
     match swapped {
         Ok(true) => Ok(true),
         Ok(false) => {
@@ -569,19 +573,48 @@ fn group_next_offset(group: &[Arc<Segment>]) -> i64 {
     group.last().map_or(0, |s| s.info().next_offset)
 }
 
-/// The second half of a committed swap (also run by recovery): removes the files of the
-/// segments in `[base, next)` (but `base`'s log and Raft file), then renames the swap file to
-/// `base`'s log.
+/// Suffix of a replaced segment file waiting to be deleted.
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+/// Bytes a replaced segment file is cut by at a time before it is unlinked.
+const DELETE_STEP_BYTES: u64 = 8 << 20;
+
+/// Deletes replaced segment files a step at a time: freeing a gigabyte of extents at once
+/// fills the file system's journal, and every fsync of every partition waits behind it (Kafka
+/// deletes after `file.delete.delay.ms` for the same reason).
+fn delete_gradually(storage: &dyn Storage, paths: &[PathBuf]) {
+    for path in paths {
+        if let Ok(file) = storage.open(path, false) {
+            let mut len = file.len().unwrap_or(0);
+            while len > DELETE_STEP_BYTES {
+                len -= DELETE_STEP_BYTES;
+                if file.set_len(len).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        if let Err(e) = storage.remove_file(path) {
+            // Recovery removes what is left.
+            tracing::warn!(path = %path.display(), error = %e, "cannot delete a replaced segment file");
+        }
+    }
+}
+
+/// The second half of a committed swap (also run by recovery): moves the files of the
+/// segments in `[base, next)` (but `base`'s log and Raft file) out of the way, then renames
+/// the swap file to `base`'s log. The old logs are renamed `*.deleted` (deleted by the caller,
+/// or by recovery); their indexes and Raft files are removed.
 pub(crate) fn finish_swap(
     storage: &dyn Storage,
     dir: &std::path::Path,
     base: i64,
     next: i64,
     swap_path: &std::path::Path,
-) -> Result<(), LogError> {
+) -> Result<Vec<PathBuf>, LogError> {
     let names = storage
         .list_dir(dir)
         .map_err(|e| LogError::io("list directory", dir.to_path_buf(), e))?;
+    let mut deleted = Vec::new();
     for name in names {
         let doomed = if let Some((b, kind)) = silt_index::segment::parse_segment_file_name(&name) {
             (base..next).contains(&b) && (kind != SegmentFile::Log || b != base)
@@ -592,18 +625,40 @@ pub(crate) fn finish_swap(
         };
         if doomed {
             let path = dir.join(&name);
-            storage
-                .remove_file(&path)
-                .map_err(|e| LogError::io("remove", path.clone(), e))?;
+            if name.ends_with(".log") {
+                let to = dir.join(format!("{name}{DELETED_SUFFIX}"));
+                storage
+                    .rename(&path, &to)
+                    .map_err(|e| LogError::io("rename", path.clone(), e))?;
+                deleted.push(to);
+            } else {
+                storage
+                    .remove_file(&path)
+                    .map_err(|e| LogError::io("remove", path.clone(), e))?;
+            }
         }
     }
     let log_path = dir.join(segment_file_name(base, SegmentFile::Log));
+    // The base's own old log is replaced by the rename: unlinked there, all at once. Its
+    // bytes go gradually too: a hard link would keep them, but Storage has none; so it is
+    // first renamed aside like the others.
+    if storage.exists(&log_path) {
+        let aside = dir.join(format!(
+            "{}{DELETED_SUFFIX}",
+            segment_file_name(base, SegmentFile::Log)
+        ));
+        storage
+            .rename(&log_path, &aside)
+            .map_err(|e| LogError::io("rename", log_path.clone(), e))?;
+        deleted.push(aside);
+    }
     storage
         .rename(swap_path, &log_path)
         .map_err(|e| LogError::io("rename", swap_path.to_path_buf(), e))?;
     storage
         .sync_dir(dir)
-        .map_err(|e| LogError::io("sync directory", dir.to_path_buf(), e))
+        .map_err(|e| LogError::io("sync directory", dir.to_path_buf(), e))?;
+    Ok(deleted)
 }
 
 fn corrupt(segment: &Segment, position: u64, e: impl std::fmt::Display) -> LogError {
@@ -614,13 +669,15 @@ fn corrupt(segment: &Segment, position: u64, e: impl std::fmt::Display) -> LogEr
     )
 }
 
-/// Whole batches of a sealed segment, read a chunk at a time.
+/// Whole batches of a sealed segment, read a chunk at a time into one reused buffer (a fresh
+/// megabyte per chunk would be mapped and unmapped each time, and every unmap stalls the
+/// process's other threads, the request threads among them).
 struct BatchReader<'a> {
     segment: &'a Segment,
     /// Position of the next batch.
     position: u64,
     end: u64,
-    chunk: Bytes,
+    chunk: Vec<u8>,
     chunk_start: u64,
     /// Bytes read from the file.
     read: u64,
@@ -632,7 +689,7 @@ impl<'a> BatchReader<'a> {
             segment,
             position: 0,
             end: segment.committed(),
-            chunk: Bytes::new(),
+            chunk: Vec::with_capacity(READ_CHUNK_BYTES as usize),
             chunk_start: 0,
             read: 0,
         }
@@ -656,7 +713,7 @@ impl<'a> BatchReader<'a> {
             self.fill(size)?;
         }
         let from = (self.position - self.chunk_start) as usize;
-        let batch = self.chunk.slice(from..from + size as usize);
+        let batch = Bytes::copy_from_slice(&self.chunk[from..from + size as usize]);
         self.position += size;
         Ok(Some((header, batch)))
     }
@@ -676,11 +733,10 @@ impl<'a> BatchReader<'a> {
     /// Reads from the current position at least `at_least` bytes (a chunk, within the end).
     fn fill(&mut self, at_least: u64) -> Result<(), LogError> {
         let len = at_least.max(READ_CHUNK_BYTES).min(self.end - self.position);
-        let mut buf = vec![0u8; len as usize];
-        read_exact_at(self.segment.file().as_ref(), &mut buf, self.position)
+        self.chunk.resize(len as usize, 0);
+        read_exact_at(self.segment.file().as_ref(), &mut self.chunk, self.position)
             .map_err(|e| LogError::io("read", self.segment.path(SegmentFile::Log), e))?;
         self.read += len;
-        self.chunk = Bytes::from(buf);
         self.chunk_start = self.position;
         Ok(())
     }

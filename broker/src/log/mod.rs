@@ -14,6 +14,7 @@
 //!   compaction_checkpoint            offset below which a compacted topic's log is compacted
 //!   00000000000000000000.log.cleaned a compaction rewrite being written (removed on open)
 //!   00000000000000000000.log.swap    a compaction rewrite committed (put in place on open)
+//!   00000000000000000000.log.deleted a segment compaction replaced, being deleted
 //! ```
 //!
 //! # Pieces

@@ -243,8 +243,13 @@ fn finish_compaction(
     let mut touched = false;
     for name in names {
         let path = dir.join(name);
-        if name.ends_with(super::compactor::CLEANED_SUFFIX) {
-            remove(storage, &path)?;
+        if name.ends_with(super::compactor::CLEANED_SUFFIX)
+            || name.ends_with(super::compactor::DELETED_SUFFIX)
+        {
+            // (A swap finished above may have removed it already.)
+            if storage.exists(&path) {
+                remove(storage, &path)?;
+            }
             touched = true;
         } else if let Some(stem) = name.strip_suffix(super::compactor::SWAP_SUFFIX) {
             let Some(base) = stem.parse::<i64>().ok().filter(|_| stem.len() == 20) else {
@@ -267,7 +272,15 @@ fn finish_compaction(
             }
             drop(file);
             tracing::info!(path = %path.display(), "finishing a compaction swap");
-            super::compactor::finish_swap(storage, dir, base, indexer.stats().next_offset, &path)?;
+            for old in super::compactor::finish_swap(
+                storage,
+                dir,
+                base,
+                indexer.stats().next_offset,
+                &path,
+            )? {
+                remove(storage, &old)?;
+            }
             touched = true;
         }
     }
