@@ -513,7 +513,12 @@ async fn print_compaction(name: &str, admin: &str) {
     };
     println!(
         "{:>9} {:>14} {:>11} {:>24} {:>15} {:>20}",
-        "PARTITION", "CLEANED-TO", "DIRTY-RATIO", "LAST-COMPACTION", "RECLAIMED-BYTES", "ARCHIVE-COMPACTED-TO"
+        "PARTITION",
+        "CLEANED-TO",
+        "DIRTY-RATIO",
+        "LAST-COMPACTION",
+        "RECLAIMED-BYTES",
+        "ARCHIVE-COMPACTED-TO"
     );
     for p in topic["partitions"].as_array().into_iter().flatten() {
         let c = &p["compaction"];
