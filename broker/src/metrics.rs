@@ -200,6 +200,7 @@ pub fn render(node: &Node) -> String {
     }
     render_replication(node, &mut out);
     render_transactions(node, &mut out);
+    render_groups(node, &mut out);
     render_compaction(node, &mut out);
     render_tiering(node, &mut out);
     out
@@ -400,6 +401,30 @@ fn render_replication(node: &Node, out: &mut String) {
 }
 
 /// The transactional ids this node coordinates, by state.
+fn render_groups(node: &Node, out: &mut String) {
+    let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    let mut members: std::collections::BTreeMap<&str, usize> = Default::default();
+    let summaries = node.groups.summaries();
+    for g in &summaries {
+        *counts.entry((g.kind, g.state)).or_default() += 1;
+        *members.entry(g.kind).or_default() += g.members;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_groups Consumer groups this node coordinates, by type (classic, consumer) and state.\n# TYPE silt_groups gauge"
+    );
+    for ((kind, state), n) in counts {
+        let _ = writeln!(out, "silt_groups{{type=\"{kind}\",state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_group_members Members of the groups this node coordinates, by group type.\n# TYPE silt_group_members gauge"
+    );
+    for (kind, n) in members {
+        let _ = writeln!(out, "silt_group_members{{type=\"{kind}\"}} {n}");
+    }
+}
+
 fn render_transactions(node: &Node, out: &mut String) {
     use crate::txn::state::TxnStatus;
     let owned = node.groups.owned_txns();

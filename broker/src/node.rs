@@ -170,6 +170,19 @@ impl Node {
             session_timeout_max_ms: config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             log_compaction_bytes: config.group_log_compaction_bytes,
+            consumer: crate::group::consumer::ConsumerConfig {
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                default_assignor: config
+                    .group_consumer_assignors
+                    .first()
+                    .and_then(|name| crate::group::consumer::Assignor::parse(name))
+                    .unwrap_or(crate::group::consumer::Assignor::Uniform),
+                migration: crate::group::consumer::MigrationPolicy::parse(
+                    &config.group_consumer_migration_policy,
+                )
+                .unwrap_or(crate::group::consumer::MigrationPolicy::Bidirectional),
+            },
         };
         let groups = Arc::new(GroupCoordinator::new(
             Arc::new(TopicGroupLog {

@@ -1154,7 +1154,7 @@ impl Tiering {
     pub async fn put_groups(&self, node: &Node, written: &mut HashMap<usize, GroupsMap>) {
         for p in node.groups.owned_partitions() {
             let mut groups = GroupsMap::new();
-            for (group, _, _) in node.groups.list() {
+            for (group, ..) in node.groups.list() {
                 if GroupStore::partition_of(&group) != p {
                     continue;
                 }

@@ -176,6 +176,22 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "wait for more members before a new group's first rebalance (Kafka's group.initial.rebalance.delay.ms)",
     ),
     (
+        "group_consumer_heartbeat_interval_ms",
+        "how often KIP-848 consumer group members heartbeat (Kafka's group.consumer.heartbeat.interval.ms)",
+    ),
+    (
+        "group_consumer_session_timeout_ms",
+        "how long a KIP-848 consumer group member may go without a heartbeat (Kafka's group.consumer.session.timeout.ms)",
+    ),
+    (
+        "group_consumer_assignors",
+        "the broker's assignors for KIP-848 consumer groups, the first the default: uniform, range (Kafka's group.consumer.assignors)",
+    ),
+    (
+        "group_consumer_migration_policy",
+        "whether an empty group may switch between the classic and the consumer protocol: disabled, upgrade, downgrade, bidirectional (Kafka's group.consumer.migration.policy)",
+    ),
+    (
         "transactional_id_expiration_ms",
         "how long a transactional id with no transaction open is kept without use (Kafka's transactional.id.expiration.ms)",
     ),
@@ -320,6 +336,14 @@ pub struct NodeConfig {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: i32,
+    /// Kafka's `group.consumer.heartbeat.interval.ms`.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// Kafka's `group.consumer.session.timeout.ms`.
+    pub group_consumer_session_timeout_ms: i32,
+    /// Kafka's `group.consumer.assignors` (validated names, the first the default).
+    pub group_consumer_assignors: Vec<String>,
+    /// Kafka's `group.consumer.migration.policy`.
+    pub group_consumer_migration_policy: String,
     /// Kafka's `transaction.max.timeout.ms`.
     pub transaction_max_timeout_ms: i32,
     /// Kafka's `transactional.id.expiration.ms`.
@@ -378,6 +402,10 @@ impl Default for NodeConfig {
             transaction_max_timeout_ms: 900_000,
             transactional_id_expiration_ms: 7 * 24 * 3_600_000,
             group_initial_rebalance_delay_ms: 3_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
+            group_consumer_migration_policy: "bidirectional".to_string(),
             group_log_compaction_bytes: 64 << 20,
             topic_defaults: TopicDefaults::default(),
         }
@@ -646,6 +674,33 @@ impl NodeConfig {
                     .ok_or_else(|| invalid("milliseconds from 0 to 300000"))?
                     as i32
             }
+            "group_consumer_heartbeat_interval_ms" => {
+                self.group_consumer_heartbeat_interval_ms = parse_in(value, 100, 300_000)
+                    .ok_or_else(|| invalid("milliseconds from 100 to 300000"))?
+                    as i32
+            }
+            "group_consumer_session_timeout_ms" => {
+                self.group_consumer_session_timeout_ms = parse_in(value, 1_000, 1_800_000)
+                    .ok_or_else(|| invalid("milliseconds from 1000 to 1800000"))?
+                    as i32
+            }
+            "group_consumer_assignors" => {
+                let names: Vec<String> = value
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if names.is_empty() || names.iter().any(|n| n != "uniform" && n != "range") {
+                    return Err(invalid("a comma-separated list of uniform and range"));
+                }
+                self.group_consumer_assignors = names;
+            }
+            "group_consumer_migration_policy" => {
+                if !["disabled", "upgrade", "downgrade", "bidirectional"].contains(&value) {
+                    return Err(invalid("disabled, upgrade, downgrade or bidirectional"));
+                }
+                self.group_consumer_migration_policy = value.to_string();
+            }
             "log_segment_bytes" => {
                 defaults.segment_bytes = parse_in(value, 1024, i32::MAX as i64)
                     .ok_or_else(|| invalid("a byte count from 1024 to 2147483647"))?
@@ -829,6 +884,14 @@ impl NodeConfig {
             "transaction_max_timeout_ms" => self.transaction_max_timeout_ms.to_string(),
             "transactional_id_expiration_ms" => self.transactional_id_expiration_ms.to_string(),
             "group_initial_rebalance_delay_ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "group_consumer_heartbeat_interval_ms" => {
+                self.group_consumer_heartbeat_interval_ms.to_string()
+            }
+            "group_consumer_session_timeout_ms" => {
+                self.group_consumer_session_timeout_ms.to_string()
+            }
+            "group_consumer_assignors" => self.group_consumer_assignors.join(","),
+            "group_consumer_migration_policy" => self.group_consumer_migration_policy.clone(),
             "group_log_compaction_bytes" => self.group_log_compaction_bytes.to_string(),
             "log_segment_bytes" => d.segment_bytes.to_string(),
             "log_segment_ms" => d.segment_ms.to_string(),
@@ -1077,6 +1140,10 @@ mod tests {
                 "transaction_max_timeout_ms" => "60000",
                 "transactional_id_expiration_ms" => "86400000",
                 "group_initial_rebalance_delay_ms" => "0",
+                "group_consumer_heartbeat_interval_ms" => "500",
+                "group_consumer_session_timeout_ms" => "6000",
+                "group_consumer_assignors" => "range,uniform",
+                "group_consumer_migration_policy" => "upgrade",
                 "rpc_addr" => "127.0.0.1:33145",
                 "advertised_rpc_addr" => "node-1:33145",
                 "seeds" => "1@127.0.0.1:33145,2@127.0.0.1:33146",

@@ -5,17 +5,20 @@ message: writes it to its output (one JSON line, flushed), then commits its offs
 synchronously. So a message is written before it is committed: a member killed between the two
 leaves that one message to be consumed again by the next owner, and nothing can be lost.
 
-Events, one JSON object per line on stdout:
-  {"event": "assigned", "partitions": [..]}   after each (incremental) assignment
-  {"event": "revoked", "partitions": [..]}    before partitions are taken away
-  {"event": "message", "partition": p, "offset": o, "value": "..."}
-It stops cleanly (close, which leaves the group) on SIGTERM.
+Events, one JSON object per line on stdout, each with "t" (the machine's monotonic clock, the
+same in every process):
+  {"event": "assigned", "partitions": [..], "topics": ["topic:p", ..]}   after each (incremental) assignment
+  {"event": "revoked", "partitions": [..], "topics": [..]}    before partitions are taken away
+  {"event": "message", "topic": t, "partition": p, "offset": o, "value": "..."}
+It stops cleanly (close, which leaves the group) on SIGTERM. `--protocol consumer` runs the
+KIP-848 protocol (the broker assigns; rebalances are incremental).
 """
 
 import argparse
 import json
 import signal
 import sys
+import time
 
 stop = False
 
@@ -26,6 +29,7 @@ def on_term(*_):
 
 
 def emit(**event):
+    event["t"] = time.monotonic()
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
 
@@ -38,27 +42,39 @@ def run_librdkafka(args):
         "group.id": args.group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": args.session_timeout_ms,
-        "heartbeat.interval.ms": 500,
-        "partition.assignment.strategy": args.strategy,
         "client.id": args.name,
         "reconnect.backoff.ms": 50,
         "reconnect.backoff.max.ms": 500,
     }
+    incremental = args.strategy == "cooperative-sticky" or args.protocol == "consumer"
+    if args.protocol == "consumer":
+        # The broker sets the session and heartbeat timing and assigns.
+        conf["group.protocol"] = "consumer"
+        if args.assignor:
+            conf["group.remote.assignor"] = args.assignor
+    else:
+        conf.update({
+            "session.timeout.ms": args.session_timeout_ms,
+            "heartbeat.interval.ms": 500,
+            "partition.assignment.strategy": args.strategy,
+        })
     if args.instance:
         conf["group.instance.id"] = args.instance
     consumer = Consumer(conf)
 
+    def named(partitions):
+        return sorted(f"{p.topic}:{p.partition}" for p in partitions)
+
     def on_assign(c, partitions):
-        emit(event="assigned", partitions=sorted(p.partition for p in partitions))
-        if args.strategy == "cooperative-sticky":
+        emit(event="assigned", partitions=sorted(p.partition for p in partitions), topics=named(partitions))
+        if incremental:
             c.incremental_assign(partitions)
         else:
             c.assign(partitions)
 
     def on_revoke(c, partitions):
-        emit(event="revoked", partitions=sorted(p.partition for p in partitions))
-        if args.strategy == "cooperative-sticky":
+        emit(event="revoked", partitions=sorted(p.partition for p in partitions), topics=named(partitions))
+        if incremental:
             c.incremental_unassign(partitions)
         else:
             c.unassign()
@@ -68,7 +84,8 @@ def run_librdkafka(args):
         msg = consumer.poll(0.2)
         if msg is None or msg.error():
             continue
-        emit(event="message", partition=msg.partition(), offset=msg.offset(), value=msg.value().decode())
+        emit(event="message", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+             value=msg.value().decode())
         while not stop:
             try:
                 consumer.commit(message=msg, asynchronous=False)
@@ -124,6 +141,8 @@ def main():
     parser.add_argument("--client", default="librdkafka", choices=["librdkafka", "kafka-python"])
     parser.add_argument("--strategy", default="range")
     parser.add_argument("--instance")
+    parser.add_argument("--protocol", default="classic", choices=["classic", "consumer"])
+    parser.add_argument("--assignor", help="the broker's assignor (consumer protocol): uniform or range")
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_term)

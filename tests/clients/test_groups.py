@@ -52,17 +52,31 @@ class Member:
                 held -= set(e["partitions"])
         return held
 
+    def topic_assignment(self):
+        """"topic:partition" held now."""
+        held = set()
+        for e in list(self.events):
+            if e["event"] == "assigned":
+                held |= set(e["topics"])
+            elif e["event"] == "revoked":
+                held -= set(e["topics"])
+        return held
+
     def revocations(self):
         return [e["partitions"] for e in self.events if e["event"] == "revoked"]
+
+    ended_at = float("inf")
 
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(30)
+        self.ended_at = min(self.ended_at, time.monotonic())
 
     def kill(self):
         self.process.kill()
         self.process.wait(30)
+        self.ended_at = min(self.ended_at, time.monotonic())
 
 
 def produce_numbered(bootstrap, topic, partitions, start, count):

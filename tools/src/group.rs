@@ -9,8 +9,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -79,16 +80,88 @@ async fn list(brokers: &mut Brokers) -> Result<()> {
                 group.group_id.0.to_string(),
                 (
                     group.group_state.to_string(),
+                    group.group_type.to_string(),
                     group.protocol_type.to_string(),
                 ),
             );
         }
     }
-    println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
-    for (id, (state, protocol_type)) in groups {
-        println!("{id:<40} {state:<20} {protocol_type}");
+    println!(
+        "{:<40} {:<20} {:<10} PROTOCOL-TYPE",
+        "GROUP", "STATE", "TYPE"
+    );
+    for (id, (state, kind, protocol_type)) in groups {
+        println!("{id:<40} {state:<20} {kind:<10} {protocol_type}");
     }
     Ok(())
+}
+
+/// A KIP-848 consumer group (ConsumerGroupDescribe): epochs, members, assignments.
+async fn describe_consumer(
+    brokers: &mut Brokers,
+    group: &str,
+) -> Result<Option<BTreeMap<(String, i32), String>>> {
+    let (response, _) = brokers
+        .coordinator(group)
+        .await?
+        .send(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes(group))]),
+            0,
+        )
+        .await?;
+    let Some(described) = response.groups.into_iter().next() else {
+        return Ok(None);
+    };
+    if described.error_code != 0 {
+        // A classic group (or none): DescribeGroups says which.
+        return Ok(None);
+    }
+    println!("GROUP        {group}");
+    println!("TYPE         consumer (KIP-848)");
+    println!("STATE        {}", described.group_state.as_str());
+    println!(
+        "EPOCH        group {} / assignment {} ({} assignor)",
+        described.group_epoch,
+        described.assignment_epoch,
+        described.assignor_name.as_str()
+    );
+    println!("MEMBERS      {}", described.members.len());
+    let mut owner = BTreeMap::new();
+    for member in &described.members {
+        let subscription = match &member.subscribed_topic_regex {
+            Some(regex) => format!("regex {}", regex.as_str()),
+            None => member
+                .subscribed_topic_names
+                .iter()
+                .map(|t| t.0.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        println!(
+            "  {} epoch {} ({}{}{}) subscribed to {subscription}",
+            member.member_id.as_str(),
+            member.member_epoch,
+            member.client_id.as_str(),
+            member.client_host.as_str(),
+            member
+                .instance_id
+                .as_ref()
+                .map_or(String::new(), |i| format!(", instance {}", i.as_str())),
+        );
+        for tp in &member.assignment.topic_partitions {
+            for p in &tp.partitions {
+                owner.insert(
+                    (tp.topic_name.0.to_string(), *p),
+                    format!(
+                        "{} (epoch {})",
+                        member.member_id.as_str(),
+                        member.member_epoch
+                    ),
+                );
+            }
+        }
+    }
+    Ok(Some(owner))
 }
 
 /// Partitions assigned, from a "consumer" protocol assignment.
@@ -141,6 +214,18 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
 }
 
 async fn describe(brokers: &mut Brokers, group: &str) -> Result<()> {
+    let owner = match describe_consumer(brokers, group).await? {
+        Some(owner) => owner,
+        None => describe_classic(brokers, group).await?,
+    };
+    print_offsets(brokers, group, &owner).await
+}
+
+/// A classic group (DescribeGroups): members and their assignments.
+async fn describe_classic(
+    brokers: &mut Brokers,
+    group: &str,
+) -> Result<BTreeMap<(String, i32), String>> {
     let (response, _) = brokers
         .coordinator(group)
         .await?
@@ -184,6 +269,15 @@ async fn describe(brokers: &mut Brokers, group: &str) -> Result<()> {
             );
         }
     }
+    Ok(owner)
+}
+
+/// Committed offsets, log ends and lag of every partition the group owns or committed.
+async fn print_offsets(
+    brokers: &mut Brokers,
+    group: &str,
+    owner: &BTreeMap<(String, i32), String>,
+) -> Result<()> {
     let committed = committed(brokers.coordinator(group).await?, group).await?;
     let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in committed.keys().chain(owner.keys()) {

@@ -111,6 +111,22 @@ pub struct OffsetCommit {
     pub committed: CommittedOffset,
 }
 
+/// One group as a status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupSummary {
+    /// Group id.
+    pub id: String,
+    /// "classic" or "consumer".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Kafka's name of its state.
+    pub state: &'static str,
+    /// Members.
+    pub members: usize,
+    /// Generation (classic) or group epoch (consumer).
+    pub epoch: i32,
+}
+
 /// Whether this node coordinates the groups of a group-log partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ownership {
@@ -174,6 +190,7 @@ fn build_groups(
                             .into_iter()
                             .map(store::MemberValue::into_member)
                             .collect(),
+                        consumer: v.consumer,
                     },
                     now,
                 );
@@ -385,7 +402,20 @@ impl GroupCoordinator {
         );
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    pub(super) fn config(&self) -> GroupConfig {
+        self.config
+    }
+
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Persists a group's metadata as it is now; true once it is durable.
+    pub(super) async fn persist_group(&self, group_id: &str) -> bool {
+        self.persist_then_deliver(group_id, Vec::new()).await
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -505,7 +535,7 @@ impl GroupCoordinator {
 
     /// Persists a group's metadata as it is now (its latest state, under the partition lock so
     /// that records land in the order the state changed), then delivers `replies`.
-    async fn persist_then_deliver(&self, group_id: &str, replies: Vec<Reply>) {
+    async fn persist_then_deliver(&self, group_id: &str, replies: Vec<Reply>) -> bool {
         let p = GroupStore::partition_of(group_id);
         let guard = self.store.lock(p).await;
         let record = {
@@ -522,20 +552,26 @@ impl GroupCoordinator {
             None => Ok(Vec::new()),
         };
         drop(guard);
+        let mut durable = true;
         match tickets {
             Ok(tickets) => {
                 for ticket in tickets {
                     if let Err(e) = ticket.wait().await {
                         tracing::error!(group = group_id, error = %e, "group metadata not persisted");
+                        durable = false;
                     }
                 }
             }
-            Err(e) => tracing::error!(group = group_id, error = %e, "group metadata not persisted"),
+            Err(e) => {
+                tracing::error!(group = group_id, error = %e, "group metadata not persisted");
+                durable = false;
+            }
         }
         let mut groups = self.lock();
         if let Some(entry) = groups.get_mut(group_id) {
             Self::deliver(entry, replies);
         }
+        durable
     }
 
     async fn finish(&self, group_id: &str, effects: Effects) {
@@ -566,6 +602,28 @@ impl GroupCoordinator {
         let (outcome, effects, waiter) = {
             let mut groups = self.lock();
             let entry = self.entry(&mut groups, group_id);
+            if let Some(consumer) = &entry.group.consumer {
+                use super::consumer::MigrationPolicy;
+                let may_downgrade = matches!(
+                    self.config.consumer.migration,
+                    MigrationPolicy::Downgrade | MigrationPolicy::Bidirectional
+                );
+                if !consumer.is_empty() || !may_downgrade {
+                    // A classic member cannot join a consumer group with members.
+                    return JoinResult {
+                        error: Some(ErrorCode::InconsistentGroupProtocol),
+                        generation: -1,
+                        protocol_type: None,
+                        protocol_name: None,
+                        leader: String::new(),
+                        member_id: request.member_id.clone(),
+                        members: Vec::new(),
+                    };
+                }
+                // An empty consumer group becomes a classic one; its offsets stay.
+                entry.group.consumer = None;
+                entry.group.protocol_type = None;
+            }
             let (outcome, effects) = entry.group.join(request, now, |prefix| {
                 format!("{prefix}-{}", uuid::Uuid::new_v4())
             });
@@ -788,8 +846,9 @@ impl GroupCoordinator {
         self.lock().get(group_id).map(|e| e.group.clone())
     }
 
-    /// Every group id with its protocol type and state.
-    pub fn list(&self) -> Vec<(String, Option<String>, GroupState)> {
+    /// Every group: id, protocol type, Kafka's name of its state, and its type ("classic" or
+    /// "consumer").
+    pub fn list(&self) -> Vec<(String, Option<String>, &'static str, &'static str)> {
         let mut out: Vec<_> = self
             .lock()
             .values()
@@ -797,11 +856,38 @@ impl GroupCoordinator {
                 (
                     e.group.id.clone(),
                     e.group.protocol_type.clone(),
-                    e.group.state,
+                    e.group.state_name(),
+                    e.group.group_type(),
                 )
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// For status pages: per group, its type, state, members and epoch (generation, or a
+    /// consumer group's group epoch).
+    pub fn summaries(&self) -> Vec<GroupSummary> {
+        let mut out: Vec<GroupSummary> = self
+            .lock()
+            .values()
+            .map(|e| GroupSummary {
+                id: e.group.id.clone(),
+                kind: e.group.group_type(),
+                state: e.group.state_name(),
+                members: e
+                    .group
+                    .consumer
+                    .as_ref()
+                    .map_or(e.group.members.len(), |c| c.members.len()),
+                epoch: e
+                    .group
+                    .consumer
+                    .as_ref()
+                    .map_or(e.group.generation, |c| c.group_epoch),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -915,6 +1001,7 @@ impl GroupCoordinator {
         for (group_id, effects) in changed {
             self.finish(&group_id, effects).await;
         }
+        self.tick_consumer_groups().await;
     }
 
     /// Compacts partitions of the group log that outgrew the threshold.

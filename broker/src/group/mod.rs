@@ -1,11 +1,15 @@
-//! Consumer groups: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
-//! and committed offsets, kept in silt's own log.
+//! Consumer groups: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup),
+//! the consumer group protocol of KIP-848 (ConsumerGroupHeartbeat), and committed offsets,
+//! kept in silt's own log.
 //!
-//! - [`state`]: one group's sans-io state machine.
+//! - [`state`]: one group's sans-io state machine (classic protocol).
+//! - [`consumer`]: the KIP-848 protocol's sans-io state machine, assignors included.
 //! - [`store`]: the group log (records, replay, compaction).
 //! - [`coordinator`]: the shell that runs the state machines, parks waiting requests and
 //!   persists.
 
+pub mod consumer;
+mod consumer_coordinator;
 pub mod coordinator;
 pub mod state;
 pub mod store;

@@ -40,6 +40,8 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: i32,
     /// Size at which a partition of the group log is compacted (0: never).
     pub log_compaction_bytes: u64,
+    /// Settings of KIP-848 consumer groups.
+    pub consumer: super::consumer::ConsumerConfig,
 }
 
 impl Default for GroupConfig {
@@ -49,6 +51,7 @@ impl Default for GroupConfig {
             session_timeout_max_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             log_compaction_bytes: 64 << 20,
+            consumer: super::consumer::ConsumerConfig::default(),
         }
     }
 }
@@ -272,6 +275,8 @@ pub struct Saved {
     pub leader: Option<String>,
     /// Members (their timers restart).
     pub members: Vec<Member>,
+    /// A KIP-848 consumer group's state.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 /// One consumer group.
@@ -297,6 +302,9 @@ pub struct Group {
     pub static_members: HashMap<String, String>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Set for a group of the KIP-848 consumer protocol, whose members and assignment live
+    /// here (the classic fields above stay empty).
+    pub consumer: Option<super::consumer::ConsumerGroup>,
     rebalance_deadline_ms: Option<i64>,
     /// Start and end of the initial delay of a first rebalance.
     initial_delay: Option<(i64, i64)>,
@@ -318,6 +326,7 @@ impl Group {
             pending_members: BTreeMap::new(),
             static_members: HashMap::new(),
             offsets: BTreeMap::new(),
+            consumer: None,
             rebalance_deadline_ms: None,
             initial_delay: None,
             next_seq: 0,
@@ -334,8 +343,10 @@ impl Group {
             protocol_name,
             leader,
             members,
+            consumer,
         } = saved;
         let mut group = Group::new(id, config);
+        group.consumer = consumer.map(|c| c.restore(&config.consumer, now_ms));
         group.generation = generation;
         group.protocol_type = protocol_type;
         group.protocol_name = protocol_name;
@@ -372,7 +383,24 @@ impl Group {
 
     /// True when the group has no members.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.is_empty())
+    }
+
+    /// Kafka's name of the group's state (a consumer group's own for KIP-848 groups).
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(consumer) if self.state != GroupState::Dead => consumer.state_name(),
+            _ => self.state.name(),
+        }
+    }
+
+    /// "consumer" for a KIP-848 group, "classic" otherwise (ListGroups' group type).
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
     }
 
     /// The protocols every member supports, in the first member's order.
@@ -1049,6 +1077,10 @@ impl Group {
     ) -> Result<(), ErrorCode> {
         if self.state == GroupState::Dead {
             return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if let Some(consumer) = &self.consumer {
+            // OffsetCommit v9's generation is the member epoch.
+            return consumer.check_commit(member_id, generation);
         }
         if generation < 0 && member_id.is_empty() {
             return if self.members.is_empty() {

@@ -223,6 +223,9 @@ pub struct GroupValue {
     pub leader: Option<String>,
     /// Members.
     pub members: Vec<MemberValue>,
+    /// A KIP-848 consumer group's state (its members, epochs and assignments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 /// A record's value.
@@ -587,6 +590,7 @@ pub fn group_value(group: &super::state::Group) -> GroupValue {
         protocol: group.protocol_name.clone(),
         leader: group.leader.clone(),
         members: members.into_iter().map(MemberValue::from).collect(),
+        consumer: group.consumer.clone(),
     }
 }
 
@@ -634,6 +638,7 @@ mod tests {
                     protocols: vec![("range".into(), hex(&[0, 1, 255]))],
                     assignment: hex(b"xy"),
                 }],
+                consumer: None,
             }),
         );
         for (key, value) in [offset, group, (Key::offset("g", "t", 0), Value::Tombstone)] {

@@ -534,19 +534,19 @@ pub(super) fn list_groups(
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, protocol_type, state)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, protocol_type, state, kind)| {
             let group = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(protocol_type.as_deref().unwrap_or("")));
             let group = if version >= 4 {
-                group.with_group_state(str_bytes(state.name()))
+                group.with_group_state(str_bytes(state))
             } else {
                 group
             };
             if version >= 5 {
-                group.with_group_type(str_bytes("classic"))
+                group.with_group_type(str_bytes(kind))
             } else {
                 group
             }
@@ -593,7 +593,7 @@ pub(super) fn describe_groups(
                 })
                 .collect();
             described
-                .with_group_state(str_bytes(group.state.name()))
+                .with_group_state(str_bytes(group.state_name()))
                 .with_protocol_type(str_bytes(group.protocol_type.as_deref().unwrap_or("")))
                 .with_protocol_data(str_bytes(&protocol))
                 .with_members(members)

@@ -8,6 +8,7 @@
 mod api_versions;
 mod cluster;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod groups;
 mod leader_epoch;
@@ -136,6 +137,14 @@ pub async fn handle(
         }
         RequestKind::FindCoordinator(body) => respond(async move {
             ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version).await)
+        }),
+        RequestKind::ConsumerGroupHeartbeat(body) => respond(async move {
+            ResponseKind::ConsumerGroupHeartbeat(
+                consumer_groups::heartbeat(&node, body, version, client_id, client_host).await,
+            )
+        }),
+        RequestKind::ConsumerGroupDescribe(body) => respond(async move {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(&node, body))
         }),
         RequestKind::JoinGroup(body) => respond(async move {
             ResponseKind::JoinGroup(

@@ -292,6 +292,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "archive": node.config.value_of("archive"),
         "cluster": cluster_status(&node),
         "transactions": transactions_status(&node),
+        // The consumer groups this node coordinates (classic and KIP-848).
+        "groups": node.groups.summaries(),
         "topics": topics,
     }))
 }
