@@ -158,3 +158,25 @@ def test_admin_views_and_an_empty_classic_group_taken_over(silt_factory):
     assert out.returncode == 0, out.stderr
     assert "EPOCH" in out.stdout and "orders" in out.stdout, out.stdout
     new.stop()
+
+
+def test_the_group_is_durable_across_a_broker_restart(silt_factory):
+    silt = silt_factory(extra_args=FAST)
+    create_topic(silt.bootstrap, "ledger", partitions=4)
+    produce_numbered(silt.bootstrap, "ledger", 4, 0, 100)
+    members = [member(silt.bootstrap, "durable848", "ledger", n) for n in "ab"]
+    wait_for(lambda: sorted(len(m.assignment()) for m in members) == [2, 2], timeout=30, what="2 each")
+    wait_for(lambda: set(consumed(members)) >= expected_values(4, 100), timeout=60, what="first batch consumed")
+    admin = AdminClient({"bootstrap.servers": silt.bootstrap})
+    epoch_before = admin.describe_consumer_groups(["durable848"])["durable848"].result(30)
+    silt.restart(hard=True)  # SIGKILL: the group comes back from the group log
+    admin = AdminClient({"bootstrap.servers": silt.bootstrap})
+    after = admin.describe_consumer_groups(["durable848"])["durable848"].result(30)
+    assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in epoch_before.members)
+    produce_numbered(silt.bootstrap, "ledger", 4, 100, 100)
+    wait_for(lambda: set(consumed(members)) >= expected_values(4, 200), timeout=60, what="consumed after the restart")
+    counts = consumed(members)
+    assert len([v for v, n in counts.items() if n > 1]) <= 2, "at most what was in flight at the kill"
+    assert ownership_overlaps(members) == []
+    for m in members:
+        m.stop()

@@ -105,6 +105,52 @@ fn heartbeat_errors_are_kafkas() {
     // A heartbeat from the current epoch is fine and says nothing new.
     let again = send(&mut raw, &heartbeat("g", "m1", 1), 8);
     assert_eq!((code(&again), again.member_epoch), (0, 1));
+    assert!(again.assignment.is_none());
+
+    // OffsetCommit v9 carries the member epoch: the current one commits, an older one is
+    // stale, a newer one fenced; OffsetFetch v9 checks it too.
+    let commit = |epoch: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(s("m1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5),
+                    ]),
+            ])
+    };
+    for (epoch, expected, correlation) in [(1, 0, 20), (0, 113, 21), (4, 110, 22)] {
+        raw.send(&commit(epoch), 9, correlation);
+        let (_, response) = raw.receive::<OffsetCommitRequest>(9);
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, expected,
+            "commit at epoch {epoch}"
+        );
+    }
+    let fetch = |epoch: i32| {
+        OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(Some(s("m1")))
+                .with_member_epoch(epoch)
+                .with_topics(None),
+        ])
+    };
+    raw.send(&fetch(1), 9, 23);
+    let (_, fetched) = raw.receive::<OffsetFetchRequest>(9);
+    assert_eq!(fetched.groups[0].error_code, 0);
+    assert_eq!(
+        fetched.groups[0].topics[0].partitions[0].committed_offset,
+        5
+    );
+    raw.send(&fetch(0), 9, 24);
+    let (_, fetched) = raw.receive::<OffsetFetchRequest>(9);
+    assert_eq!(fetched.groups[0].error_code, 113, "STALE_MEMBER_EPOCH");
     // Leaving.
     let left = send(&mut raw, &heartbeat("g", "m1", -1), 9);
     assert_eq!((code(&left), left.member_epoch), (0, -1));

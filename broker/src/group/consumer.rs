@@ -1063,6 +1063,39 @@ mod tests {
     }
 
     #[test]
+    fn a_static_member_back_under_a_new_id_takes_its_place_without_a_rebalance() {
+        let view = topics(&[("t", 4)]);
+        let config = ConsumerConfig::default();
+        let mut group = ConsumerGroup::new(Assignor::Uniform);
+        let mut first = join("a-1", &["t"]);
+        first.instance_id = Some("i".into());
+        let answer = group.heartbeat(&first, &view, &config, 0, &mut false);
+        let owned = answer.assignment.unwrap();
+        let epoch = group.group_epoch;
+        // It goes for a while (epoch -2): it keeps its partitions.
+        let mut away = first.clone();
+        away.member_epoch = -2;
+        group.heartbeat(&away, &view, &config, 1, &mut false);
+        assert!(group.members["a-1"].departed);
+        // Back as a new process with a new member id: same partitions, same epoch.
+        let mut back = join("a-2", &["t"]);
+        back.instance_id = Some("i".into());
+        let answer = group.heartbeat(&back, &view, &config, 2, &mut false);
+        assert!(answer.error.is_none(), "{answer:?}");
+        assert_eq!(answer.assignment.unwrap(), owned);
+        assert_eq!(group.group_epoch, epoch, "no rebalance");
+        assert!(!group.members.contains_key("a-1"));
+        // While it is there, nobody else takes the instance id.
+        let mut other = join("b", &["t"]);
+        other.instance_id = Some("i".into());
+        let answer = group.heartbeat(&other, &view, &config, 3, &mut false);
+        assert_eq!(
+            answer.error.map(|e| e.0),
+            Some(ErrorCode::UnreleasedInstanceId)
+        );
+    }
+
+    #[test]
     fn a_session_that_ends_removes_the_member() {
         let view = topics(&[("t", 2)]);
         let config = ConsumerConfig::default();

@@ -109,6 +109,34 @@ impl GroupCoordinator {
         }
     }
 
+    /// OffsetFetch v9's member check: a consumer group's member fetching offsets must be at
+    /// its current epoch (an admin fetch names no member).
+    ///
+    /// # Errors
+    ///
+    /// UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH.
+    pub fn check_fetch_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        if member_id.is_empty() {
+            return Ok(());
+        }
+        let groups = self.lock();
+        let Some(consumer) = groups.get(group_id).and_then(|e| e.group.consumer.as_ref()) else {
+            return Ok(());
+        };
+        match consumer.members.get(member_id) {
+            None => Err(ErrorCode::UnknownMemberId),
+            Some(m) if member_epoch >= 0 && member_epoch != m.member_epoch => {
+                Err(ErrorCode::StaleMemberEpoch)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Expires consumer-group members past their session or rebalance timeout.
     pub(super) async fn tick_consumer_groups(&self) {
         let now = self.clock().now_ms();

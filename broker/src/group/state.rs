@@ -1103,6 +1103,15 @@ impl Group {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
         let mut topics = std::collections::BTreeSet::new();
+        if let Some(consumer) = &self.consumer {
+            // The topics its members' subscriptions resolved to at the last group epoch, and
+            // those named (which may not exist yet).
+            topics.extend(consumer.subscribed.keys().cloned());
+            for member in consumer.members.values() {
+                topics.extend(member.subscribed_topics.iter().cloned());
+            }
+            return topics;
+        }
         let Some(protocol) = &self.protocol_name else {
             return topics;
         };

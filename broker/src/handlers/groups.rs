@@ -440,7 +440,17 @@ pub(super) fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                if let Err(error) = node.groups.coordinates(g.group_id.0.as_str()) {
+                if let Err(error) = node
+                    .groups
+                    .coordinates(g.group_id.0.as_str())
+                    .and_then(|()| {
+                        node.groups.check_fetch_member(
+                            g.group_id.0.as_str(),
+                            g.member_id.as_deref().unwrap_or(""),
+                            g.member_epoch,
+                        )
+                    })
+                {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(error.code());
