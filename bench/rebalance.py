@@ -84,8 +84,8 @@ def balanced(members, partitions):
 
 def run(bootstrap, protocol, members, partitions, period):
     topic = f"rebalance-{protocol}"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-        [NewTopic(topic, partitions, 1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
     stop = threading.Event()
     producer = threading.Thread(target=produce_forever, args=(bootstrap, topic, partitions, period, stop), daemon=True)
     producer.start()

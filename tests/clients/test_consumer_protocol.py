@@ -180,3 +180,28 @@ def test_the_group_is_durable_across_a_broker_restart(silt_factory):
     assert ownership_overlaps(members) == []
     for m in members:
         m.stop()
+
+
+def test_a_consumer_group_moves_with_its_coordinator(cluster_factory):
+    cluster = cluster_factory(extra_args=FAST)
+    create_topic(cluster.bootstrap, "shared", partitions=4, replication_factor=3)
+    produce_numbered(cluster.bootstrap, "shared", 4, 0, 100)
+    members = [member(cluster.bootstrap, "moving848", "shared", n) for n in "ab"]
+    wait_for(lambda: sorted(len(m.assignment()) for m in members) == [2, 2], timeout=60, what="2 each")
+    wait_for(lambda: set(consumed(members)) >= expected_values(4, 100), timeout=60, what="first batch consumed")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    before = admin.describe_consumer_groups(["moving848"])["moving848"].result(30)
+    coordinator = before.coordinator.id
+    cluster.nodes[coordinator].kill()
+    # Another node takes the group over from the replicated group log: same members, and
+    # they keep consuming.
+    produce_numbered(cluster.bootstrap, "shared", 4, 100, 100)
+    wait_for(lambda: set(consumed(members)) >= expected_values(4, 200), timeout=90, what="consumed after the kill")
+    after = admin.describe_consumer_groups(["moving848"])["moving848"].result(30)
+    assert after.coordinator.id != coordinator
+    assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in before.members)
+    counts = consumed(members)
+    assert len([v for v, n in counts.items() if n > 1]) <= 2
+    assert ownership_overlaps(members) == []
+    for m in members:
+        m.stop()
