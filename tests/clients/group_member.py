@@ -80,8 +80,10 @@ def run_librdkafka(args):
             c.unassign()
 
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
+    # Messages a poll made while a commit was retried: handled next, never dropped.
+    waiting = []
     while not stop:
-        msg = consumer.poll(0.2)
+        msg = waiting.pop(0) if waiting else consumer.poll(0.2)
         if msg is None or msg.error():
             continue
         emit(event="message", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
@@ -94,9 +96,12 @@ def run_librdkafka(args):
                 code = e.args[0].code() if e.args and hasattr(e.args[0], "code") else None
                 emit(event="commit-error", error=str(e))
                 from confluent_kafka import KafkaError
-                if code in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError._NO_OFFSET):
+                if code in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
+                            KafkaError._NO_OFFSET, KafkaError.STALE_MEMBER_EPOCH, KafkaError.FENCED_MEMBER_EPOCH):
                     break
-                consumer.poll(0.1)
+                polled = consumer.poll(0.1)
+                if polled is not None and not polled.error():
+                    waiting.append(polled)
     consumer.close()
 
 

@@ -205,3 +205,44 @@ def test_a_consumer_group_moves_with_its_coordinator(cluster_factory):
     assert ownership_overlaps(members) == []
     for m in members:
         m.stop()
+
+
+def test_a_classic_group_upgraded_member_by_member(silt_factory):
+    silt = silt_factory(extra_args=FAST)
+    create_topic(silt.bootstrap, "rolling", partitions=6)
+    produce_numbered(silt.bootstrap, "rolling", 6, 0, 100)
+    # A classic group (cooperative-sticky) at work.
+    a, b = (Member(silt.bootstrap, "upgrading", "rolling", n, strategy="cooperative-sticky") for n in "ab")
+    wait_for(lambda: sorted(len(m.assignment()) for m in (a, b)) == [3, 3], timeout=30, what="classic: 3 each")
+    wait_for(lambda: set(consumed([a, b])) >= expected_values(6, 100), timeout=60, what="classic members consumed")
+    # A member of the new protocol joins: the group is upgraded as it is, the classic members
+    # give up what the broker's assignor moves, and everyone keeps consuming.
+    c = member(silt.bootstrap, "upgrading", "rolling", "c")
+    wait_for(lambda: sorted(len(m.assignment()) for m in (a, b, c)) == [2, 2, 2], timeout=30,
+             what="two classic members and one of the new protocol, 2 each")
+    produce_numbered(silt.bootstrap, "rolling", 6, 100, 100)
+    wait_for(lambda: set(consumed([a, b, c])) >= expected_values(6, 200), timeout=60, what="consumed across protocols")
+    # The classic members are replaced one by one.
+    a.stop()
+    d = member(silt.bootstrap, "upgrading", "rolling", "d")
+    wait_for(lambda: sorted(len(m.assignment()) for m in (b, c, d)) == [2, 2, 2], timeout=30, what="a replaced by d")
+    b.stop()
+    e = member(silt.bootstrap, "upgrading", "rolling", "e")
+    wait_for(lambda: sorted(len(m.assignment()) for m in (c, d, e)) == [2, 2, 2], timeout=30, what="b replaced by e")
+    produce_numbered(silt.bootstrap, "rolling", 6, 200, 100)
+    everyone = [a, b, c, d, e]
+    try:
+        wait_for(lambda: set(consumed(everyone)) >= expected_values(6, 300), timeout=60, what="all consumed")
+    except AssertionError:
+        missing = sorted(expected_values(6, 300) - set(consumed(everyone)))
+        raise AssertionError(f"missing {len(missing)}: {missing[:5]}..{missing[-5:]}; held: "
+                             f"{[(m.name, sorted(m.topic_assignment())) for m in everyone]}")
+    counts = consumed(everyone)
+    assert len([v for v, n in counts.items() if n > 1]) <= 3, "only what was in flight at a hand-over"
+    assert ownership_overlaps(everyone) == []
+    admin = AdminClient({"bootstrap.servers": silt.bootstrap})
+    described = admin.describe_consumer_groups(["upgrading"])["upgrading"].result(30)
+    assert described.type == ConsumerGroupType.CONSUMER
+    assert len(described.members) == 3
+    for m in (c, d, e):
+        m.stop()

@@ -146,13 +146,17 @@ pub struct ConsumerMember {
     /// A static member that left with epoch -2: kept until its session ends.
     #[serde(default)]
     pub departed: bool,
+    /// For a member still on the classic protocol (the group was upgraded while it had
+    /// members; see [`super::migration`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<super::migration::ClassicMember>,
     #[serde(skip)]
-    expires_at_ms: i64,
+    pub(super) expires_at_ms: i64,
     #[serde(skip)]
-    revoke_deadline_ms: Option<i64>,
+    pub(super) revoke_deadline_ms: Option<i64>,
     /// Its assignment changed since it was last told.
     #[serde(skip)]
-    unsent: bool,
+    pub(super) unsent: bool,
 }
 
 /// A heartbeat, decoded (topic ids already turned into names).
@@ -242,7 +246,11 @@ impl ConsumerGroup {
     /// A group read back from the log: sessions restart now.
     pub fn restore(mut self, config: &ConsumerConfig, now_ms: i64) -> ConsumerGroup {
         for member in self.members.values_mut() {
-            member.expires_at_ms = now_ms + i64::from(config.session_timeout_ms);
+            let session = member
+                .classic
+                .as_ref()
+                .map_or(config.session_timeout_ms, |c| c.session_timeout_ms);
+            member.expires_at_ms = now_ms + i64::from(session);
             member.revoke_deadline_ms = (!member.revoking.is_empty())
                 .then(|| now_ms + i64::from(member.rebalance_timeout_ms));
             member.unsent = true;
@@ -295,6 +303,14 @@ impl ConsumerGroup {
         let Some(member) = self.members.get(member_id) else {
             return Err(ErrorCode::UnknownMemberId);
         };
+        if member.classic.is_some() {
+            // A classic member's generation is its epoch; it knows only this error.
+            return if epoch == member.member_epoch {
+                Ok(())
+            } else {
+                Err(ErrorCode::IllegalGeneration)
+            };
+        }
         match epoch.cmp(&member.member_epoch) {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Less => Err(ErrorCode::StaleMemberEpoch),
@@ -344,7 +360,8 @@ impl ConsumerGroup {
             }
             -1 | -2 => return self.leave(request, config, now_ms, persist),
             epoch => {
-                let Some(member) = self.members.get(&member_id) else {
+                let Some(member) = self.members.get(&member_id).filter(|m| m.classic.is_none())
+                else {
                     return HeartbeatAnswer::error(
                         ErrorCode::UnknownMemberId,
                         format!("member {member_id} is not in the group"),
@@ -479,6 +496,7 @@ impl ConsumerGroup {
             assigned: Partitions::new(),
             revoking: Partitions::new(),
             departed: false,
+            classic: None,
             expires_at_ms: now_ms + i64::from(config.session_timeout_ms),
             revoke_deadline_ms: None,
             unsent: true,
@@ -561,7 +579,7 @@ impl ConsumerGroup {
         answer
     }
 
-    fn remove_member(&mut self, member_id: &str) {
+    pub(super) fn remove_member(&mut self, member_id: &str) {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.group_epoch += 1;
@@ -608,7 +626,12 @@ impl ConsumerGroup {
 
     /// Moves the group epoch when a subscribed topic appeared, went, or grew (or a regular
     /// expression matches a new topic), unless this heartbeat moved it already.
-    fn refresh_metadata(&mut self, topics: &TopicsView, moved: bool, persist: &mut bool) {
+    pub(super) fn refresh_metadata(
+        &mut self,
+        topics: &TopicsView,
+        moved: bool,
+        persist: &mut bool,
+    ) {
         let now: TopicsView = self
             .subscribed_topics(topics)
             .into_iter()
@@ -637,7 +660,7 @@ impl ConsumerGroup {
             .map_or(self.assignor, |(_, a)| *a)
     }
 
-    fn compute_target(&mut self, topics: &TopicsView) {
+    pub(super) fn compute_target(&mut self, topics: &TopicsView) {
         let assignor = self.chosen_assignor();
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members

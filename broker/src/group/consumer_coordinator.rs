@@ -44,21 +44,35 @@ impl GroupCoordinator {
             let mut groups = self.lock();
             let entry = self.entry(&mut groups, group_id);
             let group = &mut entry.group;
-            if group.consumer.is_none() {
-                if !group.members.is_empty() {
+            let may_upgrade = matches!(
+                config.migration,
+                MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional
+            );
+            if group.consumer.is_none() && !group.members.is_empty() {
+                // Online: a stable group of consumers becomes a consumer group as it is; its
+                // classic members carry on with their protocol (see `migration`).
+                let consumers = group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+                if !may_upgrade || !consumers || group.state != GroupState::Stable {
                     return fail(
                         ErrorCode::GroupIdNotFound,
                         format!(
-                            "group {group_id} is a classic group with members; it can become a \
-                             consumer group once they have left"
+                            "group {group_id} is a classic group with members that cannot be \
+                             upgraded now (it must be a stable group of consumers, and \
+                             group_consumer_migration_policy must allow upgrades)"
                         ),
                     );
                 }
-                if !matches!(
-                    config.migration,
-                    MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional
-                ) && group.protocol_type.is_some()
-                {
+                tracing::info!(group = %group_id, members = group.members.len(), "classic group upgraded to the consumer protocol");
+                let upgraded = ConsumerGroup::upgrade(group, topics, &config);
+                group.consumer = Some(upgraded);
+                group.members.clear();
+                group.static_members.clear();
+                group.pending_members.clear();
+                group.state = GroupState::Empty;
+                persist = true;
+            }
+            if group.consumer.is_none() {
+                if !may_upgrade && group.protocol_type.is_some() {
                     return fail(
                         ErrorCode::GroupIdNotFound,
                         format!(
@@ -83,6 +97,131 @@ impl GroupCoordinator {
             );
         }
         answer
+    }
+
+    /// A classic member's Heartbeat in a consumer group; `None` when the group is classic.
+    pub fn classic_heartbeat_in_consumer_group(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Option<Result<(), ErrorCode>> {
+        let now = self.clock().now_ms();
+        let mut groups = self.lock();
+        let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
+        Some(consumer.classic_heartbeat(member_id, generation, now))
+    }
+
+    /// A classic member's JoinGroup in a consumer group (answered at once, after its record
+    /// is durable); `None` when the group is classic or does not hold the member.
+    pub async fn classic_join_in_consumer_group(
+        &self,
+        group_id: &str,
+        request: &super::state::JoinRequest,
+        topics: &TopicsView,
+    ) -> Option<super::state::JoinResult> {
+        let now = self.clock().now_ms();
+        let mut persist = false;
+        let joined = {
+            let mut groups = self.lock();
+            let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
+            // Only a member the group holds as a classic one.
+            consumer.members.get(&request.member_id)?.classic.as_ref()?;
+            consumer.classic_join(
+                &request.member_id,
+                &request.protocols,
+                request.session_timeout_ms,
+                request.rebalance_timeout_ms,
+                topics,
+                now,
+                &mut persist,
+            )
+        };
+        let error = |e: ErrorCode| super::state::JoinResult {
+            error: Some(e),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: request.member_id.clone(),
+            members: Vec::new(),
+        };
+        Some(match joined {
+            Err(e) => error(e),
+            Ok(_) if persist && !self.persist_group(group_id).await => {
+                error(ErrorCode::CoordinatorLoadInProgress)
+            }
+            Ok(joined) => super::state::JoinResult {
+                error: None,
+                generation: joined.generation,
+                protocol_type: Some(CONSUMER_PROTOCOL_TYPE.to_string()),
+                protocol_name: joined.protocol_name,
+                // Never the leader: the broker assigns.
+                leader: String::new(),
+                member_id: request.member_id.clone(),
+                members: Vec::new(),
+            },
+        })
+    }
+
+    /// A classic member's SyncGroup in a consumer group; `None` when the group is classic.
+    pub fn classic_sync_in_consumer_group(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Option<super::state::SyncResult> {
+        let mut groups = self.lock();
+        let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
+        let protocol_name = consumer
+            .members
+            .get(member_id)
+            .and_then(|m| m.classic.as_ref())
+            .and_then(|c| c.protocols.first())
+            .map(|(name, _)| name.clone());
+        Some(match consumer.classic_sync(member_id, generation) {
+            Ok(assignment) => super::state::SyncResult {
+                error: None,
+                protocol_type: Some(CONSUMER_PROTOCOL_TYPE.to_string()),
+                protocol_name,
+                assignment,
+            },
+            Err(e) => super::state::SyncResult {
+                error: Some(e),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: bytes::Bytes::new(),
+            },
+        })
+    }
+
+    /// Classic members leaving a consumer group; `None` when the group is classic.
+    pub async fn classic_leave_in_consumer_group(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Option<Vec<Option<ErrorCode>>> {
+        let results: Vec<Option<ErrorCode>> = {
+            let mut groups = self.lock();
+            let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
+            members
+                .iter()
+                .map(|(member_id, instance)| {
+                    let id = match instance {
+                        Some(instance) if member_id.is_empty() => consumer
+                            .members
+                            .values()
+                            .find(|m| m.instance_id.as_deref() == Some(instance.as_str()))
+                            .map(|m| m.member_id.clone())
+                            .unwrap_or_default(),
+                        _ => member_id.clone(),
+                    };
+                    consumer.classic_leave(&id).err()
+                })
+                .collect()
+        };
+        self.persist_group(group_id).await;
+        Some(results)
     }
 
     /// A copy of a consumer group (ConsumerGroupDescribe); `Err` with why not.

@@ -4,6 +4,7 @@
 //!
 //! - [`state`]: one group's sans-io state machine (classic protocol).
 //! - [`consumer`]: the KIP-848 protocol's sans-io state machine, assignors included.
+//! - [`migration`]: classic members of a group upgraded to the KIP-848 protocol.
 //! - [`store`]: the group log (records, replay, compaction).
 //! - [`coordinator`]: the shell that runs the state machines, parks waiting requests and
 //!   persists.
@@ -11,6 +12,7 @@
 pub mod consumer;
 mod consumer_coordinator;
 pub mod coordinator;
+pub mod migration;
 pub mod state;
 pub mod store;
 mod txn_records;

@@ -58,6 +58,11 @@ impl Topics {
     }
 }
 
+/// The cluster's topics as consumer groups see them.
+pub(super) fn topics_view(node: &Node) -> TopicsView {
+    Topics::of(node).view
+}
+
 fn group_id_valid(id: &str) -> bool {
     !id.is_empty()
 }
