@@ -49,6 +49,26 @@ def ownership_overlaps(members):
     return overlaps
 
 
+def longest_handover(members):
+    """The longest time a partition that moved was owned by no one: from its old owner's
+    revocation to its new owner's assignment."""
+    revoked, assigned = {}, {}
+    for m in members:
+        for e in list(m.events):
+            for p in e.get("topics", []):
+                if e["event"] == "revoked":
+                    revoked.setdefault(p, []).append(e["t"])
+                elif e["event"] == "assigned":
+                    assigned.setdefault(p, []).append(e["t"])
+    longest = 0.0
+    for p, times in revoked.items():
+        for t in times:
+            later = [a for a in assigned.get(p, []) if a >= t]
+            if later:
+                longest = max(longest, min(later) - t)
+    return longest
+
+
 def never_emptied(m):
     """True when the member, once it held partitions, never held none (it kept consuming)."""
     held, started = set(), False
@@ -81,6 +101,10 @@ def test_two_then_five_members_share_twelve_partitions_without_overlap(silt_fact
     assert max(counts.values()) == 1, [v for v, n in counts.items() if n > 1][:10]
     assert ownership_overlaps(everyone) == []
     assert never_emptied(a) and never_emptied(b), "the first members kept partitions through the rebalance"
+    # A partition that moves is unowned for about a heartbeat interval (0.5 s) at most: its old
+    # owner's next heartbeat frees it, the new owner's next heartbeat takes it.
+    print(f"longest handover {longest_handover(everyone):.3f} s")
+    assert longest_handover(everyone) < 2.5, longest_handover(everyone)
     for m in everyone:
         m.stop()
 
