@@ -360,6 +360,22 @@ fn request(
                         ]),
                 ]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("kip848")))
+                .with_member_id(s(&format!("member-{version}")))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name("t")]))
+                .with_topic_partitions(Some(Vec::new())),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+                GroupId(s("kip848")),
+                GroupId(s("g")),
+                GroupId(s("nope")),
+            ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

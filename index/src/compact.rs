@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, Codec};
-use crate::record::{Record, RecordError, compress, decode_records, put_nullable, put_varlong};
+use crate::record::{Record, RecordError, compress, decode_records, put_record};
 
 /// The 128-bit hash a key is known by in the map (xxh3): two keys sharing one would merge,
 /// which at 128 bits does not happen in practice (Kafka's cleaner uses MD5 the same way).
@@ -237,22 +237,14 @@ fn parse(batch: &[u8]) -> Result<BatchHeader, RecordError> {
 fn rebuild(original: &[u8], header: &BatchHeader, kept: &[Record]) -> Vec<u8> {
     let mut body = BytesMut::new();
     for record in kept {
-        let mut fields = BytesMut::new();
-        fields.put_u8(0);
-        put_varlong(
-            &mut fields,
+        put_record(
+            &mut body,
             record.timestamp.wrapping_sub(header.base_timestamp),
+            record.offset - header.base_offset,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
         );
-        put_varlong(&mut fields, record.offset - header.base_offset);
-        put_nullable(&mut fields, record.key.as_deref());
-        put_nullable(&mut fields, record.value.as_deref());
-        put_varlong(&mut fields, record.headers.len() as i64);
-        for (key, value) in &record.headers {
-            put_nullable(&mut fields, Some(key));
-            put_nullable(&mut fields, value.as_deref());
-        }
-        put_varlong(&mut body, fields.len() as i64);
-        body.put_slice(&fields);
     }
     let codec = if kept.is_empty() {
         Codec::None

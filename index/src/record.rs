@@ -427,19 +427,14 @@ pub fn encode_batch(
         .expect("non-empty");
     let mut body = BytesMut::new();
     for (delta, record) in records.iter().enumerate() {
-        let mut fields = BytesMut::new();
-        fields.put_u8(0);
-        put_varlong(&mut fields, record.timestamp - base_timestamp);
-        put_varlong(&mut fields, delta as i64);
-        put_nullable(&mut fields, record.key.as_deref());
-        put_nullable(&mut fields, record.value.as_deref());
-        put_varlong(&mut fields, record.headers.len() as i64);
-        for (key, value) in &record.headers {
-            put_nullable(&mut fields, Some(key));
-            put_nullable(&mut fields, value.as_deref());
-        }
-        put_varlong(&mut body, fields.len() as i64);
-        body.put_slice(&fields);
+        put_record(
+            &mut body,
+            record.timestamp - base_timestamp,
+            delta as i64,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
     }
     let body = compress(codec, &body);
     let stamp = producer.unwrap_or(ProducerStamp {
@@ -465,6 +460,30 @@ pub fn encode_batch(
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// Appends one record (length-prefixed) to a batch's record section.
+pub(crate) fn put_record(
+    body: &mut BytesMut,
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(Bytes, Option<Bytes>)],
+) {
+    let mut fields = BytesMut::new();
+    fields.put_u8(0);
+    put_varlong(&mut fields, timestamp_delta);
+    put_varlong(&mut fields, offset_delta);
+    put_nullable(&mut fields, key);
+    put_nullable(&mut fields, value);
+    put_varlong(&mut fields, headers.len() as i64);
+    for (key, value) in headers {
+        put_nullable(&mut fields, Some(key));
+        put_nullable(&mut fields, value.as_deref());
+    }
+    put_varlong(body, fields.len() as i64);
+    body.put_slice(&fields);
 }
 
 pub(crate) fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {

@@ -675,11 +675,10 @@ impl ConsumerGroup {
         self.assignment_epoch = self.group_epoch;
     }
 
-    /// Moves a member towards its target (see the module documentation).
-    fn reconcile(&mut self, member_id: &str, now_ms: i64, persist: &mut bool) {
-        let target = self.target.get(member_id).cloned().unwrap_or_default();
-        let owned_elsewhere: BTreeSet<(String, i32)> = self
-            .members
+    /// The partitions the other members own or are still giving up: not to be given to
+    /// `member_id` yet.
+    pub(super) fn held_by_others(&self, member_id: &str) -> BTreeSet<(String, i32)> {
+        self.members
             .values()
             .filter(|m| m.member_id != member_id)
             .flat_map(|m| {
@@ -688,7 +687,13 @@ impl ConsumerGroup {
                     .chain(m.revoking.iter())
                     .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Moves a member towards its target (see the module documentation).
+    fn reconcile(&mut self, member_id: &str, now_ms: i64, persist: &mut bool) {
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let owned_elsewhere = self.held_by_others(member_id);
         let assignment_epoch = self.assignment_epoch;
         let Some(member) = self.members.get_mut(member_id) else {
             return;

@@ -19,8 +19,6 @@
 //! So the rule of the consumer protocol holds across both kinds of members: a partition is
 //! given up before anyone else gets it.
 
-use std::collections::BTreeSet;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::{
@@ -252,17 +250,7 @@ impl ConsumerGroup {
             *persist = true;
         }
         let target = self.target.get(member_id).cloned().unwrap_or_default();
-        let held_elsewhere: BTreeSet<(String, i32)> = self
-            .members
-            .values()
-            .filter(|m| m.member_id != member_id)
-            .flat_map(|m| {
-                m.assigned
-                    .iter()
-                    .chain(m.revoking.iter())
-                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
-            })
-            .collect();
+        let held_elsewhere = self.held_by_others(member_id);
         let assignment_epoch = self.assignment_epoch;
         let member = self.classic_member(member_id)?;
         let mut keep = Partitions::new();
@@ -333,7 +321,7 @@ impl ConsumerGroup {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::group::consumer::{Heartbeat, TopicsView};
