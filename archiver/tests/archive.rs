@@ -2,17 +2,17 @@
 //! fencing, crash leftovers, retention.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Hooked, Hooks};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use silt_archiver::manifest::Manifest;
 use silt_archiver::{Archive, ArchiveConfig, ArchiveError, PartitionId, Remote, SealedSegment};
 use silt_index::batch::Codec;
@@ -548,79 +548,28 @@ async fn a_large_cut_goes_in_bounded_passes() {
 
 use futures::StreamExt;
 
-/// A store that fails writes under "/roots/" while `fail_roots` is set, like a crash between
+/// Hooks that fail writes under "/roots/" while `fail_roots` is set, like a crash between
 /// uploading a segment and committing the manifest.
 #[derive(Debug)]
 struct Faulty {
-    inner: InMemory,
     fail_roots: AtomicBool,
 }
 
-impl std::fmt::Display for Faulty {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Faulty")
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Faulty {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
+impl Hooks for Faulty {
+    fn put(&self, location: &Path) -> Result<(), &'static str> {
         if self.fail_roots.load(Ordering::SeqCst) && location.as_ref().contains("/roots/") {
-            return Err(object_store::Error::Generic {
-                store: "faulty",
-                source: "injected failure".into(),
-            });
+            return Err("injected failure");
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn an_interrupted_upload_leaves_nothing_behind_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(Faulty {
-        inner: InMemory::new(),
+    let faulty = Arc::new(Hooked::new(Faulty {
         fail_roots: AtomicBool::new(false),
-    });
+    }));
     let store: Arc<dyn ObjectStore> = faulty.clone();
     let first = segment_file(dir.path(), 0, 10, 100);
     let second = segment_file(dir.path(), first.next_offset, 10, 100);

@@ -2,18 +2,18 @@
 //! root, the grace period of replaced objects, and a writer stopped at any PUT of a pass.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Hooked, Hooks};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectStore, ObjectStoreExt};
 use silt_archiver::compaction::ArchiveCompaction;
 use silt_archiver::{Archive, ArchiveConfig, PartitionId, Remote, SealedSegment};
 use silt_index::batch::Codec;
@@ -226,70 +226,20 @@ async fn the_archive_compacts_in_passes_and_swaps_by_one_root() {
     assert_eq!(read_archive(&archive).await.0, live);
 }
 
-/// A store whose PUTs fail from the `n`th on (a writer killed there).
+/// Hooks whose PUTs fail from the `n`th on (a writer killed there).
 #[derive(Debug)]
 struct DiesAtPut {
-    inner: InMemory,
     puts: AtomicU64,
     dies_at: AtomicU64,
 }
 
-impl std::fmt::Display for DiesAtPut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DiesAtPut")
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for DiesAtPut {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
+impl Hooks for DiesAtPut {
+    fn put(&self, _location: &Path) -> Result<(), &'static str> {
         let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.dies_at.load(Ordering::SeqCst) {
-            return Err(object_store::Error::Generic {
-                store: "dies",
-                source: "the writer is gone".into(),
-            });
+            return Err("the writer is gone");
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        Ok(())
     }
 }
 
@@ -301,11 +251,10 @@ async fn a_pass_stopped_at_any_put_leaves_the_old_archive_whole() {
     let (segments, written) = segments(dir.path(), 12, 6, 4);
     let mut cut = 1;
     loop {
-        let store = Arc::new(DiesAtPut {
-            inner: InMemory::new(),
+        let store = Arc::new(Hooked::new(DiesAtPut {
             puts: AtomicU64::new(0),
             dies_at: AtomicU64::new(u64::MAX),
-        });
+        }));
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let archive = Archive::with_remote(
             Remote::with_store(dyn_store, Path::from("pre"), "test".into()),

@@ -3,18 +3,17 @@
 //! store that does not answer).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Hooked, Hooks};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use object_store::memory::InMemory;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
 use silt_archiver::{
     Archive, ArchiveConfig, PartitionId, ReaderConfig, Remote, RemoteReader, Root, SealedSegment,
 };
@@ -24,10 +23,9 @@ use silt_index::record::{NewRecord, decode_records, encode_batch};
 use silt_index::sidecar::AbortedRange;
 use tokio::sync::Semaphore;
 
-/// An in-memory store that counts segment GETs, can hold them at a gate, and can refuse them.
+/// Hooks that count segment GETs, can hold them at a gate, and can make them never answer.
 #[derive(Debug)]
 struct Gated {
-    inner: InMemory,
     segment_gets: AtomicU64,
     gate: Semaphore,
     gated: AtomicBool,
@@ -35,45 +33,19 @@ struct Gated {
 }
 
 impl Gated {
-    fn new() -> Arc<Gated> {
-        Arc::new(Gated {
-            inner: InMemory::new(),
+    fn new() -> Arc<Hooked<Gated>> {
+        Arc::new(Hooked::new(Gated {
             segment_gets: AtomicU64::new(0),
             gate: Semaphore::new(0),
             gated: AtomicBool::new(false),
             down: AtomicBool::new(false),
-        })
-    }
-}
-
-impl std::fmt::Display for Gated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Gated")
+        }))
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for Gated {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
+impl Hooks for Gated {
+    async fn get(&self, location: &Path) {
         if location.as_ref().ends_with(".log") {
             self.segment_gets.fetch_add(1, Ordering::SeqCst);
             if self.gated.load(Ordering::SeqCst) {
@@ -84,27 +56,6 @@ impl ObjectStore for Gated {
             // Never answers, like a bucket behind a dead network path.
             std::future::pending::<()>().await;
         }
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
     }
 }
 
@@ -119,7 +70,7 @@ fn pid() -> PartitionId {
 /// Three archived segments of batches of varied sizes (some larger than a chunk), and the
 /// bytes of each segment file.
 struct Fixture {
-    store: Arc<Gated>,
+    store: Arc<Hooked<Gated>>,
     archive: Archive,
     root: Root,
     files: Vec<Vec<u8>>,

@@ -301,6 +301,14 @@ impl GroupLogSource for TopicGroupLog {
         }
         partition.replica.as_ref().ok().cloned()
     }
+
+    fn topics(&self) -> crate::group::consumer::TopicsView {
+        let all = self.topics.all();
+        crate::group::consumer::topics_view(
+            all.iter()
+                .map(|t| (t.name.as_str(), t.partitions().len() as i32)),
+        )
+    }
 }
 
 /// A cluster id in Kafka's style: 16 random bytes, URL-safe base64 without padding.

@@ -32,6 +32,16 @@ pub type Partitions = BTreeMap<String, BTreeSet<i32>>;
 /// topics left out), for subscriptions and regular expressions.
 pub type TopicsView = BTreeMap<String, i32>;
 
+/// The view of `topics` (name, partition count) a consumer group works with: internal
+/// topics (`__*`) are left out, as Kafka leaves them out of regular expressions.
+pub fn topics_view<'a>(topics: impl IntoIterator<Item = (&'a str, i32)>) -> TopicsView {
+    topics
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("__"))
+        .map(|(name, n)| (name.to_string(), n))
+        .collect()
+}
+
 /// A server-side assignor (`group.consumer.assignors`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

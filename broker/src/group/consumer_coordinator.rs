@@ -42,6 +42,7 @@ impl GroupCoordinator {
         let mut persist = false;
         let answer = {
             let mut groups = self.lock();
+            let existed = groups.contains_key(group_id);
             let entry = self.entry(&mut groups, group_id);
             let group = &mut entry.group;
             let may_upgrade = matches!(
@@ -88,7 +89,12 @@ impl GroupCoordinator {
                 persist = true;
             }
             let consumer = group.consumer.as_mut().expect("set above");
-            consumer.heartbeat(&request, topics, &config, now, &mut persist)
+            let answer = consumer.heartbeat(&request, topics, &config, now, &mut persist);
+            if answer.error.is_some() && !existed {
+                // A refused first heartbeat leaves no group behind.
+                groups.remove(group_id);
+            }
+            answer
         };
         if persist && answer.error.is_none() && !self.persist_group(group_id).await {
             return fail(
@@ -100,7 +106,7 @@ impl GroupCoordinator {
     }
 
     /// A classic member's Heartbeat in a consumer group; `None` when the group is classic.
-    pub fn classic_heartbeat_in_consumer_group(
+    pub(super) fn classic_heartbeat_in_consumer_group(
         &self,
         group_id: &str,
         member_id: &str,
@@ -114,19 +120,29 @@ impl GroupCoordinator {
 
     /// A classic member's JoinGroup in a consumer group (answered at once, after its record
     /// is durable); `None` when the group is classic or does not hold the member.
-    pub async fn classic_join_in_consumer_group(
+    pub(super) async fn classic_join_in_consumer_group(
         &self,
         group_id: &str,
         request: &super::state::JoinRequest,
-        topics: &TopicsView,
     ) -> Option<super::state::JoinResult> {
+        // Only a member a consumer group holds as a classic one (the common case, a classic
+        // group, returns here without looking at the topics).
+        let classic_member =
+            |groups: &mut std::collections::HashMap<String, super::coordinator::Entry>| {
+                let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
+                consumer.members.get(&request.member_id)?.classic.as_ref()?;
+                Some(())
+            };
+        classic_member(&mut self.lock())?;
+        let topics = self.topics();
+        let topics = &topics;
         let now = self.clock().now_ms();
         let mut persist = false;
         let joined = {
             let mut groups = self.lock();
+            // (Checked again: the group may have changed while the topics were read.)
+            classic_member(&mut groups)?;
             let consumer = groups.get_mut(group_id)?.group.consumer.as_mut()?;
-            // Only a member the group holds as a classic one.
-            consumer.members.get(&request.member_id)?.classic.as_ref()?;
             consumer.classic_join(
                 &request.member_id,
                 &request.protocols,
@@ -165,7 +181,7 @@ impl GroupCoordinator {
     }
 
     /// A classic member's SyncGroup in a consumer group; `None` when the group is classic.
-    pub fn classic_sync_in_consumer_group(
+    pub(super) fn classic_sync_in_consumer_group(
         &self,
         group_id: &str,
         member_id: &str,
@@ -196,7 +212,7 @@ impl GroupCoordinator {
     }
 
     /// Classic members leaving a consumer group; `None` when the group is classic.
-    pub async fn classic_leave_in_consumer_group(
+    pub(super) async fn classic_leave_in_consumer_group(
         &self,
         group_id: &str,
         members: &[(String, Option<String>)],

@@ -410,6 +410,11 @@ impl GroupCoordinator {
         &self.clock
     }
 
+    /// The cluster's topics as consumer groups see them.
+    pub(super) fn topics(&self) -> super::consumer::TopicsView {
+        self.store.topics()
+    }
+
     /// Persists a group's metadata as it is now; true once it is durable.
     pub(super) async fn persist_group(&self, group_id: &str) -> bool {
         self.persist_then_deliver(group_id, Vec::new()).await
@@ -598,6 +603,13 @@ impl GroupCoordinator {
                 members: Vec::new(),
             };
         }
+        // A classic member of a group upgraded to the consumer protocol while it was there.
+        if let Some(result) = self
+            .classic_join_in_consumer_group(group_id, &request)
+            .await
+        {
+            return result;
+        }
         let now = self.clock.now_ms();
         let (outcome, effects, waiter) = {
             let mut groups = self.lock();
@@ -693,6 +705,9 @@ impl GroupCoordinator {
                 assignment: Bytes::new(),
             };
         }
+        if let Some(result) = self.classic_sync_in_consumer_group(group_id, member_id, generation) {
+            return result;
+        }
         let now = self.clock.now_ms();
         let (outcome, effects, waiter) = {
             let mut groups = self.lock();
@@ -750,6 +765,11 @@ impl GroupCoordinator {
         generation: i32,
     ) -> Result<(), ErrorCode> {
         self.coordinates(group_id)?;
+        if let Some(result) =
+            self.classic_heartbeat_in_consumer_group(group_id, member_id, generation)
+        {
+            return result;
+        }
         let now = self.clock.now_ms();
         let mut groups = self.lock();
         let entry = groups.get_mut(group_id).ok_or(ErrorCode::UnknownMemberId)?;
@@ -763,6 +783,12 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
         self.coordinates(group_id)?;
+        if let Some(results) = self
+            .classic_leave_in_consumer_group(group_id, members)
+            .await
+        {
+            return Ok(results);
+        }
         let now = self.clock.now_ms();
         let (results, effects) = {
             let mut groups = self.lock();

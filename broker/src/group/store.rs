@@ -293,6 +293,12 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<(Key, Value)> {
 pub trait GroupLogSource: Send + Sync + std::fmt::Debug + 'static {
     /// This node's replica of group-log partition `p`, if it holds one and it is online.
     fn replica(&self, p: usize) -> Option<Arc<dyn Replica>>;
+
+    /// The cluster's topics as consumer groups see them (KIP-848 subscriptions and
+    /// assignments); none by default.
+    fn topics(&self) -> super::consumer::TopicsView {
+        super::consumer::TopicsView::new()
+    }
 }
 
 /// The group log: its partitions and the locks that keep appends and in-memory state in order.
@@ -304,6 +310,11 @@ pub struct GroupStore {
 }
 
 impl GroupStore {
+    /// The cluster's topics, from the source.
+    pub fn topics(&self) -> super::consumer::TopicsView {
+        self.source.topics()
+    }
+
     /// The group log over `source`'s replicas.
     pub fn new(source: Arc<dyn GroupLogSource>, clock: Arc<dyn Clock>) -> GroupStore {
         GroupStore {

@@ -34,13 +34,12 @@ impl Topics {
             by_id: BTreeMap::new(),
             ids: BTreeMap::new(),
         };
-        for topic in node.topics.all() {
-            if topic.name.starts_with("__") {
-                continue;
-            }
-            topics
-                .view
-                .insert(topic.name.clone(), topic.partitions().len() as i32);
+        let all = node.topics.all();
+        topics.view = crate::group::consumer::topics_view(
+            all.iter()
+                .map(|t| (t.name.as_str(), t.partitions().len() as i32)),
+        );
+        for topic in all.iter().filter(|t| topics.view.contains_key(&t.name)) {
             topics.by_id.insert(topic.id, topic.name.clone());
             topics.ids.insert(topic.name.clone(), topic.id);
         }
@@ -56,11 +55,6 @@ impl Topics {
             })
             .collect()
     }
-}
-
-/// The cluster's topics as consumer groups see them.
-pub(super) fn topics_view(node: &Node) -> TopicsView {
-    Topics::of(node).view
 }
 
 fn group_id_valid(id: &str) -> bool {

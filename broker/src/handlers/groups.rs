@@ -203,17 +203,6 @@ pub(super) async fn join(
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
     };
-    // A classic member of a group upgraded to the consumer protocol while it was there.
-    if node.groups.coordinates(&group_id).is_ok() {
-        let topics = super::consumer_groups::topics_view(node);
-        if let Some(result) = node
-            .groups
-            .classic_join_in_consumer_group(&group_id, &join, &topics)
-            .await
-        {
-            return join_response(result, version);
-        }
-    }
     join_response(node.groups.join(&group_id, join).await, version)
 }
 
@@ -222,37 +211,24 @@ pub(super) async fn sync(
     request: SyncGroupRequest,
     version: i16,
 ) -> SyncGroupResponse {
-    let group_id = request.group_id.0.as_str();
-    // A classic member of a group upgraded to the consumer protocol: the broker assigned.
-    let upgraded = node.groups.coordinates(group_id).ok().and_then(|()| {
-        node.groups.classic_sync_in_consumer_group(
-            group_id,
+    let assignments = request
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let protocol_type = request.protocol_type.as_ref().map(|p| p.to_string());
+    let protocol_name = request.protocol_name.as_ref().map(|p| p.to_string());
+    let result = node
+        .groups
+        .sync(
+            request.group_id.0.as_str(),
             request.member_id.as_str(),
+            request.group_instance_id.as_deref(),
             request.generation_id,
+            (protocol_type.as_deref(), protocol_name.as_deref()),
+            assignments,
         )
-    });
-    let result = match upgraded {
-        Some(result) => result,
-        None => {
-            let assignments = request
-                .assignments
-                .into_iter()
-                .map(|a| (a.member_id.to_string(), a.assignment))
-                .collect();
-            let protocol_type = request.protocol_type.as_ref().map(|p| p.to_string());
-            let protocol_name = request.protocol_name.as_ref().map(|p| p.to_string());
-            node.groups
-                .sync(
-                    group_id,
-                    request.member_id.as_str(),
-                    request.group_instance_id.as_deref(),
-                    request.generation_id,
-                    (protocol_type.as_deref(), protocol_name.as_deref()),
-                    assignments,
-                )
-                .await
-        }
-    };
+        .await;
     let response = SyncGroupResponse::default()
         .with_error_code(code(result.error))
         .with_assignment(result.assignment);
@@ -266,16 +242,6 @@ pub(super) async fn sync(
 }
 
 pub(super) fn heartbeat(node: &Node, request: HeartbeatRequest) -> HeartbeatResponse {
-    let group_id = request.group_id.0.as_str();
-    if node.groups.coordinates(group_id).is_ok()
-        && let Some(result) = node.groups.classic_heartbeat_in_consumer_group(
-            group_id,
-            request.member_id.as_str(),
-            request.generation_id,
-        )
-    {
-        return HeartbeatResponse::default().with_error_code(code(result.err()));
-    }
     let result = node.groups.heartbeat(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
@@ -305,20 +271,11 @@ pub(super) async fn leave(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let group_id = request.group_id.0.as_str();
-    let upgraded = match node.groups.coordinates(group_id) {
-        Ok(()) => {
-            node.groups
-                .classic_leave_in_consumer_group(group_id, &members)
-                .await
-        }
-        Err(_) => None,
-    };
-    let outcome = match upgraded {
-        Some(results) => Ok(results),
-        None => node.groups.leave(group_id, &members).await,
-    };
-    match outcome {
+    match node
+        .groups
+        .leave(request.group_id.0.as_str(), &members)
+        .await
+    {
         Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
         Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(
             members

@@ -15,7 +15,6 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use silt_index::batch::BatchHeader;
-use silt_index::record::decode_records;
 
 use super::{Handled, leader_hint, respond, str_bytes};
 use crate::log::{AppendError, AppendTicket, Appended, Durability};
@@ -197,44 +196,11 @@ async fn queue(
                 }),
             );
         }
-        if let Some(message) = keyless_on_compacted(node, topic, &header, &records) {
-            return Queued::Failed(ErrorCode::InvalidRecord, Some(message));
-        }
     }
     let bytes = records.len() as u64;
     match view.submit(records, durability).await {
         Ok(ticket) => Queued::Ticket(ticket, bytes),
         Err(refused) => Queued::Failed(refused.code, refused.message),
-    }
-}
-
-/// Decompressed bytes a produce may make the broker look at to check keys.
-const KEY_CHECK_DECOMPRESSED_MAX: usize = 256 << 20;
-
-/// Why a batch may not go to a compacted topic, if it may not: compaction keeps the newest
-/// record of each key, so a record without one has no place (Kafka refuses it the same way).
-fn keyless_on_compacted(
-    node: &Node,
-    topic: &str,
-    header: &BatchHeader,
-    records: &[u8],
-) -> Option<String> {
-    let compacted = node
-        .topics
-        .get(topic)
-        .is_some_and(|t| t.config().cleanup_policy.compacts());
-    if !compacted || header.is_control() {
-        return None;
-    }
-    match decode_records(records, KEY_CHECK_DECOMPRESSED_MAX) {
-        Ok(decoded) => decoded.iter().find(|r| r.key.is_none()).map(|r| {
-            format!(
-                "compacted topic '{topic}' requires a key on every record; the record at offset \
-                 delta {} has none",
-                r.offset - header.base_offset
-            )
-        }),
-        Err(e) => Some(format!("cannot read the batch's records: {e}")),
     }
 }
 

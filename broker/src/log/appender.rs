@@ -109,6 +109,14 @@ pub enum AppendError {
     /// Raft's own entries).
     #[error("control batches are written by the broker, not by clients")]
     Control,
+    /// A record without a key, to a compacted topic.
+    #[error(
+        "a compacted topic requires a key on every record; the record at offset delta {offset_delta} has none"
+    )]
+    KeyRequired {
+        /// Its offset delta in the batch.
+        offset_delta: i64,
+    },
     /// Writing or syncing failed.
     #[error("storage failure: {0}")]
     Storage(String),

@@ -411,8 +411,7 @@ impl PartitionLog {
         batch: Bytes,
         durability: Durability,
     ) -> Result<AppendTicket, AppendError> {
-        let max = self.shared.config().max_message_bytes;
-        let header = check_batch(&batch, max)?;
+        let header = check_batch(&batch, &self.shared.config())?;
         self.queue_append(batch, header, durability).await
     }
 
@@ -1041,10 +1040,10 @@ impl PartitionLog {
 }
 
 /// Checks that `bytes` is exactly one whole v2 data batch with a good CRC, within `max`
-/// bytes, as a client may send it: never a control batch, and a transactional one only of an
-/// idempotent producer.
-pub(crate) fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendError> {
-    let header = check_whole(bytes, max)?;
+/// bytes, as a client may send it: never a control batch, a transactional one only of an
+/// idempotent producer, and on a compacted log only records with keys.
+pub(crate) fn check_batch(bytes: &[u8], config: &LogConfig) -> Result<BatchHeader, AppendError> {
+    let header = check_whole(bytes, config.max_message_bytes)?;
     if header.is_control() {
         return Err(AppendError::Control);
     }
@@ -1053,7 +1052,27 @@ pub(crate) fn check_batch(bytes: &[u8], max: u32) -> Result<BatchHeader, AppendE
             "a transactional batch without a producer id".into(),
         ));
     }
+    if config.compaction.is_some() {
+        check_keys(bytes, &header)?;
+    }
     Ok(header)
+}
+
+/// Decompressed bytes a produce may make the broker look at to check keys.
+const KEY_CHECK_DECOMPRESSED_MAX: usize = 256 << 20;
+
+/// Compaction keeps the newest record of each key, so a record without one has no place in a
+/// compacted log (Kafka refuses it the same way). The only check that reads records: compacted
+/// topics pay for it, others never do.
+fn check_keys(bytes: &[u8], header: &BatchHeader) -> Result<(), AppendError> {
+    let records = decode_records(bytes, KEY_CHECK_DECOMPRESSED_MAX)
+        .map_err(|e| AppendError::Corrupt(format!("cannot read the batch's records: {e}")))?;
+    match records.iter().find(|r| r.key.is_none()) {
+        Some(keyless) => Err(AppendError::KeyRequired {
+            offset_delta: keyless.offset - header.base_offset,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks that `bytes` is a transaction marker: a whole control batch of a producer whose one

@@ -27,7 +27,7 @@ pub fn for_append(error: &AppendError) -> ErrorCode {
         AppendError::Sequence(SequenceError::InvalidProducerEpoch { .. }) => {
             ErrorCode::InvalidProducerEpoch
         }
-        AppendError::Control => ErrorCode::InvalidRecord,
+        AppendError::Control | AppendError::KeyRequired { .. } => ErrorCode::InvalidRecord,
         AppendError::Storage(_) => ErrorCode::KafkaStorageError,
         // The partition is closing (deleted or shutting down): retriable, the client refreshes
         // its metadata.

@@ -424,7 +424,7 @@ impl RaftReplica {
         let header = if marker {
             crate::log::partition_log::check_marker_batch(&batch)?
         } else {
-            crate::log::partition_log::check_batch(&batch, config.max_message_bytes)?
+            crate::log::partition_log::check_batch(&batch, &config)?
         };
         if marker {
             log.producers().check_marker(&header)?;
