@@ -265,3 +265,39 @@ def test_a_group_rebuilds_the_table_after_a_broker_killed_while_compacting(silt_
     assert rebuilt == {k: v for k, (_, v) in table.items() if v is not None}
     status = partition_status(silt, "state")["compaction"]
     assert status["cleaned_to"] >= end and status["dirty_ratio"] < 0.5, status
+
+
+def test_a_replicated_compacted_topic_with_a_lagging_follower_and_a_leader_kill(cluster_factory):
+    """Each replica compacts its own log, whose batches are its Raft entries: a follower that was
+    down while the leader compacted catches up from the compacted entries (no archive here, so
+    no snapshot can stand in for them), and after the leader is killed the new one serves every
+    key's newest record at its offset."""
+    cluster = cluster_factory(extra_args=FAST)
+    create_topic(cluster.bootstrap, "rtable", replication_factor=3, config={
+        "cleanup.policy": "compact", "segment.bytes": "4096", "min.cleanable.dirty.ratio": "0.01",
+        "remote.storage.enable": "false",
+    })
+    cluster.wait_in_sync("rtable", [0])
+    leader = cluster.leader("rtable", 0)
+    lagging = next(i for i in range(3) if i != leader)
+    cluster.nodes[lagging].kill()
+    records = changelog(200, 10)
+    delivered = confluent_produce(cluster.bootstrap, "rtable", records)
+    table = expected_table(records, delivered)
+    produced_at = produced_by_offset(records, delivered)
+    end = delivered[-1][1] + 1
+
+    # The last batch stays in the active segment (never compacted; no archive rolls it here).
+    def compacted_on(node):
+        return partition_status(cluster.nodes[node], "rtable")["compaction"]["bytes_reclaimed"] > 0
+    wait_for(lambda: compacted_on(leader), timeout=120, what="the leader compacted")
+    cluster.nodes[lagging].start()
+    cluster.wait_in_sync("rtable", [0])
+    wait_for(lambda: partition_status(cluster.nodes[lagging], "rtable")["high_watermark"] >= end, timeout=60,
+             what="the follower caught up")
+    caught_up = partition_status(cluster.nodes[lagging], "rtable")
+    assert caught_up["local_start_offset"] == 0, "it was sent the entries, not a snapshot"
+    cluster.nodes[leader].kill()
+    messages = read_to_end(cluster.bootstrap, "rtable")
+    assert_compacted(messages, table, produced_at)
+    assert len(messages) < len(records) / 2, "what the new leader serves is compacted"
