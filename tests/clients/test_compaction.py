@@ -282,7 +282,11 @@ def test_a_replicated_compacted_topic_with_a_lagging_follower_and_a_leader_kill(
     lagging = next(i for i in range(3) if i != leader)
     cluster.nodes[lagging].kill()
     records = changelog(200, 10)
-    delivered = confluent_produce(cluster.bootstrap, "rtable", records)
+    # A round at a time, so each round is its own batches and segments (one huge batch would
+    # sit whole in the active segment, which is never compacted).
+    delivered = []
+    for r in range(10):
+        delivered += confluent_produce(cluster.bootstrap, "rtable", records[r * 200:(r + 1) * 200])
     table = expected_table(records, delivered)
     produced_at = produced_by_offset(records, delivered)
     end = delivered[-1][1] + 1
