@@ -18,6 +18,7 @@
 //! - [`tiering`]: sealed segments to the archive, archive retention, what local retention may
 //!   delete.
 //! - [`metrics`]: counters and their Prometheus text.
+//! - [`security`]: listeners' TLS and SASL, SCRAM users, ACLs and the authorizer.
 //! - [`server`]: the tokio shell: listeners, connections, admin HTTP, shutdown.
 //!
 //! ```no_run
@@ -42,6 +43,7 @@ pub mod protocol;
 pub mod raft;
 pub mod replica;
 pub mod retention;
+pub mod security;
 pub mod server;
 pub mod tiering;
 pub mod topics;

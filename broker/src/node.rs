@@ -61,6 +61,8 @@ pub struct Node {
     pub cluster: Arc<Cluster>,
     /// Opens this node's replicas.
     pub replicas: Arc<dyn ReplicaFactory>,
+    /// Listeners, TLS, users and ACLs as this node applies them.
+    pub security: Arc<crate::security::Security>,
     producer_ids: tokio::sync::Mutex<ProducerIds>,
     started: Instant,
 }
@@ -133,6 +135,7 @@ impl Node {
         clock: Arc<dyn Clock>,
         runtime: tokio::runtime::Handle,
         cluster: Arc<Cluster>,
+        security: Arc<crate::security::Security>,
     ) -> Result<Arc<Node>, LogError> {
         let data = config.data_dir.clone();
         let own = Node::identity(&config, storage.as_ref())?;
@@ -216,6 +219,7 @@ impl Node {
                 reserved_until: 0,
             }),
             started: Instant::now(),
+            security,
         });
         node.cluster.attach(&node);
         if let Some(tiering) = node.tiering.clone() {

@@ -28,10 +28,15 @@
 
 mod error;
 mod node;
+mod security;
 mod topic;
 
 pub use error::{ConfigError, Source};
-pub use node::{ArchiveTarget, ENV_PREFIX, NODE_KEYS, NodeConfig};
+pub use node::{ArchiveTarget, ENV_PREFIX, NODE_KEYS, NodeConfig, all_keys};
+pub use security::{
+    ClientAuth, HIDDEN, Listener, MECHANISMS, PrincipalRule, SECURITY_KEYS, Secret, SecurityConfig,
+    SecurityProtocol, Toggle,
+};
 pub use topic::{
     CleanupPolicy, PropertyKind, TOPIC_PROPERTIES, TimestampType, TopicConfig, TopicDefaults,
     TopicProperty,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::error::{ConfigError, Source, suggest};
+use crate::security::{SECURITY_KEYS, SecurityConfig};
 use crate::topic::{TimestampType, TopicDefaults};
 
 /// Every node setting: its key (TOML key; `SILT_<KEY>` upper-cased in the environment) and
@@ -352,6 +353,8 @@ pub struct NodeConfig {
     pub group_log_compaction_bytes: u64,
     /// Defaults of topic properties.
     pub topic_defaults: TopicDefaults,
+    /// Listeners, TLS, SASL and authorization.
+    pub security: SecurityConfig,
 }
 
 impl Default for NodeConfig {
@@ -408,6 +411,7 @@ impl Default for NodeConfig {
             group_consumer_migration_policy: "bidirectional".to_string(),
             group_log_compaction_bytes: 64 << 20,
             topic_defaults: TopicDefaults::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -743,14 +747,17 @@ impl NodeConfig {
                     _ => return Err(invalid("CreateTime or LogAppendTime")),
                 }
             }
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    what: "setting",
-                    key: key.to_string(),
-                    origin: source,
-                    known: suggest(key, NODE_KEYS.iter().map(|(k, _)| *k)),
-                });
-            }
+            _ => match self.security.set(key, value) {
+                Some(result) => return result.map_err(|expected| invalid(&expected)),
+                None => {
+                    return Err(ConfigError::UnknownKey {
+                        what: "setting",
+                        key: key.to_string(),
+                        origin: source,
+                        known: suggest(key, all_keys().map(|(k, _)| k)),
+                    });
+                }
+            },
         }
         Ok(())
     }
@@ -905,7 +912,7 @@ impl NodeConfig {
                 TimestampType::CreateTime => "CreateTime".to_string(),
                 TimestampType::LogAppendTime => "LogAppendTime".to_string(),
             },
-            _ => return None,
+            _ => return self.security.value_of(key),
         })
     }
 
@@ -954,6 +961,11 @@ impl NodeConfig {
             None => self.kafka_addr.to_string(),
         }
     }
+}
+
+/// Every node setting with what it does: [`NODE_KEYS`] and then [`SECURITY_KEYS`].
+pub fn all_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
+    NODE_KEYS.iter().chain(SECURITY_KEYS).copied()
 }
 
 /// Environment variables with this prefix are node settings.
@@ -1116,8 +1128,8 @@ mod tests {
     fn every_documented_key_is_accepted() {
         // Each key must round-trip through `set` with a plausible value, so NODE_KEYS and the
         // match in `set` cannot drift apart.
-        for (key, _) in NODE_KEYS {
-            let value = match *key {
+        for (key, _) in all_keys() {
+            let value = match key {
                 "data_dir" => "/tmp/x",
                 "kafka_addr" | "admin_addr" => "127.0.0.1:1",
                 "advertised_kafka_addr" => "example.com:9092",
@@ -1150,6 +1162,18 @@ mod tests {
                 "default_replication_factor" | "default_min_insync_replicas" => "3",
                 "raft_heartbeat_interval_ms" => "100",
                 "raft_election_timeout_ms" => "1000",
+                "listeners" => "PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9093",
+                "advertised_listeners" => "SASL_SSL://broker.example.com:9093",
+                "listener_security_protocol_map" => "EXTERNAL:SASL_SSL",
+                "tls_cert_file" | "tls_key_file" | "tls_ca_file" => "/etc/silt/tls.pem",
+                "tls_client_auth" => "required",
+                "ssl_principal_mapping_rules" => "RULE:^CN=([^,]+).*$/$1/L,DEFAULT",
+                "sasl_mechanisms" => "SCRAM-SHA-512,PLAIN",
+                "super_users" => "User:admin",
+                "bootstrap_user" => "admin:secret",
+                "authorization" | "admin_auth" => "auto",
+                "allow_everyone_if_no_acl_found" | "admin_tls" => "true",
+                "admin_api_token" => "token",
                 _ => "4096",
             };
             let mut config = NodeConfig::default();

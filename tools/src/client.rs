@@ -16,13 +16,15 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::client_auth::{ClientSecurity, Stream};
+
 /// Largest response the CLI accepts.
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to one broker.
 pub(crate) struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
     address: String,
@@ -38,6 +40,8 @@ impl Client {
                 format!("cannot connect to {address}; is silt running? (silt serve)")
             })?;
         stream.set_nodelay(true)?;
+        let security = ClientSecurity::from_env()?;
+        let stream = security.wrap(stream, address).await?;
         let mut client = Client {
             stream,
             correlation_id: 0,
@@ -56,6 +60,7 @@ impl Client {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        security.authenticate(&mut client).await?;
         Ok(client)
     }
 

@@ -6,8 +6,10 @@
 mod archive;
 mod brokers;
 mod client;
+mod client_auth;
 mod cluster;
 mod group;
+mod security;
 mod serve;
 mod topic;
 mod transaction;
@@ -59,6 +61,20 @@ enum Command {
         brokers: topic::BrokerArgs,
         #[command(subcommand)]
         command: transaction::TransactionCommand,
+    },
+    /// Create, list and delete SASL/SCRAM users.
+    User {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: security::UserCommand,
+    },
+    /// Create, list and delete ACLs.
+    Acl {
+        #[command(flatten)]
+        brokers: topic::BrokerArgs,
+        #[command(subcommand)]
+        command: security::AclCommand,
     },
     /// Run a development cluster on this machine; restore a cluster from a bucket.
     Cluster {
@@ -118,6 +134,8 @@ fn main() -> ExitCode {
             Command::Transaction { brokers, command } => transaction::run(command, &brokers).await,
             Command::Archive { args, command } => archive::run(command, &args).await,
             Command::Cluster { brokers, command } => cluster::run(command, &brokers).await,
+            Command::User { brokers, command } => security::run_user(command, &brokers).await,
+            Command::Acl { brokers, command } => security::run_acl(command, &brokers).await,
         }
     });
     match result {

@@ -80,6 +80,13 @@ pub(crate) fn load_config(args: &ServeArgs) -> Result<NodeConfig> {
             .with_context(|| format!("--set takes key=value, not {pair:?}"))?;
         config.set(key, value, Source::Flag)?;
     }
+    config
+        .security
+        .resolve_secrets(
+            |name| std::env::var(name).ok(),
+            |path| std::fs::read_to_string(path),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(config)
 }
 
@@ -87,7 +94,7 @@ pub(crate) fn load_config(args: &ServeArgs) -> Result<NodeConfig> {
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if args.list_settings {
         let defaults = NodeConfig::default();
-        for (key, doc) in silt_config::NODE_KEYS {
+        for (key, doc) in silt_config::all_keys() {
             println!(
                 "{key:<28} {:<22} {doc}",
                 defaults.value_of(key).unwrap_or_default()
@@ -100,6 +107,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let archive = config.value_of("archive").unwrap_or_default();
     let server = Server::bind(config).await?;
+    let listeners: Vec<String> = server
+        .listeners()
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.addr))
+        .collect();
     tracing::info!(
         data_dir = %data_dir.display(),
         archive,
@@ -108,6 +120,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         rpc = %server.rpc_addr(),
         node_id = server.node().config.node_id,
         topics = server.node().topics.all().iter().filter(|t| !t.internal).count(),
+        listeners = listeners.join(","),
         "silt is serving"
     );
     server.run(shutdown_signal()).await;

@@ -394,6 +394,13 @@ impl Cluster {
             rpc_addr: config.advertised_rpc(),
             admin_addr: config.admin_addr.to_string(),
             draining: false,
+            listeners: config
+                .security
+                .resolve_listeners(config.kafka_addr, config.advertised_kafka_addr.as_deref())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| (l.name, l.advertised.unwrap_or_else(|| l.addr.to_string())))
+                .collect(),
         };
         if self.controller.state().brokers.get(&self.node_id) != Some(&broker) {
             self.controller

@@ -168,6 +168,7 @@ mod tests {
                     rpc_addr: format!("127.0.0.1:{}", 9192 + id),
                     admin_addr: format!("127.0.0.1:{}", 9292 + id),
                     draining: *draining,
+                    listeners: Default::default(),
                 },
             );
         }

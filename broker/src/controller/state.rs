@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::raft::GroupId;
+use crate::security::acl::AclBinding;
+use crate::security::scram::{Credential, Mechanism};
 
 /// Format version of the state (in snapshots).
 pub const STATE_FORMAT: u32 = 1;
@@ -37,6 +39,56 @@ pub struct Broker {
     /// Taken out of service (`silt cluster remove`): no new replicas, its replicas move away.
     #[serde(default)]
     pub draining: bool,
+    /// `host:port` clients of each named listener connect to (Kafka's advertised.listeners);
+    /// empty for a broker from before listeners had names: `kafka_addr` serves them all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
+}
+
+impl Broker {
+    /// Where a client that came in on `listener` reaches this broker, if it has that listener.
+    pub fn endpoint(&self, listener: &str) -> Option<&str> {
+        if self.listeners.is_empty() {
+            return Some(&self.kafka_addr);
+        }
+        self.listeners.get(listener).map(String::as_str)
+    }
+}
+
+/// A user's SCRAM credentials, one per mechanism.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCredentials {
+    /// SCRAM-SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Credential>,
+    /// SCRAM-SHA-512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<Credential>,
+}
+
+impl UserCredentials {
+    /// The credential for `mechanism`.
+    pub fn get(&self, mechanism: Mechanism) -> Option<&Credential> {
+        match mechanism {
+            Mechanism::Sha256 => self.sha256.as_ref(),
+            Mechanism::Sha512 => self.sha512.as_ref(),
+        }
+    }
+
+    fn slot(&mut self, mechanism: Mechanism) -> &mut Option<Credential> {
+        match mechanism {
+            Mechanism::Sha256 => &mut self.sha256,
+            Mechanism::Sha512 => &mut self.sha512,
+        }
+    }
+
+    /// Mechanisms with a credential, with their iterations.
+    pub fn mechanisms(&self) -> Vec<(Mechanism, u32)> {
+        Mechanism::ALL
+            .into_iter()
+            .filter_map(|m| self.get(m).map(|c| (m, c.iterations)))
+            .collect()
+    }
 }
 
 /// A partition's placement.
@@ -103,6 +155,15 @@ pub struct ClusterState {
     pub next_producer_id: i64,
     /// Bumped by every command that changed something.
     pub version: u64,
+    /// SASL/SCRAM users, by name.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserCredentials>,
+    /// ACLs.
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
+    /// Bumped by every command that changed the ACLs (so nodes re-index only then).
+    #[serde(default)]
+    pub acl_version: u64,
 }
 
 /// A change to the cluster.
@@ -118,6 +179,32 @@ pub enum Command {
     },
     /// A broker announces itself (again, at every start: its addresses may change).
     RegisterBroker(Broker),
+    /// Sets a user's SCRAM credential for one mechanism (creating the user).
+    SetScram {
+        /// User name.
+        user: String,
+        /// Mechanism.
+        mechanism: Mechanism,
+        /// Salt, stored key, server key, iterations.
+        credential: Credential,
+    },
+    /// Removes a user's credential for one mechanism (the user goes with its last one).
+    DeleteScram {
+        /// User name.
+        user: String,
+        /// Mechanism.
+        mechanism: Mechanism,
+    },
+    /// Adds ACLs (those present already change nothing).
+    CreateAcls {
+        /// The bindings, checked by the proposer.
+        acls: Vec<AclBinding>,
+    },
+    /// Removes exactly these ACLs (the proposer matched its filters against the state).
+    DeleteAcls {
+        /// The bindings.
+        acls: Vec<AclBinding>,
+    },
     /// Creates a topic with replicas already placed.
     CreateTopic {
         /// The topic; its partitions' groups are given at apply.
@@ -310,6 +397,47 @@ impl ClusterState {
                         epochs: epochs.clone(),
                     },
                 );
+                Reply::Done
+            }
+            Command::SetScram {
+                user,
+                mechanism,
+                credential,
+            } => {
+                *self.users.entry(user.clone()).or_default().slot(*mechanism) =
+                    Some(credential.clone());
+                Reply::Done
+            }
+            Command::DeleteScram { user, mechanism } => {
+                let Some(credentials) = self.users.get_mut(user) else {
+                    return refused(Refusal::Unknown, format!("no user '{user}'"));
+                };
+                if credentials.slot(*mechanism).take().is_none() {
+                    return refused(
+                        Refusal::Unknown,
+                        format!("user '{user}' has no {} credential", mechanism.name()),
+                    );
+                }
+                if credentials.mechanisms().is_empty() {
+                    self.users.remove(user);
+                }
+                Reply::Done
+            }
+            Command::CreateAcls { acls } => {
+                if let Some((binding, why)) =
+                    acls.iter().find_map(|b| b.invalid().map(|why| (b, why)))
+                {
+                    return refused(Refusal::Invalid, format!("{binding:?}: {why}"));
+                }
+                self.acls.extend(acls.iter().cloned());
+                self.acl_version += 1;
+                Reply::Done
+            }
+            Command::DeleteAcls { acls } => {
+                for binding in acls {
+                    self.acls.remove(binding);
+                }
+                self.acl_version += 1;
                 Reply::Done
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
@@ -540,6 +668,7 @@ mod tests {
             rpc_addr: format!("127.0.0.1:{}", 33145 + id),
             admin_addr: format!("127.0.0.1:{}", 9644 + id),
             draining: false,
+            listeners: Default::default(),
         })
     }
 

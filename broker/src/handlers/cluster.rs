@@ -6,14 +6,29 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::metadata::{controller_id, split_host_port};
 use super::str_bytes;
 use crate::node::Node;
+use crate::protocol::ErrorCode;
+use crate::security::Caller;
+use crate::security::acl::Operation;
 
-pub(super) fn describe(node: &Node, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(super) fn describe(
+    node: &Node,
+    _request: DescribeClusterRequest,
+    caller: &Caller,
+) -> DescribeClusterResponse {
+    if !caller.cluster(Operation::Describe) {
+        return DescribeClusterResponse::default()
+            .with_error_code(ErrorCode::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "describing the cluster takes DESCRIBE on it",
+            )));
+    }
     let state = node.cluster.controller.state();
     let brokers = state
         .brokers
         .values()
-        .map(|b| {
-            let (host, port) = split_host_port(&b.kafka_addr);
+        .filter_map(|b| Some((b, b.endpoint(caller.listener())?)))
+        .map(|(b, endpoint)| {
+            let (host, port) = split_host_port(endpoint);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(str_bytes(&host))

@@ -12,12 +12,14 @@ use kafka_protocol::messages::{
     incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
-use silt_config::{NODE_KEYS, PropertyKind, TOPIC_PROPERTIES, TopicProperty};
+use silt_config::{PropertyKind, TOPIC_PROPERTIES, TopicProperty, all_keys};
 
 use super::str_bytes;
 use super::topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_topic};
+use crate::security::Caller;
+use crate::security::acl::Operation;
 use crate::topics::TopicError;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -42,6 +44,7 @@ pub(super) fn describe(
     node: &Node,
     request: DescribeConfigsRequest,
     version: i16,
+    caller: &Caller,
 ) -> DescribeConfigsResponse {
     let results = request
         .resources
@@ -56,6 +59,14 @@ pub(super) fn describe(
                     .as_ref()
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
+            if let Err((code, message)) = authorize(
+                caller,
+                resource.resource_type,
+                &resource.resource_name,
+                Operation::DescribeConfigs,
+            ) {
+                return result.with_error_code(code).with_error_message(message);
+            }
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = node.topics.get(resource.resource_name.as_str()) else {
@@ -111,13 +122,19 @@ pub(super) fn describe(
                                 node.config.node_id
                             ))));
                     }
-                    let configs = NODE_KEYS
-                        .iter()
+                    let configs = all_keys()
                         .filter(|(key, _)| wanted(key))
                         .map(|(key, doc)| {
+                            let sensitive = SECRET_KEYS.contains(&key);
+                            let value = if sensitive {
+                                None
+                            } else {
+                                node.config.value_of(key).map(|v| str_bytes(&v))
+                            };
                             let mut entry = DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(key))
-                                .with_value(node.config.value_of(key).map(|v| str_bytes(&v)))
+                                .with_value(value)
+                                .with_is_sensitive(sensitive)
                                 .with_read_only(true)
                                 .with_config_source(SOURCE_STATIC_BROKER)
                                 .with_config_type(TYPE_STRING);
@@ -157,7 +174,42 @@ fn failed(error: &TopicError) -> Outcome {
     (for_topic(error).code(), Some(str_bytes(&error.to_string())))
 }
 
-fn check_resource(node: &Node, resource_type: i8, name: &StrBytes) -> Result<(), Outcome> {
+/// Node settings whose values DescribeConfigs never shows (Kafka's sensitive configs).
+const SECRET_KEYS: &[&str] = &["bootstrap_user", "admin_api_token"];
+
+/// DESCRIBE_CONFIGS or ALTER_CONFIGS on the topic, or on the cluster for a broker.
+fn authorize(
+    caller: &Caller,
+    resource_type: i8,
+    name: &StrBytes,
+    operation: Operation,
+) -> Result<(), Outcome> {
+    match resource_type {
+        RESOURCE_TOPIC if !caller.topic(operation, name.as_str()) => Err((
+            ErrorCode::TopicAuthorizationFailed.code(),
+            Some(str_bytes(&format!(
+                "{} on topic '{name}' is not allowed",
+                operation.name()
+            ))),
+        )),
+        RESOURCE_BROKER if !caller.cluster(operation) => Err((
+            ErrorCode::ClusterAuthorizationFailed.code(),
+            Some(str_bytes(&format!(
+                "{} on the cluster is not allowed",
+                operation.name()
+            ))),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_resource(
+    node: &Node,
+    caller: &Caller,
+    resource_type: i8,
+    name: &StrBytes,
+) -> Result<(), Outcome> {
+    authorize(caller, resource_type, name, Operation::AlterConfigs)?;
     match resource_type {
         RESOURCE_TOPIC if node.topics.get(name.as_str()).is_some() => Ok(()),
         RESOURCE_TOPIC => Err((
@@ -178,10 +230,19 @@ fn check_resource(node: &Node, resource_type: i8, name: &StrBytes) -> Result<(),
 }
 
 /// AlterConfigs: the given properties replace all of the topic's overrides.
-pub(super) async fn alter(node: &Node, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(super) async fn alter(
+    node: &Node,
+    request: AlterConfigsRequest,
+    caller: &Caller,
+) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        let outcome = match check_resource(node, resource.resource_type, &resource.resource_name) {
+        let outcome = match check_resource(
+            node,
+            caller,
+            resource.resource_type,
+            &resource.resource_name,
+        ) {
             Err(outcome) => outcome,
             Ok(()) => {
                 let overrides: BTreeMap<String, String> = resource
@@ -218,10 +279,16 @@ pub(super) async fn alter(node: &Node, request: AlterConfigsRequest) -> AlterCon
 pub(super) async fn incremental_alter(
     node: &Node,
     request: IncrementalAlterConfigsRequest,
+    caller: &Caller,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        let outcome = match check_resource(node, resource.resource_type, &resource.resource_name) {
+        let outcome = match check_resource(
+            node,
+            caller,
+            resource.resource_type,
+            &resource.resource_name,
+        ) {
             Err(outcome) => outcome,
             Ok(()) => {
                 let name = resource.resource_name.as_str();

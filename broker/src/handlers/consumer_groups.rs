@@ -18,6 +18,8 @@ use super::str_bytes;
 use crate::group::consumer::{Heartbeat, Partitions, TopicsView};
 use crate::node::Node;
 use crate::protocol::error_code::ErrorCode;
+use crate::security::Caller;
+use crate::security::acl::Operation;
 
 /// The cluster's topics as a consumer group sees them: partition counts by name, and ids both
 /// ways (internal topics left out, as Kafka leaves them out of regular expressions).
@@ -67,6 +69,7 @@ pub(super) async fn heartbeat(
     version: i16,
     client_id: String,
     client_host: String,
+    caller: &Caller,
 ) -> ConsumerGroupHeartbeatResponse {
     let failed = |error: ErrorCode, message: &str| {
         ConsumerGroupHeartbeatResponse::default()
@@ -77,6 +80,23 @@ pub(super) async fn heartbeat(
     let group_id = request.group_id.0.to_string();
     if !group_id_valid(&group_id) {
         return failed(ErrorCode::InvalidGroupId, "the group id is empty");
+    }
+    if !caller.group(Operation::Read, &group_id) {
+        return failed(
+            ErrorCode::GroupAuthorizationFailed,
+            "joining a group takes READ on it",
+        );
+    }
+    // Kafka: every topic named in a subscription must be describable.
+    if let Some(names) = &request.subscribed_topic_names
+        && let Some(name) = names
+            .iter()
+            .find(|n| !caller.topic(Operation::Describe, n.as_str()))
+    {
+        return failed(
+            ErrorCode::TopicAuthorizationFailed,
+            &format!("DESCRIBE on topic '{}' is not allowed", name.0),
+        );
     }
     let mut member_id = request.member_id.to_string();
     if member_id.is_empty() {
@@ -147,6 +167,7 @@ pub(super) async fn heartbeat(
 pub(super) fn describe(
     node: &Node,
     request: ConsumerGroupDescribeRequest,
+    caller: &Caller,
 ) -> ConsumerGroupDescribeResponse {
     let topics = Topics::of(node);
     let described = |partitions: &Partitions| {
@@ -170,6 +191,9 @@ pub(super) fn describe(
             let group = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if !caller.group(Operation::Describe, &id.0) {
+                return group.with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+            }
             match node.groups.consumer_describe(id.0.as_str()) {
                 Err((error, message)) => group
                     .with_error_code(error.code())

@@ -29,6 +29,8 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::partition::{Bounds, Located, PartitionView, check_leader_epoch};
 use crate::protocol::error_code::{ErrorCode, for_archive};
+use crate::security::Caller;
+use crate::security::acl::Operation;
 use crate::tiering::{PartitionTier, ReadFailure};
 
 /// Once local data can answer a fetch, how long archive reads of the same request still get
@@ -97,7 +99,12 @@ impl Outcome {
 
 type RemoteResult = Result<Option<RemoteSlice>, ArchiveError>;
 
-pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn handle(
+    node: Arc<Node>,
+    request: FetchRequest,
+    version: i16,
+    caller: &Caller,
+) -> FetchResponse {
     if request.session_id != 0 {
         // We never hand out sessions, so an incremental fetch names one we do not have.
         return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
@@ -112,8 +119,10 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
             Some(None) => TopicName::default(),
             None => topic.topic.clone(),
         };
+        let denied = !matches!(by_id, Some(None)) && !caller.topic(Operation::Read, &name.0);
         for p in &topic.partitions {
             let found = match &by_id {
+                _ if denied => Err(ErrorCode::TopicAuthorizationFailed),
                 Some(None) => Err(ErrorCode::UnknownTopicId),
                 _ => PartitionView::find_leader(&node, name.0.as_str(), p.partition),
             };
@@ -334,7 +343,7 @@ pub(super) async fn handle(node: Arc<Node>, request: FetchRequest, version: i16)
     Metrics::add(&node.metrics.fetch_bytes, sent);
     let mut response = build(&targets, outcomes, uses_ids, isolation);
     if version >= 16 {
-        add_leader_hints(&node, &targets, &mut response);
+        add_leader_hints(&node, &targets, &mut response, caller.listener());
     }
     response
 }
@@ -383,7 +392,7 @@ fn read_local(targets: &[Target], max_bytes: u32, isolation: Isolation) -> Vec<O
 
 /// KIP-951: each partition refused for want of leadership names its leader, and the
 /// response lists those leaders' endpoints.
-fn add_leader_hints(node: &Node, targets: &[Target], response: &mut FetchResponse) {
+fn add_leader_hints(node: &Node, targets: &[Target], response: &mut FetchResponse, listener: &str) {
     let mut hinted = Vec::new();
     let partitions = response
         .responses
@@ -403,7 +412,7 @@ fn add_leader_hints(node: &Node, targets: &[Target], response: &mut FetchRespons
             hinted.push(claim.leader);
         }
     }
-    response.node_endpoints = leader_hint::endpoints(node, hinted)
+    response.node_endpoints = leader_hint::endpoints(node, hinted, listener)
         .into_iter()
         .map(|(id, (host, port))| {
             NodeEndpoint::default()

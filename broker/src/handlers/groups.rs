@@ -30,6 +30,8 @@ use crate::group::store::{GROUP_TOPIC, GroupStore};
 use crate::group::{GroupState, OffsetCommit};
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, code};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::{CLUSTER, Caller};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -47,6 +49,7 @@ async fn coordinator_of(
     node: &Node,
     key_type: i8,
     key: &str,
+    listener: &str,
 ) -> Result<(i32, String, i32), (ErrorCode, Option<String>)> {
     match key_type {
         KEY_TYPE_GROUP if !group_id_valid(key) => {
@@ -86,7 +89,7 @@ async fn coordinator_of(
         .map(|claim| claim.leader)
         .ok_or_else(not_available)?;
     let broker = state.brokers.get(&leader).ok_or_else(not_available)?;
-    let (host, port) = split_host_port(&broker.kafka_addr);
+    let (host, port) = split_host_port(broker.endpoint(listener).ok_or_else(not_available)?);
     Ok((leader, host, port))
 }
 
@@ -94,12 +97,29 @@ pub(super) async fn find_coordinator(
     node: &Node,
     request: FindCoordinatorRequest,
     version: i16,
+    caller: &Caller,
 ) -> FindCoordinatorResponse {
+    let listener = caller.listener();
+    let authorized = |key: &str| -> Result<(), (ErrorCode, Option<String>)> {
+        match request.key_type {
+            KEY_TYPE_TRANSACTION if !caller.txn(Operation::Describe, key) => {
+                Err((ErrorCode::TransactionalIdAuthorizationFailed, None))
+            }
+            KEY_TYPE_GROUP if !caller.group(Operation::Describe, key) => {
+                Err((ErrorCode::GroupAuthorizationFailed, None))
+            }
+            _ => Ok(()),
+        }
+    };
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in &request.coordinator_keys {
             let coordinator = Coordinator::default().with_key(key.clone());
-            coordinators.push(match coordinator_of(node, request.key_type, key).await {
+            let found = match authorized(key) {
+                Ok(()) => coordinator_of(node, request.key_type, key, listener).await,
+                Err(e) => Err(e),
+            };
+            coordinators.push(match found {
                 Ok((id, host, port)) => coordinator
                     .with_node_id(BrokerId(id))
                     .with_host(str_bytes(&host))
@@ -113,7 +133,11 @@ pub(super) async fn find_coordinator(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match coordinator_of(node, request.key_type, &request.key).await {
+    let found = match authorized(&request.key) {
+        Ok(()) => coordinator_of(node, request.key_type, &request.key, listener).await,
+        Err(e) => Err(e),
+    };
+    match found {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
             .with_host(str_bytes(&host))
@@ -167,12 +191,20 @@ pub(super) async fn join(
     version: i16,
     client_id: String,
     client_host: String,
+    caller: &Caller,
 ) -> JoinGroupResponse {
     let group_id = request.group_id.0.to_string();
-    if !group_id_valid(&group_id) {
+    let refused = if !group_id_valid(&group_id) {
+        Some(ErrorCode::InvalidGroupId)
+    } else if !caller.group(Operation::Read, &group_id) {
+        Some(ErrorCode::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(error) = refused {
         return join_response(
             JoinResult {
-                error: Some(ErrorCode::InvalidGroupId),
+                error: Some(error),
                 generation: -1,
                 protocol_type: None,
                 protocol_name: None,
@@ -210,7 +242,12 @@ pub(super) async fn sync(
     node: &Node,
     request: SyncGroupRequest,
     version: i16,
+    caller: &Caller,
 ) -> SyncGroupResponse {
+    if !caller.group(Operation::Read, &request.group_id.0) {
+        return SyncGroupResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
     let assignments = request
         .assignments
         .into_iter()
@@ -241,7 +278,15 @@ pub(super) async fn sync(
     }
 }
 
-pub(super) fn heartbeat(node: &Node, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(super) fn heartbeat(
+    node: &Node,
+    request: HeartbeatRequest,
+    caller: &Caller,
+) -> HeartbeatResponse {
+    if !caller.group(Operation::Read, &request.group_id.0) {
+        return HeartbeatResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
     let result = node.groups.heartbeat(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
@@ -255,7 +300,12 @@ pub(super) async fn leave(
     node: &Node,
     request: LeaveGroupRequest,
     version: i16,
+    caller: &Caller,
 ) -> LeaveGroupResponse {
+    if !caller.group(Operation::Read, &request.group_id.0) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
     // v0-2 name one member; v3+ a list (which may be static members by instance id).
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
@@ -298,8 +348,10 @@ pub(super) async fn offset_commit(
     node: &Node,
     request: OffsetCommitRequest,
     version: i16,
+    caller: &Caller,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
+    let group_denied = !caller.group(Operation::Read, &group_id);
     let now = node.clock.now_ms();
     // Per partition: an error of its own, or an offset to commit.
     let mut outcome: Vec<(TopicName, PartitionErrors)> = Vec::new();
@@ -307,6 +359,7 @@ pub(super) async fn offset_commit(
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let known = node.topics.get(&name);
+        let topic_denied = !group_denied && !caller.topic(Operation::Read, &name);
         let mut partitions = Vec::new();
         for p in &topic.partitions {
             let metadata = p
@@ -315,6 +368,8 @@ pub(super) async fn offset_commit(
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             let error = match &known {
+                _ if group_denied => Some(ErrorCode::GroupAuthorizationFailed),
+                _ if topic_denied => Some(ErrorCode::TopicAuthorizationFailed),
                 None => Some(ErrorCode::UnknownTopicOrPartition),
                 Some(t) if t.partition(p.partition_index).is_none() => {
                     Some(ErrorCode::UnknownTopicOrPartition)
@@ -346,6 +401,8 @@ pub(super) async fn offset_commit(
     }
     let whole = if !group_id_valid(&group_id) {
         Some(ErrorCode::InvalidGroupId)
+    } else if group_denied {
+        Some(ErrorCode::GroupAuthorizationFailed)
     } else {
         node.groups
             .commit(
@@ -378,32 +435,49 @@ pub(super) async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// The committed offsets asked for: (topic, [(partition, committed)]).
-type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// The committed offsets asked for: (topic, refusal, [(partition, committed)]).
+type Fetched = Vec<(
+    String,
+    Option<ErrorCode>,
+    Vec<(i32, Option<CommittedOffset>)>,
+)>;
 
-fn fetch_offsets(node: &Node, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// Topics the caller may not describe are left out of "all", and refused when named.
+fn fetch_offsets(
+    node: &Node,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    caller: &Caller,
+) -> Fetched {
     let offsets = node.groups.offsets(group_id).unwrap_or_default();
     match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(topic, partitions)| {
+                if !caller.topic(Operation::Describe, &topic) {
+                    let none = partitions.into_iter().map(|p| (p, None)).collect();
+                    return (topic, Some(ErrorCode::TopicAuthorizationFailed), none);
+                }
                 let found = partitions
                     .into_iter()
                     .map(|p| (p, offsets.get(&(topic.clone(), p)).cloned()))
                     .collect();
-                (topic, found)
+                (topic, None, found)
             })
             .collect(),
         None => {
             let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
                 BTreeMap::new();
             for ((topic, partition), committed) in offsets {
+                if !caller.sees(Operation::Describe, ResourceType::Topic, &topic) {
+                    continue;
+                }
                 by_topic
                     .entry(topic)
                     .or_default()
                     .push((partition, Some(committed)));
             }
-            by_topic.into_iter().collect()
+            by_topic.into_iter().map(|(t, p)| (t, None, p)).collect()
         }
     }
 }
@@ -412,6 +486,7 @@ pub(super) fn offset_fetch(
     node: &Node,
     request: OffsetFetchRequest,
     version: i16,
+    caller: &Caller,
 ) -> OffsetFetchResponse {
     let epoch = |c: &Option<CommittedOffset>| {
         if version >= 5 {
@@ -440,6 +515,11 @@ pub(super) fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if !caller.group(Operation::Describe, &g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+                }
                 if let Err(error) = node
                     .groups
                     .coordinates(g.group_id.0.as_str())
@@ -455,14 +535,18 @@ pub(super) fn offset_fetch(
                         .with_group_id(g.group_id)
                         .with_error_code(error.code());
                 }
-                let fetched = fetch_offsets(node, g.group_id.0.as_str(), topics);
+                let fetched = fetch_offsets(node, g.group_id.0.as_str(), topics, caller);
                 let group = g.group_id.0.to_string();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(
                         fetched
                             .into_iter()
-                            .map(|(topic, partitions)| {
+                            .map(|(topic, refused, partitions)| {
+                                let error = |p| match refused {
+                                    Some(e) => e.code(),
+                                    None => unstable(&group, &topic, p),
+                                };
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(str_bytes(&topic)))
                                     .with_partitions(
@@ -471,7 +555,7 @@ pub(super) fn offset_fetch(
                                             .map(|(p, c)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
-                                                    .with_error_code(unstable(&group, &topic, p))
+                                                    .with_error_code(error(p))
                                                     .with_committed_offset(
                                                         c.as_ref().map_or(-1, |c| c.offset),
                                                     )
@@ -495,14 +579,22 @@ pub(super) fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if !caller.group(Operation::Describe, &request.group_id.0) {
+        return OffsetFetchResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
     if let Err(error) = node.groups.coordinates(request.group_id.0.as_str()) {
         return OffsetFetchResponse::default().with_error_code(error.code());
     }
-    let fetched = fetch_offsets(node, request.group_id.0.as_str(), topics);
+    let fetched = fetch_offsets(node, request.group_id.0.as_str(), topics, caller);
     OffsetFetchResponse::default().with_topics(
         fetched
             .into_iter()
-            .map(|(topic, partitions)| {
+            .map(|(topic, refused, partitions)| {
+                let error = |p| match refused {
+                    Some(e) => e.code(),
+                    None => unstable(&request.group_id.0, &topic, p),
+                };
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(str_bytes(&topic)))
                     .with_partitions(
@@ -511,7 +603,7 @@ pub(super) fn offset_fetch(
                             .map(|(p, c)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
-                                    .with_error_code(unstable(&request.group_id.0, &topic, p))
+                                    .with_error_code(error(p))
                                     .with_committed_offset(c.as_ref().map_or(-1, |c| c.offset))
                                     .with_committed_leader_epoch(epoch(&c))
                                     .with_metadata(Some(str_bytes(
@@ -529,7 +621,10 @@ pub(super) fn list_groups(
     node: &Node,
     request: ListGroupsRequest,
     version: i16,
+    caller: &Caller,
 ) -> ListGroupsResponse {
+    // Kafka: DESCRIBE on the cluster lists every group, else those the caller may describe.
+    let all = caller.sees(Operation::Describe, ResourceType::Cluster, CLUSTER);
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -544,6 +639,7 @@ pub(super) fn list_groups(
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _, _)| all || caller.sees(Operation::Describe, ResourceType::Group, id))
         .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
         .map(|(id, protocol_type, state, kind)| {
@@ -569,6 +665,7 @@ pub(super) fn describe_groups(
     node: &Node,
     request: DescribeGroupsRequest,
     version: i16,
+    caller: &Caller,
 ) -> DescribeGroupsResponse {
     let groups = request
         .groups
@@ -577,6 +674,9 @@ pub(super) fn describe_groups(
             let described = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if !caller.group(Operation::Describe, &id.0) {
+                return described.with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+            }
             if let Err(error) = node.groups.coordinates(id.0.as_str()) {
                 return described.with_error_code(error.code());
             }
@@ -615,10 +715,15 @@ pub(super) fn describe_groups(
 pub(super) async fn delete_groups(
     node: &Node,
     request: DeleteGroupsRequest,
+    caller: &Caller,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in request.groups_names {
-        let error = node.groups.delete_group(id.0.as_str()).await.err();
+        let error = if caller.group(Operation::Delete, &id.0) {
+            node.groups.delete_group(id.0.as_str()).await.err()
+        } else {
+            Some(ErrorCode::GroupAuthorizationFailed)
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
@@ -631,10 +736,22 @@ pub(super) async fn delete_groups(
 pub(super) async fn offset_delete(
     node: &Node,
     request: OffsetDeleteRequest,
+    caller: &Caller,
 ) -> OffsetDeleteResponse {
+    if !caller.group(Operation::Delete, &request.group_id.0) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
+    let denied: Vec<String> = request
+        .topics
+        .iter()
+        .filter(|t| !caller.topic(Operation::Read, &t.name.0))
+        .map(|t| t.name.0.to_string())
+        .collect();
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
+        .filter(|t| !denied.iter().any(|d| *d == *t.name.0))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -653,13 +770,19 @@ pub(super) async fn offset_delete(
                 .topics
                 .into_iter()
                 .map(|t| {
+                    let refused = denied.iter().any(|d| *d == *t.name.0);
                     let partitions = t
                         .partitions
                         .iter()
                         .map(|p| {
+                            let error = if refused {
+                                Some(ErrorCode::TopicAuthorizationFailed)
+                            } else {
+                                errors.next().flatten()
+                            };
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(code(errors.next().flatten()))
+                                .with_error_code(code(error))
                         })
                         .collect();
                     OffsetDeleteResponseTopic::default()

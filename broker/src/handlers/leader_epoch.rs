@@ -8,15 +8,20 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use crate::node::Node;
 use crate::partition::{PartitionView, check_leader_epoch};
+use crate::protocol::ErrorCode;
+use crate::security::Caller;
+use crate::security::acl::Operation;
 
 pub(super) fn handle(
     node: &Node,
     request: OffsetForLeaderEpochRequest,
+    caller: &Caller,
 ) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let denied = !caller.topic(Operation::Describe, &topic.topic.0);
             let partitions = topic
                 .partitions
                 .iter()
@@ -25,6 +30,9 @@ pub(super) fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if denied {
+                        return result.with_error_code(ErrorCode::TopicAuthorizationFailed.code());
+                    }
                     let view =
                         match PartitionView::find_leader(node, topic.topic.0.as_str(), p.partition)
                         {

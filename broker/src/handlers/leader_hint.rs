@@ -29,17 +29,18 @@ pub(crate) fn leader_of(node: &Node, topic: &str, partition: i32) -> Option<Clai
     leaders::current(node, &p, group).filter(|c| c.leader != node.config.node_id)
 }
 
-/// The Kafka endpoints (host, port) of `brokers`, from the controller's state; brokers whose
-/// address does not parse are left out.
+/// The Kafka endpoints (host, port) of `brokers` on `listener`, from the controller's state;
+/// brokers without that listener, or whose address does not parse, are left out.
 pub(super) fn endpoints(
     node: &Node,
     brokers: impl IntoIterator<Item = i32>,
+    listener: &str,
 ) -> BTreeMap<i32, (String, i32)> {
     let state = node.cluster.controller.state();
     brokers
         .into_iter()
         .filter_map(|id| {
-            let addr = &state.brokers.get(&id)?.kafka_addr;
+            let addr = state.brokers.get(&id)?.endpoint(listener)?;
             let (host, port) = addr.rsplit_once(':')?;
             Some((id, (host.to_string(), port.parse().ok()?)))
         })

@@ -11,6 +11,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::node::Node;
 use crate::partition::{OffsetSpec, PartitionView, check_leader_epoch};
 use crate::protocol::error_code::ErrorCode;
+use crate::security::Caller;
+use crate::security::acl::Operation;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -23,11 +25,24 @@ pub(super) async fn handle(
     node: Arc<Node>,
     request: ListOffsetsRequest,
     version: i16,
+    caller: &Caller,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::new();
     for topic in request.topics {
         let mut partitions = Vec::new();
+        let denied = !caller.topic(Operation::Describe, &topic.name.0);
         for p in &topic.partitions {
+            if denied {
+                partitions.push(
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1)
+                        .with_error_code(ErrorCode::TopicAuthorizationFailed.code()),
+                );
+                continue;
+            }
             partitions.push(
                 lookup(
                     &node,

@@ -19,22 +19,27 @@ use crate::cluster::leaders;
 use crate::controller::ClusterState;
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_topic};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::{CLUSTER, Caller};
 use crate::topics::{Partition, Topic};
 
 pub(super) async fn handle(
     node: &Node,
     request: MetadataRequest,
     version: i16,
+    caller: &Caller,
 ) -> MetadataResponse {
     // Before v4 a client could not say no to auto-creation; Kafka then creates.
     let may_create =
         node.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    // Listing all topics leaves out those the caller may not describe, as Kafka does.
     let all = |node: &Node| -> Vec<MetadataResponseTopic> {
         let state = node.cluster.controller.state();
         node.topics
             .all()
             .iter()
             .filter(|t| !t.internal)
+            .filter(|t| caller.sees(Operation::Describe, ResourceType::Topic, &t.name))
             .map(|t| describe(node, &state, t))
             .collect()
     };
@@ -46,8 +51,13 @@ pub(super) async fn handle(
             let mut topics = Vec::with_capacity(list.len());
             for wanted in list {
                 topics.push(match (wanted.name, wanted.topic_id) {
-                    (Some(name), _) => by_name(node, name.0.as_str(), may_create).await,
+                    (Some(name), _) => by_name(node, name.0.as_str(), may_create, caller).await,
                     (None, id) if id != Uuid::nil() => match node.topics.get_by_id(id) {
+                        Some(topic) if !caller.topic(Operation::Describe, &topic.name) => {
+                            MetadataResponseTopic::default()
+                                .with_topic_id(id)
+                                .with_error_code(ErrorCode::TopicAuthorizationFailed.code())
+                        }
                         Some(topic) => describe(node, &node.cluster.controller.state(), &topic),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(id)
@@ -62,7 +72,7 @@ pub(super) async fn handle(
     };
     let state = node.cluster.controller.state();
     MetadataResponse::default()
-        .with_brokers(brokers(node, &state))
+        .with_brokers(brokers(node, &state, caller.listener()))
         .with_cluster_id(Some(str_bytes(&node.cluster_id)))
         .with_controller_id(BrokerId(controller_id(node)))
         .with_cluster_authorized_operations(i32::MIN)
@@ -87,7 +97,11 @@ const BROKER_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 /// Every registered broker with the address clients use, but those unheard for longer than
 /// the session timeout (down: clients need not try them; replica lists still name them).
-pub(super) fn brokers(node: &Node, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+pub(super) fn brokers(
+    node: &Node,
+    state: &ClusterState,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
     let unheard: std::collections::HashMap<u64, std::time::Duration> =
         node.cluster.pulse.liveness.peers().into_iter().collect();
     let mut brokers: Vec<MetadataResponseBroker> = state
@@ -99,8 +113,9 @@ pub(super) fn brokers(node: &Node, state: &ClusterState) -> Vec<MetadataResponse
                     .get(&(b.id as u64))
                     .is_none_or(|ago| *ago <= BROKER_SESSION_TIMEOUT)
         })
-        .map(|b| {
-            let (host, port) = split_host_port(&b.kafka_addr);
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, endpoint)| {
+            let (host, port) = split_host_port(endpoint);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
                 .with_host(str_bytes(&host))
@@ -109,7 +124,14 @@ pub(super) fn brokers(node: &Node, state: &ClusterState) -> Vec<MetadataResponse
         .collect();
     if brokers.is_empty() {
         // Not registered yet (a node still starting): at least this one.
-        let (host, port) = split_host_port(&node.config.advertised_addr());
+        let own = node
+            .security
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| l.advertised.clone().unwrap_or_else(|| l.addr.to_string()))
+            .unwrap_or_else(|| node.config.advertised_addr());
+        let (host, port) = split_host_port(&own);
         brokers.push(
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(node.config.node_id))
@@ -131,17 +153,33 @@ pub(super) fn split_host_port(addr: &str) -> (String, i32) {
     }
 }
 
-async fn by_name(node: &Node, name: &str, may_create: bool) -> MetadataResponseTopic {
-    if let Some(topic) = node.topics.get(name) {
-        return describe(node, &node.cluster.controller.state(), &topic);
-    }
+async fn by_name(
+    node: &Node,
+    name: &str,
+    may_create: bool,
+    caller: &Caller,
+) -> MetadataResponseTopic {
     let unknown = |error: ErrorCode| {
         MetadataResponseTopic::default()
             .with_name(Some(topic_name(name)))
             .with_error_code(error.code())
     };
+    // A topic the caller may not describe is refused whether or not it exists, so its
+    // existence does not leak.
+    if !caller.topic(Operation::Describe, name) {
+        return unknown(ErrorCode::TopicAuthorizationFailed);
+    }
+    if let Some(topic) = node.topics.get(name) {
+        return describe(node, &node.cluster.controller.state(), &topic);
+    }
     if !may_create {
         return unknown(ErrorCode::UnknownTopicOrPartition);
+    }
+    // Auto-creation takes CREATE on the cluster or the topic.
+    if !caller.sees(Operation::Create, ResourceType::Cluster, CLUSTER)
+        && !caller.topic(Operation::Create, name)
+    {
+        return unknown(ErrorCode::TopicAuthorizationFailed);
     }
     let new = NewTopic {
         name: name.to_string(),

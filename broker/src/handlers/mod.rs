@@ -18,6 +18,7 @@ mod metadata;
 mod produce;
 mod producer_id;
 mod records;
+mod security;
 mod topics;
 mod txn;
 
@@ -29,7 +30,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::node::Node;
-use crate::protocol::Request;
+use crate::protocol::{ErrorCode, Request};
+use crate::security::Caller;
 
 pub use api_versions::unsupported_version_response;
 
@@ -63,15 +65,18 @@ where
     Handled::Respond(Box::pin(future))
 }
 
-/// Handles one decoded request from `peer`.
+/// Handles one decoded request from `peer`, made by `caller`: every handler asks the caller
+/// whether it may do what the request asks before it acts.
 pub async fn handle(
     node: &Arc<Node>,
     request: Request,
+    caller: &Caller,
     peer: Option<std::net::SocketAddr>,
 ) -> Handled {
     node.metrics.count_request(request.api as i16);
     let version = request.version;
     let node = node.clone();
+    let caller = caller.clone();
     let client_id = request
         .header
         .client_id
@@ -80,11 +85,25 @@ pub async fn handle(
         .unwrap_or_default();
     // Kafka reports client hosts as "/address".
     let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+    let c = caller;
     match request.body {
-        RequestKind::Produce(body) => produce::handle(&node, body, version).await,
+        RequestKind::Produce(body) => produce::handle(&node, body, version, &c).await,
         RequestKind::ApiVersions(_) => {
             respond(async move { ResponseKind::ApiVersions(api_versions::handle()) })
         }
+        // The connection answers these itself; here there is no session to change.
+        RequestKind::SaslHandshake(_) => respond(async move {
+            ResponseKind::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default()
+                    .with_error_code(ErrorCode::IllegalSaslState.code()),
+            )
+        }),
+        RequestKind::SaslAuthenticate(_) => respond(async move {
+            ResponseKind::SaslAuthenticate(
+                kafka_protocol::messages::SaslAuthenticateResponse::default()
+                    .with_error_code(ErrorCode::IllegalSaslState.code()),
+            )
+        }),
         RequestKind::Metadata(body) => {
             if node.cluster.cut_off() {
                 // It knows no current leader, and librdkafka keeps asking the broker it
@@ -94,127 +113,138 @@ pub async fn handle(
                     "this node is cut off from the cluster's majority: ask another broker".into(),
                 );
             }
-            respond(
-                async move { ResponseKind::Metadata(metadata::handle(&node, body, version).await) },
-            )
+            respond(async move {
+                ResponseKind::Metadata(metadata::handle(&node, body, version, &c).await)
+            })
         }
         RequestKind::Fetch(body) => {
-            respond(async move { ResponseKind::Fetch(fetch::handle(node, body, version).await) })
+            respond(
+                async move { ResponseKind::Fetch(fetch::handle(node, body, version, &c).await) },
+            )
         }
         RequestKind::ListOffsets(body) => respond(async move {
-            ResponseKind::ListOffsets(list_offsets::handle(node, body, version).await)
+            ResponseKind::ListOffsets(list_offsets::handle(node, body, version, &c).await)
         }),
-        RequestKind::OffsetForLeaderEpoch(body) => {
-            respond(
-                async move { ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(&node, body)) },
-            )
-        }
+        RequestKind::OffsetForLeaderEpoch(body) => respond(async move {
+            ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(&node, body, &c))
+        }),
         RequestKind::CreateTopics(body) => respond(async move {
-            ResponseKind::CreateTopics(topics::create(&node, body, version).await)
+            ResponseKind::CreateTopics(topics::create(&node, body, version, &c).await)
         }),
         RequestKind::DeleteTopics(body) => {
-            respond(async move { ResponseKind::DeleteTopics(topics::delete(&node, body).await) })
-        }
-        RequestKind::CreatePartitions(body) => respond(async move {
-            ResponseKind::CreatePartitions(topics::create_partitions(&node, body).await)
-        }),
-        RequestKind::DescribeConfigs(body) => respond(async move {
-            ResponseKind::DescribeConfigs(configs::describe(&node, body, version))
-        }),
-        RequestKind::AlterConfigs(body) => {
-            respond(async move { ResponseKind::AlterConfigs(configs::alter(&node, body).await) })
-        }
-        RequestKind::IncrementalAlterConfigs(body) => respond(async move {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&node, body).await)
-        }),
-        RequestKind::DeleteRecords(body) => {
-            respond(async move { ResponseKind::DeleteRecords(records::delete(node, body).await) })
-        }
-        RequestKind::InitProducerId(body) => {
             respond(
-                async move { ResponseKind::InitProducerId(producer_id::handle(node, body).await) },
+                async move { ResponseKind::DeleteTopics(topics::delete(&node, body, &c).await) },
             )
         }
+        RequestKind::CreatePartitions(body) => respond(async move {
+            ResponseKind::CreatePartitions(topics::create_partitions(&node, body, &c).await)
+        }),
+        RequestKind::DescribeConfigs(body) => respond(async move {
+            ResponseKind::DescribeConfigs(configs::describe(&node, body, version, &c))
+        }),
+        RequestKind::AlterConfigs(body) => {
+            respond(
+                async move { ResponseKind::AlterConfigs(configs::alter(&node, body, &c).await) },
+            )
+        }
+        RequestKind::IncrementalAlterConfigs(body) => respond(async move {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&node, body, &c).await)
+        }),
+        RequestKind::DeleteRecords(body) => {
+            respond(
+                async move { ResponseKind::DeleteRecords(records::delete(node, body, &c).await) },
+            )
+        }
+        RequestKind::InitProducerId(body) => respond(async move {
+            ResponseKind::InitProducerId(producer_id::handle(node, body, &c).await)
+        }),
         RequestKind::FindCoordinator(body) => respond(async move {
-            ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version).await)
+            ResponseKind::FindCoordinator(groups::find_coordinator(&node, body, version, &c).await)
         }),
         RequestKind::ConsumerGroupHeartbeat(body) => respond(async move {
             ResponseKind::ConsumerGroupHeartbeat(
-                consumer_groups::heartbeat(&node, body, version, client_id, client_host).await,
+                consumer_groups::heartbeat(&node, body, version, client_id, client_host, &c).await,
             )
         }),
         RequestKind::ConsumerGroupDescribe(body) => respond(async move {
-            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(&node, body))
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(&node, body, &c))
         }),
         RequestKind::JoinGroup(body) => respond(async move {
             ResponseKind::JoinGroup(
-                groups::join(&node, body, version, client_id, client_host).await,
+                groups::join(&node, body, version, client_id, client_host, &c).await,
             )
         }),
         RequestKind::SyncGroup(body) => {
             respond(
-                async move { ResponseKind::SyncGroup(groups::sync(&node, body, version).await) },
+                async move { ResponseKind::SyncGroup(groups::sync(&node, body, version, &c).await) },
             )
         }
         RequestKind::Heartbeat(body) => {
-            respond(async move { ResponseKind::Heartbeat(groups::heartbeat(&node, body)) })
+            respond(async move { ResponseKind::Heartbeat(groups::heartbeat(&node, body, &c)) })
         }
-        RequestKind::LeaveGroup(body) => {
-            respond(
-                async move { ResponseKind::LeaveGroup(groups::leave(&node, body, version).await) },
-            )
-        }
+        RequestKind::LeaveGroup(body) => respond(async move {
+            ResponseKind::LeaveGroup(groups::leave(&node, body, version, &c).await)
+        }),
         RequestKind::OffsetCommit(body) => respond(async move {
-            ResponseKind::OffsetCommit(groups::offset_commit(&node, body, version).await)
+            ResponseKind::OffsetCommit(groups::offset_commit(&node, body, version, &c).await)
         }),
-        RequestKind::OffsetFetch(body) => {
-            respond(
-                async move { ResponseKind::OffsetFetch(groups::offset_fetch(&node, body, version)) },
-            )
-        }
-        RequestKind::ListGroups(body) => {
-            respond(
-                async move { ResponseKind::ListGroups(groups::list_groups(&node, body, version)) },
-            )
-        }
+        RequestKind::OffsetFetch(body) => respond(async move {
+            ResponseKind::OffsetFetch(groups::offset_fetch(&node, body, version, &c))
+        }),
+        RequestKind::ListGroups(body) => respond(async move {
+            ResponseKind::ListGroups(groups::list_groups(&node, body, version, &c))
+        }),
         RequestKind::DescribeGroups(body) => respond(async move {
-            ResponseKind::DescribeGroups(groups::describe_groups(&node, body, version))
+            ResponseKind::DescribeGroups(groups::describe_groups(&node, body, version, &c))
         }),
-        RequestKind::DeleteGroups(body) => {
-            respond(
-                async move { ResponseKind::DeleteGroups(groups::delete_groups(&node, body).await) },
-            )
-        }
-        RequestKind::OffsetDelete(body) => {
-            respond(
-                async move { ResponseKind::OffsetDelete(groups::offset_delete(&node, body).await) },
-            )
-        }
+        RequestKind::DeleteGroups(body) => respond(async move {
+            ResponseKind::DeleteGroups(groups::delete_groups(&node, body, &c).await)
+        }),
+        RequestKind::OffsetDelete(body) => respond(async move {
+            ResponseKind::OffsetDelete(groups::offset_delete(&node, body, &c).await)
+        }),
         RequestKind::AddPartitionsToTxn(body) => respond(async move {
-            ResponseKind::AddPartitionsToTxn(txn::add_partitions(&node, body).await)
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(&node, body, &c).await)
         }),
-        RequestKind::AddOffsetsToTxn(body) => {
-            respond(
-                async move { ResponseKind::AddOffsetsToTxn(txn::add_offsets(&node, body).await) },
-            )
-        }
-        RequestKind::TxnOffsetCommit(body) => {
-            respond(
-                async move { ResponseKind::TxnOffsetCommit(txn::offset_commit(&node, body).await) },
-            )
-        }
+        RequestKind::AddOffsetsToTxn(body) => respond(async move {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(&node, body, &c).await)
+        }),
+        RequestKind::TxnOffsetCommit(body) => respond(async move {
+            ResponseKind::TxnOffsetCommit(txn::offset_commit(&node, body, &c).await)
+        }),
         RequestKind::ListTransactions(body) => {
-            respond(async move { ResponseKind::ListTransactions(txn::list(&node, body)) })
+            respond(async move { ResponseKind::ListTransactions(txn::list(&node, body, &c)) })
         }
         RequestKind::DescribeTransactions(body) => {
-            respond(async move { ResponseKind::DescribeTransactions(txn::describe(&node, body)) })
+            respond(
+                async move { ResponseKind::DescribeTransactions(txn::describe(&node, body, &c)) },
+            )
         }
         RequestKind::EndTxn(body) => {
-            respond(async move { ResponseKind::EndTxn(txn::end(&node, body).await) })
+            respond(async move { ResponseKind::EndTxn(txn::end(&node, body, &c).await) })
         }
         RequestKind::DescribeCluster(body) => {
-            respond(async move { ResponseKind::DescribeCluster(cluster::describe(&node, body)) })
+            respond(
+                async move { ResponseKind::DescribeCluster(cluster::describe(&node, body, &c)) },
+            )
         }
+        RequestKind::CreateAcls(body) => respond(async move {
+            ResponseKind::CreateAcls(security::create_acls(&node, body, &c).await)
+        }),
+        RequestKind::DescribeAcls(body) => {
+            respond(
+                async move { ResponseKind::DescribeAcls(security::describe_acls(&node, body, &c)) },
+            )
+        }
+        RequestKind::DeleteAcls(body) => respond(async move {
+            ResponseKind::DeleteAcls(security::delete_acls(&node, body, &c).await)
+        }),
+        RequestKind::AlterUserScramCredentials(body) => respond(async move {
+            ResponseKind::AlterUserScramCredentials(security::alter_scram(&node, body, &c).await)
+        }),
+        RequestKind::DescribeUserScramCredentials(body) => respond(async move {
+            ResponseKind::DescribeUserScramCredentials(security::describe_scram(&node, body, &c))
+        }),
         other => {
             // parse_request only lets advertised APIs through, and each has an arm above.
             Handled::Close(format!(

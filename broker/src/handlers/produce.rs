@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::partition::PartitionView;
 use crate::protocol::error_code::{ErrorCode, for_append};
+use crate::security::Caller;
+use crate::security::acl::Operation;
 
 /// The wait for acknowledgements when a request names no timeout.
 const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,8 +34,18 @@ enum Queued {
     Failed(ErrorCode, Option<String>),
 }
 
-pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Handled {
+pub(super) async fn handle(
+    node: &Arc<Node>,
+    request: ProduceRequest,
+    version: i16,
+    caller: &Caller,
+) -> Handled {
     let acks = request.acks;
+    // Kafka's rules: WRITE on the transactional id (if any), then WRITE on each topic.
+    let txn_denied = request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !caller.txn(Operation::Write, id.as_str()));
     let durability = match acks {
         -1 => Some(Durability::Durable),
         0 | 1 => Some(Durability::Buffered),
@@ -42,8 +54,13 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i
     let mut queued: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Queued)>)> = Vec::new();
     for topic in request.topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        let topic_denied = !txn_denied && !caller.topic(Operation::Write, topic.name.0.as_str());
         for data in topic.partition_data {
             let outcome = match durability {
+                _ if txn_denied => {
+                    Queued::Failed(ErrorCode::TransactionalIdAuthorizationFailed, None)
+                }
+                _ if topic_denied => Queued::Failed(ErrorCode::TopicAuthorizationFailed, None),
                 None => Queued::Failed(
                     ErrorCode::InvalidRequiredAcks,
                     Some(format!("acks must be -1, 0 or 1, not {acks}")),
@@ -82,6 +99,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i
         };
     }
     let node = node.clone();
+    let listener = caller.listener().to_string();
     // Kafka's DelayedProduce: what is not acknowledged within the request's timeout is
     // answered REQUEST_TIMED_OUT (the client retries it, as possibly written), never held
     // until the client gives up on the connection (a leader cut off from its followers
@@ -142,7 +160,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: ProduceRequest, version: i
                     .with_partition_responses(partition_responses),
             );
         }
-        let node_endpoints = leader_hint::endpoints(&node, hinted)
+        let node_endpoints = leader_hint::endpoints(&node, hinted, &listener)
             .into_iter()
             .map(|(id, (host, port))| {
                 NodeEndpoint::default()

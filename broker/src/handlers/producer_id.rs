@@ -10,15 +10,21 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::node::Node;
 use crate::protocol::error_code::ErrorCode;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::{CLUSTER, Caller};
 
 pub(super) async fn handle(
     node: Arc<Node>,
     request: InitProducerIdRequest,
+    caller: &Caller,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if let Some(id) = &request.transactional_id {
+        if !caller.txn(Operation::Write, id) {
+            return response.with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code());
+        }
         let asked = crate::txn::state::InitRequest {
             producer_id: request.producer_id.0,
             producer_epoch: request.producer_epoch,
@@ -30,6 +36,16 @@ pub(super) async fn handle(
                 .with_producer_epoch(epoch),
             Err(code) => response.with_error_code(code.code()),
         };
+    }
+    // Kafka (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.
+    let may_write = caller.sees(Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER)
+        || node
+            .topics
+            .all()
+            .iter()
+            .any(|t| caller.sees(Operation::Write, ResourceType::Topic, &t.name));
+    if !may_write {
+        return response.with_error_code(ErrorCode::ClusterAuthorizationFailed.code());
     }
     match node.allocate_producer_id().await {
         Ok(id) => response

@@ -18,6 +18,8 @@ use super::{str_bytes, topic_name};
 use crate::cluster::admin::Created;
 use crate::node::Node;
 use crate::protocol::error_code::{ErrorCode, for_topic};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::{CLUSTER, Caller};
 use crate::topics::{Topic, TopicError};
 
 /// DescribeConfigs' source values.
@@ -29,7 +31,9 @@ pub(super) async fn create(
     node: &Node,
     request: CreateTopicsRequest,
     version: i16,
+    caller: &Caller,
 ) -> CreateTopicsResponse {
+    let cluster_create = caller.sees(Operation::Create, ResourceType::Cluster, CLUSTER);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request
         .topics
@@ -51,6 +55,16 @@ pub(super) async fn create(
                     .with_error_message(Some(str_bytes(&format!(
                         "topic '{name}' appears more than once in the request"
                     )))),
+            );
+            continue;
+        }
+        if !cluster_create && !caller.topic(Operation::Create, &name) {
+            results.push(
+                result
+                    .with_error_code(ErrorCode::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes(
+                        "creating a topic takes CREATE on the cluster or the topic",
+                    ))),
             );
             continue;
         }
@@ -166,7 +180,11 @@ fn describe_for_create(
         .collect()
 }
 
-pub(super) async fn delete(node: &Node, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn delete(
+    node: &Node,
+    request: DeleteTopicsRequest,
+    caller: &Caller,
+) -> DeleteTopicsResponse {
     // v0-5 name topics in `topic_names`; v6 in `topics`, by name or id.
     let mut wanted: Vec<(Option<String>, Uuid)> = request
         .topic_names
@@ -188,6 +206,15 @@ pub(super) async fn delete(node: &Node, request: DeleteTopicsRequest) -> DeleteT
         let result = DeletableTopicResult::default()
             .with_name(name.as_deref().map(topic_name))
             .with_topic_id(id);
+        let denied = match (&topic, &name) {
+            (Some(t), _) => !caller.topic(Operation::Delete, &t.name),
+            (None, Some(name)) => !caller.topic(Operation::Delete, name),
+            (None, None) => false,
+        };
+        if denied {
+            responses.push(result.with_error_code(ErrorCode::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(topic) = topic else {
             let code = if name.is_some() {
                 ErrorCode::UnknownTopicOrPartition
@@ -213,10 +240,15 @@ pub(super) async fn delete(node: &Node, request: DeleteTopicsRequest) -> DeleteT
 pub(super) async fn create_partitions(
     node: &Node,
     request: CreatePartitionsRequest,
+    caller: &Caller,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if !caller.topic(Operation::Alter, &topic.name.0) {
+            results.push(result.with_error_code(ErrorCode::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let state = node.cluster.controller.state();
         let assignments: Vec<Vec<i32>> = topic
             .assignments

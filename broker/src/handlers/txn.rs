@@ -25,17 +25,26 @@ use super::{str_bytes, topic_name};
 
 use crate::node::Node;
 use crate::protocol::error_code::ErrorCode;
+use crate::security::Caller;
+use crate::security::acl::{Operation, ResourceType};
 use crate::txn::coordinator;
 
 pub(super) async fn add_partitions(
     node: &Arc<Node>,
     request: AddPartitionsToTxnRequest,
+    caller: &Caller,
 ) -> AddPartitionsToTxnResponse {
     let id = request.v3_and_below_transactional_id.0.to_string();
+    let txn_denied = !caller.txn(Operation::Write, &id);
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
     for topic in &request.v3_and_below_topics {
         let name = topic.name.0.to_string();
+        if !txn_denied && !caller.topic(Operation::Write, &name) {
+            denied.push(name);
+            continue;
+        }
         let count = node.topics.get(&name).map_or(0, |t| t.partition_count());
         for &partition in &topic.partitions {
             if partition < 0 || partition >= count {
@@ -45,8 +54,11 @@ pub(super) async fn add_partitions(
             }
         }
     }
-    // As Kafka answers: the unknown partitions fail, the others were not attempted.
-    let outcome = if unknown.is_empty() {
+    // As Kafka answers: the unknown or forbidden partitions fail, the others were not
+    // attempted.
+    let outcome = if txn_denied {
+        Err(ErrorCode::TransactionalIdAuthorizationFailed)
+    } else if unknown.is_empty() && denied.is_empty() {
         coordinator::add_partitions(
             node,
             &id,
@@ -59,6 +71,9 @@ pub(super) async fn add_partitions(
         Err(ErrorCode::OperationNotAttempted)
     };
     let code_of = |topic: &str, partition: i32| -> i16 {
+        if denied.iter().any(|t| t == topic) {
+            return ErrorCode::TopicAuthorizationFailed.code();
+        }
         if unknown.iter().any(|(t, p)| t == topic && *p == partition) {
             return ErrorCode::UnknownTopicOrPartition.code();
         }
@@ -90,7 +105,16 @@ pub(super) async fn add_partitions(
 pub(super) async fn add_offsets(
     node: &Arc<Node>,
     request: AddOffsetsToTxnRequest,
+    caller: &Caller,
 ) -> AddOffsetsToTxnResponse {
+    if !caller.txn(Operation::Write, &request.transactional_id.0) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code());
+    }
+    if !caller.group(Operation::Read, &request.group_id.0) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ErrorCode::GroupAuthorizationFailed.code());
+    }
     let outcome = coordinator::add_offsets(
         node,
         &request.transactional_id.0,
@@ -107,10 +131,27 @@ pub(super) async fn add_offsets(
 pub(super) async fn offset_commit(
     node: &Arc<Node>,
     request: TxnOffsetCommitRequest,
+    caller: &Caller,
 ) -> TxnOffsetCommitResponse {
     let now = node.clock.now_ms();
+    let refused = if !caller.txn(Operation::Write, &request.transactional_id.0) {
+        Some(ErrorCode::TransactionalIdAuthorizationFailed)
+    } else if !caller.group(Operation::Read, &request.group_id.0) {
+        Some(ErrorCode::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let denied: Vec<&str> = request
+        .topics
+        .iter()
+        .filter(|t| refused.is_none() && !caller.topic(Operation::Read, &t.name.0))
+        .map(|t| t.name.0.as_str())
+        .collect();
     let mut offsets = Vec::new();
     for topic in &request.topics {
+        if denied.contains(&topic.name.0.as_str()) {
+            continue;
+        }
         for p in &topic.partitions {
             offsets.push(crate::group::OffsetCommit {
                 topic: topic.name.0.to_string(),
@@ -128,15 +169,25 @@ pub(super) async fn offset_commit(
             });
         }
     }
-    let outcome = node
-        .groups
-        .commit_in_txn(&request.group_id.0, request.producer_id.0, offsets)
-        .await;
+    let outcome = match refused {
+        Some(code) => Err(code),
+        None if offsets.is_empty() => Ok(()),
+        None => {
+            node.groups
+                .commit_in_txn(&request.group_id.0, request.producer_id.0, offsets)
+                .await
+        }
+    };
     let code = outcome.err().map_or(0, |e| e.code());
     let topics = request
         .topics
         .iter()
         .map(|topic| {
+            let code = if denied.contains(&topic.name.0.as_str()) {
+                ErrorCode::TopicAuthorizationFailed.code()
+            } else {
+                code
+            };
             TxnOffsetCommitResponseTopic::default()
                 .with_name(topic.name.clone())
                 .with_partitions(
@@ -155,7 +206,17 @@ pub(super) async fn offset_commit(
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
-pub(super) async fn end(node: &Arc<Node>, request: EndTxnRequest) -> EndTxnResponse {
+pub(super) async fn end(
+    node: &Arc<Node>,
+    request: EndTxnRequest,
+    caller: &Caller,
+) -> EndTxnResponse {
+    if !caller.txn(Operation::Write, &request.transactional_id.0) {
+        return EndTxnResponse::default()
+            .with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch);
+    }
     let outcome = coordinator::end_txn(
         node,
         &request.transactional_id.0,
@@ -170,7 +231,11 @@ pub(super) async fn end(node: &Arc<Node>, request: EndTxnRequest) -> EndTxnRespo
         .with_producer_epoch(request.producer_epoch)
 }
 
-pub(super) fn list(node: &Node, request: ListTransactionsRequest) -> ListTransactionsResponse {
+pub(super) fn list(
+    node: &Node,
+    request: ListTransactionsRequest,
+    caller: &Caller,
+) -> ListTransactionsResponse {
     let states: Vec<String> = request
         .state_filters
         .iter()
@@ -193,6 +258,7 @@ pub(super) fn list(node: &Node, request: ListTransactionsRequest) -> ListTransac
     let now = node.clock.now_ms();
     let transactions = coordinator::list(node)
         .into_iter()
+        .filter(|(id, _)| caller.sees(Operation::Describe, ResourceType::TransactionalId, id))
         .filter(|(_, meta)| {
             states.is_empty() || states.iter().any(|s| s == meta.status.kafka_name())
         })
@@ -222,6 +288,7 @@ pub(super) fn list(node: &Node, request: ListTransactionsRequest) -> ListTransac
 pub(super) fn describe(
     node: &Node,
     request: DescribeTransactionsRequest,
+    caller: &Caller,
 ) -> DescribeTransactionsResponse {
     let states = request
         .transactional_ids
@@ -232,6 +299,9 @@ pub(super) fn describe(
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
                 .with_transaction_start_time_ms(-1);
+            if !caller.txn(Operation::Describe, &id.0) {
+                return state.with_error_code(ErrorCode::TransactionalIdAuthorizationFailed.code());
+            }
             if let Err(code) = node.groups.coordinates(&id.0) {
                 return state.with_error_code(code.code());
             }

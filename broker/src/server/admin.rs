@@ -1,5 +1,6 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/v1/status` (JSON), and the
-//! operator actions on a cluster (JSON in and out):
+//! operator actions on a cluster (JSON in and out), behind TLS and authentication when they
+//! are configured (see `admin_auth`):
 //!
 //! ```text
 //! GET    /v1/brokers                                          brokers, what each holds
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::admin_auth::{Gate, TlsListener, authenticate};
 use crate::cluster::ops::{self, OpError};
 use crate::metrics;
 use crate::node::Node;
@@ -40,12 +42,31 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
             "/v1/partitions/{topic}/{partition}/transfer_leadership",
             post(transfer_leadership),
         )
-        .with_state(node);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        })
-        .await;
+        .layer(axum::middleware::from_fn_with_state(
+            Gate {
+                node: node.clone(),
+                verified: Default::default(),
+            },
+            authenticate,
+        ))
+        .with_state(node.clone());
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let result = match (node.config.security.admin_tls, node.security.tls.clone()) {
+        (true, Some(tls)) => {
+            let handshake =
+                std::time::Duration::from_millis(node.config.security.sasl_handshake_timeout_ms);
+            axum::serve(TlsListener::new(listener, tls, handshake), app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        _ => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, "admin HTTP server failed");
     }

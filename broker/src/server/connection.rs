@@ -10,50 +10,130 @@
 //! A frame larger than `request_bytes_max`, a length prefix that cannot be, an unknown API key
 //! or version (other than ApiVersions, which gets the v0 fallback), or bytes that do not decode:
 //! one log line and the connection is closed, as Kafka does. Other connections never notice.
+//!
+//! On a TLS listener the handshake comes first; on a SASL listener only ApiVersions,
+//! SaslHandshake and SaslAuthenticate are served until the client has authenticated, within
+//! `sasl_handshake_timeout_ms`, in frames of at most 512 KiB (Kafka's
+//! `sasl.server.max.receive.size`). A failed authentication is answered after
+//! `auth_failure_delay_ms` and the connection closed; a session past its lifetime (KIP-368) is
+//! closed at its next request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::handlers::{self, Handled, ResponseFuture};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::protocol::frame::LENGTH_PREFIX_BYTES;
-use crate::protocol::{ParseError, check_frame, encode_response, parse_request};
+use crate::protocol::{ParseError, Request, check_frame, encode_response, parse_request};
+use crate::security::sasl::{Outcome, Session};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest frame from a client that has not authenticated yet.
+const UNAUTHENTICATED_BYTES_MAX: u32 = 512 * 1024;
 
 struct Pending {
     correlation_id: i32,
     api: ApiKey,
     version: i16,
     response: ResponseFuture,
+    /// A bare SASL token after SaslHandshake v0: written with only a length prefix.
+    raw: bool,
 }
 
-/// Serves one connection until the client leaves, it breaks the protocol, or `shutdown` fires.
-pub(crate) async fn serve(
+/// Takes a connection accepted on listener `listener`: TLS first if the listener has it
+/// (within `sasl_handshake_timeout_ms`), then [`serve`].
+pub(crate) async fn accept(
     node: Arc<Node>,
     socket: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    listener: usize,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
-    let (mut reader, writer) = socket.into_split();
+    let security = &node.security;
+    let spec = &security.listeners[listener];
+    let settings = &node.config.security;
+    let lifetime = Duration::from_millis(settings.connections_max_reauth_ms);
+    let handshake = Duration::from_millis(settings.sasl_handshake_timeout_ms);
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let sasl = spec.protocol.sasl();
+    match (spec.protocol.tls(), security.tls.clone()) {
+        (false, _) => {
+            let (reader, writer) = socket.into_split();
+            let session = Session::new(sasl, None, lifetime);
+            serve(node.clone(), reader, writer, peer, name, session, shutdown).await;
+        }
+        (true, Some(tls)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+            match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
+                Ok(Ok(stream)) => {
+                    let principal = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|cert| security.mapper.principal(cert));
+                    let session = Session::new(sasl, principal, lifetime);
+                    let (reader, writer) = tokio::io::split(stream);
+                    serve(node.clone(), reader, writer, peer, name, session, shutdown).await;
+                }
+                Ok(Err(e)) => {
+                    security.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                    security.log_refusal(peer, "TLS handshake failed", &e.to_string());
+                }
+                Err(_) => {
+                    security.stats.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                    security.log_refusal(peer, "TLS handshake timed out", "");
+                }
+            }
+        }
+        (true, None) => tracing::error!(listener = %spec.name, "TLS listener without certificates"),
+    }
+    node.metrics
+        .connections_open
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Serves one connection until the client leaves, it breaks the protocol, or `shutdown` fires.
+async fn serve<R, W>(
+    node: Arc<Node>,
+    mut reader: R,
+    writer: W,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    mut session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let in_flight = node.config.requests_in_flight_max as usize;
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(in_flight);
     let write_side = tokio::spawn(write_responses(node.clone(), writer, pending_rx, peer));
     let max = node.config.request_bytes_max;
+    let settings = &node.config.security;
+    let auth_deadline = Instant::now() + Duration::from_millis(settings.sasl_handshake_timeout_ms);
+    let failure_delay = Duration::from_millis(settings.auth_failure_delay_ms);
+    let host: Arc<str> = Arc::from(peer.ip().to_string());
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
-        let payload = match check_frame(&buffer, max) {
+        let limit = if session.ready() {
+            max
+        } else {
+            max.min(UNAUTHENTICATED_BYTES_MAX)
+        };
+        let payload = match check_frame(&buffer, limit) {
             Ok(Some(size)) => {
                 let mut frame = buffer.split_to(LENGTH_PREFIX_BYTES + size);
                 let _ = frame.split_to(LENGTH_PREFIX_BYTES);
@@ -65,9 +145,15 @@ pub(crate) async fn serve(
             }
             Ok(None) => {
                 buffer.reserve(READ_CHUNK_BYTES);
+                let ready = session.ready();
                 let read = tokio::select! {
                     read = reader.read_buf(&mut buffer) => read,
                     _ = shutdown.changed() => break,
+                    () = tokio::time::sleep_until(auth_deadline), if !ready => {
+                        node.security.stats.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                        node.security.log_refusal(peer, "did not authenticate in time", "");
+                        break;
+                    }
                 };
                 match read {
                     Ok(0) => break,
@@ -84,21 +170,55 @@ pub(crate) async fn serve(
                 break;
             }
         };
-        let pending = match parse_request(payload) {
+        if session.expects_raw_token() {
+            let (pending, failed) = raw_token(&node, &mut session, payload);
+            if failed {
+                node.security.log_refusal(peer, "authentication failed", "");
+                break; // SaslHandshake v0: a failed exchange just closes the connection
+            }
+            if pending_tx.send(pending).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let (pending, close_after) = match parse_request(payload) {
             Ok(request) => {
                 let correlation_id = request.header.correlation_id;
                 let (api, version) = (request.api, request.version);
-                match handlers::handle(&node, request, Some(peer)).await {
-                    Handled::Respond(response) => Pending {
-                        correlation_id,
-                        api,
-                        version,
-                        response,
-                    },
-                    Handled::NoResponse => continue,
-                    Handled::Close(reason) => {
-                        tracing::warn!(%peer, reason, "closing connection");
-                        break;
+                let pending = |response: ResponseFuture| Pending {
+                    correlation_id,
+                    api,
+                    version,
+                    response,
+                    raw: false,
+                };
+                match authenticate(&node, &mut session, request, failure_delay) {
+                    Err(request) => {
+                        if let Some(reason) = refuse(&session, api) {
+                            node.security.log_refusal(peer, reason, session.principal());
+                            Metrics::add(&node.metrics.requests_rejected, 1);
+                            break;
+                        }
+                        let caller = node.security.caller(
+                            || node.cluster.controller.state(),
+                            session.principal().clone(),
+                            host.clone(),
+                            listener.clone(),
+                        );
+                        match handlers::handle(&node, request, &caller, Some(peer)).await {
+                            Handled::Respond(response) => (pending(response), false),
+                            Handled::NoResponse => continue,
+                            Handled::Close(reason) => {
+                                tracing::warn!(%peer, reason, "closing connection");
+                                break;
+                            }
+                        }
+                    }
+                    Ok((response, close)) => {
+                        if close {
+                            node.security.log_refusal(peer, "authentication failed", "");
+                        }
+                        (pending(response), close)
                     }
                 }
             }
@@ -109,12 +229,14 @@ pub(crate) async fn serve(
             }) => {
                 tracing::debug!(%peer, version, "ApiVersions version unknown; answering with v0 (KIP-511)");
                 let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
-                Pending {
+                let pending = Pending {
                     correlation_id,
                     api: ApiKey::ApiVersions,
                     version: 0,
                     response: Box::pin(async { response }),
-                }
+                    raw: false,
+                };
+                (pending, false)
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
@@ -122,17 +244,90 @@ pub(crate) async fn serve(
                 break;
             }
         };
-        if pending_tx.send(pending).await.is_err() {
-            break; // the write side stopped: the client went away
+        if pending_tx.send(pending).await.is_err() || close_after {
+            break; // the write side stopped (the client went away), or authentication failed
         }
     }
     drop(pending_tx);
     let _ = write_side.await;
 }
 
-async fn write_responses(
+/// A bare SASL token (after SaslHandshake v0): the exchange's next step; `true` when it
+/// failed.
+fn raw_token(node: &Arc<Node>, session: &mut Session, token: bytes::Bytes) -> (Pending, bool) {
+    let request =
+        kafka_protocol::messages::SaslAuthenticateRequest::default().with_auth_bytes(token);
+    let lookup = |user: &str| node.cluster.controller.state().users.get(user).cloned();
+    let (response, failed) =
+        match session.authenticate(&node.security, &request, lookup, std::time::Instant::now()) {
+            Outcome::Reply(r) => (r, false),
+            Outcome::Fail(r) => (r, true),
+        };
+    let pending = Pending {
+        correlation_id: 0,
+        api: ApiKey::SaslAuthenticate,
+        version: 0,
+        response: Box::pin(async move { ResponseKind::SaslAuthenticate(response) }),
+        raw: true,
+    };
+    (pending, failed)
+}
+
+/// Why an ordinary request may not be served on this connection now, if it may not.
+fn refuse(session: &Session, api: ApiKey) -> Option<&'static str> {
+    if api == ApiKey::ApiVersions {
+        return None;
+    }
+    if !session.ready() {
+        return Some("request before SASL authentication; closing (ILLEGAL_SASL_STATE)");
+    }
+    if session.expired(std::time::Instant::now()) {
+        return Some("SASL session expired without re-authentication; closing (KIP-368)");
+    }
+    None
+}
+
+/// SaslHandshake and SaslAuthenticate change the session here, in request order; any other
+/// request is handed back. `Ok((response, close))`: close after a failed authentication,
+/// whose response waits `failure_delay` first.
+fn authenticate(
+    node: &Arc<Node>,
+    session: &mut Session,
+    request: Request,
+    failure_delay: Duration,
+) -> Result<(ResponseFuture, bool), Request> {
+    let security = &node.security;
+    let (response, failed) = match &request.body {
+        RequestKind::SaslHandshake(body) => {
+            match session.handshake(security, body, request.version) {
+                Outcome::Reply(r) => (ResponseKind::SaslHandshake(r), false),
+                Outcome::Fail(r) => (ResponseKind::SaslHandshake(r), true),
+            }
+        }
+        RequestKind::SaslAuthenticate(body) => {
+            let lookup = |user: &str| node.cluster.controller.state().users.get(user).cloned();
+            match session.authenticate(security, body, lookup, std::time::Instant::now()) {
+                Outcome::Reply(r) => (ResponseKind::SaslAuthenticate(r), false),
+                Outcome::Fail(r) => (ResponseKind::SaslAuthenticate(r), true),
+            }
+        }
+        _ => return Err(request),
+    };
+    node.metrics.count_request(request.api as i16);
+    let response: ResponseFuture = if failed {
+        Box::pin(async move {
+            tokio::time::sleep(failure_delay).await;
+            response
+        })
+    } else {
+        Box::pin(async move { response })
+    };
+    Ok((response, failed))
+}
+
+async fn write_responses<W: AsyncWrite + Unpin>(
     node: Arc<Node>,
-    mut writer: OwnedWriteHalf,
+    mut writer: W,
     mut pending: mpsc::Receiver<Pending>,
     peer: SocketAddr,
 ) {
@@ -141,10 +336,20 @@ async fn write_responses(
         api,
         version,
         response,
+        raw,
     }) = pending.recv().await
     {
         let response = response.await;
-        let frame = match encode_response(correlation_id, api, version, &response) {
+        let encoded = match (&response, raw) {
+            (ResponseKind::SaslAuthenticate(r), true) => {
+                let mut frame = bytes::BytesMut::with_capacity(4 + r.auth_bytes.len());
+                frame.extend_from_slice(&(r.auth_bytes.len() as i32).to_be_bytes());
+                frame.extend_from_slice(&r.auth_bytes);
+                Ok(frame)
+            }
+            _ => encode_response(correlation_id, api, version, &response),
+        };
+        let frame = match encoded {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::error!(%peer, ?api, version, error = %e, "cannot encode response; closing connection");
@@ -158,7 +363,4 @@ async fn write_responses(
         Metrics::add(&node.metrics.bytes_sent, frame.len() as u64);
     }
     let _ = writer.shutdown().await;
-    node.metrics
-        .connections_open
-        .fetch_sub(1, Ordering::Relaxed);
 }

@@ -2,6 +2,7 @@
 //! clean shutdown.
 
 mod admin;
+mod admin_auth;
 mod connection;
 
 use std::future::Future;
@@ -49,13 +50,16 @@ pub enum ServerError {
     /// The node could not take its place in its cluster.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// TLS certificates or principal rules that do not load.
+    #[error(transparent)]
+    Tls(#[from] crate::security::TlsError),
 }
 
 /// A bound, loaded node, ready to serve.
 #[derive(Debug)]
 pub struct Server {
     node: Arc<Node>,
-    kafka: TcpListener,
+    kafka: Vec<TcpListener>,
     admin: TcpListener,
     stop: (watch::Sender<bool>, watch::Receiver<bool>),
 }
@@ -88,13 +92,26 @@ impl Server {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServerError> {
-        let kafka = listen("Kafka API", config.kafka_addr).await?;
+        let mut listeners = config
+            .security
+            .resolve_listeners(config.kafka_addr, config.advertised_kafka_addr.as_deref())
+            .map_err(silt_config::ConfigError::Conflict)?;
+        let mut kafka = Vec::new();
+        for listener in &mut listeners {
+            let socket = listen("Kafka API", listener.addr).await?;
+            // Port 0 asks the OS for a free port: from here on the node knows the real ones.
+            if let Ok(bound) = socket.local_addr() {
+                listener.addr = bound;
+            }
+            kafka.push(socket);
+        }
+        config.kafka_addr = listeners[0].addr;
+        if !config.security.listeners.is_empty() {
+            config.security.listeners =
+                listeners.iter().map(|l| (l.name.clone(), l.addr)).collect();
+        }
         let admin = listen("admin HTTP", config.admin_addr).await?;
         let rpc = listen("node RPC", config.rpc_addr).await?;
-        // Port 0 asks the OS for a free port: from here on the node knows the real ones.
-        if let Ok(bound) = kafka.local_addr() {
-            config.kafka_addr = bound;
-        }
         if let Ok(bound) = admin.local_addr() {
             config.admin_addr = bound;
         }
@@ -102,6 +119,7 @@ impl Server {
             config.rpc_addr = bound;
         }
         config.check()?;
+        let security = Arc::new(crate::security::Security::new(&config, listeners)?);
         let identity = {
             let (config, storage) = (config.clone(), storage.clone());
             tokio::task::spawn_blocking(move || Node::identity(&config, storage.as_ref()))
@@ -125,7 +143,7 @@ impl Server {
         .await?;
         let runtime = tokio::runtime::Handle::current();
         let node = tokio::task::spawn_blocking(move || {
-            Node::open(config, storage, clock, runtime, cluster)
+            Node::open(config, storage, clock, runtime, cluster, security)
         })
         .await
         .map_err(|e| LogError::Corrupt {
@@ -133,6 +151,7 @@ impl Server {
             position: 0,
             reason: e.to_string(),
         })??;
+        crate::security::Security::bootstrap(&node).await;
         reconcile::adopt_found(&node).await;
         reconcile::once(&node).await;
         // A node on its own makes its group log at once (taking over one from before
@@ -149,11 +168,14 @@ impl Server {
         })
     }
 
-    /// The address the Kafka API listens on.
+    /// The address the Kafka API listens on (its first listener's).
     pub fn kafka_addr(&self) -> SocketAddr {
-        self.kafka
-            .local_addr()
-            .unwrap_or(self.node.config.kafka_addr)
+        self.node.config.kafka_addr
+    }
+
+    /// Every Kafka listener with its bound address.
+    pub fn listeners(&self) -> &[silt_config::Listener] {
+        &self.node.security.listeners
     }
 
     /// The address of the admin HTTP server.
@@ -197,6 +219,10 @@ impl Server {
         if let Some(tiering) = node.tiering.clone() {
             background.spawn(tiering.run(node.clone(), stop_rx.clone()));
         }
+        if let Some(tls) = node.security.tls.clone() {
+            let interval = Duration::from_millis(node.config.security.tls_reload_interval_ms);
+            background.spawn(tls.watch(interval, stop_rx.clone()));
+        }
         let connections = accept_loop(node.clone(), kafka, stop_rx.clone(), shutdown).await;
         // In a cluster, leaders move before the node goes: clients are told NOT_LEADER and
         // carry on with the new leaders instead of waiting out an election timeout.
@@ -220,7 +246,7 @@ impl Server {
 
 async fn accept_loop(
     node: Arc<Node>,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     stop: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()>,
 ) -> JoinSet<()> {
@@ -228,14 +254,20 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        let any = futures::future::select_all(
+            listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Box::pin(async move { l.accept().await.map(|(s, p)| (s, p, i)) })),
+        );
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            (accepted, _, _) = any => accepted,
             () = &mut shutdown => break,
         };
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
         match accepted {
-            Ok((socket, peer)) => {
+            Ok((socket, peer, listener)) => {
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, max = node.config.connections_max, "connection limit reached; refusing");
                     drop(socket);
@@ -250,7 +282,7 @@ async fn accept_loop(
                 let node = node.clone();
                 let stop = stop.clone();
                 connections.spawn(async move {
-                    connection::serve(node, socket, peer, stop).await;
+                    connection::accept(node, socket, peer, listener, stop).await;
                     drop(permit);
                 });
             }

@@ -4,7 +4,7 @@ const { ConfigResourceTypes } = require('kafkajs');
 
 async function main() {
   const a = args();
-  const admin = client(a.brokers).admin();
+  const admin = client(a.brokers, a).admin();
   await admin.connect();
   const created = await admin.createTopics({
     topics: [{ topic: a.topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: '123456' }] }],

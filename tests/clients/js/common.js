@@ -9,13 +9,25 @@ function args() {
   return JSON.parse(require('fs').readFileSync(0, 'utf8') || '{}');
 }
 
-function client(brokers) {
-  return new Kafka({
+// `security` (optional): {ca, cert, key} PEM paths for TLS, {mechanism, username, password}
+// for SASL, as the test's arguments carry them.
+function client(brokers, security = {}) {
+  const fs = require('fs');
+  const config = {
     clientId: 'silt-tests',
     brokers,
     logLevel: logLevel.WARN,
-    retry: { retries: 8, initialRetryTime: 100 },
-  });
+    retry: { retries: security.retries === undefined ? 8 : security.retries, initialRetryTime: 100 },
+  };
+  if (security.ssl) {
+    config.ssl = { ca: [fs.readFileSync(security.ssl.ca, 'utf8')] };
+    if (security.ssl.cert) {
+      config.ssl.cert = fs.readFileSync(security.ssl.cert, 'utf8');
+      config.ssl.key = fs.readFileSync(security.ssl.key, 'utf8');
+    }
+  }
+  if (security.sasl) config.sasl = security.sasl;
+  return new Kafka(config);
 }
 
 const codecs = {

@@ -4,7 +4,7 @@ const { args, client, toB64, finish } = require('./common');
 
 async function main() {
   const a = args();
-  const kafka = client(a.brokers);
+  const kafka = client(a.brokers, a);
   const consumer = kafka.consumer({ groupId: a.groupId, sessionTimeout: 10000, heartbeatInterval: 500, rebalanceTimeout: 10000 });
   await consumer.connect();
   await consumer.subscribe({ topic: a.topic, fromBeginning: true });

@@ -3,7 +3,7 @@ const { args, client, codecs, fromB64, finish } = require('./common');
 
 async function main() {
   const a = args();
-  const producer = client(a.brokers).producer({ idempotent: !!a.idempotent, maxInFlightRequests: a.idempotent ? 1 : undefined });
+  const producer = client(a.brokers, a).producer({ idempotent: !!a.idempotent, maxInFlightRequests: a.idempotent ? 1 : undefined });
   await producer.connect();
   const messages = a.messages.map((m) => {
     const headers = {};

@@ -4,7 +4,7 @@ const { args, client, finish } = require('./common');
 
 async function main() {
   const a = args();
-  const producer = client(a.brokers).producer({
+  const producer = client(a.brokers, a).producer({
     transactionalId: a.transactionalId,
     idempotent: true,
     maxInFlightRequests: 1,
