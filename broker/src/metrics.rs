@@ -201,6 +201,7 @@ pub fn render(node: &Node) -> String {
     render_replication(node, &mut out);
     render_transactions(node, &mut out);
     render_groups(node, &mut out);
+    render_security(node, &mut out);
     render_compaction(node, &mut out);
     render_tiering(node, &mut out);
     out
@@ -401,6 +402,10 @@ fn render_replication(node: &Node, out: &mut String) {
 }
 
 /// The transactional ids this node coordinates, by state.
+fn render_security(node: &Node, out: &mut String) {
+    node.security.render(&node.cluster.controller.state(), out);
+}
+
 fn render_groups(node: &Node, out: &mut String) {
     let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
     let mut members: std::collections::BTreeMap<&str, usize> = Default::default();

@@ -7,12 +7,18 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use silt_broker::handlers::{self, Handled};
 use silt_broker::log::DiskStorage;
 use silt_broker::protocol::versions::SUPPORTED;
 use silt_broker::protocol::{encode_response, parse_request};
+use silt_broker::security::Caller;
 use silt_config::NodeConfig;
 use silt_index::batch::Codec;
 use silt_index::record::{NewRecord, encode_batch};
@@ -376,6 +382,82 @@ fn request(
                 GroupId(s("nope")),
             ]),
         ),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"n,,n=alice,r=abc")),
+        ),
+        ApiKey::CreateAcls => {
+            RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(&format!("acl-{version}")))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+                // Invalid: pattern type MATCH is for filters.
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("x"))
+                    .with_resource_pattern_type(2)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]))
+        }
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(None)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => {
+            RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s(&format!("acl-{version}"))))
+                    .with_pattern_type_filter(3)
+                    .with_principal_filter(None)
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]))
+        }
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(None),
+        ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![
+                    ScramCredentialUpsertion::default()
+                        .with_name(s("alice"))
+                        .with_mechanism(2)
+                        .with_iterations(4096)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from(vec![7u8; 64])),
+                    // Too few iterations.
+                    ScramCredentialUpsertion::default()
+                        .with_name(s("bob"))
+                        .with_mechanism(1)
+                        .with_iterations(1)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from(vec![7u8; 32])),
+                ])
+                .with_deletions(vec![
+                    ScramCredentialDeletion::default()
+                        .with_name(s("nobody"))
+                        .with_mechanism(1),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
@@ -416,10 +498,13 @@ async fn every_advertised_version_round_trips() {
             let body = request(*api, version, topic.id, &fresh, partitions);
             let parsed = parse_request(frame(*api, version, &body))
                 .unwrap_or_else(|e| panic!("{api:?} v{version} does not parse: {e}"));
-            let response = match handlers::handle(&node, parsed, None).await {
-                Handled::Respond(future) => future.await,
-                other => panic!("{api:?} v{version}: {other:?}"),
-            };
+            let response =
+                match handlers::handle(&node, parsed, &Caller::unrestricted("PLAINTEXT"), None)
+                    .await
+                {
+                    Handled::Respond(future) => future.await,
+                    other => panic!("{api:?} v{version}: {other:?}"),
+                };
             encode_response(7, *api, version, &response).unwrap_or_else(|e| {
                 panic!("{api:?} v{version} response does not encode: {e}\n{response:?}")
             });
@@ -484,7 +569,9 @@ fn mutated_requests_never_panic() {
                 // A request may rightly wait (a join in a rebalance, a long poll): give it a
                 // moment, and count a timeout as an answer not yet due.
                 let response = runtime.block_on(async {
-                    match handlers::handle(&node, parsed, None).await {
+                    match handlers::handle(&node, parsed, &Caller::unrestricted("PLAINTEXT"), None)
+                        .await
+                    {
                         Handled::Respond(future) => {
                             tokio::time::timeout(std::time::Duration::from_millis(300), future)
                                 .await

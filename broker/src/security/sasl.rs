@@ -217,3 +217,103 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::scram::Credential;
+    use silt_config::NodeConfig;
+
+    fn security() -> Security {
+        Security::new(&NodeConfig::default(), Vec::new()).expect("security")
+    }
+
+    fn users(name: &str) -> Option<UserCredentials> {
+        let password = match name {
+            "alice" => "a-pw",
+            "bob" => "b-pw",
+            _ => return None,
+        };
+        Some(UserCredentials {
+            sha256: None,
+            sha512: Some(Credential::new(Mechanism::Sha512, password, 4096)),
+        })
+    }
+
+    fn plain(
+        session: &mut Session,
+        security: &Security,
+        user: &str,
+        pw: &str,
+        now: Instant,
+    ) -> bool {
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        if !matches!(
+            session.handshake(security, &handshake, 1),
+            Outcome::Reply(_)
+        ) {
+            return false;
+        }
+        let token = format!("\0{user}\0{pw}");
+        let request =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes()));
+        matches!(
+            session.authenticate(security, &request, users, now),
+            Outcome::Reply(_)
+        )
+    }
+
+    #[test]
+    fn sessions_authenticate_expire_and_reauthenticate_as_the_same_principal_only() {
+        let security = security();
+        let start = Instant::now();
+        let mut session = Session::new(true, None, Duration::from_secs(60));
+        assert!(!session.ready());
+        assert!(!plain(&mut session, &security, "alice", "wrong", start));
+        assert!(plain(&mut session, &security, "alice", "a-pw", start));
+        assert!(session.ready());
+        assert_eq!(&**session.principal(), "User:alice");
+        assert!(!session.expired(start + Duration::from_secs(59)));
+        assert!(session.expired(start + Duration::from_secs(61)));
+        // KIP-368: re-authenticating renews the session, as the same principal only.
+        assert!(plain(
+            &mut session,
+            &security,
+            "alice",
+            "a-pw",
+            start + Duration::from_secs(50)
+        ));
+        assert!(!session.expired(start + Duration::from_secs(100)));
+        assert!(!plain(&mut session, &security, "bob", "b-pw", start));
+        assert_eq!(&**session.principal(), "User:alice");
+    }
+
+    #[test]
+    fn out_of_turn_and_unknown_mechanisms_are_refused() {
+        let security = security();
+        let mut session = Session::new(true, None, Duration::ZERO);
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"x"));
+        let Outcome::Fail(r) = session.authenticate(&security, &request, users, Instant::now())
+        else {
+            panic!("authenticate before handshake must fail");
+        };
+        assert_eq!(r.error_code, ErrorCode::IllegalSaslState.code());
+        let gssapi =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI"));
+        let Outcome::Fail(r) = session.handshake(&security, &gssapi, 1) else {
+            panic!("GSSAPI is not offered");
+        };
+        assert_eq!(r.error_code, ErrorCode::UnsupportedSaslMechanism.code());
+        assert!(r.mechanisms.iter().any(|m| m.as_str() == "SCRAM-SHA-512"));
+        // A listener without SASL refuses the handshake.
+        let mut plaintext = Session::new(false, None, Duration::ZERO);
+        assert!(plaintext.ready());
+        let scram = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str("SCRAM-SHA-512"));
+        assert!(matches!(
+            plaintext.handshake(&security, &scram, 1),
+            Outcome::Fail(_)
+        ));
+    }
+}

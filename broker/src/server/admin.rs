@@ -315,6 +315,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "transactions": transactions_status(&node),
         // The consumer groups this node coordinates (classic and KIP-848).
         "groups": node.groups.summaries(),
+        "security": node.security.status(&node.cluster.controller.state()),
         "topics": topics,
     }))
 }
