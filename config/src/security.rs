@@ -322,13 +322,31 @@ impl SecurityConfig {
             "listener_security_protocol_map" => {
                 parse_protocol_map(value).map(|m| self.protocol_map = m)
             }
-            "tls_cert_file" => Ok(self.tls_cert_file = path(value)),
-            "tls_key_file" => Ok(self.tls_key_file = path(value)),
-            "tls_ca_file" => Ok(self.tls_ca_file = path(value)),
+            "tls_cert_file" => {
+                self.tls_cert_file = path(value);
+                Ok(())
+            }
+            "tls_key_file" => {
+                self.tls_key_file = path(value);
+                Ok(())
+            }
+            "tls_ca_file" => {
+                self.tls_ca_file = path(value);
+                Ok(())
+            }
             "tls_client_auth" => match value {
-                "none" => Ok(self.tls_client_auth = ClientAuth::None),
-                "requested" => Ok(self.tls_client_auth = ClientAuth::Requested),
-                "required" => Ok(self.tls_client_auth = ClientAuth::Required),
+                "none" => {
+                    self.tls_client_auth = ClientAuth::None;
+                    Ok(())
+                }
+                "requested" => {
+                    self.tls_client_auth = ClientAuth::Requested;
+                    Ok(())
+                }
+                "required" => {
+                    self.tls_client_auth = ClientAuth::Required;
+                    Ok(())
+                }
                 _ => Err("none, requested or required".to_string()),
             },
             "tls_reload_interval_ms" => millis(value).map(|v| self.tls_reload_interval_ms = v),
@@ -345,7 +363,10 @@ impl SecurityConfig {
                         "a list of {} ({m} is not one)",
                         MECHANISMS.join(", ")
                     )),
-                    None => Ok(self.sasl_mechanisms = mechanisms),
+                    None => {
+                        self.sasl_mechanisms = mechanisms;
+                        Ok(())
+                    }
                 }
             }
             "sasl_handshake_timeout_ms" => millis(value)
@@ -369,11 +390,17 @@ impl SecurityConfig {
                         None => return Some(Err(format!("User:NAME,... ({item:?} is not one)"))),
                     }
                 }
-                Ok(self.super_users = users)
+                {
+                    self.super_users = users;
+                    Ok(())
+                }
             }
             "bootstrap_user" => {
                 if value.is_empty() || value.starts_with("${") || value.contains(':') {
-                    Ok(self.bootstrap_user = Secret(value.to_string()))
+                    {
+                        self.bootstrap_user = Secret(value.to_string());
+                        Ok(())
+                    }
                 } else {
                     Err("NAME:PASSWORD, or ${env:VAR} or ${file:/path} holding it".to_string())
                 }
@@ -390,7 +417,10 @@ impl SecurityConfig {
             "admin_auth" => Toggle::parse(value)
                 .map(|t| self.admin_auth = t)
                 .ok_or_else(|| "auto, true or false".to_string()),
-            "admin_api_token" => Ok(self.admin_api_token = Secret(value.to_string())),
+            "admin_api_token" => {
+                self.admin_api_token = Secret(value.to_string());
+                Ok(())
+            }
             _ => return None,
         };
         Some(result)

@@ -34,6 +34,9 @@ use crate::security::acl::{
 };
 use crate::security::scram::{Credential, MAX_ITERATIONS, MIN_ITERATIONS, Mechanism};
 
+/// Why a part of a request was refused: its code and a sentence.
+type Refused = (ErrorCode, String);
+
 fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
@@ -83,7 +86,7 @@ fn filter(
     })
 }
 
-async fn propose(node: &Node, command: Command) -> Result<(), (ErrorCode, String)> {
+async fn propose(node: &Node, command: Command) -> Result<(), Refused> {
     match node.cluster.propose(command).await {
         Ok(Reply::Refused { refusal, message }) => Err((
             match refusal {
@@ -103,7 +106,7 @@ pub(super) async fn create_acls(
     caller: &Caller,
 ) -> CreateAclsResponse {
     let denied = !caller.cluster(Operation::Alter);
-    let parsed: Vec<Result<AclBinding, (ErrorCode, String)>> = request
+    let parsed: Vec<Result<AclBinding, Refused>> = request
         .creations
         .iter()
         .map(|c| {
@@ -279,7 +282,7 @@ pub(super) async fn alter_scram(
 ) -> AlterUserScramCredentialsResponse {
     let allowed = caller.cluster(Operation::Alter);
     let mut results = Vec::new();
-    let mut commands: Vec<(String, Result<Command, (ErrorCode, String)>)> = Vec::new();
+    let mut commands: Vec<(String, Result<Command, Refused>)> = Vec::new();
     // Kafka refuses a request naming one user twice for the same mechanism.
     let mut seen = std::collections::HashSet::new();
     let duplicate = |seen: &mut std::collections::HashSet<(String, i8)>, user: &str, m: i8| {

@@ -192,33 +192,35 @@ async fn serve<R, W>(
                     response,
                     raw: false,
                 };
-                match authenticate(&node, &mut session, request, failure_delay) {
-                    Err(request) => {
-                        if let Some(reason) = refuse(&session, api) {
-                            node.security.log_refusal(peer, reason, session.principal());
-                            Metrics::add(&node.metrics.requests_rejected, 1);
+                if matches!(
+                    request.body,
+                    RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
+                ) {
+                    let (response, close) =
+                        authenticate(&node, &mut session, &request, failure_delay);
+                    if close {
+                        node.security.log_refusal(peer, "authentication failed", "");
+                    }
+                    (pending(response), close)
+                } else {
+                    if let Some(reason) = refuse(&session, api) {
+                        node.security.log_refusal(peer, reason, session.principal());
+                        Metrics::add(&node.metrics.requests_rejected, 1);
+                        break;
+                    }
+                    let caller = node.security.caller(
+                        || node.cluster.controller.state(),
+                        session.principal().clone(),
+                        host.clone(),
+                        listener.clone(),
+                    );
+                    match handlers::handle(&node, request, &caller, Some(peer)).await {
+                        Handled::Respond(response) => (pending(response), false),
+                        Handled::NoResponse => continue,
+                        Handled::Close(reason) => {
+                            tracing::warn!(%peer, reason, "closing connection");
                             break;
                         }
-                        let caller = node.security.caller(
-                            || node.cluster.controller.state(),
-                            session.principal().clone(),
-                            host.clone(),
-                            listener.clone(),
-                        );
-                        match handlers::handle(&node, request, &caller, Some(peer)).await {
-                            Handled::Respond(response) => (pending(response), false),
-                            Handled::NoResponse => continue,
-                            Handled::Close(reason) => {
-                                tracing::warn!(%peer, reason, "closing connection");
-                                break;
-                            }
-                        }
-                    }
-                    Ok((response, close)) => {
-                        if close {
-                            node.security.log_refusal(peer, "authentication failed", "");
-                        }
-                        (pending(response), close)
                     }
                 }
             }
@@ -287,15 +289,15 @@ fn refuse(session: &Session, api: ApiKey) -> Option<&'static str> {
     None
 }
 
-/// SaslHandshake and SaslAuthenticate change the session here, in request order; any other
-/// request is handed back. `Ok((response, close))`: close after a failed authentication,
-/// whose response waits `failure_delay` first.
+/// SaslHandshake and SaslAuthenticate change the session here, in request order. The
+/// response, and whether to close after it (a failed authentication, whose response waits
+/// `failure_delay` first).
 fn authenticate(
     node: &Arc<Node>,
     session: &mut Session,
-    request: Request,
+    request: &Request,
     failure_delay: Duration,
-) -> Result<(ResponseFuture, bool), Request> {
+) -> (ResponseFuture, bool) {
     let security = &node.security;
     let (response, failed) = match &request.body {
         RequestKind::SaslHandshake(body) => {
@@ -311,7 +313,14 @@ fn authenticate(
                 Outcome::Fail(r) => (ResponseKind::SaslAuthenticate(r), true),
             }
         }
-        _ => return Err(request),
+        // Only the two SASL requests are handed here; anything else closes the connection.
+        _ => (
+            ResponseKind::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default()
+                    .with_error_code(crate::protocol::ErrorCode::IllegalSaslState.code()),
+            ),
+            true,
+        ),
     };
     node.metrics.count_request(request.api as i16);
     let response: ResponseFuture = if failed {
@@ -322,7 +331,7 @@ fn authenticate(
     } else {
         Box::pin(async move { response })
     };
-    Ok((response, failed))
+    (response, failed)
 }
 
 async fn write_responses<W: AsyncWrite + Unpin>(
