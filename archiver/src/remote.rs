@@ -152,7 +152,8 @@ impl Remote {
     ///
     /// [`ArchiveError::Config`] for a URL or directory that cannot be used.
     pub fn open(target: &str) -> Result<Remote, ArchiveError> {
-        let config = |e: &dyn std::fmt::Display| ArchiveError::Config(format!("{target}: {e}"));
+        let shown = silt_config::redact_url(target);
+        let config = |e: &dyn std::fmt::Display| ArchiveError::Config(format!("{shown}: {e}"));
         if !target.contains("://") {
             return Remote::local(std::path::Path::new(target));
         }
@@ -225,7 +226,7 @@ impl Remote {
             ),
             other => {
                 return Err(ArchiveError::Config(format!(
-                    "{target}: unknown scheme {other}"
+                    "{shown}: unknown scheme {other}"
                 )));
             }
         };

@@ -35,7 +35,7 @@ pub use error::{ConfigError, Source};
 pub use node::{ArchiveTarget, ENV_PREFIX, NODE_KEYS, NodeConfig, all_keys};
 pub use security::{
     ClientAuth, HIDDEN, Listener, MECHANISMS, PrincipalRule, SECURITY_KEYS, Secret, SecurityConfig,
-    SecurityProtocol, Toggle,
+    SecurityProtocol, Toggle, redact_url,
 };
 pub use topic::{
     CleanupPolicy, PropertyKind, TOPIC_PROPERTIES, TimestampType, TopicConfig, TopicDefaults,

@@ -856,7 +856,7 @@ impl NodeConfig {
             "archive" => match &self.archive {
                 ArchiveTarget::Default => self.data_dir.join("archive").display().to_string(),
                 ArchiveTarget::Disabled => "none".to_string(),
-                ArchiveTarget::Url(url) => url.clone(),
+                ArchiveTarget::Url(url) => crate::security::redact_url(url),
             },
             "archive_upload_interval_ms" => self.archive_upload_interval_ms.to_string(),
             "archive_metadata_interval_ms" => self.archive_metadata_interval_ms.to_string(),

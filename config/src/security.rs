@@ -646,6 +646,18 @@ impl SecurityConfig {
     }
 }
 
+/// A URL as it may be shown: any `user:password@` in it replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 fn hidden(secret: &Secret) -> String {
     if secret.is_empty() {
         String::new()
@@ -885,6 +897,16 @@ mod tests {
         );
         assert!(parse_principal_rules("RULE:x").is_err());
         assert!(parse_principal_rules("NOPE").is_err());
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_when_shown() {
+        assert_eq!(
+            redact_url("s3://AKIA:s3cret@bucket/prefix"),
+            "s3://***@bucket/prefix"
+        );
+        assert_eq!(redact_url("s3://bucket/a@b"), "s3://bucket/a@b");
+        assert_eq!(redact_url("/plain/dir"), "/plain/dir");
     }
 
     #[test]

@@ -415,9 +415,29 @@ def test_hostile_clients_get_errors_timeouts_and_one_log_line(secured):
         token = b"\0admin\0" + ADMIN_PASSWORD.encode()
         sock.sendall(frame(36, 1, struct.pack(">i", len(token)) + token))
         assert struct.unpack(">h", read_frame(sock)[4:6])[0] == 0
+    # Garbage and half handshakes on the TLS listener: refused, counted, and the listener
+    # still serves a real client.
+    import random
+    rng = random.Random(14)
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", s.ports["SSL"]), timeout=10) as sock:
+            sock.sendall(bytes([0x16, 0x03, 0x01]) + rng.randbytes(rng.randrange(0, 600)))
+            try:
+                while sock.recv(4096):
+                    pass
+            except (ConnectionResetError, socket.timeout):
+                pass
+    context = ssl.create_default_context(cafile=str(s.certs.ca_file))
+    with socket.create_connection(("127.0.0.1", s.ports["SSL"]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(frame(18, 0, b""))
+            assert read_frame(tls)[:4] == struct.pack(">i", 1)
     status = json.load(urllib.request.urlopen(auth_request(s, "/v1/status", basic=("admin", ADMIN_PASSWORD))))
     assert status["security"]["authentication_failures"] >= 200
-    assert status["security"]["authentication_timeouts"] >= 1
+    # A garbage record is refused at once; a header with too few bytes waits out the timer.
+    sec = status["security"]
+    assert sec["authentication_timeouts"] >= 1 and sec["tls_handshake_failures"] >= 10
+    assert sec["tls_handshake_failures"] + sec["authentication_timeouts"] >= 51, sec
 
 
 def auth_request(s, path, basic=None, token=None, method="GET"):
@@ -466,6 +486,20 @@ def test_admin_api_authenticates_and_only_super_users_change_state(secured, tmp_
         assert secret not in shown
 
 
+def test_admin_api_over_tls(secured, tmp_path):
+    s = secured(extra=["--set", "admin_tls=true", "--set", f"admin_api_token={TOKEN}"])
+    url = f"https://127.0.0.1:{s.broker.admin_port}/v1/status"
+    context = ssl.create_default_context(cafile=str(s.certs.ca_file))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    status = json.load(urllib.request.urlopen(request, context=context, timeout=30))
+    assert status["security"]["admin_authentication"] is True
+    assert [l["protocol"] for l in status["security"]["listeners"]] == ["PLAINTEXT", "SASL_SSL", "SSL", "SASL_PLAINTEXT"]
+    # Plain HTTP to the TLS port gets nothing useful.
+    import http.client
+    with pytest.raises((urllib.error.URLError, http.client.HTTPException, OSError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{s.broker.admin_port}/v1/status", timeout=10).read()
+
+
 def test_reauthentication_and_certificate_reload(secured):
     s = secured(extra=["--set", "connections_max_reauth_ms=1500", "--set", "tls_reload_interval_ms=200"])
     setup_alice(s)
@@ -511,3 +545,50 @@ def test_users_and_acls_survive_a_restart(secured):
     alice = s.sasl_ssl("alice", ALICE_PASSWORD)
     assert produce(alice, "orders", [b"after-restart"]) == [None]
     assert produce(alice, "secret", [b"x"])[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_users_acls_and_listeners_across_a_cluster(cluster_factory):
+    """Users and ACLs are the controller's: made through one node, they hold on every node;
+    each node advertises its own address for the listener a client came in on."""
+    cluster = cluster_factory(3, extra_args=[
+        "--set", "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+    ], env={"SILT_BOOTSTRAP_USER": f"admin:{ADMIN_PASSWORD}"})
+
+    def sasl_port(node):
+        line = next(l for l in reversed(node.lines) if "silt is serving" in l)
+        return int(re.search(r"SASL_PLAINTEXT://127\.0\.0\.1:(\d+)", line).group(1))
+
+    ports = {i: sasl_port(node) for i, node in enumerate(cluster.nodes)}
+
+    def on(i, user, password):
+        return {"bootstrap.servers": f"127.0.0.1:{ports[i]}", "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": password}
+
+    admin = AdminClient(on(0, "admin", ADMIN_PASSWORD))
+    for f in admin.create_topics([NewTopic("orders", 3, replication_factor=3)]).values():
+        f.result(60)
+    for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), ALICE_PASSWORD.encode())]).values():
+        f.result(30)
+    bindings = [AclBinding(ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, "User:alice", "*", op,
+                           AclPermissionType.ALLOW) for op in (AclOperation.WRITE, AclOperation.READ)]
+    for f in admin.create_acls(bindings).values():
+        f.result(30)
+    # alice logs in on the last node, which learnt of her from the controller's log.
+    alice = on(2, "alice", ALICE_PASSWORD)
+    metadata = wait_for(lambda: _metadata_or_none(alice), timeout=60, what="alice on node 2")
+    assert sorted(b.port for b in metadata.brokers.values()) == sorted(ports.values())
+    assert list(metadata.topics) == ["orders"]
+    assert produce(alice, "orders", [b"c-%d" % i for i in range(6)]) == [None] * 6
+    assert produce(alice, "orders", [b"c-%d" % i for i in range(6)]) == [None] * 6
+    # The ACLs are checked on every node: node 1 refuses a topic alice has no ACL for.
+    for f in admin.create_topics([NewTopic("closed", 1, replication_factor=3)]).values():
+        f.result(60)
+    assert produce(on(1, "alice", ALICE_PASSWORD), "closed", [b"x"])[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def _metadata_or_none(conf):
+    try:
+        return Producer(conf).list_topics(timeout=5)
+    except Exception:
+        return None

@@ -46,7 +46,7 @@ fn bad_frames_close_only_their_own_connection() {
         }),
         (
             "an API silt does not serve",
-            encode_request(&SaslHandshakeRequest::default(), 1, 9),
+            encode_request(&DescribeLogDirsRequest::default(), 1, 9),
         ),
         ("garbage Produce body", {
             let mut frame = encode_request(&ApiVersionsRequest::default(), 0, 9);
@@ -123,11 +123,12 @@ fn api_versions_of_an_unknown_version_gets_the_v0_fallback() {
     );
     let (correlation, response) = raw.receive::<ApiVersionsRequest>(3);
     assert_eq!((correlation, response.error_code), (78, 0));
-    // ApiVersions lists exactly what silt serves: no API it lacks (SASL as yet).
+    // ApiVersions lists exactly what silt serves: no API it lacks (DescribeLogDirs as yet).
     let keys: Vec<i16> = response.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)));
     assert!(keys.contains(&(ApiKey::TxnOffsetCommit as i16)));
-    assert!(!keys.contains(&(ApiKey::SaslHandshake as i16)));
+    assert!(keys.contains(&(ApiKey::SaslHandshake as i16)));
+    assert!(!keys.contains(&(ApiKey::DescribeLogDirs as i16)));
 }
 
 #[test]
