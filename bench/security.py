@@ -149,6 +149,8 @@ def main():
             f.result(30)
         mine = [AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:bench", "*", op, AclPermissionType.ALLOW)
                 for t in ("secure", "latency") for op in (AclOperation.WRITE, AclOperation.READ)]
+        mine.append(AclBinding(ResourceType.GROUP, "bench-unused", ResourcePatternType.LITERAL, "User:bench", "*",
+                               AclOperation.READ, AclPermissionType.ALLOW))
         for f in admin.create_acls(mine).values():
             f.result(30)
         print(f"bench: 1 partition, {VALUE}-byte values, acks=-1, {args.seconds:.0f} s per run, in {work}", flush=True)
@@ -170,6 +172,7 @@ def main():
         print(f"consume  plaintext {plain[1] / 1e6:7.1f} MB/s   SASL_SSL {secure[1] / 1e6:7.1f} MB/s   = {100 * secure[1] / plain[1]:.0f}% (bar 70%)")
 
         c = conf(listeners, "SASL_PLAINTEXT", None)
+        produce_at_rate(c, "latency", args.rate, 2)  # warm-up: connections, SCRAM, metadata
         few = produce_at_rate(c, "latency", args.rate, args.seconds)
         print(f"produce at {args.rate}/s, SASL_PLAINTEXT,      {len(mine):>5} ACLs: p50 {few[0]:6.2f} ms  p99 {few[1]:6.2f} ms  p99.9 {few[2]:6.2f} ms ({few[3]} msgs)", flush=True)
         many = []

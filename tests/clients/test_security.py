@@ -243,6 +243,25 @@ def test_sasl_ssl_scram_with_every_client_and_acls_as_kafka(secured):
                              "-L", "-m", "5"], capture_output=True, timeout=60)
     assert result.returncode != 0 and b"authentication" in result.stderr.lower(), result.stderr
 
+    # kafka-python's producer gets TopicAuthorizationFailedError for the topic it may not write.
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+    producer = KafkaProducer(**kp, max_block_ms=10000)
+    with pytest.raises(TopicAuthorizationFailedError):
+        producer.send("secret", b"x").get(timeout=20)
+    producer.send("orders", b"kp").get(timeout=20)
+    producer.close()
+
+    # DENY wins over ALLOW, as in Kafka: alice may still write orders but no longer read it.
+    admin = AdminClient(s.admin_conf())
+    deny = AclBinding(ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, "User:alice", "*",
+                      AclOperation.READ, AclPermissionType.DENY)
+    for f in admin.create_acls([deny]).values():
+        f.result(30)
+    assert produce(alice, "orders", [b"still-writes"]) == [None]
+    got, errors = consume(alice, "orders", "shop-2", 1, timeout=20)
+    assert got == [] and any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), errors
+
     # An unknown user and a wrong password are told so, and counted.
     errors = []
     p = Producer({**s.sasl_ssl("mallory", "x"), "error_cb": errors.append})

@@ -365,7 +365,13 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 break;
             }
         };
-        if let Err(e) = writer.write_all(&frame).await {
+        // Flushed every time: TLS keeps the tail of a record until flushed, and the client
+        // is waiting for this response (a no-op on plain TCP).
+        let written = match writer.write_all(&frame).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "write failed; closing connection");
             break;
         }
