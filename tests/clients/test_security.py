@@ -413,16 +413,21 @@ def test_hostile_clients_get_errors_timeouts_and_one_log_line(secured):
         started = time.monotonic()
         assert sock.recv(16) == b""
         assert time.monotonic() - started < 15
-    # 200 wrong passwords: each answered SASL_AUTHENTICATION_FAILED and closed.
-    for i in range(200):
+    # 100 wrong passwords: each answered SASL_AUTHENTICATION_FAILED and closed, the later
+    # ones after a longer wait (20 ms, one more step per 20 failures from the address).
+    waits = []
+    for i in range(100):
         with connect() as sock:
             sock.sendall(frame(17, 1, kstring(b"PLAIN")))
             assert struct.unpack(">h", read_frame(sock)[4:6])[0] == 0
             token = b"\0admin\0wrong-%d" % i
+            started = time.monotonic()
             sock.sendall(frame(36, 1, struct.pack(">i", len(token)) + token))
             answer = read_frame(sock)
+            waits.append(time.monotonic() - started)
             assert struct.unpack(">h", answer[4:6])[0] == 58
             assert read_frame(sock) is None
+    assert waits[0] >= 0.02 and waits[-1] >= 0.1, (waits[0], waits[-1])
     # Logged in a handful of lines, not 200, and never with a password.
     log = s.broker.log_text()
     assert log.count("authentication failed") < 20, log.count("authentication failed")
@@ -438,7 +443,7 @@ def test_hostile_clients_get_errors_timeouts_and_one_log_line(secured):
     # still serves a real client.
     import random
     rng = random.Random(14)
-    for _ in range(50):
+    for _ in range(30):
         with socket.create_connection(("127.0.0.1", s.ports["SSL"]), timeout=10) as sock:
             sock.sendall(bytes([0x16, 0x03, 0x01]) + rng.randbytes(rng.randrange(0, 600)))
             try:
@@ -452,11 +457,11 @@ def test_hostile_clients_get_errors_timeouts_and_one_log_line(secured):
             tls.sendall(frame(18, 0, b""))
             assert read_frame(tls)[:4] == struct.pack(">i", 1)
     status = json.load(urllib.request.urlopen(auth_request(s, "/v1/status", basic=("admin", ADMIN_PASSWORD))))
-    assert status["security"]["authentication_failures"] >= 200
+    assert status["security"]["authentication_failures"] >= 100
     # A garbage record is refused at once; a header with too few bytes waits out the timer.
     sec = status["security"]
-    assert sec["authentication_timeouts"] >= 1 and sec["tls_handshake_failures"] >= 10
-    assert sec["tls_handshake_failures"] + sec["authentication_timeouts"] >= 51, sec
+    assert sec["authentication_timeouts"] >= 1 and sec["tls_handshake_failures"] >= 5
+    assert sec["tls_handshake_failures"] + sec["authentication_timeouts"] >= 31, sec
 
 
 def auth_request(s, path, basic=None, token=None, method="GET"):

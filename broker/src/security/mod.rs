@@ -70,7 +70,18 @@ pub struct Security {
     allow_if_no_acl: bool,
     index: RwLock<(u64, Arc<AclIndex>)>,
     refusals: Mutex<(Option<std::time::Instant>, u64)>,
+    failures: Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
 }
+
+/// Failed logins from one address are remembered this long ...
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// ... and each `FAILURES_PER_STEP` of them in the window adds `auth_failure_delay_ms` to the
+/// next refusal's wait, up to `FAILURE_DELAY_STEPS_MAX` times it.
+pub const FAILURES_PER_STEP: u32 = 20;
+/// See [`FAILURES_PER_STEP`].
+pub const FAILURE_DELAY_STEPS_MAX: u32 = 10;
+/// Addresses whose failures are tracked at most (the oldest are forgotten first).
+const FAILURE_HOSTS_MAX: usize = 10_000;
 
 /// At most one log line per this long about refused connections.
 pub const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -100,6 +111,7 @@ impl Security {
             allow_if_no_acl: s.allow_everyone_if_no_acl_found,
             index: RwLock::new((0, Arc::new(AclIndex::default()))),
             refusals: Mutex::new((None, 0)),
+            failures: Mutex::new(Default::default()),
             listeners,
         })
     }
@@ -168,6 +180,34 @@ impl Security {
             listener,
             check,
         }
+    }
+
+    /// Records a failed login from `ip` and says how long to wait before answering it:
+    /// `base` times one more step per [`FAILURES_PER_STEP`] failures from that address in the
+    /// last [`FAILURE_WINDOW`], at most [`FAILURE_DELAY_STEPS_MAX`] times `base`. A guessing
+    /// client slows down; one typo costs `base`.
+    pub fn failure_delay(
+        &self,
+        ip: std::net::IpAddr,
+        base: std::time::Duration,
+    ) -> std::time::Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return base;
+        };
+        let now = std::time::Instant::now();
+        if failures.len() >= FAILURE_HOSTS_MAX {
+            failures.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
+            if failures.len() >= FAILURE_HOSTS_MAX {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        let steps = (1 + entry.1 / FAILURES_PER_STEP).min(FAILURE_DELAY_STEPS_MAX);
+        base * steps
     }
 
     /// Logs a refused connection (failed TLS or SASL, a timeout, a request out of turn): the
@@ -375,5 +415,27 @@ impl Caller {
     /// May the caller do `op` on the cluster?
     pub fn cluster(&self, op: Operation) -> bool {
         self.can(op, ResourceType::Cluster, CLUSTER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_address_that_keeps_failing_waits_longer_up_to_a_cap() {
+        let security = Security::new(&NodeConfig::default(), Vec::new()).expect("security");
+        let base = Duration::from_millis(100);
+        let guesser: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        let other: std::net::IpAddr = "10.0.0.2".parse().expect("ip");
+        assert_eq!(security.failure_delay(guesser, base), base);
+        let mut last = base;
+        for _ in 0..(FAILURES_PER_STEP * FAILURE_DELAY_STEPS_MAX * 2) {
+            last = security.failure_delay(guesser, base);
+        }
+        assert_eq!(last, base * FAILURE_DELAY_STEPS_MAX);
+        // Another address is not slowed by the guesser.
+        assert_eq!(security.failure_delay(other, base), base);
     }
 }

@@ -15,7 +15,7 @@
 //! SaslHandshake and SaslAuthenticate are served until the client has authenticated, within
 //! `sasl_handshake_timeout_ms`, in frames of at most 512 KiB (Kafka's
 //! `sasl.server.max.receive.size`). A failed authentication is answered after
-//! `auth_failure_delay_ms` and the connection closed; a session past its lifetime (KIP-368) is
+//! `auth_failure_delay_ms` (longer for an address that keeps failing) and the connection closed; a session past its lifetime (KIP-368) is
 //! closed at its next request.
 
 use std::net::SocketAddr;
@@ -197,7 +197,7 @@ async fn serve<R, W>(
                     RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
                 ) {
                     let (response, close) =
-                        authenticate(&node, &mut session, &request, failure_delay);
+                        authenticate(&node, &mut session, &request, failure_delay, peer);
                     if close {
                         node.security.log_refusal(peer, "authentication failed", "");
                     }
@@ -297,6 +297,7 @@ fn authenticate(
     session: &mut Session,
     request: &Request,
     failure_delay: Duration,
+    peer: SocketAddr,
 ) -> (ResponseFuture, bool) {
     let security = &node.security;
     let (response, failed) = match &request.body {
@@ -324,8 +325,9 @@ fn authenticate(
     };
     node.metrics.count_request(request.api as i16);
     let response: ResponseFuture = if failed {
+        let wait = security.failure_delay(peer.ip(), failure_delay);
         Box::pin(async move {
-            tokio::time::sleep(failure_delay).await;
+            tokio::time::sleep(wait).await;
             response
         })
     } else {
