@@ -153,6 +153,7 @@ impl Remote {
     /// [`ArchiveError::Config`] for a URL or directory that cannot be used.
     pub fn open(target: &str) -> Result<Remote, ArchiveError> {
         let shown = silt_config::redact_url(target);
+        let mut described = shown.clone();
         let config = |e: &dyn std::fmt::Display| ArchiveError::Config(format!("{shown}: {e}"));
         if !target.contains("://") {
             return Remote::local(std::path::Path::new(target));
@@ -175,8 +176,8 @@ impl Remote {
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => return Remote::local(std::path::Path::new(url.path())),
             "memory" => Arc::new(object_store::memory::InMemory::new()),
-            "s3" | "s3a" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
+            "s3" | "s3a" => {
+                let builder = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(target)
                     .with_retry(retry)
                     .with_config(
@@ -188,10 +189,15 @@ impl Remote {
                             ClientConfigKey::ConnectTimeout,
                         ),
                         connect_timeout,
-                    )
-                    .build()
-                    .map_err(|e| config(&e))?,
-            ),
+                    );
+                // Named in messages: a wrong endpoint is the first thing to rule out.
+                let endpoint = builder
+                    .get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint)
+                    .map(|e| silt_config::redact_url(&e))
+                    .unwrap_or_else(|| "AWS's default endpoint".to_string());
+                described = format!("{shown} at {endpoint}");
+                Arc::new(builder.build().map_err(|e| config(&e))?)
+            }
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(target)
@@ -230,7 +236,28 @@ impl Remote {
                 )));
             }
         };
-        Ok(Remote::with_store(store, prefix, target.to_string()))
+        Ok(Remote::with_store(store, prefix, described))
+    }
+
+    /// Asks the store for one object under the prefix: what a wrong bucket, wrong
+    /// credentials or an endpoint that does not answer fail at once (a prefix with nothing
+    /// in it yet is fine). `within` bounds the wait, retries included.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Config`] with a sentence naming the target and what the store answered.
+    pub async fn check(&self, within: Duration) -> Result<(), ArchiveError> {
+        let target = &self.description;
+        match tokio::time::timeout(within, self.list_some(&self.prefix, 1)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ArchiveError::Config(format!(
+                "the archive {target} cannot be used: {e}"
+            ))),
+            Err(_) => Err(ArchiveError::Config(format!(
+                "the archive {target} did not answer within {} s (is the endpoint right and up?)",
+                within.as_secs()
+            ))),
+        }
     }
 
     fn local(dir: &std::path::Path) -> Result<Remote, ArchiveError> {

@@ -161,7 +161,7 @@ impl Node {
         let tiering = match &archive_target {
             Some(target) => Some(Arc::new(
                 Tiering::open(target, &config, &cluster_id).map_err(|e| LogError::Foreign {
-                    path: std::path::PathBuf::from(target),
+                    path: std::path::PathBuf::from(silt_config::redact_url(target)),
                     reason: e.to_string(),
                 })?,
             )),

@@ -38,6 +38,6 @@ pub use security::{
     SecurityProtocol, Toggle, redact_url,
 };
 pub use topic::{
-    CleanupPolicy, PropertyKind, TOPIC_PROPERTIES, TimestampType, TopicConfig, TopicDefaults,
-    TopicProperty,
+    CleanupPolicy, CompressionType, PropertyKind, TOPIC_PROPERTIES, TimestampType, TopicConfig,
+    TopicDefaults, TopicProperty,
 };

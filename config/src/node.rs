@@ -112,6 +112,10 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
         "CPU niceness (0-19) of the threads that upload and read the archive, below the request threads",
     ),
     (
+        "archive_startup_check_ms",
+        "at startup, how long the archive's bucket and endpoint have to answer before silt refuses to start naming what is wrong (0: no check; an outage after startup is retried, never fatal)",
+    ),
+    (
         "archive_compaction_grace_ms",
         "how long archived segments replaced by compaction stay readable before they are deleted",
     ),
@@ -303,6 +307,8 @@ pub struct NodeConfig {
     pub archive_thread_nice: u32,
     /// Grace period of archived segments replaced by compaction.
     pub archive_compaction_grace_ms: u64,
+    /// Time the archive has to answer at startup (0: not checked).
+    pub archive_startup_check_ms: u64,
     /// How often the compactor looks for work.
     pub compaction_check_interval_ms: u64,
     /// Memory of the compactor's key map.
@@ -386,6 +392,7 @@ impl Default for NodeConfig {
             archive_read_bytes_per_sec: 0,
             archive_thread_nice: 10,
             archive_compaction_grace_ms: 10 * 60 * 1000,
+            archive_startup_check_ms: 15_000,
             compaction_check_interval_ms: 15_000,
             compaction_key_map_bytes: 64 << 20,
             compaction_bytes_per_sec: 0,
@@ -574,6 +581,11 @@ impl NodeConfig {
             "archive_read_bytes_per_sec" => {
                 self.archive_read_bytes_per_sec = parse_in(value, 0, i64::MAX)
                     .ok_or_else(|| invalid("bytes per second, 0 for no cap"))?
+                    as u64
+            }
+            "archive_startup_check_ms" => {
+                self.archive_startup_check_ms = parse_in(value, 0, i64::MAX)
+                    .ok_or_else(|| invalid("a non-negative number of milliseconds"))?
                     as u64
             }
             "archive_compaction_grace_ms" => {
@@ -872,6 +884,7 @@ impl NodeConfig {
             "archive_read_bytes_per_sec" => self.archive_read_bytes_per_sec.to_string(),
             "archive_thread_nice" => self.archive_thread_nice.to_string(),
             "archive_compaction_grace_ms" => self.archive_compaction_grace_ms.to_string(),
+            "archive_startup_check_ms" => self.archive_startup_check_ms.to_string(),
             "compaction_check_interval_ms" => self.compaction_check_interval_ms.to_string(),
             "compaction_key_map_bytes" => self.compaction_key_map_bytes.to_string(),
             "compaction_bytes_per_sec" => self.compaction_bytes_per_sec.to_string(),

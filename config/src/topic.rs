@@ -19,6 +19,60 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// Kafka's `compression.type` of a topic: how its batches are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// As the producer compressed them (no work on the produce path).
+    Producer,
+    /// Uncompressed.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+impl CompressionType {
+    /// Every type, as Kafka names them.
+    pub const ALL: [CompressionType; 6] = [
+        CompressionType::Producer,
+        CompressionType::Uncompressed,
+        CompressionType::Gzip,
+        CompressionType::Snappy,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ];
+
+    /// Kafka's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+
+    /// From Kafka's name (any case; `none` is taken as `uncompressed`, as clients call it).
+    pub fn parse(value: &str) -> Option<CompressionType> {
+        let value = value.trim().to_ascii_lowercase();
+        let value = if value == "none" {
+            "uncompressed"
+        } else {
+            value.as_str()
+        };
+        CompressionType::ALL
+            .into_iter()
+            .find(|c| c.as_str() == value)
+    }
+}
+
 /// Kafka's `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupPolicy {
@@ -143,7 +197,7 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         "compression.type",
         &[],
         PropertyKind::Enum,
-        "producer: batches are stored as produced",
+        "how batches are stored: producer (as produced), uncompressed, gzip, snappy, lz4 or zstd (recompressed on produce when the producer's codec differs)",
     ),
     prop(
         "retention.ms",
@@ -346,12 +400,10 @@ impl TopicProperty {
                 _ => return Err(invalid("a number from 0 to 1")),
             },
             _ if property.is_ignored() => value.to_string(),
-            "compression.type" => match value {
-                "producer" => value.to_string(),
-                _ => {
-                    return Err(invalid(
-                        "producer (silt stores batches as the producer compressed them)",
-                    ));
+            "compression.type" => match CompressionType::parse(value) {
+                Some(c) => c.as_str().to_string(),
+                None => {
+                    return Err(invalid("producer, uncompressed, gzip, snappy, lz4 or zstd"));
                 }
             },
             "retention.ms" | "retention.bytes" => {
@@ -447,6 +499,8 @@ impl Default for TopicDefaults {
 pub struct TopicConfig {
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`.
+    pub compression_type: CompressionType,
     /// `delete.retention.ms`.
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`.
@@ -503,6 +557,7 @@ impl TopicConfig {
     ) -> Result<TopicConfig, ConfigError> {
         let mut config = TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
+            compression_type: CompressionType::Producer,
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
@@ -562,7 +617,11 @@ impl TopicConfig {
                     config.min_cleanable_dirty_ratio = value.parse().expect("validated dirty ratio")
                 }
                 // Accepted for compatibility; one value only, nothing to resolve.
-                "compression.type" | "unclean.leader.election.enable" => {}
+                "compression.type" => {
+                    config.compression_type =
+                        CompressionType::parse(&value).expect("validated compression type")
+                }
+                "unclean.leader.election.enable" => {}
                 other if TopicProperty::find(other).is_some_and(TopicProperty::is_ignored) => {
                     config.ignored.insert(other.to_string(), value);
                 }
@@ -586,7 +645,7 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
-            "compression.type" => "producer".to_string(),
+            "compression.type" => self.compression_type.as_str().to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),

@@ -48,7 +48,7 @@ const OFFSET_MAX_TIMESTAMP: usize = 35;
 const _: () = assert!(BATCH_LENGTH_MIN == 49);
 const _: () = assert!(OFFSET_CRC + 4 == CRC_START);
 
-const ATTR_CODEC_MASK: i16 = 0x07;
+pub(crate) const ATTR_CODEC_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// The attribute bit of a transactional batch.
 pub const ATTR_TRANSACTIONAL: i16 = 0x10;

@@ -21,7 +21,7 @@ use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Codec};
+use crate::batch::{ATTR_CODEC_MASK, BATCH_HEADER_BYTES, BatchError, BatchHeader, Codec};
 
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,6 +403,49 @@ pub fn decode_control_batch(batch: &[u8]) -> Result<(i16, Bytes), RecordError> {
     ))
 }
 
+/// The batch `batch` (one whole v2 batch) with its records compressed with `codec` instead,
+/// or `None` when there is nothing to change: it already uses `codec`, or it is a control
+/// batch. Every header field but the attributes' codec bits, the length and the CRC stays as
+/// it was (offsets, sequences, timestamps, producer), so the batch is the same batch to every
+/// reader. Records decompress to at most `decompressed_max` bytes.
+///
+/// # Errors
+///
+/// [`RecordError`] for a header that does not parse or records that do not decompress.
+pub fn recompress_batch(
+    batch: &[u8],
+    codec: Codec,
+    decompressed_max: usize,
+) -> Result<Option<Vec<u8>>, RecordError> {
+    let Some(header) = BatchHeader::parse(batch, u32::MAX)? else {
+        return Err(RecordError::Malformed {
+            index: 0,
+            reason: "shorter than a batch header",
+        });
+    };
+    if header.is_control() || header.codec() == codec {
+        return Ok(None);
+    }
+    let end = (header.size() as usize).min(batch.len());
+    let records = decompress(
+        header.codec(),
+        &batch[BATCH_HEADER_BYTES..end],
+        decompressed_max,
+    )?;
+    let body = compress(codec, &records);
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+    out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(&body);
+    let length = (BATCH_HEADER_BYTES - 12 + body.len()) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = i16::from_be_bytes([out[21], out[22]]);
+    let attributes = (attributes & !ATTR_CODEC_MASK) | codec.id();
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Some(out))
+}
+
 /// Encodes `records` as one v2 batch at `base_offset`, compressed with `codec`.
 ///
 /// # Panics
@@ -715,6 +758,67 @@ mod tests {
         assert_eq!(
             &decompress(Codec::Snappy, &framed, 1 << 20).unwrap()[..],
             &data[..]
+        );
+    }
+
+    #[test]
+    fn recompressed_batches_keep_every_record_and_header_field() {
+        let records: Vec<NewRecord> = (0..50)
+            .map(|i| NewRecord {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'v'; 100 + i])),
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"x")))],
+            })
+            .collect();
+        let stamp = ProducerStamp {
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: 40,
+        };
+        let original = encode_batch(100, &records, Codec::None, Some(stamp));
+        let expected = decode_records(&original, 1 << 20).expect("decodes");
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let changed = recompress_batch(&original, codec, 1 << 20)
+                .expect("recompresses")
+                .expect("a different codec changes the batch");
+            crate::batch::verify_crc(&changed).expect("CRC of the new batch");
+            let header = BatchHeader::parse(&changed, u32::MAX)
+                .expect("parses")
+                .expect("whole");
+            let before = BatchHeader::parse(&original, u32::MAX)
+                .expect("parses")
+                .expect("whole");
+            assert_eq!(header.codec(), codec);
+            assert_eq!(header.size() as usize, changed.len());
+            assert!(changed.len() < original.len(), "{codec:?} compresses");
+            assert_eq!(
+                (
+                    header.base_offset,
+                    header.producer_id,
+                    header.base_sequence,
+                    header.record_count
+                ),
+                (
+                    before.base_offset,
+                    before.producer_id,
+                    before.base_sequence,
+                    before.record_count
+                )
+            );
+            assert_eq!(
+                decode_records(&changed, 1 << 20).expect("decodes"),
+                expected
+            );
+            // And back, from each codec to another.
+            let back = recompress_batch(&changed, Codec::None, 1 << 20)
+                .expect("recompresses")
+                .expect("changes");
+            assert_eq!(back, original);
+        }
+        assert_eq!(
+            recompress_batch(&original, Codec::None, 1 << 20).expect("same"),
+            None
         );
     }
 

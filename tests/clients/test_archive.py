@@ -129,3 +129,26 @@ def test_verify_names_an_altered_object(silt_factory, s3):
     verify = silt_cli("archive", "verify", "victim", "--archive", s3.url(), env=s3.env)
     assert verify.returncode == 1
     assert key.split("cluster-a/", 1)[1] in verify.stdout and "CRC" in verify.stdout, verify.stdout
+
+
+def test_a_wrong_bucket_or_dead_endpoint_is_named_at_startup(s3, tmp_path):
+    """`silt serve --archive s3://no-such-bucket/x` refuses to start and says why, instead of
+    serving and failing every upload later."""
+    import os
+    import subprocess
+    from conftest import SILT_BIN, free_port
+
+    def serve(env, *extra):
+        args = [str(SILT_BIN), "serve", "--data-dir", str(tmp_path / f"d{len(os.listdir(tmp_path))}"),
+                "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", *extra]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SILT_") and not k.startswith("AWS_")}
+        return subprocess.run(args, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+    missing = serve(s3.env, "--archive", "s3://no-such-bucket/x")
+    assert missing.returncode != 0
+    assert "no-such-bucket" in missing.stderr and f"127.0.0.1:{s3.proxy.port}" in missing.stderr, missing.stderr
+    assert "NoSuchBucket" in missing.stderr or "does not exist" in missing.stderr, missing.stderr
+    dead = {**s3.env, "AWS_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    unreachable = serve(dead, "--archive", s3.url(), "--set", "archive_startup_check_ms=2000")
+    assert unreachable.returncode != 0
+    assert "did not answer" in unreachable.stderr or "connect" in unreachable.stderr.lower(), unreachable.stderr

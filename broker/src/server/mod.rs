@@ -53,6 +53,29 @@ pub enum ServerError {
     /// TLS certificates or principal rules that do not load.
     #[error(transparent)]
     Tls(#[from] crate::security::TlsError),
+    /// The archive's bucket or endpoint did not answer as a bucket should, at startup.
+    #[error(transparent)]
+    Archive(#[from] silt_archiver::ArchiveError),
+}
+
+/// Checks, before anything is opened, that an archive in an object store answers: a wrong
+/// bucket, wrong credentials or a dead endpoint is named at once instead of surfacing later
+/// as KAFKA_STORAGE_ERROR. A local directory needs no check.
+async fn check_archive(config: &NodeConfig) -> Result<(), ServerError> {
+    let silt_config::ArchiveTarget::Url(target) = &config.archive else {
+        return Ok(());
+    };
+    if config.archive_startup_check_ms == 0
+        || !target.contains("://")
+        || target.starts_with("file:")
+    {
+        return Ok(());
+    }
+    let remote = silt_archiver::Remote::open(target)?;
+    remote
+        .check(Duration::from_millis(config.archive_startup_check_ms))
+        .await?;
+    Ok(())
 }
 
 /// A bound, loaded node, ready to serve.
@@ -119,6 +142,7 @@ impl Server {
             config.rpc_addr = bound;
         }
         config.check()?;
+        check_archive(&config).await?;
         let security = Arc::new(crate::security::Security::new(&config, listeners)?);
         let identity = {
             let (config, storage) = (config.clone(), storage.clone());
