@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
 };
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use silt_broker::handlers::{self, Handled};
 use silt_broker::log::DiskStorage;
 use silt_broker::protocol::versions::SUPPORTED;
@@ -24,6 +24,8 @@ use silt_index::batch::Codec;
 use silt_index::record::{NewRecord, encode_batch};
 
 mod common;
+
+use common::frame;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -460,19 +462,6 @@ fn request(
         ),
         other => panic!("no sample request for {other:?}"),
     }
-}
-
-fn frame(api: ApiKey, version: i16, body: &RequestKind) -> Bytes {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(s("every-version")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    buf.freeze()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

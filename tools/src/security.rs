@@ -189,19 +189,8 @@ pub(crate) async fn run_user(command: UserCommand, brokers: &BrokerArgs) -> Resu
                         .with_salted_password(Bytes::from(salted))
                 })
                 .collect();
-            let (response, _) = client
-                .send(
-                    AlterUserScramCredentialsRequest::default().with_upsertions(upsertions),
-                    0,
-                )
-                .await?;
-            for r in &response.results {
-                check(
-                    r.error_code,
-                    r.error_message.as_ref(),
-                    &format!("user {name}"),
-                )?;
-            }
+            let request = AlterUserScramCredentialsRequest::default().with_upsertions(upsertions);
+            alter_users(client, request, &name).await?;
             println!("user {name} created");
         }
         UserCommand::Delete { name } => {
@@ -235,19 +224,8 @@ pub(crate) async fn run_user(command: UserCommand, brokers: &BrokerArgs) -> Resu
                         .with_mechanism(c.mechanism)
                 })
                 .collect();
-            let (response, _) = client
-                .send(
-                    AlterUserScramCredentialsRequest::default().with_deletions(deletions),
-                    0,
-                )
-                .await?;
-            for r in &response.results {
-                check(
-                    r.error_code,
-                    r.error_message.as_ref(),
-                    &format!("user {name}"),
-                )?;
-            }
+            let request = AlterUserScramCredentialsRequest::default().with_deletions(deletions);
+            alter_users(client, request, &name).await?;
             println!("user {name} deleted");
         }
         UserCommand::List => {
@@ -272,6 +250,23 @@ pub(crate) async fn run_user(command: UserCommand, brokers: &BrokerArgs) -> Resu
                 println!("{:<32} {}", r.user, mechanisms.join(", "));
             }
         }
+    }
+    Ok(())
+}
+
+/// Sends an AlterUserScramCredentials request and turns any refusal into an error.
+async fn alter_users(
+    client: &mut crate::client::Client,
+    request: AlterUserScramCredentialsRequest,
+    name: &str,
+) -> Result<()> {
+    let (response, _) = client.send(request, 0).await?;
+    for r in &response.results {
+        check(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("user {name}"),
+        )?;
     }
     Ok(())
 }

@@ -233,8 +233,7 @@ impl Security {
     /// What `/v1/status` shows: listeners, whether requests are authorized, users and ACLs
     /// counted (never a credential), TLS reloads, and the counters.
     pub fn status(&self, state: &ClusterState) -> serde_json::Value {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "listeners": self.listeners.iter().map(|l| serde_json::json!({
                 "name": l.name,
                 "address": l.addr.to_string(),
@@ -248,56 +247,69 @@ impl Security {
             "users": state.users.len(),
             "acls": state.acls.len(),
             "tls": self.tls.as_ref().map(|t| serde_json::json!({ "reloads": t.reloads() })),
-            "authentications": load(&self.stats.auth_succeeded),
-            "authentication_failures": load(&self.stats.auth_failed),
-            "reauthentications": load(&self.stats.reauthenticated),
-            "tls_handshake_failures": load(&self.stats.tls_failed),
-            "authentication_timeouts": load(&self.stats.auth_timeouts),
-            "authorization_denials": load(&self.stats.denied),
-        })
+        });
+        if let Some(map) = status.as_object_mut() {
+            for (key, _, _, value) in self.counters() {
+                map.insert(key.to_string(), value.into());
+            }
+        }
+        status
+    }
+
+    /// The counters: (`/v1/status` key, metric name, help, value); one table for both.
+    fn counters(&self) -> [(&'static str, &'static str, &'static str, u64); 7] {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.stats;
+        [
+            (
+                "authentications",
+                "silt_sasl_authentications_total",
+                "SASL authentications that succeeded (re-authentications not counted).",
+                load(&s.auth_succeeded),
+            ),
+            (
+                "authentication_failures",
+                "silt_sasl_authentication_failures_total",
+                "Failed authentications: SASL (wrong password, unknown user, malformed exchange) and admin API logins.",
+                load(&s.auth_failed),
+            ),
+            (
+                "reauthentications",
+                "silt_sasl_reauthentications_total",
+                "SASL re-authentications of open connections (KIP-368).",
+                load(&s.reauthenticated),
+            ),
+            (
+                "tls_handshake_failures",
+                "silt_tls_handshake_failures_total",
+                "TLS handshakes that failed on Kafka listeners.",
+                load(&s.tls_failed),
+            ),
+            (
+                "authentication_timeouts",
+                "silt_authentication_timeouts_total",
+                "Connections closed for not finishing TLS and SASL within sasl_handshake_timeout_ms.",
+                load(&s.auth_timeouts),
+            ),
+            (
+                "authorization_denials",
+                "silt_authorization_denials_total",
+                "Operations refused by the ACLs.",
+                load(&s.denied),
+            ),
+            (
+                "tls_reloads",
+                "silt_tls_reloads_total",
+                "Times the TLS certificate files were reloaded after a change.",
+                self.tls.as_ref().map_or(0, |t| t.reloads()),
+            ),
+        ]
     }
 
     /// Prometheus text of the counters and gauges.
     pub fn render(&self, state: &ClusterState, out: &mut String) {
         use std::fmt::Write;
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        for (name, help, value) in [
-            (
-                "silt_sasl_authentications_total",
-                "SASL authentications that succeeded (re-authentications not counted).",
-                load(&self.stats.auth_succeeded),
-            ),
-            (
-                "silt_sasl_authentication_failures_total",
-                "Failed authentications: SASL (wrong password, unknown user, malformed exchange) and admin API logins.",
-                load(&self.stats.auth_failed),
-            ),
-            (
-                "silt_sasl_reauthentications_total",
-                "SASL re-authentications of open connections (KIP-368).",
-                load(&self.stats.reauthenticated),
-            ),
-            (
-                "silt_tls_handshake_failures_total",
-                "TLS handshakes that failed on Kafka listeners.",
-                load(&self.stats.tls_failed),
-            ),
-            (
-                "silt_authentication_timeouts_total",
-                "Connections closed for not finishing TLS and SASL within sasl_handshake_timeout_ms.",
-                load(&self.stats.auth_timeouts),
-            ),
-            (
-                "silt_authorization_denials_total",
-                "Operations refused by the ACLs.",
-                load(&self.stats.denied),
-            ),
-            (
-                "silt_tls_reloads_total",
-                "Times the TLS certificate files were reloaded after a change.",
-                self.tls.as_ref().map_or(0, |t| t.reloads()),
-            ),
-        ] {
+        for (_, name, help, value) in self.counters() {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

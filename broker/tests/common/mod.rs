@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
 use silt_broker::cluster::admin::NewTopic;
 use silt_broker::log::{Storage, SystemClock};
 use silt_broker::node::Node;
@@ -31,4 +35,18 @@ pub(crate) fn new_topic(name: &str, partitions: i32) -> NewTopic {
         configs: Vec::new(),
         restored: None,
     }
+}
+
+/// A request frame's payload (header and body, no length prefix) as a client would send it.
+pub(crate) fn frame(api: ApiKey, version: i16, body: &RequestKind) -> Bytes {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("silt-tests")))
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.freeze()
 }
