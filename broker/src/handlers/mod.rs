@@ -76,7 +76,7 @@ pub async fn handle(
     node.metrics.count_request(request.api as i16);
     let version = request.version;
     let node = node.clone();
-    let caller = caller.clone();
+    let c = caller.clone();
     let client_id = request
         .header
         .client_id
@@ -85,7 +85,6 @@ pub async fn handle(
         .unwrap_or_default();
     // Kafka reports client hosts as "/address".
     let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
-    let c = caller;
     match request.body {
         RequestKind::Produce(body) => produce::handle(&node, body, version, &c).await,
         RequestKind::ApiVersions(_) => {
