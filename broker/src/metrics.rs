@@ -26,12 +26,6 @@ pub struct Metrics {
     pub produce_batches: AtomicU64,
     /// Bytes of record batches appended by Produce.
     pub produce_bytes: AtomicU64,
-    /// Batches recompressed on produce to their topic's `compression.type`.
-    pub recompressed_batches: AtomicU64,
-    /// Bytes of those batches as the producer sent them.
-    pub recompressed_bytes_in: AtomicU64,
-    /// Bytes of those batches as stored.
-    pub recompressed_bytes_out: AtomicU64,
     /// Bytes of record batches returned by Fetch.
     pub fetch_bytes: AtomicU64,
     /// Compaction passes that rewrote segments.
@@ -53,9 +47,6 @@ impl Default for Metrics {
             bytes_sent: AtomicU64::new(0),
             produce_batches: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
-            recompressed_batches: AtomicU64::new(0),
-            recompressed_bytes_in: AtomicU64::new(0),
-            recompressed_bytes_out: AtomicU64::new(0),
             fetch_bytes: AtomicU64::new(0),
             compaction_passes: AtomicU64::new(0),
             compaction_bytes_read: AtomicU64::new(0),
@@ -132,24 +123,31 @@ pub fn render(node: &Node) -> String {
         m.produce_bytes.load(Ordering::Relaxed),
     );
     counter(
+        "silt_fetch_bytes_total",
+        "Bytes of record batches returned by Fetch.",
+        m.fetch_bytes.load(Ordering::Relaxed),
+    );
+    let topics = node.topics.all();
+    let sum = |f: fn(&crate::topics::Recompressed) -> &AtomicU64| -> u64 {
+        topics
+            .iter()
+            .map(|t| f(&t.recompressed).load(Ordering::Relaxed))
+            .sum()
+    };
+    counter(
         "silt_produce_recompressed_batches_total",
         "Batches recompressed on produce because the topic's compression.type differs from the producer's codec.",
-        m.recompressed_batches.load(Ordering::Relaxed),
+        sum(|r| &r.batches),
     );
     counter(
         "silt_produce_recompressed_bytes_in_total",
         "Bytes of recompressed batches as the producers sent them.",
-        m.recompressed_bytes_in.load(Ordering::Relaxed),
+        sum(|r| &r.bytes_in),
     );
     counter(
         "silt_produce_recompressed_bytes_out_total",
         "Bytes of recompressed batches as stored.",
-        m.recompressed_bytes_out.load(Ordering::Relaxed),
-    );
-    counter(
-        "silt_fetch_bytes_total",
-        "Bytes of record batches returned by Fetch.",
-        m.fetch_bytes.load(Ordering::Relaxed),
+        sum(|r| &r.bytes_out),
     );
     let _ = writeln!(
         out,

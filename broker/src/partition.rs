@@ -595,6 +595,7 @@ impl PartitionView {
                 )),
             });
         }
+        let batch = self.stored_form(batch).await?;
         let acks = match durability {
             Durability::Durable => Acks::All,
             Durability::Buffered => Acks::Leader,
@@ -610,6 +611,59 @@ impl PartitionView {
 }
 
 impl PartitionView {
+    /// A client's batch in its topic's `compression.type` (Kafka's broker-side compression):
+    /// as sent when the topic keeps the producer's codec or the codecs agree (the common case:
+    /// no copy, one read lock); otherwise checked (a corrupt batch must not get a fresh CRC),
+    /// decompressed and compressed again on a blocking thread, off the request threads.
+    /// Offsets, sequences and timestamps do not change, so idempotence and transactions see
+    /// the same batch. Bytes the log's own checks refuse pass through to be refused there.
+    async fn stored_form(&self, batch: Bytes) -> Result<Bytes, Refused> {
+        use silt_config::CompressionType;
+        use silt_index::batch::{BatchHeader, Codec, verify_crc};
+        let codec = match self.topic.compression_type() {
+            CompressionType::Producer => return Ok(batch),
+            CompressionType::Uncompressed => Codec::None,
+            CompressionType::Gzip => Codec::Gzip,
+            CompressionType::Snappy => Codec::Snappy,
+            CompressionType::Lz4 => Codec::Lz4,
+            CompressionType::Zstd => Codec::Zstd,
+        };
+        match BatchHeader::parse(&batch, u32::MAX) {
+            Ok(Some(header)) if header.codec() != codec && !header.is_control() => {}
+            _ => return Ok(batch),
+        }
+        let refused = |code: ErrorCode, e: &dyn std::fmt::Display| Refused {
+            code,
+            message: Some(e.to_string()),
+        };
+        verify_crc(&batch).map_err(|e| refused(ErrorCode::CorruptMessage, &e))?;
+        // Decompressed records are bounded as a fetch would bound them.
+        let limit = (self.topic.config().max_message_bytes as usize)
+            .saturating_mul(64)
+            .max(64 << 20);
+        let sent = batch.len() as u64;
+        let (batch, changed) = tokio::task::spawn_blocking(move || {
+            let changed = silt_index::record::recompress_batch(&batch, codec, limit);
+            (batch, changed)
+        })
+        .await
+        .map_err(|e| refused(ErrorCode::UnknownServerError, &e))?;
+        let Some(changed) = changed.map_err(|e| refused(ErrorCode::CorruptMessage, &e))? else {
+            return Ok(batch);
+        };
+        let counters = &self.topic.recompressed;
+        counters
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .bytes_in
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .bytes_out
+            .fetch_add(changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(Bytes::from(changed))
+    }
+
     /// Writes a transaction marker (see [`Replica::submit_marker`]) and waits until it is
     /// durable.
     ///

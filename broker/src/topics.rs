@@ -188,8 +188,21 @@ pub struct Topic {
     pub read_replica_of: Option<String>,
     /// silt's own (the group log): not listed as a client's topic.
     pub internal: bool,
+    /// Batches recompressed on their way in to this topic's `compression.type`.
+    pub recompressed: Recompressed,
     dir: PathBuf,
     state: RwLock<TopicState>,
+}
+
+/// Counters of broker-side compression for one topic (summed in `/metrics`).
+#[derive(Debug, Default)]
+pub struct Recompressed {
+    /// Batches recompressed.
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Their bytes as the producers sent them.
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    /// Their bytes as stored.
+    pub bytes_out: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -207,6 +220,15 @@ impl Topic {
             .unwrap_or_else(|p| p.into_inner())
             .config
             .clone()
+    }
+
+    /// `compression.type`, without copying the config (asked on every produce).
+    pub fn compression_type(&self) -> silt_config::CompressionType {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .compression_type
     }
 
     /// True when reads may go to the archive (`remote.read`), without copying the config.
@@ -754,6 +776,7 @@ impl TopicRegistry {
             id: meta.id,
             read_replica_of: config.remote_readreplica.clone(),
             internal: meta.internal,
+            recompressed: Recompressed::default(),
             dir,
             state: RwLock::new(TopicState {
                 overrides: meta.configs.clone(),

@@ -323,20 +323,15 @@ pub(crate) async fn run_acl(command: AclCommand, brokers: &BrokerArgs) -> Result
             println!("{count} ACL(s) created");
         }
         AclCommand::List(filter) => {
-            let (resource_type, name) = filter_resource(&filter);
+            let f = acl_filter(&filter)?;
             let request = DescribeAclsRequest::default()
-                .with_resource_type_filter(resource_type.code())
-                .with_resource_name_filter(name.as_deref().map(str_bytes))
-                .with_pattern_type_filter(filter_pattern(&filter).code())
-                .with_principal_filter(
-                    filter
-                        .principal
-                        .as_deref()
-                        .map(|p| str_bytes(&principal(p))),
-                )
-                .with_host_filter(None)
-                .with_operation(filter_operation(&filter)?.code())
-                .with_permission_type(Permission::Any.code());
+                .with_resource_type_filter(f.resource_type_filter)
+                .with_resource_name_filter(f.resource_name_filter)
+                .with_pattern_type_filter(f.pattern_type_filter)
+                .with_principal_filter(f.principal_filter)
+                .with_host_filter(f.host_filter)
+                .with_operation(f.operation)
+                .with_permission_type(f.permission_type);
             let (response, _) = client.send(request, 3).await?;
             check(
                 response.error_code,
@@ -365,22 +360,7 @@ pub(crate) async fn run_acl(command: AclCommand, brokers: &BrokerArgs) -> Result
             }
         }
         AclCommand::Delete(filter) => {
-            let (resource_type, name) = filter_resource(&filter);
-            let request = DeleteAclsRequest::default().with_filters(vec![
-                DeleteAclsFilter::default()
-                    .with_resource_type_filter(resource_type.code())
-                    .with_resource_name_filter(name.as_deref().map(str_bytes))
-                    .with_pattern_type_filter(filter_pattern(&filter).code())
-                    .with_principal_filter(
-                        filter
-                            .principal
-                            .as_deref()
-                            .map(|p| str_bytes(&principal(p))),
-                    )
-                    .with_host_filter(None)
-                    .with_operation(filter_operation(&filter)?.code())
-                    .with_permission_type(Permission::Any.code()),
-            ]);
+            let request = DeleteAclsRequest::default().with_filters(vec![acl_filter(&filter)?]);
             let (response, _) = client.send(request, 3).await?;
             let mut deleted = 0;
             for r in &response.filter_results {
@@ -391,6 +371,24 @@ pub(crate) async fn run_acl(command: AclCommand, brokers: &BrokerArgs) -> Result
         }
     }
     Ok(())
+}
+
+/// The filter `silt acl list|delete` asks with: unset fields match anything.
+fn acl_filter(filter: &AclFilterArgs) -> Result<DeleteAclsFilter> {
+    let (resource_type, name) = filter_resource(filter);
+    Ok(DeleteAclsFilter::default()
+        .with_resource_type_filter(resource_type.code())
+        .with_resource_name_filter(name.as_deref().map(str_bytes))
+        .with_pattern_type_filter(filter_pattern(filter).code())
+        .with_principal_filter(
+            filter
+                .principal
+                .as_deref()
+                .map(|p| str_bytes(&principal(p))),
+        )
+        .with_host_filter(None)
+        .with_operation(filter_operation(filter)?.code())
+        .with_permission_type(Permission::Any.code()))
 }
 
 fn filter_resource(filter: &AclFilterArgs) -> (ResourceType, Option<String>) {

@@ -14,9 +14,7 @@ use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
-use silt_config::CompressionType;
-use silt_index::batch::{BatchHeader, Codec, verify_crc};
-use silt_index::record::recompress_batch;
+use silt_index::batch::BatchHeader;
 
 use super::{Handled, leader_hint, respond, str_bytes};
 use crate::log::{AppendError, AppendTicket, Appended, Durability};
@@ -217,62 +215,11 @@ async fn queue(
             );
         }
     }
-    let records = match recompress(node, &view, records).await {
-        Ok(records) => records,
-        Err((code, message)) => return Queued::Failed(code, Some(message)),
-    };
     let bytes = records.len() as u64;
     match view.submit(records, durability).await {
         Ok(ticket) => Queued::Ticket(ticket, bytes),
         Err(refused) => Queued::Failed(refused.code, refused.message),
     }
-}
-
-/// The batch in its topic's `compression.type` (Kafka's broker-side compression): as sent
-/// when the topic keeps the producer's codec or the codecs agree (the common case, no copy);
-/// otherwise checked (a corrupt batch must not get a fresh CRC), decompressed and compressed
-/// again on a blocking thread, off the request threads. Offsets, sequences and timestamps do
-/// not change, so idempotence and transactions see the same batch.
-async fn recompress(
-    node: &Node,
-    view: &PartitionView,
-    records: Bytes,
-) -> Result<Bytes, (ErrorCode, String)> {
-    let config = view.topic().config();
-    let codec = match config.compression_type {
-        CompressionType::Producer => return Ok(records),
-        CompressionType::Uncompressed => Codec::None,
-        CompressionType::Gzip => Codec::Gzip,
-        CompressionType::Snappy => Codec::Snappy,
-        CompressionType::Lz4 => Codec::Lz4,
-        CompressionType::Zstd => Codec::Zstd,
-    };
-    match BatchHeader::parse(&records, u32::MAX) {
-        Ok(Some(header)) if header.codec() != codec && !header.is_control() => {}
-        // The same codec, a control batch, or bytes the log's own checks will refuse.
-        _ => return Ok(records),
-    }
-    if let Err(e) = verify_crc(&records) {
-        return Err((ErrorCode::CorruptMessage, e.to_string()));
-    }
-    // Decompressed records are bounded as a fetch would bound them.
-    let limit = (config.max_message_bytes as usize)
-        .saturating_mul(64)
-        .max(64 << 20);
-    let sent = records.len() as u64;
-    let (records, changed) = tokio::task::spawn_blocking(move || {
-        let changed = recompress_batch(&records, codec, limit);
-        (records, changed)
-    })
-    .await
-    .map_err(|e| (ErrorCode::UnknownServerError, e.to_string()))?;
-    let Some(changed) = changed.map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))? else {
-        return Ok(records);
-    };
-    Metrics::add(&node.metrics.recompressed_batches, 1);
-    Metrics::add(&node.metrics.recompressed_bytes_in, sent);
-    Metrics::add(&node.metrics.recompressed_bytes_out, changed.len() as u64);
-    Ok(Bytes::from(changed))
 }
 
 fn success(response: PartitionProduceResponse, appended: Appended) -> PartitionProduceResponse {

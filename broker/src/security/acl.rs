@@ -344,14 +344,15 @@ impl AclIndex {
         };
         let mut any = false;
         let mut allowed = false;
-        let wildcard_principal = principal
-            .split_once(':')
-            .map(|(kind, _)| format!("{kind}:*"));
+        // `User:*` matches every principal of its kind (no allocation: this runs per request).
+        let kind = principal.split_once(':').map(|(kind, _)| kind);
         let mut visit = |entries: &[Entry]| -> bool {
             for e in entries {
                 any = true;
                 let principal_ok = &*e.principal == principal
-                    || wildcard_principal.as_deref() == Some(&*e.principal);
+                    || e.principal
+                        .strip_suffix(":*")
+                        .is_some_and(|k| Some(k) == kind);
                 let host_ok = &*e.host == WILDCARD || &*e.host == host;
                 if !principal_ok || !host_ok {
                     continue;

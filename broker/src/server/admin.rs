@@ -300,7 +300,15 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                     })
                 })
                 .collect();
-            json!({ "name": topic.name, "id": topic.id, "partitions": partitions })
+            let r = &topic.recompressed;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            json!({
+                "name": topic.name,
+                "id": topic.id,
+                "compression_type": topic.compression_type().as_str(),
+                "recompressed": { "batches": load(&r.batches), "bytes_in": load(&r.bytes_in), "bytes_out": load(&r.bytes_out) },
+                "partitions": partitions,
+            })
         })
         .collect();
     Json(json!({
