@@ -124,8 +124,12 @@ async fn serve<R, W>(
     let max = node.config.request_bytes_max;
     let settings = &node.config.security;
     let auth_deadline = Instant::now() + Duration::from_millis(settings.sasl_handshake_timeout_ms);
-    let failure_delay = Duration::from_millis(settings.auth_failure_delay_ms);
-    let host: Arc<str> = Arc::from(peer.ip().to_string());
+    let ctx = Context {
+        peer,
+        host: Arc::from(peer.ip().to_string()),
+        listener,
+        failure_delay: Duration::from_millis(settings.auth_failure_delay_ms),
+    };
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         let limit = if session.ready() {
@@ -170,93 +174,130 @@ async fn serve<R, W>(
                 break;
             }
         };
-        if session.expects_raw_token() {
-            let (pending, failed) = raw_token(&node, &mut session, payload);
-            if failed {
-                node.security.log_refusal(peer, "authentication failed", "");
-                break; // SaslHandshake v0: a failed exchange just closes the connection
-            }
-            if pending_tx.send(pending).await.is_err() {
-                break;
-            }
-            continue;
-        }
-        let (pending, close_after) = match parse_request(payload) {
-            Ok(request) => {
-                let correlation_id = request.header.correlation_id;
-                let (api, version) = (request.api, request.version);
-                let pending = |response: ResponseFuture| Pending {
-                    correlation_id,
-                    api,
-                    version,
-                    response,
-                    raw: false,
-                };
-                if matches!(
-                    request.body,
-                    RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
-                ) {
-                    let (response, close) =
-                        authenticate(&node, &mut session, &request, failure_delay, peer);
-                    if close {
-                        node.security.log_refusal(peer, "authentication failed", "");
-                    }
-                    (pending(response), close)
-                } else {
-                    if let Some(reason) = refuse(&session, api) {
-                        node.security.log_refusal(peer, reason, session.principal());
-                        Metrics::add(&node.metrics.requests_rejected, 1);
-                        break;
-                    }
-                    let caller = node.security.caller(
-                        || node.cluster.controller.state(),
-                        session.principal().clone(),
-                        host.clone(),
-                        listener.clone(),
-                    );
-                    match handlers::handle(&node, request, &caller, Some(peer)).await {
-                        Handled::Respond(response) => (pending(response), false),
-                        Handled::NoResponse => continue,
-                        Handled::Close(reason) => {
-                            tracing::warn!(%peer, reason, "closing connection");
-                            break;
-                        }
-                    }
+        let next = if session.expects_raw_token() {
+            raw_token(&node, &mut session, payload, peer)
+        } else {
+            dispatch(&node, &mut session, payload, &ctx).await
+        };
+        match next {
+            Next::Send(pending) => {
+                if pending_tx.send(pending).await.is_err() {
+                    break; // the write side stopped: the client went away
                 }
             }
-            Err(ParseError::UnsupportedVersion {
-                api: ApiKey::ApiVersions,
-                version,
-                correlation_id,
-            }) => {
-                tracing::debug!(%peer, version, "ApiVersions version unknown; answering with v0 (KIP-511)");
-                let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
-                let pending = Pending {
-                    correlation_id,
-                    api: ApiKey::ApiVersions,
-                    version: 0,
-                    response: Box::pin(async { response }),
-                    raw: false,
-                };
-                (pending, false)
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                Metrics::add(&node.metrics.requests_rejected, 1);
+            Next::SendAndClose(pending) => {
+                let _ = pending_tx.send(pending).await;
                 break;
             }
-        };
-        if pending_tx.send(pending).await.is_err() || close_after {
-            break; // the write side stopped (the client went away), or authentication failed
+            Next::Nothing => {}
+            Next::Close => break,
         }
     }
     drop(pending_tx);
     let _ = write_side.await;
 }
 
-/// A bare SASL token (after SaslHandshake v0): the exchange's next step; `true` when it
-/// failed.
-fn raw_token(node: &Arc<Node>, session: &mut Session, token: bytes::Bytes) -> (Pending, bool) {
+/// What the read loop does after a frame.
+enum Next {
+    /// Queue this response.
+    Send(Pending),
+    /// Queue this response, then close (a failed authentication).
+    SendAndClose(Pending),
+    /// Nothing to send (acks=0 produce).
+    Nothing,
+    /// Close now.
+    Close,
+}
+
+/// What every request of a connection shares.
+struct Context {
+    peer: SocketAddr,
+    host: Arc<str>,
+    listener: Arc<str>,
+    failure_delay: Duration,
+}
+
+/// One request frame: SASL requests change the session, anything else is authorized and
+/// handed to the handlers as the session's principal.
+async fn dispatch(
+    node: &Arc<Node>,
+    session: &mut Session,
+    payload: bytes::Bytes,
+    ctx: &Context,
+) -> Next {
+    let peer = ctx.peer;
+    let request = match parse_request(payload) {
+        Ok(request) => request,
+        Err(ParseError::UnsupportedVersion {
+            api: ApiKey::ApiVersions,
+            version,
+            correlation_id,
+        }) => {
+            tracing::debug!(%peer, version, "ApiVersions version unknown; answering with v0 (KIP-511)");
+            let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
+            return Next::Send(Pending {
+                correlation_id,
+                api: ApiKey::ApiVersions,
+                version: 0,
+                response: Box::pin(async { response }),
+                raw: false,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "closing connection");
+            Metrics::add(&node.metrics.requests_rejected, 1);
+            return Next::Close;
+        }
+    };
+    let (correlation_id, api, version) =
+        (request.header.correlation_id, request.api, request.version);
+    let pending = |response: ResponseFuture| Pending {
+        correlation_id,
+        api,
+        version,
+        response,
+        raw: false,
+    };
+    if matches!(
+        request.body,
+        RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
+    ) {
+        let (response, close) = authenticate(node, session, &request, ctx.failure_delay, peer);
+        return if close {
+            node.security.log_refusal(peer, "authentication failed", "");
+            Next::SendAndClose(pending(response))
+        } else {
+            Next::Send(pending(response))
+        };
+    }
+    if let Some(reason) = refuse(session, api) {
+        node.security.log_refusal(peer, reason, session.principal());
+        Metrics::add(&node.metrics.requests_rejected, 1);
+        return Next::Close;
+    }
+    let caller = node.security.caller(
+        || node.cluster.controller.state(),
+        session.principal().clone(),
+        ctx.host.clone(),
+        ctx.listener.clone(),
+    );
+    match handlers::handle(node, request, &caller, Some(peer)).await {
+        Handled::Respond(response) => Next::Send(pending(response)),
+        Handled::NoResponse => Next::Nothing,
+        Handled::Close(reason) => {
+            tracing::warn!(%peer, reason, "closing connection");
+            Next::Close
+        }
+    }
+}
+
+/// A bare SASL token (after SaslHandshake v0): the exchange's next step.
+fn raw_token(
+    node: &Arc<Node>,
+    session: &mut Session,
+    token: bytes::Bytes,
+    peer: SocketAddr,
+) -> Next {
     let request =
         kafka_protocol::messages::SaslAuthenticateRequest::default().with_auth_bytes(token);
     let lookup = |user: &str| node.cluster.controller.state().users.get(user).cloned();
@@ -265,14 +306,17 @@ fn raw_token(node: &Arc<Node>, session: &mut Session, token: bytes::Bytes) -> (P
             Outcome::Reply(r) => (r, false),
             Outcome::Fail(r) => (r, true),
         };
-    let pending = Pending {
+    if failed {
+        node.security.log_refusal(peer, "authentication failed", "");
+        return Next::Close; // SaslHandshake v0: a failed exchange just closes the connection
+    }
+    Next::Send(Pending {
         correlation_id: 0,
         api: ApiKey::SaslAuthenticate,
         version: 0,
         response: Box::pin(async move { ResponseKind::SaslAuthenticate(response) }),
         raw: true,
-    };
-    (pending, failed)
+    })
 }
 
 /// Why an ordinary request may not be served on this connection now, if it may not.
