@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -196,7 +196,10 @@ impl LocalCluster {
     }
 
     /// Starts node `index` (its process outlives this command, in its own process group).
-    fn spawn(&mut self, index: usize) -> Result<()> {
+    /// Starts node `index`; the caller keeps the `Child` to learn whether it exited while
+    /// starting (its `/proc` entry is no proof: the command line reads empty for a moment
+    /// after exec).
+    fn spawn(&mut self, index: usize) -> Result<Child> {
         let seeds = self.seeds.clone();
         let node = &self.nodes[index];
         fs::create_dir_all(&node.data_dir)
@@ -230,8 +233,14 @@ impl LocalCluster {
             .spawn()
             .context("starting silt serve")?;
         self.nodes[index].pid = Some(child.id());
-        Ok(())
+        Ok(child)
     }
+}
+
+/// True if a node this command started has exited.
+fn exited(child: &mut Child) -> bool {
+    // An error asking is not an exit: the wait for readiness times out instead.
+    matches!(child.try_wait(), Ok(Some(_)))
 }
 
 /// True if `pid` is a running `silt` process.
@@ -375,12 +384,14 @@ pub(crate) async fn start(args: StartArgs) -> Result<()> {
         }
     };
     let bar = progress(cluster.nodes.len() as u64);
+    let mut children: Vec<Option<Child>> = Vec::new();
     for i in 0..cluster.nodes.len() {
         if cluster.nodes[i].running() {
             bar.println(format!("node {} is running already", cluster.nodes[i].id));
+            children.push(None);
             continue;
         }
-        cluster.spawn(i)?;
+        children.push(Some(cluster.spawn(i)?));
     }
     cluster.save()?;
     bar.set_message("waiting for the nodes to form the cluster");
@@ -391,7 +402,11 @@ pub(crate) async fn start(args: StartArgs) -> Result<()> {
             if ready[i] {
                 continue;
             }
-            if !node.running() {
+            let gone = match &mut children[i] {
+                Some(child) => exited(child),
+                None => !node.running(),
+            };
+            if gone {
                 bar.finish_and_clear();
                 bail!(
                     "node {} exited; the end of {}:\n{}",
@@ -497,14 +512,14 @@ pub(crate) async fn add_node(args: &LocalArgs) -> Result<()> {
         pid: None,
     });
     let index = cluster.nodes.len() - 1;
-    cluster.spawn(index)?;
+    let mut child = cluster.spawn(index)?;
     cluster.save()?;
     let bar = progress(1);
     bar.set_message(format!("waiting for node {id} to join"));
     let started = Instant::now();
     let node = cluster.nodes[index].clone();
     loop {
-        if !node.running() {
+        if exited(&mut child) {
             bar.finish_and_clear();
             bail!(
                 "node {id} exited; the end of {}:\n{}",
