@@ -122,10 +122,11 @@ async fn main() {
                         for (s, data) in segments.iter().enumerate() {
                             let key =
                                 object_store::path::Path::from(format!("raw/r{round}/p{p}/s{s}"));
-                            let mut upload = remote.multipart(&key).await.unwrap();
+                            let mut upload =
+                                remote.multipart(&key, data.len() as u64).await.unwrap();
                             let mut at = 0;
                             while at < data.len() {
-                                let end = (at + silt_archiver::remote::PART_BYTES).min(data.len());
+                                let end = (at + upload.part_bytes()).min(data.len());
                                 upload.write(data.slice(at..end)).await.unwrap();
                                 at = end;
                             }

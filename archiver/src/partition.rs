@@ -20,7 +20,7 @@ use silt_index::sidecar::Sidecar;
 
 use crate::error::ArchiveError;
 use crate::manifest::{Manifest, Root};
-use crate::remote::{MULTIPART_BYTES_MIN, PART_BYTES};
+use crate::remote::MULTIPART_BYTES_MIN;
 
 /// Most archived segments one pass of retention or DeleteRecords removes (the archive's
 /// start moves on in the next pass): each pass is one bounded manifest change, a root that
@@ -354,11 +354,12 @@ async fn upload_file(
         remote.put(key, bytes).await?;
         return Ok(crc);
     }
-    let mut upload = remote.multipart(key).await?;
+    let mut upload = remote.multipart(key, size).await?;
+    let part = upload.part_bytes() as u64;
     let mut crc = 0u32;
     let mut position = 0u64;
     while position < size {
-        let len = (size - position).min(PART_BYTES as u64) as usize;
+        let len = (size - position).min(part) as usize;
         let chunk = match read(position, len).await {
             Ok(chunk) => chunk,
             Err(e) => {

@@ -6,9 +6,12 @@
 //!   reader that needs it waits on the same GET. The GET runs in its own task, so a reader that
 //!   gives up (its fetch request's wait ran out) does not cancel it: the chunk still lands in
 //!   the cache for the next request.
-//! - **Prefetch.** A partition read where its previous read ended is a sequential reader: the
-//!   next `prefetch_chunks` chunks (crossing into the next segment) are fetched in the
-//!   background.
+//! - **Prefetch.** A partition read where one of its recent reads ended is a sequential
+//!   reader (several readers of a partition are told apart by where each left off): the next
+//!   `prefetch_chunks` chunks (crossing into the next segment) are fetched in the background.
+//! - **First byte.** A read answers with the batches at hand: once it holds one, it stops
+//!   before a chunk that is neither cached nor on its way, so a cold lookup costs a manifest
+//!   node, the sidecar and one chunk, not every chunk the fetch's `max_bytes` spans.
 //! - **Throttling.** GETs are bounded in number (`gets_in_flight_max`) and, optionally, in
 //!   bytes per second (`read_bytes_per_sec`), so a replay cannot take the disk and network
 //!   the write path needs.
@@ -49,6 +52,9 @@ const WINDOW_SLACK: u64 = 64 * 1024;
 const TIMESTAMP_WINDOW: u64 = 256 * 1024;
 /// Decompressed bytes a timestamp lookup may inflate one batch to.
 const LOOKUP_DECOMPRESSED_MAX: usize = 64 << 20;
+/// Readers of one partition told apart for prefetch (two consumers replaying one partition
+/// from different offsets each get their own read-ahead).
+const READERS_PER_PARTITION: usize = 8;
 
 /// Settings of remote reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,9 +256,9 @@ pub struct RemoteReader {
     gets: Arc<Semaphore>,
     limiter: RateLimiter,
     metrics: Arc<ReadMetrics>,
-    /// Per partition, the offset where its last read ended: a read starting there is
-    /// sequential.
-    cursors: Mutex<HashMap<(uuid::Uuid, i32), i64>>,
+    /// Per partition, the offsets where its last reads ended (one per reader, the most
+    /// recent last, at most [`READERS_PER_PARTITION`]): a read starting at one is sequential.
+    cursors: Mutex<HashMap<(uuid::Uuid, i32), Vec<i64>>>,
 }
 
 impl RemoteReader {
@@ -353,8 +359,19 @@ impl RemoteReader {
         let id = manifest.id();
         let sequential = {
             let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-            let previous = cursors.insert((id.topic_id, id.partition), slice.next_offset);
-            previous == Some(offset)
+            let ends = cursors.entry((id.topic_id, id.partition)).or_default();
+            let found = ends.iter().position(|end| *end == offset);
+            match found {
+                Some(i) => {
+                    ends.remove(i);
+                }
+                None if ends.len() >= READERS_PER_PARTITION => {
+                    ends.remove(0);
+                }
+                None => {}
+            }
+            ends.push(slice.next_offset);
+            found.is_some()
         };
         if sequential && self.config.prefetch_chunks > 0 && !slice.records.is_empty() {
             self.prefetch(manifest.clone(), root.clone(), located, end);
@@ -514,7 +531,16 @@ impl RemoteReader {
         let mut out = BytesMut::new();
         let mut next_offset = offset;
         let mut end = cursor.position;
-        while let Some((header, bytes)) = cursor.next(self).await? {
+        loop {
+            // With a batch in hand, answer rather than wait for a GET nobody started: the
+            // client asks again at once, and a sequential reader's prefetch is on its way by
+            // then (a cold read costs one chunk, not every chunk `max_bytes` spans).
+            if !out.is_empty() && !cursor.next_at_hand(self) {
+                break;
+            }
+            let Some((header, bytes)) = cursor.next(self).await? else {
+                break;
+            };
             if header.last_offset() < offset {
                 continue;
             }
@@ -694,6 +720,19 @@ impl RemoteReader {
             joined.freeze()
         };
         Ok((bytes, from_cache))
+    }
+
+    /// True when chunk `index` of object `name` is cached or being fetched.
+    fn at_hand(&self, name: &Arc<str>, index: u64) -> bool {
+        let id = ChunkId {
+            key: name.clone(),
+            index,
+        };
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+            || self.cache.contains(&id)
     }
 
     /// The GET of a whole chunk, joined if already running, started otherwise; `None` when the
@@ -998,6 +1037,29 @@ impl<'a> BatchCursor<'a> {
             expect_base: Some(expect_base),
             previous_next: meta.base_offset,
         }
+    }
+
+    /// True when the next batch comes without starting a GET: it is in the buffer, or the
+    /// chunks it lies in are cached or on their way (a fresh pass never counts the cache).
+    fn next_at_hand(&self, reader: &RemoteReader) -> bool {
+        let size = self.located.entry.meta.size_bytes;
+        if self.position >= size {
+            return true;
+        }
+        let at = ((self.position - self.buffer_at) as usize).min(self.buffer.len());
+        let rest = &self.buffer[at..];
+        let batch_end = match BatchHeader::parse(rest, u32::MAX) {
+            Ok(Some(header)) if rest.len() >= header.size() as usize => return true,
+            Ok(Some(header)) => self.position + u64::from(header.size()),
+            _ => self.position + batch::BATCH_HEADER_BYTES as u64,
+        };
+        if self.fresh {
+            return false;
+        }
+        let chunk = reader.config.chunk_bytes.max(1);
+        let name: Arc<str> = self.located.key.as_ref().into();
+        let last = (batch_end.min(size).max(self.position + 1) - 1) / chunk;
+        (self.position / chunk..=last).all(|index| reader.at_hand(&name, index))
     }
 
     fn corrupt(&self, reason: String) -> Fault {

@@ -24,12 +24,26 @@ use crate::error::ArchiveError;
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one HTTP request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Objects at least this big go up as multipart uploads.
-pub const MULTIPART_BYTES_MIN: usize = 16 << 20;
-/// Size of one part of a multipart upload.
-pub const PART_BYTES: usize = 16 << 20;
-/// Parts of one upload in flight at once.
+/// Objects at least this big go up as multipart uploads; smaller ones in one PUT.
+pub const MULTIPART_BYTES_MIN: usize = 64 << 20;
+/// Smallest part of a multipart upload.
+pub const PART_BYTES_MIN: usize = 16 << 20;
+/// Parts a large object is cut into, at most (larger parts past this): each part is a request
+/// the store bills, so a 1 GiB segment goes up in 16 parts, not 64.
+pub const PARTS_PER_OBJECT: u64 = 16;
+/// Bytes of one upload's parts held in memory at once.
+pub const UPLOAD_BYTES_IN_FLIGHT: usize = 128 << 20;
+/// Parts of one upload in flight at once, at most.
 pub const PARTS_IN_FLIGHT_MAX: usize = 4;
+
+/// The part size of a multipart upload of `object_bytes`: [`PART_BYTES_MIN`], or larger (in
+/// whole MiB) so the object takes at most [`PARTS_PER_OBJECT`] parts.
+pub fn part_bytes(object_bytes: u64) -> usize {
+    const MIB: u64 = 1 << 20;
+    let even = object_bytes.div_ceil(PARTS_PER_OBJECT).div_ceil(MIB) * MIB;
+    // S3 takes parts of up to 5 GiB.
+    even.clamp(PART_BYTES_MIN as u64, 5 << 30) as usize
+}
 
 /// Counters of object-store requests (for `/metrics` and the benchmarks).
 #[derive(Debug, Default)]
@@ -63,12 +77,14 @@ impl RemoteMetrics {
     }
 }
 
-/// An upload in parts: at most [`PARTS_IN_FLIGHT_MAX`] parts of [`PART_BYTES`] in memory.
+/// An upload in parts of [`part_bytes`]: at most [`UPLOAD_BYTES_IN_FLIGHT`] of them (and at
+/// most [`PARTS_IN_FLIGHT_MAX`] parts) in memory.
 pub struct Multipart {
     remote: Remote,
     key: Path,
     writer: WriteMultipart,
     written: u64,
+    part_bytes: usize,
 }
 
 impl std::fmt::Debug for Multipart {
@@ -84,12 +100,18 @@ impl Multipart {
     ///
     /// [`ArchiveError::Unavailable`]; call [`Multipart::abort`] then.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), ArchiveError> {
-        if let Err(e) = self.writer.wait_for_capacity(PARTS_IN_FLIGHT_MAX).await {
+        let parts = (UPLOAD_BYTES_IN_FLIGHT / self.part_bytes).clamp(1, PARTS_IN_FLIGHT_MAX);
+        if let Err(e) = self.writer.wait_for_capacity(parts).await {
             return Err(self.remote.failed("upload part", &self.key, e));
         }
         self.written += bytes.len() as u64;
         self.writer.put(bytes);
         Ok(())
+    }
+
+    /// The size of each part (but the last): callers write in pieces of it.
+    pub fn part_bytes(&self) -> usize {
+        self.part_bytes
     }
 
     /// Completes the upload.
@@ -103,12 +125,13 @@ impl Multipart {
             key,
             writer,
             written,
+            part_bytes,
         } = self;
         match writer.finish().await {
             Ok(_) => {
                 RemoteMetrics::add(
                     &remote.metrics.puts,
-                    written.div_ceil(PART_BYTES as u64) + 2,
+                    written.div_ceil(part_bytes as u64) + 2,
                 );
                 RemoteMetrics::add(&remote.metrics.bytes_written, written);
                 Ok(())
@@ -402,12 +425,18 @@ impl Remote {
         }
     }
 
-    /// Starts a multipart upload, for objects written as they are read.
+    /// Starts a multipart upload of an object of `object_bytes`, written as it is read, in
+    /// parts of [`part_bytes`]`(object_bytes)`.
     ///
     /// # Errors
     ///
     /// [`ArchiveError::Unavailable`].
-    pub async fn multipart(&self, key: &Path) -> Result<Multipart, ArchiveError> {
+    pub async fn multipart(
+        &self,
+        key: &Path,
+        object_bytes: u64,
+    ) -> Result<Multipart, ArchiveError> {
+        let part_bytes = part_bytes(object_bytes);
         let upload = self
             .store
             .put_multipart(key)
@@ -416,8 +445,9 @@ impl Remote {
         Ok(Multipart {
             remote: self.clone(),
             key: key.clone(),
-            writer: WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+            writer: WriteMultipart::new_with_chunk_size(upload, part_bytes),
             written: 0,
+            part_bytes,
         })
     }
 
@@ -474,5 +504,31 @@ impl Remote {
             .map_err(|e| self.failed("list", dir, e))?;
         found.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_object_goes_up_in_at_most_sixteen_parts() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(part_bytes(100 * MIB), PART_BYTES_MIN);
+        assert_eq!(part_bytes(1 << 30), 64 << 20);
+        for size in [65 * MIB, 256 * MIB + 1, (1 << 30) + 7, 10 << 30] {
+            let part = part_bytes(size) as u64;
+            assert!(
+                size.div_ceil(part) <= PARTS_PER_OBJECT,
+                "{size} in parts of {part}"
+            );
+            assert_eq!(part % MIB, 0);
+        }
+        // In flight: the memory bound holds whatever the part size.
+        for size in [100 * MIB, 1 << 30, 10 << 30] {
+            let part = part_bytes(size);
+            let parts = (UPLOAD_BYTES_IN_FLIGHT / part).clamp(1, PARTS_IN_FLIGHT_MAX);
+            assert!(parts * part <= UPLOAD_BYTES_IN_FLIGHT.max(part));
+        }
     }
 }

@@ -570,6 +570,34 @@ fn render_tiering(node: &Node, out: &mut String) {
         ),
     ];
     write_counters(out, &counters);
+    // The economy of the archive, as the store bills it: requests per GiB moved.
+    let per_gib = |requests: u64, bytes: u64| {
+        if bytes == 0 {
+            0.0
+        } else {
+            requests as f64 / (bytes as f64 / f64::from(1u32 << 30))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_puts_per_gib_archived PUT requests (multipart parts counted; sidecars, manifests) per GiB of segments archived, since start.\n# TYPE silt_archive_puts_per_gib_archived gauge\nsilt_archive_puts_per_gib_archived {}",
+        per_gib(
+            RemoteMetrics::get(&remote.puts),
+            m.uploaded_bytes.load(Ordering::Relaxed)
+        )
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_gets_per_gib_replayed GET requests (chunks, sidecars, manifest nodes) per GiB of records served from the archive, since start.\n# TYPE silt_archive_gets_per_gib_replayed gauge\nsilt_archive_gets_per_gib_replayed {}",
+        per_gib(
+            RemoteMetrics::get(&remote.gets),
+            tiering
+                .reader()
+                .metrics()
+                .bytes_served
+                .load(Ordering::Relaxed)
+        )
+    );
     render_remote_reads(tiering, out);
     let mut backlog_segments = 0;
     let mut backlog_bytes = 0;

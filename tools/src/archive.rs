@@ -430,10 +430,10 @@ async fn bench(archive: &Archive, plan: &BenchPlan, json: bool) -> Result<()> {
     let puts = futures::stream::iter(keys.iter().cloned().map(|key| {
         let (remote, data, progress) = (remote.clone(), data.clone(), progress.clone());
         async move {
-            let mut upload = remote.multipart(&key).await?;
+            let mut upload = remote.multipart(&key, data.len() as u64).await?;
             let mut at = 0;
             while at < data.len() {
-                let end = (at + silt_archiver::remote::PART_BYTES).min(data.len());
+                let end = (at + upload.part_bytes()).min(data.len());
                 upload.write(data.slice(at..end)).await?;
                 progress.inc((end - at) as u64);
                 at = end;
