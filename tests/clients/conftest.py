@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from store_proxy import StoreProxy
+
 REPO = Path(__file__).resolve().parents[2]
 SILT_BIN = Path(os.environ.get("SILT_TEST_BIN", REPO / "target" / "debug" / "silt"))
 NODE_DIR = Path(__file__).resolve().parent
@@ -213,77 +215,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Proxy:
-    """A TCP forwarder in front of the S3 server, so a test can take the bucket away (refused
-    connections, cut transfers) and bring it back with the data intact."""
-
-    def __init__(self, target_port: int):
-        import socket
-
-        self.target_port = target_port
-        self.port = free_port()
-        self._listener = None
-        self._conns = []
-        self._lock = threading.Lock()
-        self._socket = socket
-
-    def start(self):
-        listener = self._socket.socket()
-        listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener):
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = self._socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(self._socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self):
-        """The bucket goes away: the listener closes and every open connection is cut."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
-            try:
-                c.shutdown(self._socket.SHUT_RDWR)
-                c.close()
-            except OSError:
-                pass
-
-
 class S3:
-    """moto's S3 server (in memory) behind a Proxy, with one bucket."""
+    """moto's S3 server (in memory) behind a StoreProxy (latency and faults), with one bucket."""
 
     def __init__(self, log_path: Path):
         import boto3
@@ -292,8 +225,7 @@ class S3:
         self.log = open(log_path, "w")
         moto = REPO / ".venv" / "bin" / "moto_server"
         self.process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.server_port)], stdout=self.log, stderr=self.log)
-        self.proxy = Proxy(self.server_port)
-        self.proxy.start()
+        self.proxy = StoreProxy(self.server_port).start()
         self.bucket = "silt-archive"
         self.client = boto3.client(
             "s3", endpoint_url=f"http://127.0.0.1:{self.server_port}", aws_access_key_id="test",
