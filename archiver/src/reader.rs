@@ -7,8 +7,11 @@
 //!   gives up (its fetch request's wait ran out) does not cancel it: the chunk still lands in
 //!   the cache for the next request.
 //! - **Prefetch.** A partition read where one of its recent reads ended is a sequential
-//!   reader (several readers of a partition are told apart by where each left off): the next
-//!   `prefetch_chunks` chunks (crossing into the next segment) are fetched in the background.
+//!   reader (several readers of a partition are told apart by where each left off): its next
+//!   chunks (crossing into the next segment) are fetched in the background, in GETs of
+//!   [`GET_BYTES`] side by side. The window starts at `prefetch_chunks` and doubles each time
+//!   the reader still had to wait for the store, so on a store with 30 ms to first byte and a
+//!   bandwidth cap per connection it grows until enough GETs are in flight to keep up.
 //! - **First byte.** A read answers with the batches at hand: once it holds one, it stops
 //!   before a chunk that is neither cached nor on its way, so a cold lookup costs a manifest
 //!   node, the sidecar and one chunk, not every chunk the fetch's `max_bytes` spans.
@@ -52,6 +55,11 @@ const WINDOW_SLACK: u64 = 64 * 1024;
 const TIMESTAMP_WINDOW: u64 = 256 * 1024;
 /// Decompressed bytes a timestamp lookup may inflate one batch to.
 const LOOKUP_DECOMPRESSED_MAX: usize = 64 << 20;
+/// The widest a reader's read-ahead window grows.
+const PREFETCH_BYTES_MAX: u64 = 256 << 20;
+/// Bytes of one prefetch GET: 64 GETs per GiB replayed, each long enough that the store's
+/// time to first byte (tens of milliseconds) is a small part of it.
+const GET_BYTES: u64 = 16 << 20;
 /// Readers of one partition told apart for prefetch (two consumers replaying one partition
 /// from different offsets each get their own read-ahead).
 const READERS_PER_PARTITION: usize = 8;
@@ -223,6 +231,32 @@ impl RateLimiter {
 
 type SharedChunk = Shared<BoxFuture<'static, Result<Bytes, Arc<ArchiveError>>>>;
 
+/// A read's result with what prefetch needs to know of it.
+struct Pass {
+    slice: RemoteSlice,
+    located: Located,
+    /// Byte position after the last batch taken.
+    end: u64,
+    /// True if the read waited for the store.
+    waited: bool,
+}
+
+/// Bytes of a segment object, and where they came from.
+struct Fetched {
+    bytes: Bytes,
+    /// Some came from the cache.
+    from_cache: bool,
+    /// Some had to be waited for (the reader's own GET or one already running).
+    waited: bool,
+}
+
+/// Where one reader of a partition left off, and its read-ahead window in chunks.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    end: i64,
+    window: u64,
+}
+
 /// A segment found for a read: its entry, object key and sidecar.
 #[derive(Debug, Clone)]
 struct Located {
@@ -256,9 +290,9 @@ pub struct RemoteReader {
     gets: Arc<Semaphore>,
     limiter: RateLimiter,
     metrics: Arc<ReadMetrics>,
-    /// Per partition, the offsets where its last reads ended (one per reader, the most
-    /// recent last, at most [`READERS_PER_PARTITION`]): a read starting at one is sequential.
-    cursors: Mutex<HashMap<(uuid::Uuid, i32), Vec<i64>>>,
+    /// Per partition, where its last reads ended (one per reader, the most recent last, at
+    /// most [`READERS_PER_PARTITION`]): a read starting at one is sequential.
+    cursors: Mutex<HashMap<(uuid::Uuid, i32), Vec<Cursor>>>,
 }
 
 impl RemoteReader {
@@ -293,6 +327,13 @@ impl RemoteReader {
     /// Counters.
     pub fn metrics(&self) -> &Arc<ReadMetrics> {
         &self.metrics
+    }
+
+    /// The widest read-ahead window of any sequential reader now, in bytes.
+    pub fn widest_prefetch_window(&self) -> u64 {
+        let cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+        let widest = cursors.values().flatten().map(|c| c.window).max();
+        widest.unwrap_or(0) * self.config.chunk_bytes
     }
 
     /// The chunk cache.
@@ -343,7 +384,7 @@ impl RemoteReader {
             .read_inner(manifest, root, offset, max_bytes, min_one)
             .await;
         match &result {
-            Ok(Some((slice, _, _))) => {
+            Ok(Some(Pass { slice, .. })) => {
                 bump(&self.metrics.reads, 1);
                 bump(&self.metrics.bytes_served, slice.records.len() as u64);
                 self.metrics.time_to_first_byte.observe(started.elapsed());
@@ -351,30 +392,51 @@ impl RemoteReader {
             Ok(None) => {}
             Err(_) => bump(&self.metrics.read_failures, 1),
         }
-        let (slice, located, end) = match result? {
-            Some(found) => found,
-            None => return Ok(None),
+        let Some(Pass {
+            slice,
+            located,
+            end,
+            waited,
+        }) = result?
+        else {
+            return Ok(None);
         };
         // Sequential readers get the next chunks fetched ahead.
         let id = manifest.id();
-        let sequential = {
+        let window = {
             let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-            let ends = cursors.entry((id.topic_id, id.partition)).or_default();
-            let found = ends.iter().position(|end| *end == offset);
-            match found {
+            let readers = cursors.entry((id.topic_id, id.partition)).or_default();
+            let found = readers.iter().position(|r| r.end == offset);
+            let window = match found {
                 Some(i) => {
-                    ends.remove(i);
+                    let reader = readers.remove(i);
+                    // A sequential reader that still waited for the store outran its
+                    // read-ahead: twice the window, until it stops waiting (then the GETs in
+                    // flight carry as many bytes as the store's latency and bandwidth ask).
+                    Some(if waited {
+                        (reader.window * 2).min(self.window_max())
+                    } else {
+                        reader.window
+                    })
                 }
-                None if ends.len() >= READERS_PER_PARTITION => {
-                    ends.remove(0);
+                None => {
+                    if readers.len() >= READERS_PER_PARTITION {
+                        readers.remove(0);
+                    }
+                    None
                 }
-                None => {}
-            }
-            ends.push(slice.next_offset);
-            found.is_some()
+            };
+            readers.push(Cursor {
+                end: slice.next_offset,
+                window: window.unwrap_or(u64::from(self.config.prefetch_chunks)),
+            });
+            window
         };
-        if sequential && self.config.prefetch_chunks > 0 && !slice.records.is_empty() {
-            self.prefetch(manifest.clone(), root.clone(), located, end);
+        if let Some(window) = window
+            && window > 0
+            && !slice.records.is_empty()
+        {
+            self.prefetch(manifest.clone(), root.clone(), located, end, window);
         }
         Ok(Some(slice))
     }
@@ -386,7 +448,7 @@ impl RemoteReader {
         offset: i64,
         max_bytes: u32,
         min_one: bool,
-    ) -> Result<Option<(RemoteSlice, Located, u64)>, ArchiveError> {
+    ) -> Result<Option<Pass>, ArchiveError> {
         let Some(located) = self.locate(manifest, root, offset).await? else {
             return Ok(None);
         };
@@ -396,7 +458,14 @@ impl RemoteReader {
                 .read_batches(&located, offset, max_bytes, min_one, fresh)
                 .await
             {
-                Ok((slice, end)) => return Ok(Some((slice, located, end))),
+                Ok((slice, end, waited)) => {
+                    return Ok(Some(Pass {
+                        slice,
+                        located,
+                        end,
+                        waited,
+                    }));
+                }
                 Err(fault) => self.fault(&located, fault, &mut fresh)?,
             }
         }
@@ -525,7 +594,7 @@ impl RemoteReader {
         max_bytes: u32,
         min_one: bool,
         fresh: bool,
-    ) -> Result<(RemoteSlice, u64), Fault> {
+    ) -> Result<(RemoteSlice, u64, bool), Fault> {
         let max_bytes = u64::from(max_bytes);
         let mut cursor = BatchCursor::at_offset(located, offset, max_bytes + WINDOW_SLACK, fresh);
         let mut out = BytesMut::new();
@@ -570,7 +639,7 @@ impl RemoteReader {
             next_offset,
             aborted,
         };
-        Ok((slice, end))
+        Ok((slice, end, cursor.waited))
     }
 
     /// The first record at or after `timestamp` in the archive under `root` (at or after its
@@ -659,7 +728,7 @@ impl RemoteReader {
     }
 
     /// Bytes `range` of a segment object: from the cache where it has them, else from the
-    /// chunks' GETs (shared with concurrent readers). Also says whether any came from the cache.
+    /// chunks' GETs (shared with concurrent readers).
     async fn bytes(
         self: &Arc<Self>,
         remote: &Remote,
@@ -667,11 +736,12 @@ impl RemoteReader {
         object_len: u64,
         range: Range<u64>,
         fresh: bool,
-    ) -> Result<(Bytes, bool), ArchiveError> {
+    ) -> Result<Fetched, ArchiveError> {
         let chunk = self.config.chunk_bytes.max(1);
         let name: Arc<str> = key.as_ref().into();
         let mut pieces = Vec::new();
         let mut from_cache = false;
+        let mut waited = false;
         let mut index = range.start / chunk;
         while index * chunk < range.end {
             let chunk_start = index * chunk;
@@ -703,6 +773,7 @@ impl RemoteReader {
                         continue;
                     };
                     bump(&self.metrics.chunk_misses, 1);
+                    waited = true;
                     let whole = running.await.map_err(ArchiveError::Shared)?;
                     let end = (wanted.end as usize).min(whole.len());
                     pieces.push(whole.slice((wanted.start as usize).min(end)..end));
@@ -719,7 +790,24 @@ impl RemoteReader {
             }
             joined.freeze()
         };
-        Ok((bytes, from_cache))
+        Ok(Fetched {
+            bytes,
+            from_cache,
+            waited,
+        })
+    }
+
+    /// The largest read-ahead window, in chunks: [`PREFETCH_BYTES_MAX`], or a quarter of the
+    /// cache if smaller, and never below the configured window.
+    fn window_max(&self) -> u64 {
+        let bytes = PREFETCH_BYTES_MAX.min(self.config.cache_bytes / 4);
+        (bytes / self.config.chunk_bytes.max(1)).max(u64::from(self.config.prefetch_chunks))
+    }
+
+    /// Chunks in one prefetch GET: [`GET_BYTES`] of them (at least one). A window wider than
+    /// that goes out as several GETs side by side: real stores give bandwidth per connection.
+    fn get_chunks(&self) -> u64 {
+        (GET_BYTES / self.config.chunk_bytes.max(1)).max(1)
     }
 
     /// True when chunk `index` of object `name` is cached or being fetched.
@@ -881,11 +969,11 @@ impl RemoteReader {
         Ok(bytes)
     }
 
-    /// Keeps a sequential reader's next `prefetch_chunks` chunks (from byte `end` of
-    /// `located`, crossing into the next segments) cached or on their way. Nothing happens while
-    /// at least half of them are; then every missing one is fetched, with one GET per run of
-    /// consecutive chunks of an object, at most a window per GET (fewer, larger GETs than one
-    /// per chunk, several at once). A reader streaming through segments no larger than four
+    /// Keeps a sequential reader's next `window` chunks (from byte `end` of `located`, crossing
+    /// into the next segments) cached or on their way. Nothing happens while at least half of
+    /// them are; then every missing one is fetched, with one GET per run of consecutive chunks
+    /// of an object, at most [`GET_BYTES`] per GET (fewer, larger GETs than one per chunk,
+    /// several at once). A reader streaming through segments no larger than four configured
     /// windows has the whole next segment on its way from the moment it enters one.
     fn prefetch(
         self: &Arc<Self>,
@@ -893,14 +981,15 @@ impl RemoteReader {
         root: Root,
         located: Located,
         end: u64,
+        window: u64,
     ) {
         let this = self.clone();
         tokio::spawn(async move {
             let chunk = this.config.chunk_bytes.max(1);
-            let window = u64::from(this.config.prefetch_chunks);
+            let get_chunks = this.get_chunks();
             // The window: (object, its length, chunk index) of each chunk ahead.
             let mut ahead: Vec<(Path, Arc<str>, u64, u64)> = Vec::new();
-            let whole_max = 4 * window * chunk;
+            let whole_max = 4 * u64::from(this.config.prefetch_chunks) * chunk;
             // Streaming through small segments: from the moment the reader is in one, the next
             // is on its way whole, so its GET has a whole segment's reading time to finish.
             let next = located.entry.meta.last_offset + 1;
@@ -920,7 +1009,7 @@ impl RemoteReader {
                     // In GETs of a window each, side by side: one stream per object is slow on
                     // real stores, which give bandwidth per connection.
                     let count = size.div_ceil(chunk);
-                    for first in (0..count).step_by(window.max(1) as usize) {
+                    for first in (0..count).step_by(get_chunks as usize) {
                         this.start_run(
                             &mut inflight,
                             manifest.remote(),
@@ -928,7 +1017,7 @@ impl RemoteReader {
                             &name,
                             size,
                             first,
-                            window.max(1).min(count - first),
+                            get_chunks.min(count - first),
                             true,
                         );
                     }
@@ -972,7 +1061,7 @@ impl RemoteReader {
             let mut runs: Vec<(Path, Arc<str>, u64, u64, u64)> = Vec::new();
             for (key, name, size, index) in missing {
                 match runs.last_mut() {
-                    Some(run) if run.1 == name && run.3 + run.4 == index && run.4 < window => {
+                    Some(run) if run.1 == name && run.3 + run.4 == index && run.4 < get_chunks => {
                         run.4 += 1
                     }
                     _ => runs.push((key, name, size, index, 1)),
@@ -1007,6 +1096,8 @@ struct BatchCursor<'a> {
     buffer_at: u64,
     fresh: bool,
     from_cache: bool,
+    /// True once a refill waited for the store.
+    waited: bool,
     /// Offset the first batch must start at (the index's entry), then after the last batch.
     expect_base: Option<i64>,
     previous_next: i64,
@@ -1034,6 +1125,7 @@ impl<'a> BatchCursor<'a> {
             buffer_at: position,
             fresh,
             from_cache: false,
+            waited: false,
             expect_base: Some(expect_base),
             previous_next: meta.base_offset,
         }
@@ -1118,7 +1210,11 @@ impl<'a> BatchCursor<'a> {
                 .min(chunk_end)
                 .max(self.position + self.need)
                 .min(size);
-            let (bytes, from_cache) = reader
+            let Fetched {
+                bytes,
+                from_cache,
+                waited,
+            } = reader
                 .bytes(
                     &self.located.remote,
                     &self.located.key,
@@ -1128,6 +1224,7 @@ impl<'a> BatchCursor<'a> {
                 )
                 .await?;
             self.from_cache |= from_cache;
+            self.waited |= waited;
             if (bytes.len() as u64) < end - self.position {
                 return Err(self.corrupt(format!(
                     "read {} bytes at {} where {} were expected",

@@ -30,6 +30,8 @@ struct Gated {
     gate: Semaphore,
     gated: AtomicBool,
     down: AtomicBool,
+    /// Milliseconds each segment GET takes to answer (a store's time to first byte).
+    latency_ms: AtomicU64,
 }
 
 impl Gated {
@@ -39,6 +41,7 @@ impl Gated {
             gate: Semaphore::new(0),
             gated: AtomicBool::new(false),
             down: AtomicBool::new(false),
+            latency_ms: AtomicU64::new(0),
         }))
     }
 }
@@ -48,6 +51,10 @@ impl Hooks for Gated {
     async fn get(&self, location: &Path) {
         if location.as_ref().ends_with(".log") {
             self.segment_gets.fetch_add(1, Ordering::SeqCst);
+            let latency = self.latency_ms.load(Ordering::SeqCst);
+            if latency > 0 {
+                tokio::time::sleep(Duration::from_millis(latency)).await;
+            }
             if self.gated.load(Ordering::SeqCst) {
                 self.gate.acquire().await.unwrap().forget();
             }
@@ -632,4 +639,21 @@ async fn two_readers_of_one_partition_at_different_offsets_each_get_prefetch() {
         prefetches * 2 > gets,
         "{prefetches} of {gets} GETs were prefetches: each reader kept its own read-ahead"
     );
+}
+
+#[tokio::test]
+async fn the_read_ahead_window_widens_while_a_reader_waits_for_a_slow_store() {
+    let f = fixture().await;
+    f.store.latency_ms.store(20, Ordering::SeqCst);
+    let chunk = 4096u64;
+    let reader = f.reader(chunk, 2);
+    // A reader that never pauses: with 20 ms per GET it outruns two chunks of read-ahead.
+    assert_eq!(replay(&reader, &f, 1000).await, f.files.concat());
+    let widest = reader.widest_prefetch_window();
+    assert!(
+        widest > 2 * chunk,
+        "the window stayed at {widest} bytes for a reader that kept waiting"
+    );
+    let m = reader.metrics();
+    assert!(m.prefetches.load(Ordering::Relaxed) > 0);
 }

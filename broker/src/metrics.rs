@@ -713,6 +713,11 @@ fn render_remote_reads(tiering: &crate::tiering::Tiering, out: &mut String) {
         "# HELP silt_archive_cache_bytes Bytes in the archive chunk cache.\n# TYPE silt_archive_cache_bytes gauge\nsilt_archive_cache_bytes {}",
         reader.cache().bytes()
     );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_prefetch_window_bytes The widest read-ahead window of a sequential archive reader (it doubles while the reader waits for the store).\n# TYPE silt_archive_prefetch_window_bytes gauge\nsilt_archive_prefetch_window_bytes {}",
+        reader.widest_prefetch_window()
+    );
     let name = "silt_archive_read_first_byte_seconds";
     let _ = writeln!(
         out,
