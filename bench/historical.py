@@ -1,20 +1,23 @@
-"""Historical reads through the archive, beside the object store's raw bandwidth, in one run.
+"""Historical reads through the archive at real object-store latency, beside the store's own
+capacity, in one run.
 
-Against moto's S3 server (started here, on 127.0.0.1) and a release silt:
-  0. raw store bandwidth with the client silt uses (`silt archive bench`): whole-object GETs
-     one at a time, and ranged GETs of silt's chunk size with the concurrency silt's reader
-     may use;
-  1. hot read: one librdkafka consumer replays a partition from the local log;
-  2. cold read: the same replay after the local log has handed everything to the archive and
-     silt restarted with an empty cache; object-store GETs per GB replayed;
-  3. time to first byte for random historical offsets (empty cache): p50 / p99;
-  4. produce latency (acks=-1, fixed moderate rate) with no replay; while the store serves raw
-     GETs as fast as a client takes them, silt not involved (the machine's own floor); then
-     while a consumer replays the archive as fast as it can (cache kept small so the replay
-     keeps hitting the store): p50 / p99. The store and the replaying client run niced: they
-     stand for other machines.
+moto's S3 server (started here, on 127.0.0.1) sits behind tests/clients/store_proxy.py, which
+gives every GET what S3 gives: a first-byte delay (30 ms by default) and a bandwidth cap per
+connection (50 MB/s). Store and proxy run niced: they stand for other machines. Then, with a
+release silt at default segment and upload settings:
+  0. raw store capacity through the proxy with the client silt uses (`silt archive bench`):
+     ranged GETs with many in flight (what the store can give a reader that asks well);
+  1. economy: PUTs per GiB archived (multipart parts, sidecars, manifests counted);
+  2. one partition: hot read (local log) and cold read (archive, empty cache) by one
+     librdkafka consumer, and GETs per GiB replayed;
+  3. 32 partitions in one consumer: hot and cold the same way;
+  4. time to first byte for random historical offsets (empty cache): p50 / p99, GETs per lookup;
+  5. produce latency (acks=-1, fixed moderate rate) idle; while the store serves raw GETs as
+     fast as a client takes them, silt not involved (the machine's own floor); then while a
+     consumer replays the archive as fast as it can (cache kept small so the replay keeps
+     hitting the store): p50 / p99.
 
-Usage: bench/historical.sh [--mib 512] (builds a release silt, runs this with the venv).
+Usage: bench/historical.sh [--mib 1100] [--first-byte-ms 30] [--conn-mb-s 50]
 """
 
 import argparse
@@ -135,13 +138,14 @@ def start_silt_with_admin(binary, data, extra):
     raise RuntimeError("silt did not start")
 
 
-def replay(bootstrap, expected, stop_at=None):
-    """Reads partition 0 from offset 0 to `expected` messages; returns (bytes/s, seconds)."""
+def replay(bootstrap, expected, stop_at=None, topic=TOPIC, partitions=1):
+    """Reads `partitions` partitions from offset 0 to `expected` messages in all; returns
+    (bytes/s, seconds)."""
     c = Consumer({
         "bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False,
         "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 * 1024,
     })
-    c.assign([TopicPartition(TOPIC, 0, 0)])
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     count = size = 0
     start = time.monotonic()
     while count < expected:
@@ -180,7 +184,8 @@ def replay_forever(bootstrap, expected, stop):
 
 def first_byte_times(bootstrap, end, samples, chunk_messages):
     """Time from assign() at a random offset to its first message, with one warm consumer;
-    each offset in a different chunk of the archive, so none is a cache hit."""
+    each offset in a different chunk of the archive, so none is a cache hit. Also the offsets'
+    count, for GETs per lookup."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False, "fetch.wait.max.ms": 100})
     c.assign([TopicPartition(TOPIC, 0, end - 1)])
     while c.poll(1.0) is None:  # connected, metadata known
@@ -200,16 +205,16 @@ def first_byte_times(bootstrap, end, samples, chunk_messages):
         c.unassign()
     c.close()
     times.sort()
-    return [times[min(len(times) - 1, int(q * len(times)))] * 1000 for q in (0.5, 0.99)]
+    return [times[min(len(times) - 1, int(q * len(times)))] * 1000 for q in (0.5, 0.99)] + [len(times)]
 
 
-def produce_fill(bootstrap, total_bytes, value_bytes):
+def produce_fill(bootstrap, total_bytes, value_bytes, topic=TOPIC, partitions=1):
     p = producer(bootstrap)
     payload = os.urandom(value_bytes)
     sent = 0
     while sent * value_bytes < total_bytes:
         try:
-            p.produce(TOPIC, payload, partition=0)
+            p.produce(topic, payload, partition=sent % partitions)
             sent += 1
         except BufferError:
             p.poll(0.01)
@@ -219,75 +224,146 @@ def produce_fill(bootstrap, total_bytes, value_bytes):
     return sent
 
 
+def start_proxy(work, moto_env, first_byte_ms, conn_mb_s):
+    """The latency proxy in front of moto, niced like the store; silt's env points at it."""
+    port = free_port()
+    target = int(moto_env["AWS_ENDPOINT"].rsplit(":", 1)[1])
+    log = open(work / "proxy.log", "w")
+    process = subprocess.Popen(
+        ["nice", "-n", "10", sys.executable, str(ROOT / "tests" / "clients" / "store_proxy.py"), "--target-port", str(target),
+         "--port", str(port), "--first-byte-ms", str(first_byte_ms), "--bytes-per-sec", str(conn_mb_s * 1e6)],
+        stdout=log, stderr=log)
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the store proxy did not start")
+            time.sleep(0.05)
+    return process, {**moto_env, "AWS_ENDPOINT": f"http://127.0.0.1:{port}"}
+
+
+def archive_everything(node, admin, topic):
+    """Rolls and uploads everything, then local retention of 1 ms: only the archive holds it."""
+    resource = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.local.target.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([resource])[resource].result(30)
+
+    def only_archived():
+        t = next(t for t in admin_json(node.admin, "/v1/status")["topics"] if t["name"] == topic)
+        return all(p["archive"] and p["archive"]["archived_next_offset"] == p["high_watermark"] == p["local_start_offset"]
+                   for p in t["partitions"])
+
+    wait_for(only_archived, 900, f"the archive to take everything of {topic}")
+
+
+def cold_start(node, work, *more):
+    node.stop()
+    shutil.rmtree(work / "data" / "cache", ignore_errors=True)
+    node.start(*more)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
-    parser.add_argument("--mib", type=int, default=512, help="MiB produced and replayed")
+    parser.add_argument("--mib", type=int, default=1100, help="MiB produced to the one-partition topic (one full default 1 GiB segment and some)")
+    parser.add_argument("--wide-mib", type=int, default=256, help="MiB produced to the 32-partition topic")
+    parser.add_argument("--first-byte-ms", type=float, default=30.0, help="the proxy's delay before each response")
+    parser.add_argument("--conn-mb-s", type=float, default=50.0, help="the proxy's bandwidth cap per connection")
     parser.add_argument("--rate", type=int, default=5000, help="messages/s of the latency test")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--value-bytes", type=int, default=16384,
-                        help="record size of the replayed topic (large enough that the Python consumer is not the limit)")
+                        help="record size (large enough that the Python consumer is not the limit)")
     parser.add_argument("--replay-cap", type=int, default=0, help="archive_read_bytes_per_sec during the latency test (0: the default)")
     parser.add_argument("--dir", default=str(ROOT / "target" / "bench-tmp"))
     args = parser.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=base))
-    moto, env = start_moto(work)
+    moto, moto_env = start_moto(work)
+    proxy, env = start_proxy(work, moto_env, args.first_byte_ms, args.conn_mb_s)
     binary = Path(args.binary)
     node = None
+    gib = float(1 << 30)
     try:
+        print(f"store: moto behind a proxy with {args.first_byte_ms:.0f} ms to first byte and {args.conn_mb_s:.0f} MB/s per connection", flush=True)
+        # The pattern silt's reads use (16 MiB ranged GETs, 8 at once) on an object of the
+        # segment's size: moto reads a whole object for every ranged GET, so object size sets
+        # its capacity as much as the proxy does.
         raw = json.loads(subprocess.run(
-            [str(binary), "archive", "bench", "--archive", "s3://bench/raw", "--json", "--objects", "6", "--concurrency", "4"],
+            [str(binary), "archive", "bench", "--archive", "s3://bench/raw", "--json", "--objects", "1",
+             "--object-mib", str(min(args.mib, 1024)), "--chunk-mib", "16", "--concurrency", "8"],
             capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout)
         raw_best = max(raw["get_mb_s"], raw["ranged_get_mb_s"])
-        print(f"raw store ({raw['store']}): PUT {raw['put_mb_s']:.1f} MB/s, GET whole {raw['get_mb_s']:.1f} MB/s, "
-              f"GET 4 MiB x4 {raw['ranged_get_mb_s']:.1f} MB/s", flush=True)
+        print(f"raw store through the proxy, a {min(args.mib, 1024)} MiB object: PUT {raw['put_mb_s']:.1f} MB/s, "
+              f"GET whole {raw['get_mb_s']:.1f} MB/s, GET 16 MiB x8 {raw['ranged_get_mb_s']:.1f} MB/s", flush=True)
 
-        settings = ["--archive", "s3://bench/silt", "--set", "archive_check_interval_ms=200", "--set", "retention_check_interval_ms=200",
-                    "--set", "archive_upload_interval_ms=1000"]
+        # Default segment.bytes (1 GiB) and upload settings: the economy the bars are about.
+        settings = ["--archive", "s3://bench/silt", "--set", "archive_check_interval_ms=200", "--set", "retention_check_interval_ms=200"]
         node = Node(binary, work / "data", env, settings).start()
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
-        admin.create_topics([NewTopic(TOPIC, 1, 1, config={"segment.bytes": str(64 << 20)})])[TOPIC].result(30)
+        admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
+        puts_before = metric(node.admin, "silt_object_store_puts_total")
         count = produce_fill(node.bootstrap, args.mib << 20, args.value_bytes)
         print(f"produced {count} messages of {args.value_bytes} bytes ({args.mib} MiB) to one partition", flush=True)
-
+        # The first segment fills at 1 GiB, seals, and goes up on its own.
+        wait_for(lambda: metric(node.admin, "silt_archive_uploads_total") >= 1, 900, "the first full segment archived")
+        puts = metric(node.admin, "silt_object_store_puts_total") - puts_before
+        archived = metric(node.admin, "silt_archive_uploaded_bytes_total")
+        print(f"economy: {puts:.0f} PUTs for {archived / gib:.2f} GiB archived (a full default segment: parts, sidecar, manifest, "
+              f"topic catalog) = {puts / (archived / gib):.1f} PUTs per GiB (bar 24; /metrics says "
+              f"{metric(node.admin, 'silt_archive_puts_per_gib_archived'):.1f})", flush=True)
         hot, _ = replay(node.bootstrap, count)
-        print(f"hot read (local log):      {hot / 1e6:8.1f} MB/s", flush=True)
-
-        # Hand everything to the archive: roll, upload, then local retention of 1 ms.
-        resource = ConfigResource("topic", TOPIC, incremental_configs=[
-            ConfigEntry("retention.local.target.ms", "1", incremental_operation=AlterConfigOpType.SET)])
-        admin.incremental_alter_configs([resource])[resource].result(30)
-
-        def only_archived():
-            p = admin_json(node.admin, "/v1/status")["topics"][0]["partitions"][0]
-            return p["archive"] and p["archive"]["archived_next_offset"] == p["high_watermark"] == p["local_start_offset"]
-
-        wait_for(only_archived, 600, "the archive to take everything")
+        print(f"one partition, hot read (local log):  {hot / 1e6:8.1f} MB/s", flush=True)
+        # From here on the active segment goes up after a second, so everything can be archived.
+        node.extra += ["--set", "archive_upload_interval_ms=1000"]
         node.stop()
-        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
         node.start()
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        archive_everything(node, admin, TOPIC)
+
+        cold_start(node, work)
         gets_before = metric(node.admin, "silt_object_store_gets_total")
-        cold, seconds = replay(node.bootstrap, count)
+        cold, _ = replay(node.bootstrap, count)
         gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
-        gb = count * args.value_bytes / 1e9
-        print(f"cold read (archive, empty cache): {cold / 1e6:8.1f} MB/s   {100 * cold / 1e6 / raw_best:.0f}% of raw GET "
-              f"({raw_best:.1f} MB/s), {100 * cold / hot:.0f}% of hot; {gets / gb:.0f} GETs per GB", flush=True)
+        replayed = count * args.value_bytes
+        print(f"one partition, cold read (archive):   {cold / 1e6:8.1f} MB/s   {100 * cold / hot:.0f}% of hot (bar 70), "
+              f"{100 * cold / 1e6 / raw_best:.0f}% of the store's ranged-GET capacity ({raw_best:.1f} MB/s); "
+              f"{gets / (replayed / gib):.0f} GETs per GiB (bar 80); widest read-ahead "
+              f"{metric(node.admin, 'silt_archive_prefetch_window_bytes') / (1 << 20):.0f} MiB", flush=True)
+        if raw_best * 1e6 < hot:
+            print("  (inconclusive against the bar: the proxy's own capacity is below the hot read rate)", flush=True)
+
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        admin.create_topics([NewTopic("wide", 32, 1)])["wide"].result(30)
+        wide_count = produce_fill(node.bootstrap, args.wide_mib << 20, args.value_bytes, topic="wide", partitions=32)
+        wide_hot, _ = replay(node.bootstrap, wide_count, topic="wide", partitions=32)
+        print(f"32 partitions, hot read (local log):  {wide_hot / 1e6:8.1f} MB/s", flush=True)
+        archive_everything(node, admin, "wide")
+        cold_start(node, work)
+        gets_before = metric(node.admin, "silt_object_store_gets_total")
+        wide_cold, _ = replay(node.bootstrap, wide_count, topic="wide", partitions=32)
+        gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
+        print(f"32 partitions, cold read (archive):   {wide_cold / 1e6:8.1f} MB/s   {100 * wide_cold / wide_hot:.0f}% of hot (bar 70); "
+              f"{gets / (wide_count * args.value_bytes / gib):.0f} GETs per GiB", flush=True)
 
         # Random offsets, each in a chunk not read before, prefetch off (a consumer that jumps
         # around would not trigger it; librdkafka's read-ahead would, and fill the cache).
-        node.stop()
-        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
-        node.start("--set", "archive_prefetch_chunks=0")
+        cold_start(node, work, "--set", "archive_prefetch_chunks=0")
         chunk_messages = (4 << 20) // (args.value_bytes + 70)  # messages in a 4 MiB chunk, roughly
-        p50, p99 = first_byte_times(node.bootstrap, count, 40, 2 * chunk_messages)
-        print(f"time to first byte, random offsets, empty cache: p50 {p50:.1f} ms   p99 {p99:.1f} ms", flush=True)
+        gets_before = metric(node.admin, "silt_object_store_gets_total")
+        p50, p99, lookups = first_byte_times(node.bootstrap, count, 40, 2 * chunk_messages)
+        gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
+        print(f"time to first byte, random offsets, empty cache: p50 {p50:.1f} ms   p99 {p99:.1f} ms   "
+              f"{gets / lookups:.1f} GETs per lookup (manifest nodes and sidecar cached after the first)", flush=True)
 
         # Produce latency, idle and during a replay that keeps hitting the store.
-        node.stop()
-        shutil.rmtree(work / "data" / "cache", ignore_errors=True)
-        node.start("--set", "archive_cache_bytes=67108864", *(["--set", f"archive_read_bytes_per_sec={args.replay_cap}"] if args.replay_cap else []))
+        cold_start(node, work, "--set", "archive_cache_bytes=67108864",
+                   *(["--set", f"archive_read_bytes_per_sec={args.replay_cap}"] if args.replay_cap else []))
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
         admin.create_topics([NewTopic("live", 1, 1)])["live"].result(30)
         idle = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
@@ -297,7 +373,7 @@ def main():
         # the produce tail).
         stop = multiprocessing.Event()
         rate = multiprocessing.Value("d", 0.0)
-        loader = multiprocessing.Process(target=store_load, args=(env["AWS_ENDPOINT"], stop, rate))
+        loader = multiprocessing.Process(target=store_load, args=(moto_env["AWS_ENDPOINT"], stop, rate))
         loader.start()
         time.sleep(2)
         loaded = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)
@@ -315,13 +391,14 @@ def main():
         stop.set()
         reader.join(60)
         print(f"produce {busy[0]:.0f} msgs/s, during replay: p50 {busy[1]:6.2f} ms   p99 {busy[2]:6.2f} ms   "
-              f"({busy[2] / idle[2]:.2f}x idle p99, {busy[2] / loaded[2]:.2f}x the store-busy p99; "
+              f"({busy[2] / idle[2]:.2f}x idle p99, {busy[2] / loaded[2]:.2f}x the store-busy p99 (bar 1.5); "
               f"replay fetched {fetched / 1e6 / (args.seconds + 1):.1f} MB/s from the store)", flush=True)
     finally:
         if node is not None and node.process.poll() is None:
             node.stop()
-        moto.terminate()
-        moto.wait(30)
+        for process in (proxy, moto):
+            process.terminate()
+            process.wait(30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -9,7 +9,8 @@
 //! - **Prefetch.** A partition read where one of its recent reads ended is a sequential
 //!   reader (several readers of a partition are told apart by where each left off): its next
 //!   chunks (crossing into the next segment) are fetched in the background, in GETs of
-//!   [`GET_BYTES`] side by side. The window starts at `prefetch_chunks` and doubles each time
+//!   `get_bytes` (16 MiB: 64 GETs per GiB, each long enough that the store's time to first
+//!   byte is a small part of it) side by side; an object no larger than that comes whole. The window starts at `prefetch_chunks` and doubles each time
 //!   the reader still had to wait for the store, so on a store with 30 ms to first byte and a
 //!   bandwidth cap per connection it grows until enough GETs are in flight to keep up.
 //! - **First byte.** A read answers with the batches at hand: once it holds one, it stops
@@ -57,9 +58,6 @@ const TIMESTAMP_WINDOW: u64 = 256 * 1024;
 const LOOKUP_DECOMPRESSED_MAX: usize = 64 << 20;
 /// The widest a reader's read-ahead window grows.
 const PREFETCH_BYTES_MAX: u64 = 256 << 20;
-/// Bytes of one prefetch GET: 64 GETs per GiB replayed, each long enough that the store's
-/// time to first byte (tens of milliseconds) is a small part of it.
-const GET_BYTES: u64 = 16 << 20;
 /// Readers of one partition told apart for prefetch (two consumers replaying one partition
 /// from different offsets each get their own read-ahead).
 const READERS_PER_PARTITION: usize = 8;
@@ -73,8 +71,11 @@ pub struct ReaderConfig {
     pub cache_bytes: u64,
     /// Size of a chunk: the unit of GETs and of caching.
     pub chunk_bytes: u64,
-    /// Chunks fetched ahead of a sequential reader.
+    /// Chunks fetched ahead of a sequential reader (the window's start: it widens while the
+    /// reader waits).
     pub prefetch_chunks: u32,
+    /// Bytes of one prefetch GET, and the size up to which an object is fetched whole.
+    pub get_bytes: u64,
     /// Longest wait for one object-store read.
     pub read_timeout: Duration,
     /// Chunk GETs running at once, for all partitions together.
@@ -92,6 +93,7 @@ impl Default for ReaderConfig {
             cache_bytes: 2 << 30,
             chunk_bytes: 4 << 20,
             prefetch_chunks: 8,
+            get_bytes: 16 << 20,
             read_timeout: Duration::from_secs(10),
             gets_in_flight_max: 8,
             read_bytes_per_sec: 0,
@@ -804,10 +806,10 @@ impl RemoteReader {
         (bytes / self.config.chunk_bytes.max(1)).max(u64::from(self.config.prefetch_chunks))
     }
 
-    /// Chunks in one prefetch GET: [`GET_BYTES`] of them (at least one). A window wider than
+    /// Chunks in one prefetch GET: `get_bytes` of them (at least one). A window wider than
     /// that goes out as several GETs side by side: real stores give bandwidth per connection.
     fn get_chunks(&self) -> u64 {
-        (GET_BYTES / self.config.chunk_bytes.max(1)).max(1)
+        (self.config.get_bytes / self.config.chunk_bytes.max(1)).max(1)
     }
 
     /// True when chunk `index` of object `name` is cached or being fetched.
@@ -823,7 +825,8 @@ impl RemoteReader {
             || self.cache.contains(&id)
     }
 
-    /// The GET of a whole chunk, joined if already running, started otherwise; `None` when the
+    /// The GET of a whole chunk (and the chunks after it, for a small object), joined if
+    /// already running, started otherwise; `None` when the
     /// chunk is in the cache after all (unless `fresh`: then it is fetched regardless). A GET
     /// stores its chunks in the cache before they leave `inflight`, so checking both under the
     /// `inflight` lock never misses a chunk that is on its way.
@@ -842,6 +845,23 @@ impl RemoteReader {
         if !fresh && self.cache.contains(&id) {
             return None;
         }
+        // An object no larger than one prefetch GET comes whole (what of it is not cached or
+        // on its way already): a small segment costs one GET, not one per chunk.
+        let chunk = self.config.chunk_bytes.max(1);
+        let mut count = 1;
+        if object_len <= self.config.get_bytes {
+            let chunks = object_len.div_ceil(chunk);
+            while id.index + count < chunks {
+                let next = ChunkId {
+                    key: id.key.clone(),
+                    index: id.index + count,
+                };
+                if inflight.contains_key(&next) || self.cache.contains(&next) {
+                    break;
+                }
+                count += 1;
+            }
+        }
         self.start_run(
             &mut inflight,
             remote,
@@ -849,7 +869,7 @@ impl RemoteReader {
             &id.key,
             object_len,
             id.index,
-            1,
+            count,
             false,
         );
         inflight.get(&id).cloned()
@@ -972,7 +992,7 @@ impl RemoteReader {
     /// Keeps a sequential reader's next `window` chunks (from byte `end` of `located`, crossing
     /// into the next segments) cached or on their way. Nothing happens while at least half of
     /// them are; then every missing one is fetched, with one GET per run of consecutive chunks
-    /// of an object, at most [`GET_BYTES`] per GET (fewer, larger GETs than one per chunk,
+    /// of an object, at most `get_bytes` per GET (fewer, larger GETs than one per chunk,
     /// several at once). A reader streaming through segments no larger than four configured
     /// windows has the whole next segment on its way from the moment it enters one.
     fn prefetch(

@@ -178,6 +178,8 @@ impl Fixture {
                 cache_bytes: 64 << 20,
                 chunk_bytes,
                 prefetch_chunks,
+                // GETs of a few chunks, all smaller than a segment: none comes whole.
+                get_bytes: 2 * chunk_bytes,
                 read_timeout: Duration::from_secs(5),
                 ..ReaderConfig::default()
             },
@@ -565,6 +567,8 @@ async fn a_cold_lookup_costs_a_manifest_node_a_sidecar_and_one_chunk() {
             cache_dir: cache.path().to_path_buf(),
             chunk_bytes: 4096,
             prefetch_chunks: 8,
+            // Smaller than a segment: no segment of the fixture comes whole.
+            get_bytes: 4096,
             ..ReaderConfig::default()
         },
     )
@@ -656,4 +660,34 @@ async fn the_read_ahead_window_widens_while_a_reader_waits_for_a_slow_store() {
     );
     let m = reader.metrics();
     assert!(m.prefetches.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn a_segment_no_larger_than_one_get_comes_whole() {
+    let f = fixture().await;
+    let cache = tempfile::tempdir().unwrap();
+    let reader = RemoteReader::new(
+        f.archive.clone(),
+        ReaderConfig {
+            cache_dir: cache.path().to_path_buf(),
+            chunk_bytes: 4096,
+            prefetch_chunks: 0,
+            ..ReaderConfig::default()
+        },
+    )
+    .unwrap();
+    let manifest = reader.manifest(pid());
+    let before = f.gets();
+    // Segment 1 (offsets 100..200) spans several 4 KiB chunks; prefetch is off.
+    let mut offset = 100;
+    while offset < 200 {
+        let slice = reader
+            .read(&manifest, &f.root, offset, 1000, true)
+            .await
+            .unwrap()
+            .unwrap();
+        offset = slice.next_offset;
+    }
+    assert_eq!(f.gets() - before, 1, "one GET for the whole segment");
+    assert!(f.files[1].len() as u64 > 4 * 4096);
 }

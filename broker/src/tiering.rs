@@ -326,6 +326,7 @@ impl Tiering {
                 cache_bytes: node.archive_cache_bytes,
                 chunk_bytes: node.archive_chunk_bytes,
                 prefetch_chunks: node.archive_prefetch_chunks,
+                get_bytes: node.archive_get_bytes,
                 read_timeout,
                 gets_in_flight_max: node.archive_gets_in_flight_max as usize,
                 read_bytes_per_sec: node.archive_read_bytes_per_sec,

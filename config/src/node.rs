@@ -93,7 +93,11 @@ pub const NODE_KEYS: &[(&str, &str)] = &[
     ),
     (
         "archive_prefetch_chunks",
-        "chunks fetched ahead of a consumer reading the archive sequentially",
+        "chunks fetched ahead of a consumer reading the archive sequentially, at first (the window doubles while the consumer waits for the store)",
+    ),
+    (
+        "archive_get_bytes",
+        "bytes of one read-ahead GET (several run side by side); archived objects no larger come whole in one GET",
     ),
     (
         "archive_read_timeout_ms",
@@ -295,8 +299,10 @@ pub struct NodeConfig {
     pub archive_cache_bytes: u64,
     /// Size of one chunk GET.
     pub archive_chunk_bytes: u64,
-    /// Chunks prefetched for sequential readers.
+    /// Chunks prefetched for sequential readers, at first.
     pub archive_prefetch_chunks: u32,
+    /// Bytes of one read-ahead GET.
+    pub archive_get_bytes: u64,
     /// Longest wait for one archive read.
     pub archive_read_timeout_ms: u64,
     /// Chunk GETs at once.
@@ -387,6 +393,7 @@ impl Default for NodeConfig {
             archive_cache_bytes: 2 << 30,
             archive_chunk_bytes: 4 << 20,
             archive_prefetch_chunks: 8,
+            archive_get_bytes: 16 << 20,
             archive_read_timeout_ms: 10_000,
             archive_gets_in_flight_max: 8,
             archive_read_bytes_per_sec: 0,
@@ -557,6 +564,11 @@ impl NodeConfig {
             "archive_chunk_bytes" => {
                 self.archive_chunk_bytes = parse_in(value, 64 << 10, 256 << 20)
                     .ok_or_else(|| invalid("a byte count from 65536 to 268435456"))?
+                    as u64
+            }
+            "archive_get_bytes" => {
+                self.archive_get_bytes = parse_in(value, 64 << 10, 1 << 30)
+                    .ok_or_else(|| invalid("a byte count from 65536 to 1073741824"))?
                     as u64
             }
             "archive_prefetch_chunks" => {
@@ -879,6 +891,7 @@ impl NodeConfig {
             "archive_cache_bytes" => self.archive_cache_bytes.to_string(),
             "archive_chunk_bytes" => self.archive_chunk_bytes.to_string(),
             "archive_prefetch_chunks" => self.archive_prefetch_chunks.to_string(),
+            "archive_get_bytes" => self.archive_get_bytes.to_string(),
             "archive_read_timeout_ms" => self.archive_read_timeout_ms.to_string(),
             "archive_gets_in_flight_max" => self.archive_gets_in_flight_max.to_string(),
             "archive_read_bytes_per_sec" => self.archive_read_bytes_per_sec.to_string(),
@@ -1155,7 +1168,7 @@ mod tests {
                 | "archive_gets_in_flight_max" => "16",
                 "archive_node_cache_bytes" | "archive_cache_bytes" => "10485760",
                 "archive_cache_dir" => "/tmp/cache",
-                "archive_chunk_bytes" => "1048576",
+                "archive_chunk_bytes" | "archive_get_bytes" => "1048576",
                 "archive_prefetch_chunks" => "2",
                 "archive_read_bytes_per_sec" => "0",
                 "archive_thread_nice" | "compaction_thread_nice" => "5",
