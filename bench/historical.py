@@ -5,14 +5,15 @@ moto's S3 server (started here, on 127.0.0.1) sits behind tests/clients/store_pr
 gives every GET what S3 gives: a first-byte delay (30 ms by default) and a bandwidth cap per
 connection (50 MB/s). Store and proxy run niced: they stand for other machines. Then, with a
 release silt at default segment and upload settings:
-  0. raw store capacity through the proxy with the client silt uses (`silt archive bench`):
-     ranged GETs with many in flight (what the store can give a reader that asks well);
-  1. economy: PUTs per GiB archived (multipart parts, sidecars, manifests counted);
-  2. one partition: hot read (local log) and cold read (archive, empty cache) by one
-     librdkafka consumer, and GETs per GiB replayed;
-  3. 32 partitions in one consumer: hot and cold the same way;
-  4. time to first byte for random historical offsets (empty cache): p50 / p99, GETs per lookup;
-  5. produce latency (acks=-1, fixed moderate rate) idle; while the store serves raw GETs as
+  1. economy: PUTs per GiB archived, a full default (1 GiB) segment (multipart parts,
+     sidecar, manifest counted);
+  2. cold replays (archive, empty cache) by one librdkafka consumer beside its hot read of the
+     same topic (local log), and beside the store's capacity for silt's read pattern (16 MiB
+     ranged GETs, 8 at once, through the proxy) on objects of the segment's size: the default
+     topic (GETs per GiB at default settings), one partition of 64 MiB segments, and 32
+     partitions in one consumer;
+  3. time to first byte for random historical offsets (empty cache): p50 / p99, GETs per lookup;
+  4. produce latency (acks=-1, fixed moderate rate) idle; while the store serves raw GETs as
      fast as a client takes them, silt not involved (the machine's own floor); then while a
      consumer replays the archive as fast as it can (cache kept small so the replay keeps
      hitting the store): p50 / p99.
@@ -175,19 +176,19 @@ def store_load(endpoint, stop, result):
     result.value = got / (time.monotonic() - start)
 
 
-def replay_forever(bootstrap, expected, stop):
+def replay_forever(bootstrap, expected, stop, topic):
     # The replaying consumer stands for a client on another machine: niced like the store.
     os.nice(10)
     while not stop.is_set():
-        replay(bootstrap, expected, stop)
+        replay(bootstrap, expected, stop, topic=topic)
 
 
-def first_byte_times(bootstrap, end, samples, chunk_messages):
+def first_byte_times(bootstrap, topic, end, samples, chunk_messages):
     """Time from assign() at a random offset to its first message, with one warm consumer;
     each offset in a different chunk of the archive, so none is a cache hit. Also the offsets'
     count, for GETs per lookup."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False, "fetch.wait.max.ms": 100})
-    c.assign([TopicPartition(TOPIC, 0, end - 1)])
+    c.assign([TopicPartition(topic, 0, end - 1)])
     while c.poll(1.0) is None:  # connected, metadata known
         pass
     times = []
@@ -196,7 +197,7 @@ def first_byte_times(bootstrap, end, samples, chunk_messages):
     for chunk in chunks:
         offset = chunk * chunk_messages + rng.randrange(0, chunk_messages)
         start = time.monotonic()
-        c.assign([TopicPartition(TOPIC, 0, offset)])
+        c.assign([TopicPartition(topic, 0, offset)])
         while True:
             m = c.poll(5.0)
             if m is not None and not m.error() and m.offset() >= offset:
@@ -247,6 +248,46 @@ def start_proxy(work, moto_env, first_byte_ms, conn_mb_s):
     return process, {**moto_env, "AWS_ENDPOINT": f"http://127.0.0.1:{port}"}
 
 
+def raw_capacity(binary, env, object_mib):
+    """The pattern silt's reads use (16 MiB ranged GETs, 8 at once) on an object of a
+    segment's size, through the proxy: moto reads a whole object for every ranged GET, so
+    object size sets its capacity as much as the proxy does. Returns the best GET rate."""
+    raw = json.loads(subprocess.run(
+        [str(binary), "archive", "bench", "--archive", "s3://bench/raw", "--json", "--objects", "1",
+         "--object-mib", str(object_mib), "--chunk-mib", "16", "--concurrency", "8"],
+        capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout)
+    print(f"raw store through the proxy, a {object_mib} MiB object: PUT {raw['put_mb_s']:.1f} MB/s, "
+          f"GET whole {raw['get_mb_s']:.1f} MB/s, GET 16 MiB x8 {raw['ranged_get_mb_s']:.1f} MB/s", flush=True)
+    return max(raw["get_mb_s"], raw["ranged_get_mb_s"]) * 1e6
+
+
+def settle(node):
+    """Waits until the node's own GETs after a start (manifest roots of every partition it
+    archives) are done, so GETs counted next are the replay's."""
+    last, still = -1.0, 0
+    while still < 5:
+        time.sleep(0.2)
+        now = metric(node.admin, "silt_object_store_gets_total")
+        still = still + 1 if now == last else 0
+        last = now
+
+
+def cold_replay(node, work, label, topic, count, partitions, value_bytes, hot, raw):
+    """Replays `topic` from the archive after a restart with an empty cache; prints the rate
+    beside the hot rate and the store's capacity, and GETs per GiB."""
+    cold_start(node, work)
+    settle(node)
+    gets_before = metric(node.admin, "silt_object_store_gets_total")
+    cold, _ = replay(node.bootstrap, count, topic=topic, partitions=partitions)
+    gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
+    print(f"{label}, cold read (archive): {cold / 1e6:8.1f} MB/s   {100 * cold / hot:.0f}% of hot (bar 70), "
+          f"{100 * cold / raw:.0f}% of the store's capacity ({raw / 1e6:.1f} MB/s); "
+          f"{gets / (count * value_bytes / float(1 << 30)):.0f} GETs per GiB; widest read-ahead "
+          f"{metric(node.admin, 'silt_archive_prefetch_window_bytes') / (1 << 20):.0f} MiB", flush=True)
+    if raw < hot:
+        print("  (inconclusive against the 70% bar: the store's own capacity is below the hot read rate)", flush=True)
+
+
 def archive_everything(node, admin, topic):
     """Rolls and uploads everything, then local retention of 1 ms: only the archive holds it."""
     resource = ConfigResource("topic", topic, incremental_configs=[
@@ -271,7 +312,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "silt"))
     parser.add_argument("--mib", type=int, default=1100, help="MiB produced to the one-partition topic (one full default 1 GiB segment and some)")
-    parser.add_argument("--wide-mib", type=int, default=256, help="MiB produced to the 32-partition topic")
+    parser.add_argument("--replay-mib", type=int, default=512, help="MiB produced to the one-partition topic of 64 MiB segments")
+    parser.add_argument("--wide-mib", type=int, default=512, help="MiB produced to the 32-partition topic of 64 MiB segments")
     parser.add_argument("--first-byte-ms", type=float, default=30.0, help="the proxy's delay before each response")
     parser.add_argument("--conn-mb-s", type=float, default=50.0, help="the proxy's bandwidth cap per connection")
     parser.add_argument("--rate", type=int, default=5000, help="messages/s of the latency test")
@@ -291,17 +333,6 @@ def main():
     gib = float(1 << 30)
     try:
         print(f"store: moto behind a proxy with {args.first_byte_ms:.0f} ms to first byte and {args.conn_mb_s:.0f} MB/s per connection", flush=True)
-        # The pattern silt's reads use (16 MiB ranged GETs, 8 at once) on an object of the
-        # segment's size: moto reads a whole object for every ranged GET, so object size sets
-        # its capacity as much as the proxy does.
-        raw = json.loads(subprocess.run(
-            [str(binary), "archive", "bench", "--archive", "s3://bench/raw", "--json", "--objects", "1",
-             "--object-mib", str(min(args.mib, 1024)), "--chunk-mib", "16", "--concurrency", "8"],
-            capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout)
-        raw_best = max(raw["get_mb_s"], raw["ranged_get_mb_s"])
-        print(f"raw store through the proxy, a {min(args.mib, 1024)} MiB object: PUT {raw['put_mb_s']:.1f} MB/s, "
-              f"GET whole {raw['get_mb_s']:.1f} MB/s, GET 16 MiB x8 {raw['ranged_get_mb_s']:.1f} MB/s", flush=True)
-
         # Default segment.bytes (1 GiB) and upload settings: the economy the bars are about.
         settings = ["--archive", "s3://bench/silt", "--set", "archive_check_interval_ms=200", "--set", "retention_check_interval_ms=200"]
         node = Node(binary, work / "data", env, settings).start()
@@ -309,7 +340,7 @@ def main():
         admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
         puts_before = metric(node.admin, "silt_object_store_puts_total")
         count = produce_fill(node.bootstrap, args.mib << 20, args.value_bytes)
-        print(f"produced {count} messages of {args.value_bytes} bytes ({args.mib} MiB) to one partition", flush=True)
+        print(f"produced {count} messages of {args.value_bytes} bytes ({args.mib} MiB) to one partition, default settings", flush=True)
         # The first segment fills at 1 GiB, seals, and goes up on its own.
         wait_for(lambda: metric(node.admin, "silt_archive_uploads_total") >= 1, 900, "the first full segment archived")
         puts = metric(node.admin, "silt_object_store_puts_total") - puts_before
@@ -318,48 +349,41 @@ def main():
               f"topic catalog) = {puts / (archived / gib):.1f} PUTs per GiB (bar 24; /metrics says "
               f"{metric(node.admin, 'silt_archive_puts_per_gib_archived'):.1f})", flush=True)
         hot, _ = replay(node.bootstrap, count)
-        print(f"one partition, hot read (local log):  {hot / 1e6:8.1f} MB/s", flush=True)
+        print(f"default topic, hot read (local log): {hot / 1e6:8.1f} MB/s", flush=True)
+        # Two more topics with 64 MiB segments: one partition, and 32 partitions in one consumer.
+        for created in admin.create_topics([NewTopic("replay", 1, 1, config={"segment.bytes": str(64 << 20)}),
+                                            NewTopic("wide", 32, 1, config={"segment.bytes": str(64 << 20)})]).values():
+            created.result(30)
+        replay_count = produce_fill(node.bootstrap, args.replay_mib << 20, args.value_bytes, topic="replay")
+        replay_hot, _ = replay(node.bootstrap, replay_count, topic="replay")
+        print(f"one partition, hot read (local log): {replay_hot / 1e6:8.1f} MB/s   ({args.replay_mib} MiB, 64 MiB segments)", flush=True)
+        wide_count = produce_fill(node.bootstrap, args.wide_mib << 20, args.value_bytes, topic="wide", partitions=32)
+        wide_hot, _ = replay(node.bootstrap, wide_count, topic="wide", partitions=32)
+        print(f"32 partitions, hot read (local log): {wide_hot / 1e6:8.1f} MB/s   ({args.wide_mib} MiB in all)", flush=True)
         # From here on the active segment goes up after a second, so everything can be archived.
         node.extra += ["--set", "archive_upload_interval_ms=1000"]
         node.stop()
         node.start()
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
-        archive_everything(node, admin, TOPIC)
+        for topic in (TOPIC, "replay", "wide"):
+            archive_everything(node, admin, topic)
 
-        cold_start(node, work)
-        gets_before = metric(node.admin, "silt_object_store_gets_total")
-        cold, _ = replay(node.bootstrap, count)
-        gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
-        replayed = count * args.value_bytes
-        print(f"one partition, cold read (archive):   {cold / 1e6:8.1f} MB/s   {100 * cold / hot:.0f}% of hot (bar 70), "
-              f"{100 * cold / 1e6 / raw_best:.0f}% of the store's ranged-GET capacity ({raw_best:.1f} MB/s); "
-              f"{gets / (replayed / gib):.0f} GETs per GiB (bar 80); widest read-ahead "
-              f"{metric(node.admin, 'silt_archive_prefetch_window_bytes') / (1 << 20):.0f} MiB", flush=True)
-        if raw_best * 1e6 < hot:
-            print("  (inconclusive against the bar: the proxy's own capacity is below the hot read rate)", flush=True)
-
-        admin = AdminClient({"bootstrap.servers": node.bootstrap})
-        admin.create_topics([NewTopic("wide", 32, 1)])["wide"].result(30)
-        wide_count = produce_fill(node.bootstrap, args.wide_mib << 20, args.value_bytes, topic="wide", partitions=32)
-        wide_hot, _ = replay(node.bootstrap, wide_count, topic="wide", partitions=32)
-        print(f"32 partitions, hot read (local log):  {wide_hot / 1e6:8.1f} MB/s", flush=True)
-        archive_everything(node, admin, "wide")
-        cold_start(node, work)
-        gets_before = metric(node.admin, "silt_object_store_gets_total")
-        wide_cold, _ = replay(node.bootstrap, wide_count, topic="wide", partitions=32)
-        gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
-        print(f"32 partitions, cold read (archive):   {wide_cold / 1e6:8.1f} MB/s   {100 * wide_cold / wide_hot:.0f}% of hot (bar 70); "
-              f"{gets / (wide_count * args.value_bytes / gib):.0f} GETs per GiB", flush=True)
+        raw_big = raw_capacity(binary, env, min(args.mib, 1024))
+        cold_replay(node, work, "default topic", TOPIC, count, 1, args.value_bytes, hot, raw_big)
+        raw_small = raw_capacity(binary, env, 64)
+        cold_replay(node, work, "one partition", "replay", replay_count, 1, args.value_bytes, replay_hot, raw_small)
+        cold_replay(node, work, "32 partitions", "wide", wide_count, 32, args.value_bytes, wide_hot, raw_small)
 
         # Random offsets, each in a chunk not read before, prefetch off (a consumer that jumps
         # around would not trigger it; librdkafka's read-ahead would, and fill the cache).
         cold_start(node, work, "--set", "archive_prefetch_chunks=0")
+        settle(node)
         chunk_messages = (4 << 20) // (args.value_bytes + 70)  # messages in a 4 MiB chunk, roughly
         gets_before = metric(node.admin, "silt_object_store_gets_total")
-        p50, p99, lookups = first_byte_times(node.bootstrap, count, 40, 2 * chunk_messages)
+        p50, p99, lookups = first_byte_times(node.bootstrap, "replay", replay_count, 40, 2 * chunk_messages)
         gets = metric(node.admin, "silt_object_store_gets_total") - gets_before
         print(f"time to first byte, random offsets, empty cache: p50 {p50:.1f} ms   p99 {p99:.1f} ms   "
-              f"{gets / lookups:.1f} GETs per lookup (manifest nodes and sidecar cached after the first)", flush=True)
+              f"{gets / lookups:.1f} GETs per lookup (manifest nodes and sidecars cached after the first of each segment)", flush=True)
 
         # Produce latency, idle and during a replay that keeps hitting the store.
         cold_start(node, work, "--set", "archive_cache_bytes=67108864",
@@ -383,7 +407,7 @@ def main():
               f"({loaded[2] / idle[2]:.2f}x idle p99; the store served {rate.value / 1e6:.0f} MB/s of raw GETs, silt idle)", flush=True)
         fetched_before = metric(node.admin, "silt_archive_fetched_bytes_total")
         stop = multiprocessing.Event()
-        reader = multiprocessing.Process(target=replay_forever, args=(node.bootstrap, count, stop))
+        reader = multiprocessing.Process(target=replay_forever, args=(node.bootstrap, replay_count, stop, "replay"))
         reader.start()
         time.sleep(1)
         busy = produce_at_rate(node.bootstrap, "live", args.rate, args.seconds)

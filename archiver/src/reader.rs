@@ -295,6 +295,8 @@ pub struct RemoteReader {
     /// Per partition, where its last reads ended (one per reader, the most recent last, at
     /// most [`READERS_PER_PARTITION`]): a read starting at one is sequential.
     cursors: Mutex<HashMap<(uuid::Uuid, i32), Vec<Cursor>>>,
+    /// Partitions with a [`RemoteReader::warm`] under way.
+    warming: Mutex<std::collections::HashSet<(uuid::Uuid, i32)>>,
 }
 
 impl RemoteReader {
@@ -322,6 +324,7 @@ impl RemoteReader {
             },
             metrics: Arc::default(),
             cursors: Mutex::new(HashMap::new()),
+            warming: Mutex::new(std::collections::HashSet::new()),
             config,
         }))
     }
@@ -441,6 +444,65 @@ impl RemoteReader {
             self.prefetch(manifest.clone(), root.clone(), located, end, window);
         }
         Ok(Some(slice))
+    }
+
+    /// Starts the GET of what a read at `offset` needs first (the chunk the sidecar's index
+    /// names for it, and for a small object all of it) unless it is cached or on its way, and
+    /// returns without waiting for it: for the archived partitions of a fetch whose response
+    /// is already full, so the next fetch finds them at hand.
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteReader::read`], for the manifest and sidecar lookups.
+    pub async fn warm(
+        self: &Arc<Self>,
+        manifest: &ManifestReader,
+        root: &Root,
+        offset: i64,
+    ) -> Result<(), ArchiveError> {
+        // One warm-up per partition at a time: a consumer asking again and again while the
+        // first is under way adds nothing but tasks.
+        let id = manifest.id();
+        let key = (id.topic_id, id.partition);
+        if !self
+            .warming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+        {
+            return Ok(());
+        }
+        let result = self.warm_inner(manifest, root, offset).await;
+        self.warming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        result
+    }
+
+    async fn warm_inner(
+        self: &Arc<Self>,
+        manifest: &ManifestReader,
+        root: &Root,
+        offset: i64,
+    ) -> Result<(), ArchiveError> {
+        let Some(located) = self.locate(manifest, root, offset).await? else {
+            return Ok(());
+        };
+        let position = BatchCursor::at_offset(&located, offset, 0, false).position;
+        let id = ChunkId {
+            key: located.key.as_ref().into(),
+            index: position / self.config.chunk_bytes.max(1),
+        };
+        // The GET runs in its own task: dropping our handle on it does not stop it.
+        drop(self.chunk(
+            &located.remote,
+            &located.key,
+            id,
+            located.entry.meta.size_bytes,
+            false,
+        ));
+        Ok(())
     }
 
     async fn read_inner(

@@ -516,6 +516,15 @@ impl Tiering {
         result
     }
 
+    /// Starts fetching what a read of `tier` at `offset` needs first, without waiting for it
+    /// (see [`silt_archiver::RemoteReader::warm`]); a failure is left for the read to meet.
+    pub async fn warm(&self, tier: &PartitionTier, root: Arc<Root>, offset: i64) {
+        let manifest = self.manifest(tier);
+        if let Err(e) = self.reader.warm(&manifest, &root, offset).await {
+            tracing::debug!(partition = %tier.id, offset, error = %e, "archive read-ahead failed");
+        }
+    }
+
     /// The first archived record at or after `timestamp` at or after `start`.
     ///
     /// # Errors

@@ -156,6 +156,11 @@ pub(super) async fn handle(
     let mut pending: FuturesUnordered<BoxFuture<'static, (usize, RemoteResult)>> =
         FuturesUnordered::new();
     let mut first = true;
+    // What the archive reads of one request may bring in all: the response's budget. Reads
+    // past it would be read from the cache, checked and thrown away (a fetch of 32 archived
+    // partitions at 8 MiB each reads 256 MiB to send 64); the partitions past it are answered
+    // empty now and their first chunk fetched for the next request.
+    let mut archive_budget = max_bytes;
     for (i, target) in targets.iter_mut().enumerate() {
         let Ok(view) = &target.found else {
             continue;
@@ -177,10 +182,22 @@ pub(super) async fn handle(
             }
             Located::Archive(read) => {
                 let Some(tiering) = node.tiering.clone() else {
-                    unreachable!("only a node with an archive locates reads in it");
+                    // Only a node with an archive locates reads in it.
+                    early.insert(
+                        i,
+                        Outcome::of(Some(ErrorCode::KafkaStorageError), read.bounds),
+                    );
+                    continue;
                 };
-                let limit = (target.partition_max_bytes.max(0) as u32).min(max_bytes);
                 let (tier, root, offset) = (read.tier.clone(), read.root, target.fetch_offset);
+                if archive_budget == 0 && !first {
+                    let warming = tiering.clone();
+                    tiering.spawn(async move { warming.warm(&tier, root, offset).await });
+                    early.insert(i, Outcome::of(None, read.bounds));
+                    continue;
+                }
+                let limit = (target.partition_max_bytes.max(0) as u32).min(archive_budget);
+                archive_budget = archive_budget.saturating_sub(limit);
                 // Only the first partition of a request may exceed its limit (KIP-74).
                 let min_one = std::mem::replace(&mut first, false);
                 let task = tiering
@@ -238,8 +255,10 @@ pub(super) async fn handle(
             .filter_map(|r| r.as_ref().ok().and_then(|s| s.as_ref()))
             .map(|s| s.records.len() as u64)
             .sum();
+        // An early answer without an error (nothing to read there yet, or left for the next
+        // request) is not a reason to answer now.
         let errors = outcomes.iter().any(|o| o.error.is_some())
-            || !early.is_empty()
+            || early.values().any(|o| o.error.is_some())
             || remote_done.values().any(|r| r.is_err());
         let satisfied = local_bytes + remote_bytes >= min_bytes.max(1) || errors;
         let now = tokio::time::Instant::now();
