@@ -50,12 +50,16 @@ def test_a_rolling_restart_hands_leaderships_over_first_and_loses_nothing(cluste
     # Leaderships moved ahead of each stop: the producer never saw an error, and every
     # acknowledged record is there once, in order.
     check_every_acknowledged_record(producing, cluster.bootstrap)
-    # /metrics: one node leads each partition, with all three replicas in sync.
-    for p in (0, 1, 2):
+    # /metrics: one node leads each partition, with all three replicas in sync (once the
+    # leaderships handed back to the restarted node have landed).
+    def leaders(p):
         labels = f'{{topic="rolling",partition="{p}"}}'
-        leads = [i for i, n in enumerate(cluster.nodes) if f"silt_partition_leader{labels} 1" in metrics_text(n)]
-        assert len(leads) == 1, (p, leads)
-        assert f"silt_partition_in_sync_replicas{labels} 3" in metrics_text(cluster.nodes[leads[0]])
+        return [i for i, n in enumerate(cluster.nodes) if f"silt_partition_leader{labels} 1" in metrics_text(n)]
+
+    for p in (0, 1, 2):
+        wait_for(lambda: len(leaders(p)) == 1, timeout=30, what=f"one leader of partition {p}")
+        labels = f'{{topic="rolling",partition="{p}"}}'
+        assert f"silt_partition_in_sync_replicas{labels} 3" in metrics_text(cluster.nodes[leaders(p)[0]])
     assert "silt_cluster_broker_alive{broker=\"2\"} 1" in metrics_text(cluster.nodes[0])
 
 
