@@ -14,6 +14,7 @@ READ_TIMEOUT = ["--set", "archive_read_timeout_ms=1000"]
 
 
 def rows(expected):
+    """Partition 0's (offset, value) pairs."""
     return [(o, v) for o, _, v, _, _ in expected[0]]
 
 
@@ -22,42 +23,46 @@ def read_all(silt, topic, count, timeout=120):
     return [(m.offset(), m.value()) for m in got]
 
 
-def test_a_stall_longer_than_the_read_timeout_is_retried_and_the_replay_completes(silt_factory, s3):
+def archived_partition(silt_factory, s3, topic):
+    """A silt reading its archive through the proxy with a 1 s read timeout, and one partition
+    of `topic` that only the archive holds: (silt, its records as produced)."""
     silt = tiered_silt(silt_factory, s3, *READ_TIMEOUT)
-    expected = produce_archived(silt, "stalls", 1500, partitions_count=1)
+    return silt, rows(produce_archived(silt, topic, 1500, partitions_count=1))
+
+
+def test_a_stall_longer_than_the_read_timeout_is_retried_and_the_replay_completes(silt_factory, s3):
+    silt, expected = archived_partition(silt_factory, s3, "stalls")
     s3.proxy.stall(seconds=3, count=2, path_contains=".log")
-    assert read_all(silt, "stalls", len(expected[0])) == rows(expected)
+    assert read_all(silt, "stalls", len(expected)) == expected
     assert s3.proxy.faults_applied["stall"] == 2
     # The stalled reads timed out (a retriable error to the consumer), not waited out.
     assert metric(silt, "silt_archive_read_failures_total") > 0
 
 
 def test_a_503_storm_is_retried_with_backoff_not_with_a_storm_of_our_own(silt_factory, s3):
-    silt = tiered_silt(silt_factory, s3, *READ_TIMEOUT)
-    expected = produce_archived(silt, "storm", 1500, partitions_count=1)
+    silt, expected = archived_partition(silt_factory, s3, "storm")
     storm = 4.0
     s3.proxy.fail(count=None, seconds=storm, status=503, path_contains=".log")
     result = {}
 
     def consume():
-        result["got"] = read_all(silt, "storm", len(expected[0]))
+        result["got"] = read_all(silt, "storm", len(expected))
 
     reader = threading.Thread(target=consume)
     reader.start()
     time.sleep(storm)
     refused = s3.proxy.faults_applied["fail"]
     reader.join(150)
-    assert result.get("got") == rows(expected)
+    assert result.get("got") == expected
     # object_store backs off between attempts, each read gives up at its timeout and the
     # consumer backs off before it asks again: a handful of GETs a second, not hundreds.
     assert 0 < refused <= 15 * storm, f"{refused} GETs in a {storm} s storm"
 
 
 def test_a_body_cut_mid_transfer_is_never_served_in_part(silt_factory, s3):
-    silt = tiered_silt(silt_factory, s3, *READ_TIMEOUT)
-    expected = produce_archived(silt, "cuts", 1500, partitions_count=1)
+    silt, expected = archived_partition(silt_factory, s3, "cuts")
     s3.proxy.cut(after_bytes=3000, count=3, path_contains=".log")
-    assert read_all(silt, "cuts", len(expected[0])) == rows(expected)
+    assert read_all(silt, "cuts", len(expected)) == expected
     assert s3.proxy.faults_applied["cut"] == 3
     # A short body is a failed read, retried, not a damaged object.
     assert metric(silt, "silt_archive_corrupt_batches_total") == 0
