@@ -10,9 +10,10 @@
 //!   reader (several readers of a partition are told apart by where each left off): its next
 //!   chunks (crossing into the next segment) are fetched in the background, in GETs of
 //!   `get_bytes` (16 MiB: 64 GETs per GiB, each long enough that the store's time to first
-//!   byte is a small part of it) side by side; an object no larger than that comes whole. The window starts at `prefetch_chunks` and doubles each time
-//!   the reader still had to wait for the store, so on a store with 30 ms to first byte and a
-//!   bandwidth cap per connection it grows until enough GETs are in flight to keep up.
+//!   byte is a small part of it) side by side; an object no larger than that comes whole. The
+//!   window starts at `prefetch_chunks` and doubles each time the reader still had to wait
+//!   for the store, so on a store with 30 ms to first byte and a bandwidth cap per connection
+//!   it grows until enough GETs are in flight to keep up.
 //! - **First byte.** A read answers with the batches at hand: once it holds one, it stops
 //!   before a chunk that is neither cached nor on its way, so a cold lookup costs a manifest
 //!   node, the sidecar and one chunk, not every chunk the fetch's `max_bytes` spans.
@@ -876,15 +877,19 @@ impl RemoteReader {
 
     /// True when chunk `index` of object `name` is cached or being fetched.
     fn at_hand(&self, name: &Arc<str>, index: u64) -> bool {
-        let id = ChunkId {
-            key: name.clone(),
-            index,
-        };
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id)
-            || self.cache.contains(&id)
+        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        self.on_hand(
+            &inflight,
+            &ChunkId {
+                key: name.clone(),
+                index,
+            },
+        )
+    }
+
+    /// [`RemoteReader::at_hand`] for a caller holding the `inflight` lock.
+    fn on_hand(&self, inflight: &HashMap<ChunkId, SharedChunk>, id: &ChunkId) -> bool {
+        inflight.contains_key(id) || self.cache.contains(id)
     }
 
     /// The GET of a whole chunk (and the chunks after it, for a small object), joined if
@@ -918,7 +923,7 @@ impl RemoteReader {
                     key: id.key.clone(),
                     index: id.index + count,
                 };
-                if inflight.contains_key(&next) || self.cache.contains(&next) {
+                if self.on_hand(&inflight, &next) {
                     break;
                 }
                 count += 1;
@@ -1087,7 +1092,7 @@ impl RemoteReader {
                     index: 0,
                 };
                 let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                if !inflight.contains_key(&first) && !this.cache.contains(&first) {
+                if !this.on_hand(&inflight, &first) {
                     // In GETs of a window each, side by side: one stream per object is slow on
                     // real stores, which give bandwidth per connection.
                     let count = size.div_ceil(chunk);
@@ -1133,7 +1138,7 @@ impl RemoteReader {
                     key: name.clone(),
                     index: *index,
                 };
-                inflight.contains_key(&id) || this.cache.contains(&id)
+                this.on_hand(&inflight, &id)
             };
             let in_hand = ahead.iter().take_while(|c| ready(c)).count() as u64;
             if in_hand * 2 >= window.max(1) {

@@ -482,7 +482,7 @@ fn render_tiering(node: &Node, out: &mut String) {
     let Some(tiering) = &node.tiering else { return };
     let m = &tiering.metrics;
     let remote = tiering.archive().remote().metrics();
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 18] = [
         (
             "silt_archive_uploads_total",
             "Segments archived (upload and manifest confirmed).",
@@ -527,6 +527,11 @@ fn render_tiering(node: &Node, out: &mut String) {
             "silt_archive_compaction_gets_total",
             "GETs of segments and sidecars made by archive compaction.",
             m.compaction_gets.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_sent_bytes_total",
+            "Bytes of archived batches sent to clients.",
+            m.archive_sent_bytes.load(Ordering::Relaxed),
         ),
         (
             "silt_object_store_gets_total",
@@ -588,14 +593,10 @@ fn render_tiering(node: &Node, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "# HELP silt_archive_gets_per_gib_replayed GET requests (chunks, sidecars, manifest nodes) per GiB of records served from the archive, since start.\n# TYPE silt_archive_gets_per_gib_replayed gauge\nsilt_archive_gets_per_gib_replayed {}",
+        "# HELP silt_archive_gets_per_gib_replayed GET requests (chunks, sidecars, manifest nodes) per GiB of archived records sent to clients, since start.\n# TYPE silt_archive_gets_per_gib_replayed gauge\nsilt_archive_gets_per_gib_replayed {}",
         per_gib(
             RemoteMetrics::get(&remote.gets),
-            tiering
-                .reader()
-                .metrics()
-                .bytes_served
-                .load(Ordering::Relaxed)
+            m.archive_sent_bytes.load(Ordering::Relaxed)
         )
     );
     render_remote_reads(tiering, out);

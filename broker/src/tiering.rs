@@ -66,6 +66,9 @@ pub struct TieringMetrics {
     pub compaction_bytes_after: AtomicU64,
     /// GETs archive compaction made.
     pub compaction_gets: AtomicU64,
+    /// Bytes of archived batches sent to clients (not those of reads a fetch stopped waiting
+    /// for, which only fill the cache).
+    pub archive_sent_bytes: AtomicU64,
 }
 
 /// The tiering state of one partition.

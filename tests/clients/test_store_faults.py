@@ -81,3 +81,6 @@ def test_one_consumer_replays_32_archived_partitions_side_by_side(silt_factory, 
     # Read ahead took part: some chunks were on their way before the consumer asked.
     assert metric(silt, "silt_archive_prefetch_gets_total") > 0
     assert metric(silt, "silt_archive_gets_per_gib_replayed") > 0
+    # Every record came from the archive, so the bytes sent from it hold at least their values.
+    values = sum(len(v) for rows_ in expected.values() for _, _, v, _, _ in rows_)
+    assert metric(silt, "silt_archive_sent_bytes_total") >= values

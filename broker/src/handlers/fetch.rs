@@ -332,6 +332,12 @@ pub(super) async fn handle(
                 Some(Ok(Some(slice))) => {
                     let len = slice.records.len() as u64;
                     if len <= budget || first_with_data {
+                        if let Some(tiering) = &node.tiering {
+                            tiering
+                                .metrics
+                                .archive_sent_bytes
+                                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                        }
                         outcome.records = slice.records;
                         outcome.aborted = slice
                             .aborted

@@ -196,9 +196,8 @@ impl LocalCluster {
     }
 
     /// Starts node `index` (its process outlives this command, in its own process group).
-    /// Starts node `index`; the caller keeps the `Child` to learn whether it exited while
-    /// starting (its `/proc` entry is no proof: the command line reads empty for a moment
-    /// after exec).
+    /// The caller keeps the `Child` to learn whether it exited while starting: its `/proc`
+    /// entry is no proof, the command line reads empty for a moment after exec.
     fn spawn(&mut self, index: usize) -> Result<Child> {
         let seeds = self.seeds.clone();
         let node = &self.nodes[index];
