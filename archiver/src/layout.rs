@@ -136,6 +136,53 @@ impl Layout {
         self.segments_dir(id)
             .join(format!("{base:020}-{last:020}-{object_id:016x}.sidecar"))
     }
+
+    /// The directory of key indexes and key filters.
+    pub fn keys_dir(&self, id: &PartitionId) -> Path {
+        self.partition_dir(id).join("keys")
+    }
+
+    /// A segment's key index.
+    pub fn key_index(&self, id: &PartitionId, base: i64, last: i64, object_id: u64) -> Path {
+        self.keys_dir(id)
+            .join(format!("{base:020}-{last:020}-{object_id:016x}.keys"))
+    }
+
+    /// A key filter over segments from `first` to `last` (their base offsets).
+    pub fn key_filter(&self, id: &PartitionId, first: i64, last: i64, object_id: u64) -> Path {
+        self.keys_dir(id)
+            .join(format!("filter-{first:020}-{last:020}-{object_id:016x}.kf"))
+    }
+}
+
+/// What an object in a partition's `keys/` directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyObject {
+    /// The key index of segment (base, last, object id).
+    Index(i64, i64, u64),
+    /// A filter over the segments based from `first` to `last`.
+    Filter {
+        /// Base offset of its first segment.
+        first: i64,
+        /// Base offset of its last segment.
+        last: i64,
+    },
+}
+
+/// Parses a key index's or key filter's file name.
+pub fn parse_key_object(path: &Path) -> Option<KeyObject> {
+    let name = path.filename()?;
+    if let Some(stem) = name.strip_prefix("filter-") {
+        let mut parts = stem.strip_suffix(".kf")?.split('-');
+        let first = parts.next()?.parse().ok()?;
+        let last = parts.next()?.parse().ok()?;
+        return Some(KeyObject::Filter { first, last });
+    }
+    let mut parts = name.strip_suffix(".keys")?.split('-');
+    let base = parts.next()?.parse().ok()?;
+    let last = parts.next()?.parse().ok()?;
+    let object = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some(KeyObject::Index(base, last, object))
 }
 
 /// Parses a version from a root key's file name.

@@ -9,6 +9,7 @@
 //! - [`partition`]: uploading a sealed segment and its sidecar ([`PartitionArchiver`]).
 //! - [`compaction`]: compaction of a compacted topic's archived segments, swapped in by one
 //!   root.
+//! - [`keys`]: key indexes beside segments, key filters over them, and lookups by key.
 //! - [`catalog`]: one object per topic, so an archive can be read without its cluster.
 //! - [`reader`]: reads of archived offsets ([`RemoteReader`]): ranged GETs of chunks, shared
 //!   between readers, prefetched for sequential ones, kept in the on-disk [`cache`].
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod catalog;
 pub mod compaction;
 mod error;
+pub mod keys;
 pub mod layout;
 mod lru;
 pub mod manifest;

@@ -964,7 +964,11 @@ impl Manifest {
             let b = remote
                 .delete(&layout.sidecar(&id, base, last, object))
                 .await;
-            if a.is_err() || b.is_err() {
+            // The key index, when the topic has one (a missing object deletes fine).
+            let c = remote
+                .delete(&layout.key_index(&id, base, last, object))
+                .await;
+            if a.is_err() || b.is_err() || c.is_err() {
                 segments_left.push((base, last, object));
             }
         }

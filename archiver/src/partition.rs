@@ -5,7 +5,8 @@
 //! the archiver reads the file itself: one pass over the batch headers (positional reads of 61
 //! bytes, from the page cache) for the record count and the indexes, one sequential pass
 //! uploading the bytes and computing their CRC-32C. Memory stays bounded by the multipart window
-//! whatever the segment size.
+//! whatever the segment size, except for a topic with a key index: its first pass decodes the
+//! records too and keeps 12 bytes per keyed record until the index is written.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -14,13 +15,18 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use silt_index::SegmentIndexer;
 use silt_index::batch::{BATCH_HEADER_BYTES, BatchHeader};
+use silt_index::keys::KeyIndexBuilder;
 use silt_index::manifest::SegmentEntry;
+use silt_index::record::decode_records;
 use silt_index::segment::SegmentMeta;
 use silt_index::sidecar::Sidecar;
 
 use crate::error::ArchiveError;
 use crate::manifest::{Manifest, Root};
 use crate::remote::MULTIPART_BYTES_MIN;
+
+/// Largest decompressed batch decoded for a key index.
+const DECOMPRESSED_MAX: usize = 256 << 20;
 
 /// Most archived segments one pass of retention or DeleteRecords removes (the archive's
 /// start moves on in the next pass): each pass is one bounded manifest change, a root that
@@ -54,6 +60,8 @@ pub struct PartitionArchiver {
     /// Object ids of uploads not yet in a root, by base offset: a retry reuses the id, so a
     /// failed attempt's objects are overwritten rather than left behind.
     object_ids: HashMap<i64, u64>,
+    /// Write a key index beside each segment (the topic's `archive.key.index`).
+    key_index: bool,
 }
 
 impl PartitionArchiver {
@@ -62,7 +70,14 @@ impl PartitionArchiver {
             manifest,
             index_interval_bytes,
             object_ids: HashMap::new(),
+            key_index: false,
         }
+    }
+
+    /// Whether segments uploaded from now on get a key index (and key filters every
+    /// [`crate::keys::FILTER_MEMBERS`] of them).
+    pub fn set_key_index(&mut self, on: bool) {
+        self.key_index = on;
     }
 
     /// The manifest's current root.
@@ -115,7 +130,8 @@ impl PartitionArchiver {
             indexer,
             records: record_count,
             epochs,
-        } = scan(segment, self.index_interval_bytes).await?;
+            keys,
+        } = scan(segment, self.index_interval_bytes, self.key_index).await?;
         let leader_epoch = epochs.last().map_or(0, |&(epoch, _)| epoch.max(0));
         let object_id = *self
             .object_ids
@@ -153,6 +169,16 @@ impl PartitionArchiver {
             .remote()
             .put(&sidecar_key, Bytes::from(sidecar.encode()))
             .await?;
+        if let Some(keys) = keys {
+            let key =
+                reader
+                    .layout()
+                    .key_index(reader.id(), segment.base_offset, last_offset, object_id);
+            reader
+                .remote()
+                .put(&key, Bytes::from(keys.finish(last_offset)))
+                .await?;
+        }
         let entry = SegmentEntry {
             meta,
             uploaded_ms: now_ms,
@@ -161,6 +187,14 @@ impl PartitionArchiver {
         self.manifest.append(entry);
         self.manifest.commit(now_ms).await?;
         self.object_ids.remove(&segment.base_offset);
+        if self.key_index {
+            // Derived data: a failure here costs lookups a little time, never an answer
+            // (segments in no filter are checked through their own index).
+            let (reader, root) = (self.manifest.reader(), self.manifest.root());
+            if let Err(e) = crate::keys::refresh_filters(reader, root, false).await {
+                tracing::warn!(partition = ?reader.id(), error = %e, "key filters not refreshed; tried again after the next upload");
+            }
+        }
         Ok(entry)
     }
 
@@ -248,12 +282,18 @@ struct Scanned {
     records: u64,
     /// The leader epochs that start in the segment, as (epoch, first offset).
     epochs: Vec<(i32, i64)>,
+    /// Its keyed records, when a key index was asked for.
+    keys: Option<KeyIndexBuilder>,
 }
 
 /// Reads every batch header of the segment: builds its indexes, counts records, notes where
 /// each leader epoch starts, checks that the batches are contiguous from the base offset and
-/// end exactly at the size.
-async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, ArchiveError> {
+/// end exactly at the size. With `index_keys`, reads the records too and notes their keys.
+async fn scan(
+    segment: &SealedSegment,
+    interval: u32,
+    index_keys: bool,
+) -> Result<Scanned, ArchiveError> {
     let segment = segment.clone();
     tokio::task::spawn_blocking(move || {
         let local = |reason: String| ArchiveError::Local {
@@ -268,6 +308,8 @@ async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, Archive
         let mut epochs: Vec<(i32, i64)> = Vec::new();
         let mut expected = segment.base_offset;
         let mut buf = [0u8; BATCH_HEADER_BYTES];
+        let mut keys = index_keys.then(|| KeyIndexBuilder::new(segment.base_offset));
+        let mut batch = Vec::new();
         while position < end {
             file.read_exact_at(&mut buf, position)
                 .map_err(|e| local(format!("reading at {position}: {e}")))?;
@@ -283,6 +325,20 @@ async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, Archive
             }
             indexer.on_batch(&header);
             records += u64::try_from(header.record_count).unwrap_or(0);
+            if let Some(keys) = keys.as_mut()
+                && !header.is_control()
+            {
+                batch.resize(header.size() as usize, 0);
+                file.read_exact_at(&mut batch, position)
+                    .map_err(|e| local(format!("reading at {position}: {e}")))?;
+                let decoded = decode_records(&batch, DECOMPRESSED_MAX)
+                    .map_err(|e| local(format!("records of the batch at {position}: {e}")))?;
+                for record in decoded {
+                    if let Some(key) = &record.key {
+                        keys.add(key, record.offset);
+                    }
+                }
+            }
             // Epochs only grow along a log; a batch stamped lower (a client's -1 on a log
             // that never stamped) stays in the epoch before it.
             if epochs
@@ -305,6 +361,7 @@ async fn scan(segment: &SealedSegment, interval: u32) -> Result<Scanned, Archive
             indexer,
             records,
             epochs,
+            keys,
         })
     })
     .await

@@ -407,6 +407,21 @@ impl Tiering {
         Ok(archive)
     }
 
+    /// A manifest reader of a topic's partition, in the archive it is read from (another
+    /// cluster's bucket for a read replica).
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Config`] for a read replica whose source does not open.
+    pub fn manifest_of(
+        &self,
+        topic: &Topic,
+        partition: i32,
+    ) -> Result<ManifestReader, ArchiveError> {
+        let tier = self.tier(topic, partition)?;
+        Ok(self.manifest(&tier))
+    }
+
     /// A manifest reader of a partition, in the archive it is read from.
     fn manifest(&self, tier: &PartitionTier) -> ManifestReader {
         tier.source
@@ -829,6 +844,7 @@ impl Tiering {
         let Some((_, archiver)) = guard.as_mut() else {
             return;
         };
+        archiver.set_key_index(topic.config().archive_key_index);
         // Still the leader of this term: the upload loop stops at a term change.
         let leading = || {
             partition.replica.as_ref().is_ok_and(|r| {

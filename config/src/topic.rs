@@ -277,6 +277,12 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         PropertyKind::Boolean,
         "serve offsets below the local log from the archive",
     ),
+    prop(
+        "archive.key.index",
+        &["redpanda.archive.key.index"],
+        PropertyKind::Boolean,
+        "write a key index beside each archived segment, for `silt archive find`",
+    ),
     TopicProperty {
         name: "remote.recovery",
         aliases: &["redpanda.remote.recovery"],
@@ -537,6 +543,8 @@ pub struct TopicConfig {
     pub remote_storage_enable: bool,
     /// `remote.read`.
     pub remote_read: bool,
+    /// `archive.key.index`: a key index beside each archived segment.
+    pub archive_key_index: bool,
     /// `remote.recovery`.
     pub remote_recovery: bool,
     /// `remote.readreplica`.
@@ -576,6 +584,7 @@ impl TopicConfig {
             local_retention_bytes: defaults.local_retention_bytes,
             remote_storage_enable: defaults.remote_storage_enable,
             remote_read: true,
+            archive_key_index: false,
             remote_recovery: false,
             remote_readreplica: None,
             min_insync_replicas: defaults.min_insync_replicas,
@@ -603,6 +612,7 @@ impl TopicConfig {
                 }
                 "remote.storage.enable" => config.remote_storage_enable = value == "true",
                 "remote.read" => config.remote_read = value == "true",
+                "archive.key.index" => config.archive_key_index = value == "true",
                 "remote.recovery" => config.remote_recovery = value == "true",
                 "remote.readreplica" => config.remote_readreplica = Some(value),
                 "min.insync.replicas" => config.min_insync_replicas = long() as u32,
@@ -662,6 +672,7 @@ impl TopicConfig {
             "local.retention.bytes" => self.local_retention_bytes.to_string(),
             "remote.storage.enable" => self.remote_storage_enable.to_string(),
             "remote.read" => self.remote_read.to_string(),
+            "archive.key.index" => self.archive_key_index.to_string(),
             "remote.recovery" => self.remote_recovery.to_string(),
             "remote.readreplica" => self.remote_readreplica.clone().unwrap_or_default(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),

@@ -14,6 +14,7 @@
 //! - [`segment`]: segment file names, the indexing rule, and [`SegmentMeta`].
 //! - [`compact`]: which records of a batch a compacted topic keeps (key map, cleaning).
 //! - [`sidecar`]: the index sidecar archived next to each segment.
+//! - [`keys`]: key indexes of archived segments and the per-partition filters over them.
 //! - [`manifest`]: the nodes of a partition manifest (a B+-tree of immutable objects) and the
 //!   search inside a node.
 //!
@@ -31,6 +32,7 @@
 
 pub mod batch;
 pub mod compact;
+pub mod keys;
 pub mod manifest;
 pub mod offset_index;
 pub mod record;

@@ -66,6 +66,7 @@ class StoreProxy:
         self.jitter_ms = jitter_ms
         self.bytes_per_sec = bytes_per_sec
         self.requests = Counter()  # by method
+        self.paths = Counter()  # by (method, path without its query)
         self.faults_applied = Counter()  # by kind
         self._faults = []
         self._lock = threading.Lock()
@@ -94,6 +95,16 @@ class StoreProxy:
         with self._lock:
             return sum(self.requests.values()) if method is None else self.requests[method]
 
+    def count(self, method, suffix=""):
+        """Requests of `method` whose path (query left out) ends with `suffix`."""
+        with self._lock:
+            return sum(n for (m, path), n in self.paths.items() if m == method and path.endswith(suffix))
+
+    def reset_counts(self):
+        with self._lock:
+            self.requests.clear()
+            self.paths.clear()
+
     def _add(self, fault):
         with self._lock:
             self._faults.append(fault)
@@ -102,6 +113,7 @@ class StoreProxy:
         now = time.monotonic()
         with self._lock:
             self.requests[method] += 1
+            self.paths[(method, path.split("?", 1)[0])] += 1
             for fault in self._faults:
                 if fault.matches(method, path, now):
                     if fault.count is not None:

@@ -24,6 +24,18 @@ pub(crate) enum ArchiveCommand {
         /// Only this topic.
         topic: Option<String>,
     },
+    /// Records with a key, straight from the bucket through the key indexes beside archived
+    /// segments (topics with archive.key.index=true; segments without one are read whole).
+    Find(crate::archive_find::FindArgs),
+    /// Write key indexes for archived segments that have none (archived before the topic
+    /// turned archive.key.index on), and key filters over them.
+    Index {
+        /// The topic.
+        topic: String,
+        /// Only this partition.
+        #[arg(long)]
+        partition: Option<i32>,
+    },
     /// Measure the store's raw bandwidth with the client silt uses (multipart PUTs, whole and
     /// ranged GETs) on scratch objects under `<prefix>/_silt/bench/`, deleted afterwards: the
     /// limit that archive uploads and reads are compared against.
@@ -70,6 +82,10 @@ pub(crate) async fn run(command: ArchiveCommand, args: &ArchiveArgs) -> Result<(
     match command {
         ArchiveCommand::Ls { topic } => ls(&archive, topic.as_deref()).await,
         ArchiveCommand::Verify { topic } => verify(&archive, topic.as_deref()).await,
+        ArchiveCommand::Find(args) => crate::archive_find::find(&archive, args).await,
+        ArchiveCommand::Index { topic, partition } => {
+            crate::archive_find::index(&archive, &topic, partition).await
+        }
         ArchiveCommand::Bench {
             objects,
             object_mib,
@@ -88,7 +104,7 @@ pub(crate) async fn run(command: ArchiveCommand, args: &ArchiveArgs) -> Result<(
     }
 }
 
-async fn topics(archive: &Archive, only: Option<&str>) -> Result<Vec<TopicCatalog>> {
+pub(crate) async fn topics(archive: &Archive, only: Option<&str>) -> Result<Vec<TopicCatalog>> {
     let topics: Vec<TopicCatalog> = archive
         .topics()
         .await
@@ -104,7 +120,7 @@ async fn topics(archive: &Archive, only: Option<&str>) -> Result<Vec<TopicCatalo
     Ok(topics)
 }
 
-fn pid(topic: &TopicCatalog, partition: i32) -> PartitionId {
+pub(crate) fn pid(topic: &TopicCatalog, partition: i32) -> PartitionId {
     PartitionId {
         topic: topic.name.clone(),
         topic_id: topic.id,
@@ -112,7 +128,7 @@ fn pid(topic: &TopicCatalog, partition: i32) -> PartitionId {
     }
 }
 
-fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }

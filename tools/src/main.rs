@@ -4,6 +4,7 @@
 //! `rpk`, so they work against silt or any Kafka-compatible broker.
 
 mod archive;
+mod archive_find;
 mod brokers;
 mod client;
 mod client_auth;

@@ -8,6 +8,7 @@
 //! DELETE /v1/brokers/{id}                                     forget an emptied broker
 //! POST   /v1/partitions/{topic}/{partition}/reassign          {"replicas": [..]}
 //! POST   /v1/partitions/{topic}/{partition}/transfer_leadership  {"to": id}
+//! GET    /v1/archive/find?topic=T&key=K                       records by key (admin_archive)
 //! ```
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
         .route("/metrics", get(metrics_text))
         .route("/v1/status", get(status))
         .route("/v1/brokers", get(brokers))
+        .route("/v1/archive/find", get(super::admin_archive::find))
         .route("/v1/brokers/{id}/decommission", post(decommission))
         .route("/v1/brokers/{id}", delete(remove_broker))
         .route(

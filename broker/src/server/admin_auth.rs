@@ -150,7 +150,7 @@ async fn principal(gate: &Gate, authorization: Option<String>) -> Result<String,
 /// The middleware: authenticate, then let reads through and changes only for super users.
 pub(super) async fn authenticate(
     State(gate): State<Gate>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if !gate.node.security.admin_authenticates {
@@ -176,6 +176,13 @@ pub(super) async fn authenticate(
         )
             .into_response();
     }
+    // Reads of records (the archive's key lookups) check the caller's ACLs themselves.
+    request
+        .extensions_mut()
+        .insert(super::admin_archive::AdminPrincipal {
+            name: principal,
+            super_user,
+        });
     next.run(request).await
 }
 

@@ -2,6 +2,7 @@
 //! clean shutdown.
 
 mod admin;
+mod admin_archive;
 mod admin_auth;
 mod connection;
 

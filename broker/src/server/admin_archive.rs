@@ -1,0 +1,201 @@
+//! `GET /v1/archive/find`: records by key straight from the archive, through the key indexes
+//! archived beside segments (the HTTP face of `silt archive find`).
+//!
+//! ```text
+//! GET /v1/archive/find?topic=T&key=K[&key_hex=..][&partition=P|&all_partitions=true]
+//!                     [&from=MS][&to=MS][&limit=N]
+//! ```
+//!
+//! Only archived records are searched (the local log's newest ones are not). Without a
+//! partition, the partitions the clients' default partitioners put the key in are searched,
+//! and the answer says which and why. When the admin API authenticates, the caller needs Read
+//! on the topic, as a consumer would; when Kafka requests are authorized but the admin API
+//! does not authenticate, records are not served over it at all.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use silt_archiver::keys::{self, KeyQuery};
+
+use crate::node::Node;
+use crate::security::acl::Operation;
+
+/// The admin API caller, as the authentication middleware found it.
+#[derive(Debug, Clone)]
+pub(super) struct AdminPrincipal {
+    /// `User:NAME`, or the bearer token's own name.
+    pub(super) name: String,
+    /// A super user (or the bearer token): no ACL applies.
+    pub(super) super_user: bool,
+}
+
+/// Most records one answer holds unless `limit` says otherwise.
+const LIMIT_DEFAULT: usize = 1000;
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct FindParams {
+    topic: String,
+    key: Option<String>,
+    key_hex: Option<String>,
+    partition: Option<i32>,
+    #[serde(default)]
+    all_partitions: bool,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<usize>,
+}
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> (StatusCode, Json<Value>) {
+    (status, Json(json!({ "error": why.into() })))
+}
+
+fn key_of(params: &FindParams) -> Result<Bytes, String> {
+    match (&params.key, &params.key_hex) {
+        (Some(text), None) => Ok(Bytes::from(text.clone().into_bytes())),
+        (None, Some(hex)) => {
+            if hex.len() % 2 != 0 {
+                return Err(format!("key_hex {hex:?} has an odd number of digits"));
+            }
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|d| u8::from_str_radix(d, 16).ok())
+                        .ok_or_else(|| format!("key_hex {hex:?} is not hexadecimal"))
+                })
+                .collect::<Result<Vec<u8>, String>>()
+                .map(Bytes::from)
+        }
+        _ => Err("give exactly one of key and key_hex".into()),
+    }
+}
+
+pub(super) async fn find(
+    State(node): State<Arc<Node>>,
+    principal: Option<axum::Extension<AdminPrincipal>>,
+    Query(params): Query<FindParams>,
+) -> (StatusCode, Json<Value>) {
+    let key = match key_of(&params) {
+        Ok(key) => key,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let Some(tiering) = node.tiering.clone() else {
+        return refuse(StatusCode::NOT_FOUND, "this node has no archive");
+    };
+    let Some(topic) = node.topics.get(&params.topic) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("topic '{}' does not exist", params.topic),
+        );
+    };
+    let security = &node.security;
+    match principal {
+        Some(axum::Extension(AdminPrincipal {
+            super_user: true, ..
+        })) => {}
+        Some(axum::Extension(AdminPrincipal {
+            name: principal, ..
+        })) => {
+            let caller = security.caller(
+                || node.cluster.controller.state(),
+                Arc::from(principal.as_str()),
+                Arc::from(""),
+                Arc::from("admin"),
+            );
+            if !caller.topic(Operation::Read, &topic.name) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!("{principal} may not read topic '{}'", topic.name),
+                );
+            }
+        }
+        None if security.authorizes => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Kafka requests are authorized but the admin API does not authenticate: records are not served over it",
+            );
+        }
+        None => {}
+    }
+    let count = topic.partition_count();
+    let partitions: Vec<(i32, String)> = match params.partition {
+        Some(p) if !(0..count).contains(&p) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "topic '{}' has partitions 0 to {}, not {p}",
+                    topic.name,
+                    count - 1
+                ),
+            );
+        }
+        Some(p) => vec![(p, "asked for".into())],
+        None if params.all_partitions => (0..count).map(|p| (p, "all partitions".into())).collect(),
+        None => keys::default_partitions(&key, count)
+            .into_iter()
+            .map(|(p, why)| (p, why.to_string()))
+            .collect(),
+    };
+    let query = KeyQuery {
+        key,
+        from_ms: params.from,
+        to_ms: params.to,
+    };
+    let limit = params.limit.unwrap_or(LIMIT_DEFAULT).max(1);
+    let worker = tiering.clone();
+    let search = tiering.spawn(async move {
+        let mut records: Vec<Value> = Vec::new();
+        let mut searched = Vec::new();
+        for (partition, why) in partitions {
+            let manifest = worker.manifest_of(&topic, partition)?;
+            let stats = keys::find(
+                worker.reader(),
+                &manifest,
+                &query,
+                &mut |found| {
+                    if records.len() < limit + 1 {
+                        records.push(found.to_json());
+                    }
+                },
+                &mut |_, _| {},
+            )
+            .await?;
+            searched.push(json!({
+                "partition": partition,
+                "why": why,
+                "found": stats.found,
+                "segments": stats.segments,
+                "indexed": stats.indexed,
+                "in_filters": stats.filtered,
+                "indexes_read": stats.indexes_read,
+                "unindexed_read_whole": stats.unindexed,
+            }));
+        }
+        Ok::<_, silt_archiver::ArchiveError>((records, searched))
+    });
+    match search.await {
+        Ok(Ok((mut records, searched))) => {
+            let truncated = records.len() > limit;
+            records.truncate(limit);
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "topic": params.topic,
+                    "tier": "archive",
+                    "partitions": searched,
+                    "records": records,
+                    "truncated": truncated,
+                })),
+            )
+        }
+        Ok(Err(e)) => refuse(StatusCode::SERVICE_UNAVAILABLE, format!("archive: {e}")),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("search task: {e}"),
+        ),
+    }
+}
