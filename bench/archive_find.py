@@ -85,7 +85,8 @@ def find(binary, env, key):
         raise RuntimeError(done.stderr)
     found = sum(1 for line in done.stdout.splitlines() if line.strip())
     gets = int(re.search(r"(\d+) GETs", done.stderr).group(1))
-    partition = int(re.search(r"/(\d+): \d+ found", done.stderr).group(1))
+    # The partition that held the key (the partitioners may name two when they disagree).
+    partition = next((int(p) for p, n in re.findall(r"/(\d+): (\d+) found", done.stderr) if int(n) > 0), None)
     return elapsed, gets, found, partition, done.stderr
 
 
