@@ -80,7 +80,8 @@ pub fn crc32_partition(key: &[u8], partitions: i32) -> i32 {
     (crc32fast::hash(key) % partitions.max(1) as u32) as i32
 }
 
-fn murmur2(data: &[u8]) -> u32 {
+/// Kafka's murmur2 hash (the Java client's `Utils.murmur2`), as partitioners use it.
+pub fn murmur2(data: &[u8]) -> u32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;
@@ -618,6 +619,13 @@ mod tests {
         // Values from the Java client's Utils.murmur2 tests, and zlib's CRC-32.
         assert_eq!(murmur2(b"21") as i32, -973932308);
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
         assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
         assert_eq!(
             crc32_partition(b"123456789", 7),

@@ -27,7 +27,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::brokers::{Brokers, Retry, retriable};
-use crate::client::{Client, check, describe as describe_error, partition_for_key, str_bytes};
+use crate::client::{Client, check, describe as describe_error, str_bytes};
 
 /// Where to find a broker.
 #[derive(Debug, Args, Clone)]
@@ -653,7 +653,7 @@ async fn produce(
             };
             let partition = match (fixed_partition, &key) {
                 (Some(p), _) => p,
-                (None, Some(k)) => partition_for_key(k, count),
+                (None, Some(k)) => silt_index::keys::murmur2_partition(k, count),
                 (None, None) => {
                     round_robin = (round_robin + 1) % count;
                     round_robin
