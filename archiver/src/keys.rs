@@ -30,7 +30,7 @@ use silt_index::keys::{
     MEMBER_BYTES, key_hash,
 };
 use silt_index::manifest::SegmentEntry;
-use silt_index::record::decode_records;
+use silt_index::record::{Record, decode_records};
 
 use crate::error::ArchiveError;
 use crate::layout::{KeyObject, parse_key_object};
@@ -447,7 +447,7 @@ struct RecordReader<'a> {
 struct DecodedBatch {
     base: i64,
     last: i64,
-    records: Vec<(silt_index::record::Record, bool)>,
+    records: Vec<(Record, bool)>,
 }
 
 impl<'a> RecordReader<'a> {
@@ -500,35 +500,75 @@ impl<'a> RecordReader<'a> {
         on_found: &mut (dyn FnMut(Found) + Send),
     ) -> Result<(), ArchiveError> {
         let partition = self.manifest.id().partition;
-        let mut offset = entry.meta.base_offset.max(self.root.start_offset);
-        while offset <= entry.meta.last_offset {
-            let Some(slice) = self
-                .reader
-                .read(self.manifest, self.root, offset, 4 << 20, true)
-                .await?
-            else {
-                break;
-            };
-            if slice.next_offset <= offset {
-                break;
+        each_record(self.reader, self.manifest, self.root, entry, &mut |record| {
+            if let Some(found) = matching(&record, false, query, partition) {
+                on_found(found);
             }
-            for batch in decode_slice(&slice.records, &slice.aborted, self.manifest)? {
-                for (record, aborted) in &batch.records {
-                    if record.offset >= offset
-                        && let Some(found) = matching(record, *aborted, query, partition)
-                    {
-                        on_found(found);
-                    }
-                }
-            }
-            offset = slice.next_offset;
-        }
-        Ok(())
+        })
+        .await
     }
 }
 
+/// Hands `on_record` every committed data record of `entry` at or above the partition's
+/// start, in offset order: control records and records of aborted transactions are left out.
+/// The segment is read whole, a few MiB per GET, through `reader` (and its cache).
+///
+/// # Errors
+///
+/// Store failures; [`ArchiveError::Corrupt`] for batches that do not decode.
+pub async fn each_record(
+    reader: &Arc<RemoteReader>,
+    manifest: &ManifestReader,
+    root: &Root,
+    entry: &SegmentEntry,
+    on_record: &mut (dyn FnMut(Record) + Send),
+) -> Result<(), ArchiveError> {
+    let from = entry.meta.base_offset.max(root.start_offset);
+    walk(
+        reader,
+        manifest,
+        root,
+        from..=entry.meta.last_offset,
+        &mut |record, aborted| {
+            if !aborted {
+                on_record(record);
+            }
+        },
+    )
+    .await
+}
+
+/// Reads `offsets` of a partition through `reader` and hands over each data record in them,
+/// with whether its transaction was aborted.
+async fn walk(
+    reader: &Arc<RemoteReader>,
+    manifest: &ManifestReader,
+    root: &Root,
+    offsets: std::ops::RangeInclusive<i64>,
+    on_record: &mut (dyn FnMut(Record, bool) + Send),
+) -> Result<(), ArchiveError> {
+    let (mut offset, last) = offsets.into_inner();
+    while offset <= last {
+        let Some(slice) = reader.read(manifest, root, offset, 4 << 20, true).await? else {
+            break;
+        };
+        if slice.next_offset <= offset {
+            break;
+        }
+        for batch in decode_slice(&slice.records, &slice.aborted, manifest)? {
+            for (record, aborted) in batch.records {
+                if (offset..=last).contains(&record.offset) {
+                    on_record(record, aborted);
+                }
+            }
+        }
+        offset = slice.next_offset;
+    }
+    Ok(())
+}
+
 fn matching(
-    record: &silt_index::record::Record,
+    record: &Record,
     aborted: bool,
     query: &KeyQuery,
     partition: i32,
@@ -616,23 +656,12 @@ pub async fn index_segment(
         start_offset: root.start_offset.min(base),
         ..root.clone()
     };
-    let mut offset = base;
-    while offset <= last {
-        let Some(slice) = reader.read(manifest, &whole, offset, 4 << 20, true).await? else {
-            break;
-        };
-        if slice.next_offset <= offset {
-            break;
+    walk(reader, manifest, &whole, base..=last, &mut |record, _| {
+        if let Some(key) = &record.key {
+            builder.add(key, record.offset);
         }
-        for batch in decode_slice(&slice.records, &[], manifest)? {
-            for (record, _) in batch.records {
-                if let Some(key) = &record.key {
-                    builder.add(key, record.offset);
-                }
-            }
-        }
-        offset = slice.next_offset;
-    }
+    })
+    .await?;
     let indexed = builder.len() as u64;
     let key = manifest
         .layout()

@@ -27,6 +27,10 @@ pub(crate) enum ArchiveCommand {
     /// Records with a key, straight from the bucket through the key indexes beside archived
     /// segments (topics with archive.key.index=true; segments without one are read whole).
     Find(crate::archive_find::FindArgs),
+    /// Write archived segments as Parquet files (columns partition, offset, timestamp, key,
+    /// value, headers) under Hive-style paths, one file per segment: incremental, and read
+    /// as one table by DuckDB, Spark or Trino. Aborted transactional records are left out.
+    Export(crate::archive_export::ExportArgs),
     /// Write key indexes for archived segments that have none (archived before the topic
     /// turned archive.key.index on), and key filters over them.
     Index {
@@ -83,6 +87,7 @@ pub(crate) async fn run(command: ArchiveCommand, args: &ArchiveArgs) -> Result<(
         ArchiveCommand::Ls { topic } => ls(&archive, topic.as_deref()).await,
         ArchiveCommand::Verify { topic } => verify(&archive, topic.as_deref()).await,
         ArchiveCommand::Find(args) => crate::archive_find::find(&archive, args).await,
+        ArchiveCommand::Export(args) => crate::archive_export::export(&archive, args).await,
         ArchiveCommand::Index { topic, partition } => {
             crate::archive_find::index(&archive, &topic, partition).await
         }

@@ -260,7 +260,7 @@ fn from_hex(text: &str) -> Result<Vec<u8>> {
 }
 
 /// Milliseconds since the epoch, from a number of them or a UTC date and time.
-fn parse_time(text: &str) -> Result<i64> {
+pub(crate) fn parse_time(text: &str) -> Result<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }

@@ -5,6 +5,7 @@
 
 mod archive;
 mod archive_find;
+mod archive_export;
 mod brokers;
 mod client;
 mod client_auth;

@@ -1,0 +1,147 @@
+"""Archived segments as Parquet (#18): `silt archive export` writes one file per archived
+segment under Hive-style paths in an S3 bucket, an independent reader (pyarrow) reads the
+prefix back as one table, and that table is exactly what a read_committed consumer reads from
+offset 0: keys, values, timestamps, headers (nulls included), with aborted transactions and
+control records left out. A second export writes nothing; one after more segments are archived
+writes only theirs."""
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from confluent_kafka import Producer
+
+from conftest import silt_cli, wait_for
+from helpers import confluent_produce, confluent_read, create_topic
+from test_historical import TOPIC_CONFIG, T0, only_in_the_archive, tiered_silt
+
+TOPIC = "orders"
+PARTITIONS = 2
+
+
+def records(first, count):
+    """Keyed and unkeyed records, values null now and then, zero to two headers (one null)."""
+    out = []
+    for i in range(first, first + count):
+        key = None if i % 7 == 0 else b"customer-%d" % (i % 13)
+        value = None if i % 11 == 0 else b"order-%d-" % i + bytes([i % 256]) * (i % 400)
+        headers = [("n", b"%d" % i), ("trace", None)][: i % 3]
+        out.append((i % PARTITIONS, key, value, headers, T0 + 1000 * i))
+    return out
+
+
+def produce_with_an_aborted_transaction(silt):
+    confluent_produce(silt.bootstrap, TOPIC, records(0, 1500))
+    producer = Producer({"bootstrap.servers": silt.bootstrap, "transactional.id": "export-test", "transaction.timeout.ms": 10000})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for p in range(PARTITIONS):
+        producer.produce(TOPIC, b"committed-in-a-transaction", key=b"txn", partition=p, timestamp=T0 + 1_600_000)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    for i in range(40):
+        producer.produce(TOPIC, b"aborted-%d" % i, key=b"txn", partition=i % PARTITIONS, timestamp=T0 + 1_600_000)
+    producer.flush(30)
+    producer.abort_transaction(30)
+    confluent_produce(silt.bootstrap, TOPIC, records(1500, 1500))
+    return 3000 + PARTITIONS
+
+
+def consumed(silt, count):
+    """(partition, offset, timestamp, key, value, headers) of every committed record."""
+    rows = [
+        (m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(), tuple((k, v) for k, v in (m.headers() or [])))
+        for m in confluent_read(silt.bootstrap, TOPIC, list(range(PARTITIONS)), count, start=0, timeout=120, **{"isolation.level": "read_committed"})
+    ]
+    return sorted(rows, key=lambda r: (r[0], r[1]))
+
+
+def exported(s3, prefix, into: Path):
+    """Downloads the export and reads it as one Hive-partitioned dataset, sorted."""
+    for key in s3.keys(prefix + "/"):
+        path = into / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        s3.client.download_file(s3.bucket, key, str(path))
+    table = ds.dataset(into / prefix, format="parquet", partitioning="hive").to_table()
+    assert set(table.column("topic").to_pylist()) == {TOPIC}
+    columns = {name: table.column(name).to_pylist() for name in ("partition", "offset", "key", "value", "headers")}
+    timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
+    rows = [
+        (columns["partition"][i], columns["offset"][i], timestamps[i], columns["key"][i], columns["value"][i],
+         tuple((h["key"], h["value"]) for h in columns["headers"][i]))
+        for i in range(table.num_rows)
+    ]
+    return sorted(rows, key=lambda r: (r[0], r[1])), table
+
+
+def export(s3, prefix, *args):
+    done = silt_cli("archive", "--archive", s3.url(), "export", TOPIC, "--format", "parquet", "--to", s3.url(prefix), *args, env=s3.env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    written, skipped = map(int, re.search(r"(\d+) files written .*, (\d+) already there", done.stdout).groups())
+    return written, skipped, done.stdout
+
+
+def test_a_parquet_export_reads_back_as_what_a_consumer_reads(silt_factory, s3, tmp_path):
+    silt = tiered_silt(silt_factory, s3)
+    create_topic(silt.bootstrap, TOPIC, partitions=PARTITIONS, config=TOPIC_CONFIG)
+    committed = produce_with_an_aborted_transaction(silt)
+    wait_for(lambda: only_in_the_archive(silt, TOPIC), timeout=240, what=f"{TOPIC} archived and gone from the local log")
+    expected = consumed(silt, committed)
+    assert not any(r[4] and r[4].startswith(b"aborted") for r in expected)
+
+    written, skipped, report = export(s3, "exports")
+    segments = [k for k in s3.keys("cluster-a/") if k.endswith(".log")]
+    assert written == len(segments) and skipped == 0, report
+    files = s3.keys("exports/")
+    assert all(re.fullmatch(rf"exports/topic={TOPIC}/partition=[01]/date=\d{{4}}-\d\d-\d\d/\d{{20}}-\d{{20}}\.parquet", k) for k in files), files
+    rows, table = exported(s3, "exports", tmp_path / "first")
+    assert table.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert rows == expected
+    # The Hive directories agree with the columns: a file's date is its first record's day.
+    for key in files:
+        one = pq.read_table(tmp_path / "first" / key)
+        partition, date = re.search(r"partition=(\d+)/date=([\d-]+)/", key).groups()
+        assert set(one.column("partition").to_pylist()) == {int(partition)}
+        first = min(one.column("timestamp").to_pylist())
+        assert first.strftime("%Y-%m-%d") == date, key
+
+    # Again: nothing to do.
+    written, skipped, report = export(s3, "exports")
+    assert written == 0 and skipped == len(segments), report
+
+    # More records archived: only their segments are written.
+    confluent_produce(silt.bootstrap, TOPIC, records(3000, 600))
+    wait_for(lambda: only_in_the_archive(silt, TOPIC), timeout=240, what="the new records archived")
+    now = [k for k in s3.keys("cluster-a/") if k.endswith(".log")]
+    written, skipped, report = export(s3, "exports")
+    assert written == len(now) - len(segments) and skipped == len(segments), report
+    rows, _ = exported(s3, "exports", tmp_path / "second")
+    assert rows == consumed(silt, committed + 600)
+
+
+def test_an_export_can_be_bounded_and_bad_requests_are_named(silt_factory, s3, tmp_path):
+    silt = tiered_silt(silt_factory, s3)
+    create_topic(silt.bootstrap, TOPIC, partitions=PARTITIONS, config=TOPIC_CONFIG)
+    confluent_produce(silt.bootstrap, TOPIC, records(0, 1500))
+    wait_for(lambda: only_in_the_archive(silt, TOPIC), timeout=240, what=f"{TOPIC} archived")
+    expected = consumed(silt, 1500)
+
+    # One partition, from a time: whole segments holding records at or after it.
+    since = T0 + 1000 * 1000
+    written, _, report = export(s3, "bounded", "--partition", "1", "--since", str(since))
+    assert written > 0, report
+    rows, _ = exported(s3, "bounded", tmp_path)
+    assert {r[0] for r in rows} == {1}
+    wanted = [r for r in expected if r[0] == 1 and r[2] >= since]
+    assert set(wanted) <= set(rows)
+    assert len(rows) < len([r for r in expected if r[0] == 1])
+
+    for args, why in [
+        (["no-such-topic"], "no-such-topic"),
+        ([TOPIC, "--partition", "5"], "not 5"),
+        ([TOPIC, "--since", "yesterday"], "yesterday"),
+    ]:
+        done = silt_cli("archive", "--archive", s3.url(), "export", *args, "--to", str(tmp_path / "x"), env=s3.env)
+        assert done.returncode != 0 and why in done.stderr, (args, done.stderr)
