@@ -78,6 +78,9 @@ pub enum ArchiveError {
     /// The archive URL or options are not usable.
     #[error("archive configuration: {0}")]
     Config(String),
+    /// A Parquet file of archived records could not be written.
+    #[error("Parquet export: {0}")]
+    Export(String),
 }
 
 impl ArchiveError {

@@ -500,11 +500,17 @@ impl<'a> RecordReader<'a> {
         on_found: &mut (dyn FnMut(Found) + Send),
     ) -> Result<(), ArchiveError> {
         let partition = self.manifest.id().partition;
-        each_record(self.reader, self.manifest, self.root, entry, &mut |record| {
-            if let Some(found) = matching(&record, false, query, partition) {
-                on_found(found);
-            }
-        })
+        each_record(
+            self.reader,
+            self.manifest,
+            self.root,
+            entry,
+            &mut |record| {
+                if let Some(found) = matching(&record, false, query, partition) {
+                    on_found(found);
+                }
+            },
+        )
         .await
     }
 }
@@ -567,12 +573,7 @@ async fn walk(
     Ok(())
 }
 
-fn matching(
-    record: &Record,
-    aborted: bool,
-    query: &KeyQuery,
-    partition: i32,
-) -> Option<Found> {
+fn matching(record: &Record, aborted: bool, query: &KeyQuery, partition: i32) -> Option<Found> {
     let key = record.key.as_ref()?;
     if aborted || *key != query.key || !query.in_time(record.timestamp) {
         return None;
@@ -610,11 +611,6 @@ fn decode_slice(
         if !header.is_control() {
             let records = decode_records(&bytes[at..end], DECOMPRESSED_MAX)
                 .map_err(|e| bad(e.to_string()))?;
-            let ranges: Vec<(i64, i64)> = aborted
-                .iter()
-                .filter(|a| a.producer_id == header.producer_id)
-                .map(|a| (a.first_offset, a.last_offset))
-                .collect();
             out.push(DecodedBatch {
                 base: header.base_offset,
                 last: header.last_offset(),
@@ -622,9 +618,9 @@ fn decode_slice(
                     .into_iter()
                     .map(|r| {
                         let aborted = header.is_transactional()
-                            && ranges
+                            && aborted
                                 .iter()
-                                .any(|&(from, to)| (from..=to).contains(&r.offset));
+                                .any(|a| a.covers(header.producer_id, r.offset));
                         (r, aborted)
                     })
                     .collect(),

@@ -6,6 +6,9 @@
 //! <prefix>/<hash>/<topic>_<topic-id>/<partition>/nodes/<id:020>               manifest nodes (immutable)
 //! <prefix>/<hash>/<topic>_<topic-id>/<partition>/segments/<base:020>-<last:020>-<object-id:016x>.log
 //! <prefix>/<hash>/<topic>_<topic-id>/<partition>/segments/<base:020>-<last:020>-<object-id:016x>.sidecar
+//! <prefix>/<hash>/<topic>_<topic-id>/<partition>/keys/<base:020>-<last:020>-<object-id:016x>.keys
+//! <prefix>/<hash>/<topic>_<topic-id>/<partition>/keys/filter-<first:020>-<last:020>-<object-id:016x>.kf
+//! <prefix>/parquet/topic=<topic>/partition=<p>/date=<YYYY-MM-DD>/<base:020>-<last:020>-<object-id:016x>.parquet
 //! ```
 //!
 //! `<hash>` is 8 hex digits of a CRC of the topic id and partition: object stores partition
@@ -81,6 +84,12 @@ impl Layout {
             "groups",
             &format!("{cluster_id}-p{partition}.json"),
         ])
+    }
+
+    /// Where the archiver writes Parquet files of topics with `archive.parquet=true`, in the
+    /// layout of [`crate::parquet::file_key`].
+    pub fn parquet_dir(&self) -> Path {
+        self.join(&[crate::parquet::ARCHIVE_DIR])
     }
 
     /// A topic's catalog object.

@@ -37,6 +37,7 @@ pub mod keys;
 pub mod layout;
 mod lru;
 pub mod manifest;
+pub mod parquet;
 pub mod partition;
 pub mod reader;
 pub mod remote;

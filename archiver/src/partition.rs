@@ -62,6 +62,10 @@ pub struct PartitionArchiver {
     object_ids: HashMap<i64, u64>,
     /// Write a key index beside each segment (the topic's `archive.key.index`).
     key_index: bool,
+    /// Write each segment's records as Parquet too (the topic's `archive.parquet`).
+    parquet: bool,
+    /// Bytes of the Parquet file the last upload wrote, if it wrote one.
+    last_parquet_bytes: Option<u64>,
 }
 
 impl PartitionArchiver {
@@ -71,6 +75,8 @@ impl PartitionArchiver {
             index_interval_bytes,
             object_ids: HashMap::new(),
             key_index: false,
+            parquet: false,
+            last_parquet_bytes: None,
         }
     }
 
@@ -78,6 +84,17 @@ impl PartitionArchiver {
     /// [`crate::keys::FILTER_MEMBERS`] of them).
     pub fn set_key_index(&mut self, on: bool) {
         self.key_index = on;
+    }
+
+    /// Writes a Parquet file of each segment uploaded from now on under the archive's
+    /// [`crate::layout::Layout::parquet_dir`] (the topic's `archive.parquet`).
+    pub fn set_parquet(&mut self, on: bool) {
+        self.parquet = on;
+    }
+
+    /// The size of the Parquet file the last successful upload wrote, if it wrote one.
+    pub fn last_parquet_bytes(&self) -> Option<u64> {
+        self.last_parquet_bytes
     }
 
     /// The manifest's current root.
@@ -116,6 +133,7 @@ impl PartitionArchiver {
         segment: &SealedSegment,
         now_ms: i64,
     ) -> Result<SegmentEntry, ArchiveError> {
+        self.last_parquet_bytes = None;
         let expected = self.manifest.next_offset();
         if !self.manifest.root().is_empty() && segment.base_offset != expected {
             return Err(ArchiveError::Local {
@@ -131,7 +149,18 @@ impl PartitionArchiver {
             records: record_count,
             epochs,
             keys,
-        } = scan(segment, self.index_interval_bytes, self.key_index).await?;
+            parquet,
+        } = scan(
+            segment,
+            self.index_interval_bytes,
+            Derived {
+                keys: self.key_index,
+                parquet: self
+                    .parquet
+                    .then_some(self.manifest.reader().id().partition),
+            },
+        )
+        .await?;
         let leader_epoch = epochs.last().map_or(0, |&(epoch, _)| epoch.max(0));
         let object_id = *self
             .object_ids
@@ -179,6 +208,18 @@ impl PartitionArchiver {
                 .put(&key, Bytes::from(keys.finish(last_offset)))
                 .await?;
         }
+        let mut parquet_bytes = None;
+        if let Some(file) = parquet {
+            // Before the commit, like the sidecars: a segment in the manifest has its file.
+            let key = crate::parquet::file_key(
+                &reader.layout().parquet_dir(),
+                &reader.id().topic,
+                reader.id().partition,
+                meta.first_timestamp,
+                (segment.base_offset, last_offset, object_id),
+            );
+            parquet_bytes = Some(crate::parquet::upload(reader.remote(), &key, file).await?);
+        }
         let entry = SegmentEntry {
             meta,
             uploaded_ms: now_ms,
@@ -187,6 +228,7 @@ impl PartitionArchiver {
         self.manifest.append(entry);
         self.manifest.commit(now_ms).await?;
         self.object_ids.remove(&segment.base_offset);
+        self.last_parquet_bytes = parquet_bytes;
         if self.key_index {
             // Derived data: a failure here costs lookups a little time, never an answer
             // (segments in no filter are checked through their own index).
@@ -284,15 +326,27 @@ struct Scanned {
     epochs: Vec<(i32, i64)>,
     /// Its keyed records, when a key index was asked for.
     keys: Option<KeyIndexBuilder>,
+    /// Its committed records as a Parquet file, when asked for.
+    parquet: Option<std::fs::File>,
+}
+
+/// What [`scan`] makes of a segment's records besides its offset and time indexes.
+#[derive(Debug, Clone, Copy)]
+struct Derived {
+    /// A key index.
+    keys: bool,
+    /// A Parquet file of this partition's records.
+    parquet: Option<i32>,
 }
 
 /// Reads every batch header of the segment: builds its indexes, counts records, notes where
 /// each leader epoch starts, checks that the batches are contiguous from the base offset and
-/// end exactly at the size. With `index_keys`, reads the records too and notes their keys.
+/// end exactly at the size. With a key index or a Parquet file asked for, reads the records
+/// too.
 async fn scan(
     segment: &SealedSegment,
     interval: u32,
-    index_keys: bool,
+    derived: Derived,
 ) -> Result<Scanned, ArchiveError> {
     let segment = segment.clone();
     tokio::task::spawn_blocking(move || {
@@ -308,7 +362,19 @@ async fn scan(
         let mut epochs: Vec<(i32, i64)> = Vec::new();
         let mut expected = segment.base_offset;
         let mut buf = [0u8; BATCH_HEADER_BYTES];
-        let mut keys = index_keys.then(|| KeyIndexBuilder::new(segment.base_offset));
+        let mut keys = derived
+            .keys
+            .then(|| KeyIndexBuilder::new(segment.base_offset));
+        let mut parquet = match derived.parquet {
+            Some(partition) => {
+                // Scratch space on the data disk, beside the segment, gone when dropped.
+                let dir = segment.path.parent().unwrap_or(std::path::Path::new("."));
+                let file = tempfile::tempfile_in(dir)
+                    .map_err(|e| local(format!("a scratch file for Parquet: {e}")))?;
+                Some(crate::parquet::ParquetWriter::new(file, partition)?)
+            }
+            None => None,
+        };
         let mut batch = Vec::new();
         while position < end {
             file.read_exact_at(&mut buf, position)
@@ -325,17 +391,25 @@ async fn scan(
             }
             indexer.on_batch(&header);
             records += u64::try_from(header.record_count).unwrap_or(0);
-            if let Some(keys) = keys.as_mut()
-                && !header.is_control()
-            {
+            if (keys.is_some() || parquet.is_some()) && !header.is_control() {
                 batch.resize(header.size() as usize, 0);
                 file.read_exact_at(&mut batch, position)
                     .map_err(|e| local(format!("reading at {position}: {e}")))?;
                 let decoded = decode_records(&batch, DECOMPRESSED_MAX)
                     .map_err(|e| local(format!("records of the batch at {position}: {e}")))?;
                 for record in decoded {
-                    if let Some(key) = &record.key {
+                    if let (Some(keys), Some(key)) = (keys.as_mut(), &record.key) {
                         keys.add(key, record.offset);
+                    }
+                    let aborted = header.is_transactional()
+                        && segment
+                            .aborted
+                            .iter()
+                            .any(|a| a.covers(header.producer_id, record.offset));
+                    if let Some(parquet) = parquet.as_mut()
+                        && !aborted
+                    {
+                        parquet.push(&record)?;
                     }
                 }
             }
@@ -362,6 +436,9 @@ async fn scan(
             records,
             epochs,
             keys,
+            parquet: parquet
+                .map(crate::parquet::ParquetWriter::finish)
+                .transpose()?,
         })
     })
     .await

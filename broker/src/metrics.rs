@@ -482,7 +482,7 @@ fn render_tiering(node: &Node, out: &mut String) {
     let Some(tiering) = &node.tiering else { return };
     let m = &tiering.metrics;
     let remote = tiering.archive().remote().metrics();
-    let counters: [(&str, &str, u64); 18] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "silt_archive_uploads_total",
             "Segments archived (upload and manifest confirmed).",
@@ -532,6 +532,16 @@ fn render_tiering(node: &Node, out: &mut String) {
             "silt_archive_sent_bytes_total",
             "Bytes of archived batches sent to clients.",
             m.archive_sent_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_parquet_files_total",
+            "Parquet files written as segments were archived (topics with archive.parquet=true).",
+            m.parquet_files.load(Ordering::Relaxed),
+        ),
+        (
+            "silt_archive_parquet_bytes_total",
+            "Bytes of those Parquet files.",
+            m.parquet_bytes.load(Ordering::Relaxed),
         ),
         (
             "silt_object_store_gets_total",

@@ -69,6 +69,10 @@ pub struct TieringMetrics {
     /// Bytes of archived batches sent to clients (not those of reads a fetch stopped waiting
     /// for, which only fill the cache).
     pub archive_sent_bytes: AtomicU64,
+    /// Parquet files written as segments were archived (topics with `archive.parquet`).
+    pub parquet_files: AtomicU64,
+    /// Their bytes.
+    pub parquet_bytes: AtomicU64,
 }
 
 /// The tiering state of one partition.
@@ -845,6 +849,7 @@ impl Tiering {
             return;
         };
         archiver.set_key_index(topic.config().archive_key_index);
+        archiver.set_parquet(topic.config().archive_parquet);
         // Still the leader of this term: the upload loop stops at a term change.
         let leading = || {
             partition.replica.as_ref().is_ok_and(|r| {
@@ -961,6 +966,12 @@ impl Tiering {
                     self.metrics
                         .uploaded_bytes
                         .fetch_add(entry.meta.size_bytes, Ordering::Relaxed);
+                    if let Some(bytes) = archiver.last_parquet_bytes() {
+                        self.metrics.parquet_files.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .parquet_bytes
+                            .fetch_add(bytes, Ordering::Relaxed);
+                    }
                     tier.publish(archiver);
                     tier.failures.store(0, Ordering::Release);
                     tracing::debug!(partition = %tier.id, base = segment.base_offset, bytes = segment.size_bytes, "archived segment");

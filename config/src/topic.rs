@@ -283,6 +283,12 @@ pub const TOPIC_PROPERTIES: &[TopicProperty] = &[
         PropertyKind::Boolean,
         "write a key index beside each archived segment, for `silt archive find`",
     ),
+    prop(
+        "archive.parquet",
+        &[],
+        PropertyKind::Boolean,
+        "write each archived segment as a Parquet file under the archive's parquet/ prefix",
+    ),
     TopicProperty {
         name: "remote.recovery",
         aliases: &["redpanda.remote.recovery"],
@@ -545,6 +551,8 @@ pub struct TopicConfig {
     pub remote_read: bool,
     /// `archive.key.index`: a key index beside each archived segment.
     pub archive_key_index: bool,
+    /// `archive.parquet`: a Parquet file of each archived segment.
+    pub archive_parquet: bool,
     /// `remote.recovery`.
     pub remote_recovery: bool,
     /// `remote.readreplica`.
@@ -585,6 +593,7 @@ impl TopicConfig {
             remote_storage_enable: defaults.remote_storage_enable,
             remote_read: true,
             archive_key_index: false,
+            archive_parquet: false,
             remote_recovery: false,
             remote_readreplica: None,
             min_insync_replicas: defaults.min_insync_replicas,
@@ -613,6 +622,7 @@ impl TopicConfig {
                 "remote.storage.enable" => config.remote_storage_enable = value == "true",
                 "remote.read" => config.remote_read = value == "true",
                 "archive.key.index" => config.archive_key_index = value == "true",
+                "archive.parquet" => config.archive_parquet = value == "true",
                 "remote.recovery" => config.remote_recovery = value == "true",
                 "remote.readreplica" => config.remote_readreplica = Some(value),
                 "min.insync.replicas" => config.min_insync_replicas = long() as u32,
@@ -673,6 +683,7 @@ impl TopicConfig {
             "remote.storage.enable" => self.remote_storage_enable.to_string(),
             "remote.read" => self.remote_read.to_string(),
             "archive.key.index" => self.archive_key_index.to_string(),
+            "archive.parquet" => self.archive_parquet.to_string(),
             "remote.recovery" => self.remote_recovery.to_string(),
             "remote.readreplica" => self.remote_readreplica.clone().unwrap_or_default(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),

@@ -76,6 +76,14 @@ pub struct AbortedRange {
     pub last_offset: i64,
 }
 
+impl AbortedRange {
+    /// True when a record at `offset` of a transactional batch of `producer_id` is one of
+    /// this transaction's.
+    pub fn covers(&self, producer_id: i64, offset: i64) -> bool {
+        self.producer_id == producer_id && (self.first_offset..=self.last_offset).contains(&offset)
+    }
+}
+
 impl Sidecar {
     /// The sidecar's bytes.
     pub fn encode(&self) -> Vec<u8> {

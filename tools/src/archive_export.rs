@@ -1,54 +1,19 @@
 //! `silt archive export`: archived segments as Parquet files in Hive-style paths
-//! (`topic=T/partition=P/date=YYYY-MM-DD/<base>-<last>.parquet`), one file per segment, so an
-//! export is incremental (segments already exported are skipped) and DuckDB, Spark or Trino
-//! read the prefix as one table.
+//! (`topic=T/partition=P/date=YYYY-MM-DD/<base>-<last>-<object>.parquet`, see
+//! [`silt_archiver::parquet`]), one file per segment, so an export is incremental (segments
+//! already exported, by this command or by the archiver of a topic with `archive.parquet`, are
+//! skipped) and DuckDB, Spark or Trino read the prefix as one table.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
-use object_store::path::Path;
-use parquet::basic::Compression;
-use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::parser::parse_message_type;
-use silt_archiver::keys;
+use silt_archiver::parquet::{self, ParquetWriter};
 use silt_archiver::remote::Remote;
-use silt_archiver::{Archive, ArchiveError, ReaderConfig, RemoteReader};
-use silt_index::manifest::SegmentEntry;
-use silt_index::record::Record;
+use silt_archiver::{Archive, ArchiveError, ReaderConfig, RemoteReader, keys};
 
-use crate::archive::{pid, topics, when};
+use crate::archive::{pid, topics};
 use crate::archive_find::parse_time;
-
-/// Parquet columns of a Kafka record; headers a list of (key, value) in order.
-const SCHEMA: &str = "
-message kafka_record {
-  required int32 partition;
-  required int64 offset;
-  required int64 timestamp (TIMESTAMP(MILLIS,true));
-  optional binary key;
-  optional binary value;
-  required group headers (LIST) {
-    repeated group list {
-      required group element {
-        required binary key (STRING);
-        optional binary value;
-      }
-    }
-  }
-}
-";
-
-/// A row group is written once this many bytes of keys, values and headers are buffered.
-const ROW_GROUP_BYTES: usize = 128 << 20;
-/// Files up to this size go up in one PUT; larger ones in parts.
-const SINGLE_PUT_BYTES: u64 = 64 << 20;
 
 /// Formats `silt archive export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,7 +120,17 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     let started = Instant::now();
     let mut tally = Tally::default();
     for (partition, entry) in plan {
-        let key = file_key(target.prefix(), &topic.name, partition, &entry);
+        let key = parquet::file_key(
+            target.prefix(),
+            &topic.name,
+            partition,
+            entry.meta.first_timestamp,
+            (
+                entry.meta.base_offset,
+                entry.meta.last_offset,
+                entry.object_id,
+            ),
+        );
         match target.head(&key).await {
             Ok(_) => {
                 tally.skipped += 1;
@@ -168,7 +143,7 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
         let manifest = reader.manifest(pid(&topic, partition));
         let root = manifest.latest_root().await?;
         let scratch = tempfile::tempfile_in(cache.path()).context("a scratch file")?;
-        let mut sink = ParquetSink::new(scratch, partition)?;
+        let mut sink = ParquetWriter::new(scratch, partition)?;
         let mut failed = None;
         keys::each_record(&reader, &manifest, &root, &entry, &mut |record| {
             if failed.is_none()
@@ -178,12 +153,17 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
             }
         })
         .await
-        .with_context(|| format!("reading {}/{partition} at {}", topic.name, entry.meta.base_offset))?;
+        .with_context(|| {
+            format!(
+                "reading {}/{partition} at {}",
+                topic.name, entry.meta.base_offset
+            )
+        })?;
         if let Some(e) = failed {
-            return Err(e);
+            return Err(e.into());
         }
-        let (file, records) = sink.finish()?;
-        let bytes = upload(&target, &key, file).await?;
+        let records = sink.records();
+        let bytes = parquet::upload(&target, &key, sink.finish()?).await?;
         tally.files += 1;
         tally.records += records;
         tally.segment_bytes += entry.meta.size_bytes;
@@ -207,190 +187,4 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
         tally.segment_bytes as f64 / 1e6 / seconds,
     );
     Ok(())
-}
-
-/// Where a segment's file goes: Hive-style partition directories, the date of its first
-/// record (UTC).
-fn file_key(prefix: &Path, topic: &str, partition: i32, entry: &SegmentEntry) -> Path {
-    let m = &entry.meta;
-    let date = if m.first_timestamp > 0 {
-        when(m.first_timestamp)[..10].to_string()
-    } else {
-        "1970-01-01".to_string()
-    };
-    let mut key = prefix.clone();
-    for part in [
-        format!("topic={topic}"),
-        format!("partition={partition}"),
-        format!("date={date}"),
-        format!("{:020}-{:020}.parquet", m.base_offset, m.last_offset),
-    ] {
-        key = key.join(part);
-    }
-    key
-}
-
-/// Uploads a finished file; returns its size.
-async fn upload(target: &Remote, key: &Path, mut file: File) -> Result<u64> {
-    let size = file.seek(SeekFrom::End(0)).context("the scratch file")?;
-    file.seek(SeekFrom::Start(0)).context("the scratch file")?;
-    if size <= SINGLE_PUT_BYTES {
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes).context("the scratch file")?;
-        target.put(key, Bytes::from(bytes)).await?;
-        return Ok(size);
-    }
-    let mut upload = target.multipart(key, size).await?;
-    let mut left = size;
-    while left > 0 {
-        let mut part = vec![0u8; (upload.part_bytes() as u64).min(left) as usize];
-        if let Err(e) = file.read_exact(&mut part) {
-            upload.abort().await;
-            return Err(e).context("the scratch file");
-        }
-        left -= part.len() as u64;
-        if let Err(e) = upload.write(Bytes::from(part)).await {
-            upload.abort().await;
-            return Err(e.into());
-        }
-    }
-    upload.finish().await?;
-    Ok(size)
-}
-
-/// Records buffered column by column, written out as row groups.
-struct ParquetSink {
-    writer: SerializedFileWriter<File>,
-    partition: i32,
-    columns: Columns,
-    records: u64,
-}
-
-/// One row group's columns, with the definition and repetition levels of the nullable and
-/// repeated ones.
-#[derive(Default)]
-struct Columns {
-    offset: Vec<i64>,
-    timestamp: Vec<i64>,
-    key: Vec<ByteArray>,
-    key_def: Vec<i16>,
-    value: Vec<ByteArray>,
-    value_def: Vec<i16>,
-    header_key: Vec<ByteArray>,
-    header_key_def: Vec<i16>,
-    header_value: Vec<ByteArray>,
-    header_value_def: Vec<i16>,
-    header_rep: Vec<i16>,
-    bytes: usize,
-}
-
-impl ParquetSink {
-    fn new(file: File, partition: i32) -> Result<ParquetSink> {
-        let schema = Arc::new(parse_message_type(SCHEMA).context("the Parquet schema")?);
-        let properties = Arc::new(
-            WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_created_by(format!("silt {}", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
-        Ok(ParquetSink {
-            writer: SerializedFileWriter::new(file, schema, properties)?,
-            partition,
-            columns: Columns::default(),
-            records: 0,
-        })
-    }
-
-    fn push(&mut self, record: &Record) -> Result<()> {
-        let c = &mut self.columns;
-        c.offset.push(record.offset);
-        c.timestamp.push(record.timestamp);
-        optional(&mut c.key, &mut c.key_def, record.key.as_ref(), 1);
-        optional(&mut c.value, &mut c.value_def, record.value.as_ref(), 1);
-        c.bytes += record.key.as_ref().map_or(0, Bytes::len)
-            + record.value.as_ref().map_or(0, Bytes::len);
-        if record.headers.is_empty() {
-            // An empty list: defined up to `headers`, nothing below.
-            c.header_rep.push(0);
-            c.header_key_def.push(0);
-            c.header_value_def.push(0);
-        }
-        for (i, (key, value)) in record.headers.iter().enumerate() {
-            c.header_rep.push(i16::from(i > 0));
-            c.header_key_def.push(1);
-            // Kafka header keys are strings; bytes that are not UTF-8 are shown replaced.
-            let text = String::from_utf8_lossy(key).into_owned();
-            c.header_key.push(ByteArray::from(text.into_bytes()));
-            optional(&mut c.header_value, &mut c.header_value_def, value.as_ref(), 2);
-            c.bytes += key.len() + value.as_ref().map_or(0, Bytes::len);
-        }
-        self.records += 1;
-        if c.bytes >= ROW_GROUP_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the buffered rows as one row group.
-    fn flush(&mut self) -> Result<()> {
-        let c = std::mem::take(&mut self.columns);
-        if c.offset.is_empty() {
-            return Ok(());
-        }
-        let partitions = vec![self.partition; c.offset.len()];
-        let mut group = self.writer.next_row_group()?;
-        let mut index = 0;
-        while let Some(mut column) = group.next_column()? {
-            match index {
-                0 => column
-                    .typed::<Int32Type>()
-                    .write_batch(&partitions, None, None)?,
-                1 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&c.offset, None, None)?,
-                2 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&c.timestamp, None, None)?,
-                3 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&c.key, Some(&c.key_def), None)?,
-                4 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&c.value, Some(&c.value_def), None)?,
-                5 => column.typed::<ByteArrayType>().write_batch(
-                    &c.header_key,
-                    Some(&c.header_key_def),
-                    Some(&c.header_rep),
-                )?,
-                6 => column.typed::<ByteArrayType>().write_batch(
-                    &c.header_value,
-                    Some(&c.header_value_def),
-                    Some(&c.header_rep),
-                )?,
-                other => bail!("the Parquet schema has a column {other} the writer does not know"),
-            };
-            column.close()?;
-            index += 1;
-        }
-        group.close()?;
-        Ok(())
-    }
-
-    /// Writes what is left and the footer; the file and the records written.
-    fn finish(mut self) -> Result<(File, u64)> {
-        self.flush()?;
-        let file = self.writer.into_inner()?;
-        Ok((file, self.records))
-    }
-}
-
-/// Appends a nullable value: defined at `level` when present.
-fn optional(values: &mut Vec<ByteArray>, defs: &mut Vec<i16>, value: Option<&Bytes>, level: i16) {
-    match value {
-        Some(v) => {
-            values.push(ByteArray::from(v.clone()));
-            defs.push(level);
-        }
-        None => defs.push(level - 1),
-    }
 }

@@ -4,8 +4,8 @@
 //! `rpk`, so they work against silt or any Kafka-compatible broker.
 
 mod archive;
-mod archive_find;
 mod archive_export;
+mod archive_find;
 mod brokers;
 mod client;
 mod client_auth;

@@ -193,6 +193,7 @@ async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    let archive = node.config.value_of("archive");
     let topics: Vec<Value> = node
         .topics
         .all()
@@ -309,6 +310,11 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
                 "id": topic.id,
                 "compression_type": topic.compression_type().as_str(),
                 "recompressed": { "batches": load(&r.batches), "bytes_in": load(&r.bytes_in), "bytes_out": load(&r.bytes_out) },
+                // Where archived segments go as Parquet (archive.parquet=true): a Hive-style table.
+                "parquet_table": (topic.config().archive_parquet && archive.is_some()).then(|| format!(
+                    "{}/{}/topic={}/", archive.as_deref().unwrap_or_default().trim_end_matches('/'),
+                    silt_archiver::parquet::ARCHIVE_DIR, topic.name,
+                )),
                 "partitions": partitions,
             })
         })
@@ -320,7 +326,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "uptime_seconds": node.uptime_secs(),
         "data_dir": node.config.data_dir,
         "kafka_addr": node.config.advertised_addr(),
-        "archive": node.config.value_of("archive"),
+        "archive": archive,
         "cluster": cluster_status(&node),
         "transactions": transactions_status(&node),
         // The consumer groups this node coordinates (classic and KIP-848).
