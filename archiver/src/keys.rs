@@ -652,8 +652,8 @@ pub async fn index_segment(
         start_offset: root.start_offset.min(base),
         ..root.clone()
     };
-    walk(reader, manifest, &whole, base..=last, &mut |record, _| {
-        if let Some(key) = &record.key {
+    walk(reader, manifest, &whole, base..=last, &mut |record, aborted| {
+        if let (false, Some(key)) = (aborted, &record.key) {
             builder.add(key, record.offset);
         }
     })

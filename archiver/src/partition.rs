@@ -398,17 +398,18 @@ async fn scan(
                 let decoded = decode_records(&batch, DECOMPRESSED_MAX)
                     .map_err(|e| local(format!("records of the batch at {position}: {e}")))?;
                 for record in decoded {
-                    if let (Some(keys), Some(key)) = (keys.as_mut(), &record.key) {
-                        keys.add(key, record.offset);
-                    }
                     let aborted = header.is_transactional()
                         && segment
                             .aborted
                             .iter()
                             .any(|a| a.covers(header.producer_id, record.offset));
-                    if let Some(parquet) = parquet.as_mut()
-                        && !aborted
-                    {
+                    if aborted {
+                        continue;
+                    }
+                    if let (Some(keys), Some(key)) = (keys.as_mut(), &record.key) {
+                        keys.add(key, record.offset);
+                    }
+                    if let Some(parquet) = parquet.as_mut() {
                         parquet.push(&record)?;
                     }
                 }
