@@ -9,9 +9,15 @@ Then, with the broker's local log gone (the archive holds everything):
      straight from the bucket;
   3. the alternative: a librdkafka consumer replaying the key's partition from offset 0
      through the broker, cache empty, picking out the key;
-  4. the store's raw GET bandwidth in the same run.
+  4. `silt archive export --format parquet` of the whole topic to another prefix of the
+     bucket: segment MB/s against the store's raw GET bandwidth, Parquet bytes against
+     segment bytes;
+  5. the store's raw GET bandwidth in the same run.
 
-Usage: bench/archive-find.sh [--mib 512] [--partitions 4] [--keys 10000]
+Values are random bytes by default (nothing for Parquet's Snappy to gain); `--values json`
+makes them JSON events of the same size.
+
+Usage: bench/archive-find.sh [--mib 512] [--partitions 4] [--keys 10000] [--values json]
 """
 
 import argparse
@@ -44,12 +50,28 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "customers"
 
 
-def produce_keyed(bootstrap, total_bytes, value_bytes, keys):
+def json_event(i, size, rng):
+    """A JSON order event of about `size` bytes."""
+    import json
+
+    event = {"order_id": i, "customer": rng.randrange(10**6), "amount": round(rng.random() * 1000, 2),
+             "currency": rng.choice(["EUR", "USD", "GBP", "JPY"]), "ts": 1_700_000_000_000 + i * 7,
+             "items": [{"sku": "SKU-%05d" % rng.randrange(10**5), "qty": rng.randrange(1, 9)}
+                       for _ in range(max(1, (size - 120) // 30))]}
+    return json.dumps(event, separators=(",", ":")).encode()[:size]
+
+
+def produce_keyed(bootstrap, total_bytes, value_bytes, keys, values="random"):
+    import random
+
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1 << 20,
                   "queue.buffering.max.kbytes": 256 * 1024, "compression.type": "none"})
+    rng = random.Random(42)
     payload = os.urandom(value_bytes)
     sent = 0
     while sent * value_bytes < total_bytes:
+        if values == "json":
+            payload = json_event(sent, value_bytes, rng)
         try:
             p.produce(TOPIC, payload, key=b"customer-%06d" % (sent % keys))
             sent += 1
@@ -67,8 +89,8 @@ def bucket_bytes(env):
 
     c = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], aws_access_key_id="test", aws_secret_access_key="test",
                      region_name="us-east-1")
-    sizes = {".log": 0, ".keys": 0, ".kf": 0, ".sidecar": 0}
-    for page in c.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="find/"):
+    sizes = {".log": 0, ".keys": 0, ".kf": 0, ".sidecar": 0, ".parquet": 0}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket="bench"):
         for o in page.get("Contents", []):
             for suffix in sizes:
                 if o["Key"].endswith(suffix):
@@ -88,6 +110,17 @@ def find(binary, env, key):
     # The partition that held the key (the partitioners may name two when they disagree).
     partition = next((int(p) for p, n in re.findall(r"/(\d+): (\d+) found", done.stderr) if int(n) > 0), None)
     return elapsed, gets, found, partition, done.stderr
+
+
+def export(binary, env):
+    """`silt archive export` of the topic to s3://bench/lake; (seconds, its summary line)."""
+    start = time.monotonic()
+    done = subprocess.run([str(binary), "archive", "--archive", "s3://bench/find", "export", TOPIC, "--format", "parquet",
+                           "--to", "s3://bench/lake"], capture_output=True, text=True, env={**os.environ, **env})
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return elapsed, done.stdout.strip()
 
 
 def replay_for_key(bootstrap, partition, end, key):
@@ -115,6 +148,7 @@ def main():
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--keys", type=int, default=10_000, help="distinct keys, round robin")
     parser.add_argument("--value-bytes", type=int, default=1024)
+    parser.add_argument("--values", choices=["random", "json"], default="random")
     parser.add_argument("--segment-mib", type=int, default=4, help="segment.bytes of the topic, MiB")
     parser.add_argument("--lookups", type=int, default=5)
     parser.add_argument("--first-byte-ms", type=float, default=30.0)
@@ -137,8 +171,8 @@ def main():
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
         config = {"segment.bytes": str(args.segment_mib << 20), "archive.key.index": "true"}
         admin.create_topics([NewTopic(TOPIC, args.partitions, 1, config=config)])[TOPIC].result(30)
-        count = produce_keyed(node.bootstrap, args.mib << 20, args.value_bytes, args.keys)
-        print(f"produced {count} records of {args.value_bytes} bytes ({args.mib} MiB), {args.keys} keys, "
+        count = produce_keyed(node.bootstrap, args.mib << 20, args.value_bytes, args.keys, args.values)
+        print(f"produced {count} records of {args.value_bytes} bytes of {args.values} values ({args.mib} MiB), {args.keys} keys, "
               f"{args.partitions} partitions, {args.segment_mib} MiB segments", flush=True)
         archive_everything(node, admin, TOPIC)
         sizes = bucket_bytes(moto_env)
@@ -160,6 +194,13 @@ def main():
               f"(a new process each: topic catalog, manifest, filters, indexes, record batches)", flush=True)
         elapsed, g, found, _, stderr = find(binary, env, "nobody")
         print(f"find, key absent: {elapsed * 1000:.0f} ms, {g} GETs, {found} records", flush=True)
+
+        export_s, summary = export(binary, env)
+        parquet = bucket_bytes(moto_env)[".parquet"]
+        print(f"export to Parquet: {export_s:.1f} s for {sizes['.log'] / 1e6:.1f} MB of segments = "
+              f"{sizes['.log'] / 1e6 / export_s:.1f} MB/s ({100 * sizes['.log'] / export_s / raw:.0f}% of the store's raw GET "
+              f"capacity {raw / 1e6:.1f} MB/s); Parquet {parquet / 1e6:.1f} MB = {100 * parquet / sizes['.log']:.0f}% of "
+              f"segment bytes [{summary}]", flush=True)
 
         # The alternative: replay the last key's partition through the broker, cache empty.
         key = b"customer-%06d" % ((args.lookups - 1) * 7919 % args.keys)
