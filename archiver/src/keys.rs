@@ -652,11 +652,17 @@ pub async fn index_segment(
         start_offset: root.start_offset.min(base),
         ..root.clone()
     };
-    walk(reader, manifest, &whole, base..=last, &mut |record, aborted| {
-        if let (false, Some(key)) = (aborted, &record.key) {
-            builder.add(key, record.offset);
-        }
-    })
+    walk(
+        reader,
+        manifest,
+        &whole,
+        base..=last,
+        &mut |record, aborted| {
+            if let (false, Some(key)) = (aborted, &record.key) {
+                builder.add(key, record.offset);
+            }
+        },
+    )
     .await?;
     let indexed = builder.len() as u64;
     let key = manifest

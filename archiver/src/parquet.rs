@@ -24,6 +24,10 @@
 //! | `key`       | binary, null for a record without a key                  |
 //! | `value`     | binary, null for a tombstone                             |
 //! | `headers`   | LIST of {`key`: string, `value`: binary or null}, in order |
+//!
+//! Given a JSON Schema of the values ([`JsonColumns`]), each top-level property becomes one
+//! more optional column after these, typed from the schema, null when a value is not a JSON
+//! object, lacks the property or holds another type there; `value` keeps the bytes.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -31,12 +35,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use parquet::basic::Compression;
-use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::Type;
 use silt_index::record::Record;
 
 use crate::error::ArchiveError;
@@ -107,12 +112,162 @@ pub fn civil_date(ms: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// The type of a column decoded from JSON values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    /// `"type": "string"`: a UTF-8 string column.
+    String,
+    /// `"type": "integer"`: int64.
+    Integer,
+    /// `"type": "number"`: double (integers in the value are widened).
+    Number,
+    /// `"type": "boolean"`.
+    Boolean,
+    /// `"type": "object"` or `"array"`, or no single type: the property's JSON text, as a
+    /// string column with Parquet's JSON logical type.
+    Json,
+}
+
+/// Columns decoded from JSON record values: the top-level properties of a JSON Schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonColumns {
+    fields: Vec<(String, JsonType)>,
+}
+
+/// The names the record's own columns take.
+const RECORD_COLUMNS: [&str; 6] = [
+    "partition",
+    "offset",
+    "timestamp",
+    "key",
+    "value",
+    "headers",
+];
+
+impl JsonColumns {
+    /// The columns of a JSON Schema: `{"type": "object", "properties": {"amount": {"type":
+    /// "number"}, ...}}`, in the order the properties are written. A property's `"type"` may
+    /// be a list with `"null"` in it (`["string", "null"]`).
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Config`] naming what is wrong: not an object schema, no properties, a
+    /// property named like a record column.
+    pub fn from_schema(schema: &serde_json::Value) -> Result<JsonColumns, ArchiveError> {
+        let bad = |why: String| ArchiveError::Config(format!("JSON schema: {why}"));
+        let properties = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| bad("no \"properties\" object at the top level".into()))?;
+        if let Some(kind) = schema.get("type")
+            && kind != "object"
+        {
+            return Err(bad(format!("the values' type is {kind}, not \"object\"")));
+        }
+        let mut fields = Vec::new();
+        for (name, property) in properties {
+            if RECORD_COLUMNS.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "property \"{name}\" has the name of a record column ({})",
+                    RECORD_COLUMNS.join(", ")
+                )));
+            }
+            let types: Vec<&str> = match property.get("type") {
+                Some(serde_json::Value::String(t)) => vec![t.as_str()],
+                Some(serde_json::Value::Array(ts)) => ts
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .filter(|t| *t != "null")
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let kind = match types.as_slice() {
+                ["string"] => JsonType::String,
+                ["integer"] => JsonType::Integer,
+                ["number"] | ["integer", "number"] | ["number", "integer"] => JsonType::Number,
+                ["boolean"] => JsonType::Boolean,
+                _ => JsonType::Json,
+            };
+            fields.push((name.clone(), kind));
+        }
+        if fields.is_empty() {
+            return Err(bad("\"properties\" is empty".into()));
+        }
+        Ok(JsonColumns { fields })
+    }
+
+    /// The columns, in order.
+    pub fn fields(&self) -> &[(String, JsonType)] {
+        &self.fields
+    }
+
+    fn parquet_fields(&self) -> Result<Vec<Arc<Type>>, ParquetError> {
+        self.fields
+            .iter()
+            .map(|(name, kind)| {
+                let (physical, logical) = match kind {
+                    JsonType::String => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
+                    JsonType::Integer => (PhysicalType::INT64, None),
+                    JsonType::Number => (PhysicalType::DOUBLE, None),
+                    JsonType::Boolean => (PhysicalType::BOOLEAN, None),
+                    JsonType::Json => (PhysicalType::BYTE_ARRAY, Some(LogicalType::Json)),
+                };
+                Type::primitive_type_builder(name, physical)
+                    .with_repetition(Repetition::OPTIONAL)
+                    .with_logical_type(logical)
+                    .build()
+                    .map(Arc::new)
+            })
+            .collect()
+    }
+}
+
+/// A decoded column's values (nulls only in its definition levels).
+#[derive(Debug)]
+enum JsonData {
+    Bytes(Vec<ByteArray>),
+    Integer(Vec<i64>),
+    Number(Vec<f64>),
+    Boolean(Vec<bool>),
+}
+
+impl JsonData {
+    fn of(kind: JsonType) -> JsonData {
+        match kind {
+            JsonType::String | JsonType::Json => JsonData::Bytes(Vec::new()),
+            JsonType::Integer => JsonData::Integer(Vec::new()),
+            JsonType::Number => JsonData::Number(Vec::new()),
+            JsonType::Boolean => JsonData::Boolean(Vec::new()),
+        }
+    }
+
+    /// Appends `value` if it has the column's type; true if it did.
+    fn push(&mut self, kind: JsonType, value: &serde_json::Value) -> bool {
+        match (self, kind) {
+            (JsonData::Bytes(out), JsonType::String) => value
+                .as_str()
+                .map(|s| out.push(ByteArray::from(s.as_bytes().to_vec())))
+                .is_some(),
+            (JsonData::Bytes(out), _) => {
+                out.push(ByteArray::from(value.to_string().into_bytes()));
+                true
+            }
+            (JsonData::Integer(out), _) => value.as_i64().map(|v| out.push(v)).is_some(),
+            (JsonData::Number(out), _) => value.as_f64().map(|v| out.push(v)).is_some(),
+            (JsonData::Boolean(out), _) => value.as_bool().map(|v| out.push(v)).is_some(),
+        }
+    }
+}
+
 /// Records of one partition written, column by column, into a Parquet file.
 pub struct ParquetWriter {
     writer: SerializedFileWriter<File>,
     partition: i32,
+    json: JsonColumns,
     columns: Columns,
     records: u64,
+    /// Values that were not JSON objects (their decoded columns null).
+    not_json: u64,
 }
 
 impl std::fmt::Debug for ParquetWriter {
@@ -139,6 +294,8 @@ struct Columns {
     header_value: Vec<ByteArray>,
     header_value_def: Vec<i16>,
     header_rep: Vec<i16>,
+    /// The decoded JSON columns, with their definition levels.
+    json: Vec<(JsonData, Vec<i16>)>,
     bytes: usize,
 }
 
@@ -153,7 +310,28 @@ impl ParquetWriter {
     ///
     /// [`ArchiveError::Export`] when the file cannot be written.
     pub fn new(file: File, partition: i32) -> Result<ParquetWriter, ArchiveError> {
-        let schema = Arc::new(parse_message_type(SCHEMA).map_err(failed)?);
+        ParquetWriter::with_json(file, partition, JsonColumns::default())
+    }
+
+    /// A writer that also decodes values as JSON into `json`'s columns.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Export`] when the file cannot be written.
+    pub fn with_json(
+        file: File,
+        partition: i32,
+        json: JsonColumns,
+    ) -> Result<ParquetWriter, ArchiveError> {
+        let record = parse_message_type(SCHEMA).map_err(failed)?;
+        let mut fields = record.get_fields().to_vec();
+        fields.extend(json.parquet_fields().map_err(failed)?);
+        let schema = Arc::new(
+            Type::group_type_builder(record.name())
+                .with_fields(fields)
+                .build()
+                .map_err(failed)?,
+        );
         let properties = Arc::new(
             WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
@@ -163,8 +341,10 @@ impl ParquetWriter {
         Ok(ParquetWriter {
             writer: SerializedFileWriter::new(file, schema, properties).map_err(failed)?,
             partition,
-            columns: Columns::default(),
+            columns: Columns::for_json(&json),
+            json,
             records: 0,
+            not_json: 0,
         })
     }
 
@@ -201,6 +381,21 @@ impl ParquetWriter {
             );
             c.bytes += key.len() + value.as_ref().map_or(0, Bytes::len);
         }
+        if !self.json.fields.is_empty() {
+            let object = record
+                .value
+                .as_ref()
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .filter(serde_json::Value::is_object);
+            self.not_json += u64::from(object.is_none());
+            for ((name, kind), (data, defs)) in self.json.fields.iter().zip(&mut c.json) {
+                let present = object
+                    .as_ref()
+                    .and_then(|o| o.get(name))
+                    .is_some_and(|v| data.push(*kind, v));
+                defs.push(i16::from(present));
+            }
+        }
         self.records += 1;
         if c.bytes >= ROW_GROUP_BYTES {
             self.flush()?;
@@ -210,7 +405,7 @@ impl ParquetWriter {
 
     /// Writes the buffered rows as one row group.
     fn flush(&mut self) -> Result<(), ArchiveError> {
-        let c = std::mem::take(&mut self.columns);
+        let mut c = std::mem::replace(&mut self.columns, Columns::for_json(&self.json));
         if c.offset.is_empty() {
             return Ok(());
         }
@@ -246,10 +441,26 @@ impl ParquetWriter {
                     Some(&c.header_value_def),
                     Some(&c.header_rep),
                 ),
-                other => {
-                    return Err(ArchiveError::Export(format!(
-                        "the schema has a column {other} the writer does not know"
-                    )));
+                json => {
+                    match c.json.get_mut(json - 7) {
+                        Some((JsonData::Bytes(v), defs)) => column
+                            .typed::<ByteArrayType>()
+                            .write_batch(v, Some(defs), None),
+                        Some((JsonData::Integer(v), defs)) => {
+                            column.typed::<Int64Type>().write_batch(v, Some(defs), None)
+                        }
+                        Some((JsonData::Number(v), defs)) => column
+                            .typed::<DoubleType>()
+                            .write_batch(v, Some(defs), None),
+                        Some((JsonData::Boolean(v), defs)) => {
+                            column.typed::<BoolType>().write_batch(v, Some(defs), None)
+                        }
+                        None => {
+                            return Err(ArchiveError::Export(format!(
+                                "the schema has a column {json} the writer does not know"
+                            )));
+                        }
+                    }
                 }
             };
             written.map_err(failed)?;
@@ -265,6 +476,11 @@ impl ParquetWriter {
         self.records
     }
 
+    /// Records pushed whose value was not a JSON object, when JSON columns were asked for.
+    pub fn not_json(&self) -> u64 {
+        self.not_json
+    }
+
     /// Writes what is left and the footer; returns the file.
     ///
     /// # Errors
@@ -273,6 +489,19 @@ impl ParquetWriter {
     pub fn finish(mut self) -> Result<File, ArchiveError> {
         self.flush()?;
         self.writer.into_inner().map_err(failed)
+    }
+}
+
+impl Columns {
+    fn for_json(json: &JsonColumns) -> Columns {
+        Columns {
+            json: json
+                .fields
+                .iter()
+                .map(|(_, kind)| (JsonData::of(*kind), Vec::new()))
+                .collect(),
+            ..Columns::default()
+        }
     }
 }
 
@@ -346,6 +575,77 @@ mod tests {
             key.as_ref(),
             "exports/topic=orders/partition=3/date=2026-12-01/00000000000000000100-00000000000000000199-0000000000000abc.parquet"
         );
+    }
+
+    #[test]
+    fn json_schemas_name_their_columns_or_what_is_wrong() {
+        let schema = serde_json::json!({"type": "object", "properties": {
+            "amount": {"type": "number"}, "id": {"type": "integer"}, "name": {"type": ["string", "null"]},
+            "ok": {"type": "boolean"}, "items": {"type": "array"}, "any": {}}});
+        let columns = JsonColumns::from_schema(&schema).unwrap();
+        let kinds: Vec<(&str, JsonType)> = columns
+            .fields()
+            .iter()
+            .map(|(n, k)| (n.as_str(), *k))
+            .collect();
+        assert!(kinds.contains(&("amount", JsonType::Number)));
+        assert!(kinds.contains(&("id", JsonType::Integer)));
+        assert!(kinds.contains(&("name", JsonType::String)));
+        assert!(kinds.contains(&("ok", JsonType::Boolean)));
+        assert!(kinds.contains(&("items", JsonType::Json)));
+        assert!(kinds.contains(&("any", JsonType::Json)));
+        for (schema, why) in [
+            (serde_json::json!({"type": "array"}), "properties"),
+            (
+                serde_json::json!({"type": "array", "properties": {"a": {}}}),
+                "not \"object\"",
+            ),
+            (serde_json::json!({"properties": {"offset": {}}}), "offset"),
+            (serde_json::json!({"properties": {}}), "empty"),
+        ] {
+            let e = JsonColumns::from_schema(&schema).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn json_values_fill_their_columns_and_the_rest_are_null() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::RowAccessor;
+        let schema = serde_json::json!({"properties": {
+            "amount": {"type": "number"}, "sku": {"type": "string"}, "tags": {"type": "array"}}});
+        let json = JsonColumns::from_schema(&schema).unwrap();
+        let mut writer = ParquetWriter::with_json(tempfile::tempfile().unwrap(), 0, json).unwrap();
+        let values = [
+            &br#"{"amount": 12, "sku": "A-1", "tags": ["x", 1]}"#[..],
+            br#"{"amount": "twelve", "sku": 7}"#,
+            b"not json",
+        ];
+        for (offset, value) in values.iter().enumerate() {
+            writer
+                .push(&Record {
+                    offset: offset as i64,
+                    timestamp: 0,
+                    key: None,
+                    value: Some(Bytes::copy_from_slice(value)),
+                    headers: Vec::new(),
+                })
+                .unwrap();
+        }
+        assert_eq!(writer.not_json(), 1);
+        let reader = SerializedFileReader::new(writer.finish().unwrap()).unwrap();
+        let rows: Vec<_> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows[0].get_double(6).unwrap(), 12.0);
+        assert_eq!(rows[0].get_string(7).unwrap(), "A-1");
+        assert_eq!(rows[0].get_string(8).unwrap(), r#"["x",1]"#);
+        // Wrong types and values that are not JSON objects: null, the bytes kept in `value`.
+        assert!(rows[1].get_double(6).is_err() && rows[1].get_string(7).is_err());
+        assert!(rows[2].get_double(6).is_err());
+        assert_eq!(rows[2].get_bytes(4).unwrap().data(), b"not json");
     }
 
     #[test]

@@ -147,6 +147,41 @@ def test_a_topic_with_archive_parquet_keeps_its_table_current(silt_factory, s3, 
     assert written == 0 and skipped == len(segments), report
 
 
+def test_json_values_become_typed_columns_given_a_schema(silt_factory, s3, tmp_path):
+    import json
+
+    silt = tiered_silt(silt_factory, s3)
+    create_topic(silt.bootstrap, TOPIC, partitions=PARTITIONS, config=TOPIC_CONFIG)
+    events = [{"order": i, "amount": i / 4, "sku": "SKU-%d" % (i % 9), "paid": i % 2 == 0, "items": [i, "x"]} for i in range(1200)]
+    values = [json.dumps(e).encode() for e in events]
+    values[5] = b"not json"
+    values[6] = json.dumps({"order": "six", "amount": None}).encode()
+    produce(silt, [(i % PARTITIONS, None, v, [], T0 + i) for i, v in enumerate(values)])
+    wait_for(lambda: only_in_the_archive(silt, TOPIC), timeout=240, what=f"{TOPIC} archived")
+    schema = tmp_path / "orders.schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {
+        "order": {"type": "integer"}, "amount": {"type": ["number", "null"]}, "sku": {"type": "string"},
+        "paid": {"type": "boolean"}, "items": {"type": "array"}}}))
+    written, _, report = export(s3, "typed", "--json-schema", str(schema))
+    assert "1 of 1200 values were not JSON objects" in report, report
+    _, table = exported(s3, "typed", tmp_path / "typed")
+    assert table.schema.field("order").type == pa.int64()
+    assert table.schema.field("amount").type == pa.float64()
+    assert table.schema.field("paid").type == pa.bool_()
+    by_value = {v: row for v, row in zip(table.column("value").to_pylist(), table.select(["order", "amount", "sku", "paid", "items"]).to_pylist())}
+    assert len(by_value) == 1200
+    for i in (0, 1, 7, 1199):
+        assert by_value[values[i]] == {"order": i, "amount": i / 4, "sku": "SKU-%d" % (i % 9), "paid": i % 2 == 0, "items": json.dumps([i, "x"], separators=(",", ":"))}
+    # Not JSON, and JSON of other types: nulls, the bytes kept in `value`.
+    assert set(by_value[b"not json"].values()) == {None}
+    assert set(by_value[values[6]].values()) == {None}
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"properties": {"offset": {"type": "integer"}}}))
+    done = silt_cli("archive", "--archive", s3.url(), "export", TOPIC, "--to", s3.url("x"), "--json-schema", str(bad), env=s3.env)
+    assert done.returncode != 0 and "offset" in done.stderr and "bad.json" in done.stderr, done.stderr
+
+
 def test_an_export_can_be_bounded_and_bad_requests_are_named(silt_factory, s3, tmp_path):
     silt = tiered_silt(silt_factory, s3)
     create_topic(silt.bootstrap, TOPIC, partitions=PARTITIONS, config=TOPIC_CONFIG)

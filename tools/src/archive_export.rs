@@ -4,13 +4,20 @@
 //! already exported, by this command or by the archiver of a topic with `archive.parquet`, are
 //! skipped) and DuckDB, Spark or Trino read the prefix as one table.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use silt_archiver::parquet::{self, ParquetWriter};
+use object_store::path::Path;
+use silt_archiver::parquet::{self, JsonColumns, ParquetWriter};
 use silt_archiver::remote::Remote;
-use silt_archiver::{Archive, ArchiveError, ReaderConfig, RemoteReader, keys};
+use silt_archiver::{
+    Archive, ArchiveError, ManifestReader, ReaderConfig, RemoteReader, Root, keys,
+};
+use silt_index::manifest::SegmentEntry;
 
 use crate::archive::{pid, topics};
 use crate::archive_find::parse_time;
@@ -50,6 +57,13 @@ pub(crate) struct ExportArgs {
     /// Only segments with offsets before this one.
     #[arg(long)]
     to_offset: Option<i64>,
+    /// A JSON Schema of the values (`{"properties": {"amount": {"type": "number"}, ...}}`):
+    /// each top-level property becomes a typed column beside `value`.
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
+    /// Segments exported at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
 }
 
 /// What an export did.
@@ -58,8 +72,85 @@ struct Tally {
     files: u64,
     skipped: u64,
     records: u64,
+    not_json: u64,
+    /// Bytes of the segments exported (not those skipped).
     segment_bytes: u64,
+    skipped_bytes: u64,
     parquet_bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.files += other.files;
+        self.skipped += other.skipped;
+        self.records += other.records;
+        self.not_json += other.not_json;
+        self.segment_bytes += other.segment_bytes;
+        self.skipped_bytes += other.skipped_bytes;
+        self.parquet_bytes += other.parquet_bytes;
+    }
+}
+
+/// One segment to export.
+struct Job {
+    reader: Arc<RemoteReader>,
+    manifest: ManifestReader,
+    root: Root,
+    target: Remote,
+    key: Path,
+    entry: SegmentEntry,
+    json: JsonColumns,
+    scratch: PathBuf,
+}
+
+impl Job {
+    /// Writes the segment's file unless it is there; what it did.
+    async fn run(self) -> Result<Tally> {
+        let segment_bytes = self.entry.meta.size_bytes;
+        match self.target.head(&self.key).await {
+            Ok(_) => {
+                return Ok(Tally {
+                    skipped: 1,
+                    skipped_bytes: segment_bytes,
+                    ..Tally::default()
+                });
+            }
+            Err(ArchiveError::NotFound(_)) => {}
+            Err(e) => return Err(e).with_context(|| format!("checking for {}", self.key)),
+        }
+        let scratch = tempfile::tempfile_in(&self.scratch).context("a scratch file")?;
+        let id = self.manifest.id();
+        let mut sink = ParquetWriter::with_json(scratch, id.partition, self.json)?;
+        let mut failed = None;
+        keys::each_record(
+            &self.reader,
+            &self.manifest,
+            &self.root,
+            &self.entry,
+            &mut |record| {
+                if failed.is_none()
+                    && let Err(e) = sink.push(&record)
+                {
+                    failed = Some(e);
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("reading {id} at {}", self.entry.meta.base_offset))?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let (records, not_json) = (sink.records(), sink.not_json());
+        let parquet_bytes = parquet::upload(&self.target, &self.key, sink.finish()?).await?;
+        Ok(Tally {
+            files: 1,
+            records,
+            not_json,
+            segment_bytes,
+            parquet_bytes,
+            ..Tally::default()
+        })
+    }
 }
 
 /// Runs `silt archive export`.
@@ -68,6 +159,16 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
     let target = Remote::open(&args.to).with_context(|| format!("opening {}", args.to))?;
+    let json = match &args.json_schema {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let schema: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            JsonColumns::from_schema(&schema).with_context(|| path.display().to_string())?
+        }
+        None => JsonColumns::default(),
+    };
     let topic = topics(archive, Some(&args.topic))
         .await?
         .into_iter()
@@ -93,10 +194,12 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     )?;
     // The plan first: every segment in range, so progress is over bytes known up front.
     let mut plan = Vec::new();
+    let mut roots = HashMap::new();
     for partition in (0..topic.partitions).filter(|p| args.partition.is_none_or(|only| only == *p))
     {
         let manifest = reader.manifest(pid(&topic, partition));
         let root = manifest.latest_root().await?;
+        roots.insert(partition, root.clone());
         for entry in keys::segments(&manifest, &root).await? {
             let m = &entry.meta;
             if since.is_some_and(|s| m.max_timestamp < s)
@@ -119,56 +222,42 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     bar.set_message(format!("{} -> {}", topic.name, target.description()));
     let started = Instant::now();
     let mut tally = Tally::default();
-    for (partition, entry) in plan {
-        let key = parquet::file_key(
-            target.prefix(),
-            &topic.name,
-            partition,
-            entry.meta.first_timestamp,
-            (
-                entry.meta.base_offset,
-                entry.meta.last_offset,
-                entry.object_id,
-            ),
-        );
-        match target.head(&key).await {
-            Ok(_) => {
-                tally.skipped += 1;
-                bar.inc(entry.meta.size_bytes);
-                continue;
-            }
-            Err(ArchiveError::NotFound(_)) => {}
-            Err(e) => return Err(e).with_context(|| format!("checking for {key}")),
+    // Segments side by side: each one's GETs wait on the store while another's records are
+    // encoded.
+    let mut plan = plan.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < args.parallel.max(1)
+            && let Some((partition, entry)) = plan.next()
+        {
+            let job = Job {
+                reader: reader.clone(),
+                manifest: reader.manifest(pid(&topic, partition)),
+                root: roots[&partition].clone(),
+                target: target.clone(),
+                key: parquet::file_key(
+                    target.prefix(),
+                    &topic.name,
+                    partition,
+                    entry.meta.first_timestamp,
+                    (
+                        entry.meta.base_offset,
+                        entry.meta.last_offset,
+                        entry.object_id,
+                    ),
+                ),
+                entry,
+                json: json.clone(),
+                scratch: cache.path().to_path_buf(),
+            };
+            running.spawn(job.run());
         }
-        let manifest = reader.manifest(pid(&topic, partition));
-        let root = manifest.latest_root().await?;
-        let scratch = tempfile::tempfile_in(cache.path()).context("a scratch file")?;
-        let mut sink = ParquetWriter::new(scratch, partition)?;
-        let mut failed = None;
-        keys::each_record(&reader, &manifest, &root, &entry, &mut |record| {
-            if failed.is_none()
-                && let Err(e) = sink.push(&record)
-            {
-                failed = Some(e);
-            }
-        })
-        .await
-        .with_context(|| {
-            format!(
-                "reading {}/{partition} at {}",
-                topic.name, entry.meta.base_offset
-            )
-        })?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        let records = sink.records();
-        let bytes = parquet::upload(&target, &key, sink.finish()?).await?;
-        tally.files += 1;
-        tally.records += records;
-        tally.segment_bytes += entry.meta.size_bytes;
-        tally.parquet_bytes += bytes;
-        bar.inc(entry.meta.size_bytes);
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let done = done.context("an export task failed")??;
+        tally.add(&done);
+        bar.inc(done.segment_bytes + done.skipped_bytes);
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
@@ -186,5 +275,11 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
         tally.skipped,
         tally.segment_bytes as f64 / 1e6 / seconds,
     );
+    if !json.fields().is_empty() {
+        println!(
+            "{} of {} values were not JSON objects: their decoded columns are null",
+            tally.not_json, tally.records
+        );
+    }
     Ok(())
 }
