@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path;
 use silt_index::batch::{BATCH_HEADER_BYTES, BatchHeader};
 use silt_index::keys::{
@@ -350,32 +351,23 @@ pub async fn find(
     let wanted: BTreeSet<SegmentName> = entries.iter().map(name_of).collect();
     let objects = list(manifest).await?;
 
-    // Filters first: the members that may hold the key, and those that surely do not.
+    // Filters first, side by side: the members that may hold the key, and those that surely
+    // do not.
+    let covering = objects
+        .filters
+        .iter()
+        .filter(|(_, first, last, _)| wanted.iter().any(|n| (*first..=*last).contains(&n.0)));
+    // (Futures made up front: a stream mapping through a closure makes the future not Send
+    // for the compiler, rust-lang/rust#102211.)
+    let asks: Vec<_> = covering
+        .map(|(key, _, _, size)| ask_filter(manifest, key, *size, hash))
+        .collect();
+    let mut answers = futures::stream::iter(asks).buffered(LOOKUP_GETS_IN_FLIGHT);
     let mut ruled_out: BTreeSet<SegmentName> = BTreeSet::new();
     let mut candidates: BTreeSet<SegmentName> = BTreeSet::new();
-    for (key, first, last, size) in &objects.filters {
-        if !wanted.iter().any(|n| (*first..=*last).contains(&n.0)) {
-            continue;
-        }
-        // Header and member table: one GET for a filter of the usual size.
-        let usual = FILTER_HEADER_BYTES + MEMBER_BYTES * FILTER_MEMBERS as u64;
-        let mut table = manifest
-            .remote()
-            .get_range(key, 0..usual.min(*size))
-            .await?;
-        let head_bytes = FilterHead::head_bytes(&table).map_err(|e| corrupt(key, e))?;
-        if head_bytes > table.len() as u64 {
-            table = manifest.remote().get_range(key, 0..head_bytes).await?;
-        }
-        let head = FilterHead::decode(&table).map_err(|e| corrupt(key, e))?;
-        let row = manifest.remote().get_range(key, head.row_for(hash)).await?;
-        let maybe: BTreeSet<SegmentName> = head
-            .candidates(&row, hash)
-            .into_iter()
-            .map(|m| (m.base_offset, m.last_offset, m.object_id))
-            .collect();
-        for member in &head.members {
-            let name = (member.base_offset, member.last_offset, member.object_id);
+    while let Some(answer) = answers.next().await {
+        let (maybe, members) = answer?;
+        for name in members {
             if maybe.contains(&name) {
                 candidates.insert(name);
             } else {
@@ -384,55 +376,131 @@ pub async fn find(
         }
     }
 
+    // Then the segments, several at once (each its index and then its records), their
+    // records handed over in offset order.
     let total = entries.len() as u64;
-    let mut records = RecordReader::new(reader, manifest, &root);
-    for (done, entry) in entries.iter().enumerate() {
+    let mut plan = Vec::with_capacity(entries.len());
+    for entry in &entries {
         let name = name_of(entry);
         let index = objects.indexes.get(&name).copied();
-        if index.is_some() {
-            stats.indexed += 1;
-        }
-        if ruled_out.contains(&name) || candidates.contains(&name) {
-            stats.filtered += 1;
-        }
-        let offsets = if ruled_out.contains(&name) && !candidates.contains(&name) {
-            Vec::new()
+        stats.indexed += u64::from(index.is_some());
+        let filtered = ruled_out.contains(&name) || candidates.contains(&name);
+        stats.filtered += u64::from(filtered);
+        let how = if ruled_out.contains(&name) && !candidates.contains(&name) {
+            Lookup::RuledOut
         } else if let Some(size) = index {
             stats.indexes_read += 1;
+            Lookup::Index(size)
+        } else {
+            stats.unindexed += 1;
+            Lookup::Scan
+        };
+        plan.push((entry, how));
+    }
+    let mut done = 0;
+    let reads: Vec<_> = plan
+        .into_iter()
+        .map(|(entry, how)| segment_matches(reader, manifest, &root, entry, how, query, hash))
+        .collect();
+    let mut results = futures::stream::iter(reads).buffered(LOOKUP_GETS_IN_FLIGHT);
+    while let Some(found) = results.next().await {
+        for record in found? {
+            stats.found += 1;
+            on_found(record);
+        }
+        done += 1;
+        progress(done, total);
+    }
+    Ok(stats)
+}
+
+/// Segments (or filters) a lookup reads at once: enough to hide the store's latency behind
+/// each other, few enough to stay polite to it.
+const LOOKUP_GETS_IN_FLIGHT: usize = 8;
+
+/// How [`find`] reads one segment.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    /// A key filter says the key is not in it.
+    RuledOut,
+    /// Through its key index, of this size.
+    Index(u64),
+    /// Whole: it has no key index.
+    Scan,
+}
+
+/// Asks a key filter about `hash`: the members that may hold it, and all its members.
+async fn ask_filter(
+    manifest: &ManifestReader,
+    key: &Path,
+    size: u64,
+    hash: u64,
+) -> Result<(BTreeSet<SegmentName>, Vec<SegmentName>), ArchiveError> {
+    // Header and member table: one GET for a filter of the usual size.
+    let usual = FILTER_HEADER_BYTES + MEMBER_BYTES * FILTER_MEMBERS as u64;
+    let mut table = manifest.remote().get_range(key, 0..usual.min(size)).await?;
+    let head_bytes = FilterHead::head_bytes(&table).map_err(|e| corrupt(key, e))?;
+    if head_bytes > table.len() as u64 {
+        table = manifest.remote().get_range(key, 0..head_bytes).await?;
+    }
+    let head = FilterHead::decode(&table).map_err(|e| corrupt(key, e))?;
+    let row = manifest.remote().get_range(key, head.row_for(hash)).await?;
+    let maybe = head
+        .candidates(&row, hash)
+        .into_iter()
+        .map(|m| (m.base_offset, m.last_offset, m.object_id))
+        .collect();
+    let members = head
+        .members
+        .iter()
+        .map(|m| (m.base_offset, m.last_offset, m.object_id))
+        .collect();
+    Ok((maybe, members))
+}
+
+/// The records of `query.key` in one segment, in offset order.
+async fn segment_matches(
+    reader: &Arc<RemoteReader>,
+    manifest: &ManifestReader,
+    root: &Root,
+    entry: &SegmentEntry,
+    how: Lookup,
+    query: &KeyQuery,
+    hash: u64,
+) -> Result<Vec<Found>, ArchiveError> {
+    let mut found = Vec::new();
+    let mut records = RecordReader::new(reader, manifest, root);
+    let offsets = match how {
+        Lookup::RuledOut => return Ok(found),
+        Lookup::Scan => {
+            records
+                .scan(entry, query, &mut |record| found.push(record))
+                .await?;
+            return Ok(found);
+        }
+        Lookup::Index(size) => {
+            let name = name_of(entry);
             let key = manifest
                 .layout()
                 .key_index(manifest.id(), name.0, name.1, name.2);
             let head = index_head(manifest, &key, size).await?;
             let range = head.entries_for(hash);
             if range.is_empty() {
-                Vec::new()
-            } else {
-                let block = manifest.remote().get_range(&key, range).await?;
-                head.offsets_in(&block, hash)
+                return Ok(found);
             }
-        } else {
-            stats.unindexed += 1;
-            records
-                .scan(entry, query, &mut |found| {
-                    stats.found += 1;
-                    on_found(found)
-                })
-                .await?;
-            progress(done as u64 + 1, total);
-            continue;
-        };
-        for offset in offsets {
-            if offset < root.start_offset {
-                continue;
-            }
-            if let Some(found) = records.at(offset, query).await? {
-                stats.found += 1;
-                on_found(found);
-            }
+            let block = manifest.remote().get_range(&key, range).await?;
+            head.offsets_in(&block, hash)
         }
-        progress(done as u64 + 1, total);
+    };
+    for offset in offsets {
+        if offset < root.start_offset {
+            continue;
+        }
+        if let Some(record) = records.at(offset, query).await? {
+            found.push(record);
+        }
     }
-    Ok(stats)
+    Ok(found)
 }
 
 /// Reads records at offsets for [`find`], a batch decoded once for all its matches.

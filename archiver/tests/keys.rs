@@ -293,9 +293,16 @@ async fn segments_without_an_index_are_read_whole_then_indexed() {
             let n = keys::index_segment(&reader, &manifest, &root, &entry)
                 .await
                 .unwrap();
+            // Every record has a key; those of the aborted transaction are left out.
+            let aborted_records = if name.0 == ABORTED_SEGMENT * PER_SEGMENT {
+                10
+            } else {
+                0
+            };
             assert_eq!(
-                n, PER_SEGMENT as u64,
-                "every record of segment {name:?} has a key"
+                n,
+                PER_SEGMENT as u64 - aborted_records,
+                "records indexed in segment {name:?}"
             );
         }
     }
