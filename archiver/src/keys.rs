@@ -20,6 +20,7 @@
 //! told how many there were, so an answer is never silently incomplete.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -317,10 +318,13 @@ pub struct FindStats {
     pub unindexed: u64,
     /// Records found.
     pub found: u64,
+    /// The caller stopped the search before its end.
+    pub stopped: bool,
 }
 
 /// Finds every record of `query.key` in one archived partition, in offset order, and hands
-/// each to `on_found`. `progress` hears of each segment done, with the total.
+/// each to `on_found`, which may stop the search (the reads under way are dropped).
+/// `progress` hears of each segment done, with the total.
 ///
 /// # Errors
 ///
@@ -329,7 +333,7 @@ pub async fn find(
     reader: &Arc<RemoteReader>,
     manifest: &ManifestReader,
     query: &KeyQuery,
-    on_found: &mut (dyn FnMut(Found) + Send),
+    on_found: &mut (dyn FnMut(Found) -> ControlFlow<()> + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<FindStats, ArchiveError> {
     let mut stats = FindStats::default();
@@ -406,7 +410,10 @@ pub async fn find(
     while let Some(found) = results.next().await {
         for record in found? {
             stats.found += 1;
-            on_found(record);
+            if on_found(record).is_break() {
+                stats.stopped = true;
+                return Ok(stats);
+            }
         }
         done += 1;
         progress(done, total);

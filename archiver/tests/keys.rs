@@ -188,7 +188,10 @@ impl Fixture {
             &reader,
             &manifest,
             &query,
-            &mut |f| found.push(f),
+            &mut |f| {
+                found.push(f);
+                std::ops::ControlFlow::Continue(())
+            },
             &mut |_, _| {},
         )
         .await

@@ -96,6 +96,11 @@ def test_every_record_of_a_key_comes_straight_from_the_bucket(silt_factory, s3):
     assert answer["tier"] == "archive" and not answer["truncated"]
     assert as_rows(answer["records"]) == sorted(by_key[b"customer-7"])
     assert any("consistent_random" in p["why"] for p in answer["partitions"])
+    # A limit: the first records in offset order, the rest not read.
+    query = urllib.parse.urlencode({"topic": "customers", "key": "customer-7", "limit": 3})
+    limited = admin_json(silt, f"/v1/archive/find?{query}")
+    assert limited["truncated"] and limited["records"] == answer["records"][:3]
+    assert limited["partitions"][-1]["stopped_at_limit"] and limited["partitions"][-1]["found"] == 4
     # Time bounds: only records stamped in [from, to).
     query = urllib.parse.urlencode({"topic": "customers", "key": "customer-7", "all_partitions": "true", "from": T0 + 1000, "to": T0 + 2000})
     answer = admin_json(silt, f"/v1/archive/find?{query}")

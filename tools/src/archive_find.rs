@@ -96,7 +96,10 @@ pub(crate) async fn find(archive: &Archive, args: FindArgs) -> Result<()> {
             &reader,
             &manifest,
             &query,
-            &mut |found| bar.suspend(|| println!("{}", render(&found, format))),
+            &mut |found| {
+                bar.suspend(|| println!("{}", render(&found, format)));
+                std::ops::ControlFlow::Continue(())
+            },
             &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);

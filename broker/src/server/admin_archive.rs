@@ -157,8 +157,12 @@ pub(super) async fn find(
                 &manifest,
                 &query,
                 &mut |found| {
-                    if records.len() < limit + 1 {
-                        records.push(found.to_json());
+                    // One past the limit says there is more; the search stops there.
+                    records.push(found.to_json());
+                    if records.len() > limit {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
                     }
                 },
                 &mut |_, _| {},
@@ -173,7 +177,11 @@ pub(super) async fn find(
                 "in_filters": stats.filtered,
                 "indexes_read": stats.indexes_read,
                 "unindexed_read_whole": stats.unindexed,
+                "stopped_at_limit": stats.stopped,
             }));
+            if stats.stopped {
+                break;
+            }
         }
         Ok::<_, silt_archiver::ArchiveError>((records, searched))
     });
