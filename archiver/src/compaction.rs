@@ -18,6 +18,7 @@ use silt_index::SegmentIndexer;
 use silt_index::batch::BatchHeader;
 use silt_index::compact::{CleanRules, Cleaned, KeyMap, Mapped, clean_batch, cleaned_bytes};
 use silt_index::manifest::SegmentEntry;
+use silt_index::record::decode_records;
 use silt_index::segment::SegmentMeta;
 use silt_index::sidecar::{AbortedRange, Sidecar};
 
@@ -47,6 +48,8 @@ pub struct ArchiveCompaction {
     pub grace_ms: i64,
     /// Compact whatever the dirty ratio.
     pub force: bool,
+    /// Write a key index beside each new segment (the topic's `archive.key.index`).
+    pub key_index: bool,
 }
 
 /// What an archive compaction pass did.
@@ -210,6 +213,13 @@ impl PartitionArchiver {
                 now_ms,
             )
             .await?;
+        if rules.key_index {
+            // Derived data, as after an upload: a failure only slows lookups.
+            let (reader, root) = (self.manifest().reader(), self.root());
+            if let Err(e) = crate::keys::refresh_filters(reader, root, false).await {
+                tracing::warn!(partition = ?reader.id(), error = %e, "key filters not refreshed after compaction; tried again after the next upload");
+            }
+        }
         Ok(Some(report))
     }
 }
@@ -325,6 +335,10 @@ impl GroupPass<'_> {
         let mut epochs_known = true;
         let mut aborted: Vec<AbortedRange> = Vec::new();
         let mut oldest_tombstone_ms: Option<i64> = None;
+        let mut keys = self
+            .rules
+            .key_index
+            .then(|| silt_index::keys::KeyIndexBuilder::new(base));
         for entry in group {
             let segment = fetch(self.reader, entry, report).await?;
             match &segment.sidecar.epochs {
@@ -372,6 +386,18 @@ impl GroupPass<'_> {
                     .ok_or_else(|| corrupt(self.reader, entry, "rewritten batch"))?;
                 indexer.on_batch(&kept);
                 records += u64::try_from(kept.record_count).unwrap_or(0);
+                if let Some(keys) = keys.as_mut()
+                    && !kept.is_control()
+                    && !segment.is_aborted(header)
+                {
+                    for record in decode_records(&bytes, DECOMPRESSED_MAX)
+                        .map_err(|e| corrupt(self.reader, entry, e))?
+                    {
+                        if let Some(key) = &record.key {
+                            keys.add(key, record.offset);
+                        }
+                    }
+                }
                 if !epochs_known
                     && epochs
                         .last()
@@ -424,6 +450,15 @@ impl GroupPass<'_> {
             )
             .await?;
         report.puts += 2;
+        if let Some(keys) = keys {
+            remote
+                .put(
+                    &layout.key_index(id, base, last_offset, object_id),
+                    Bytes::from(keys.finish(last_offset)),
+                )
+                .await?;
+            report.puts += 1;
+        }
         Ok(GroupOutcome {
             entry: Some(SegmentEntry {
                 meta,

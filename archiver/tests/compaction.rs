@@ -101,6 +101,7 @@ fn rules(force: bool, key_map_bytes: u64) -> ArchiveCompaction {
         min_lag_ms: 0,
         grace_ms: 60_000,
         force,
+        key_index: false,
     }
 }
 
@@ -224,6 +225,82 @@ async fn the_archive_compacts_in_passes_and_swaps_by_one_root() {
         .filter(|(_, (_, v))| v.is_some())
         .collect();
     assert_eq!(read_archive(&archive).await.0, live);
+}
+
+/// Issue #18: a topic with key indexes keeps one beside every segment compaction writes, and a
+/// lookup finds the key's surviving record through it, reading no segment whole.
+#[tokio::test]
+async fn compacted_segments_keep_a_key_index() {
+    use silt_archiver::keys::{self, KeyQuery};
+    use silt_archiver::{ReaderConfig, RemoteReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let archive = Archive::with_remote(
+        Remote::with_store(store.clone(), Path::from("pre"), "test".into()),
+        "w1".into(),
+        ArchiveConfig::default(),
+    );
+    let mut partition = archive.partition(pid()).await.unwrap();
+    partition.set_key_index(true);
+    let (segments, written) = segments(dir.path(), 40, 10, 8);
+    for segment in &segments {
+        partition.upload(segment, 5).await.unwrap();
+    }
+    let rules = ArchiveCompaction {
+        key_index: true,
+        ..rules(true, 1 << 20)
+    };
+    partition.compact(&rules, 10_000).await.unwrap();
+    let (table, entries) = read_archive(&archive).await;
+    assert_eq!(table, newest(&written));
+
+    let reader = RemoteReader::new(
+        archive.clone(),
+        ReaderConfig {
+            cache_dir: dir.path().join("cache"),
+            ..ReaderConfig::default()
+        },
+    )
+    .unwrap();
+    let manifest = reader.manifest(pid());
+    let indexes = keys::list(&manifest).await.unwrap().indexes;
+    for e in &entries {
+        let name = (e.meta.base_offset, e.meta.last_offset, e.object_id);
+        assert!(indexes.contains_key(&name), "{name:?} has a key index");
+    }
+    for (offset, (key, value)) in table.iter().take(5) {
+        let mut found = Vec::new();
+        let query = KeyQuery {
+            key: Bytes::from(key.clone()),
+            from_ms: None,
+            to_ms: None,
+        };
+        let stats = keys::find(
+            &reader,
+            &manifest,
+            &query,
+            &mut |f| {
+                found.push(f);
+                std::ops::ControlFlow::Continue(())
+            },
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(stats.unindexed, 0, "{stats:?}");
+        let got: Vec<(i64, Option<String>)> = found
+            .iter()
+            .map(|f| {
+                let value = f
+                    .value
+                    .as_ref()
+                    .map(|v| String::from_utf8(v.to_vec()).unwrap());
+                (f.offset, value)
+            })
+            .collect();
+        assert_eq!(got, vec![(*offset, value.clone())], "key {key}");
+    }
 }
 
 /// Hooks whose PUTs fail from the `n`th on (a writer killed there).

@@ -1030,6 +1030,7 @@ impl Tiering {
                 min_lag_ms: config.min_compaction_lag_ms,
                 grace_ms: node.config.archive_compaction_grace_ms as i64,
                 force: false,
+                key_index: config.archive_key_index,
             };
             match archiver.compact(&rules, now).await {
                 Ok(Some(report)) => {
