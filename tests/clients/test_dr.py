@@ -96,6 +96,13 @@ def test_a_second_cluster_recovers_topics_and_groups_from_a_copied_bucket(silt_f
     # Region A is lost; its bucket had been replicated.
     a.stop()
     copy_bucket(s3, bucket_a, bucket_b)
+    # The replicated bucket answers key lookups and Parquet exports with no broker at all.
+    found = silt_cli("archive", "--archive", f"s3://{bucket_b}/{PREFIX}", "find", "orders", "--key", "k7", "--all-partitions", "--format", "json", env=s3.env)
+    assert found.returncode == 0, found.stderr
+    assert [(r["partition"], r["offset"]) for r in map(json.loads, found.stdout.splitlines())] == [(p, o) for p, o, k, _ in orders if k == b"k7"]
+    exported = silt_cli("archive", "--archive", f"s3://{bucket_b}/{PREFIX}", "export", "orders", "--to", f"s3://{bucket_b}/lake", env=s3.env)
+    assert exported.returncode == 0, exported.stderr
+    assert f"({len(orders)} records;" in exported.stdout, exported.stdout
     b = cluster(silt_factory, s3, "b", bucket_b)
 
     # Topic by topic: every archived offset reads at once, byte-identical, from the earliest.
