@@ -504,7 +504,15 @@ def test_admin_api_authenticates_and_only_super_users_change_state(secured, tmp_
     configs = list(admin.describe_configs([resource]).values())[0].result(30)
     assert configs["bootstrap_user"].is_sensitive and configs["bootstrap_user"].value is None
     assert configs["listeners"].value.startswith("PLAINTEXT://")
-    create_topics(s, "described")
+    create_topics(s, "described", "hidden")
+    # The REST API shows a user the topics it may describe, as Metadata would.
+    allow(s, "User:alice", ResourceType.TOPIC, "described", AclOperation.DESCRIBE)
+    cluster = json.load(urllib.request.urlopen(auth_request(s, "/v3/clusters", token=TOKEN)))["data"][0]["cluster_id"]
+    listed = json.load(urllib.request.urlopen(auth_request(s, f"/v3/clusters/{cluster}/topics", basic=("alice", ALICE_PASSWORD))))
+    assert [t["topic_name"] for t in listed["data"]] == ["described"]
+    assert status_of(auth_request(s, f"/v3/clusters/{cluster}/topics/hidden", basic=("alice", ALICE_PASSWORD))) == 404
+    everything = json.load(urllib.request.urlopen(auth_request(s, f"/v3/clusters/{cluster}/topics", token=TOKEN)))
+    assert {"described", "hidden"} <= {t["topic_name"] for t in everything["data"]}
     shown = s.silt("topic", "describe", "described").stdout + body + s.broker.log_text()
     for secret in (ADMIN_PASSWORD, TOKEN, ALICE_PASSWORD):
         assert secret not in shown

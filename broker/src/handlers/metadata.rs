@@ -5,8 +5,6 @@
 //! term every replica knows); one it does not hold, from the leadership its peers reported
 //! (see [`crate::cluster::leaders`]).
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -83,7 +81,7 @@ pub(super) async fn handle(
 /// alive, else this broker (any broker takes controller requests and forwards them, so, as
 /// KRaft brokers do, name a live one: kafkajs sends InitProducerId there and gives up on a
 /// dead one).
-pub(super) fn controller_id(node: &Node) -> i32 {
+pub(crate) fn controller_id(node: &Node) -> i32 {
     node.cluster
         .controller
         .leader()
@@ -140,6 +138,26 @@ pub(super) fn brokers(
         );
     }
     brokers
+}
+
+/// A topic's partitions as Metadata describes them (leaders, replicas, in-sync replicas),
+/// for the admin API.
+pub(crate) fn describe_topic(node: &Node, topic: &Topic) -> MetadataResponseTopic {
+    describe(node, &node.cluster.controller.state(), topic)
+}
+
+/// The brokers Metadata lists on the first listener, as (id, host, port), for the admin API.
+pub(crate) fn brokers_of(node: &Node) -> Vec<(i32, String, i32)> {
+    let listener = node
+        .security
+        .listeners
+        .first()
+        .map(|l| l.name.clone())
+        .unwrap_or_default();
+    brokers(node, &node.cluster.controller.state(), &listener)
+        .into_iter()
+        .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+        .collect()
 }
 
 /// `host:port` split, IPv6 brackets removed.
@@ -205,7 +223,7 @@ async fn by_name(
     }
 }
 
-fn describe(node: &Node, state: &ClusterState, topic: &Arc<Topic>) -> MetadataResponseTopic {
+fn describe(node: &Node, state: &ClusterState, topic: &Topic) -> MetadataResponseTopic {
     let meta = state.topics.get(&topic.name).filter(|m| m.id == topic.id);
     let partitions = topic
         .partitions()

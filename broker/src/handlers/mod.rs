@@ -14,7 +14,7 @@ mod groups;
 mod leader_epoch;
 pub(crate) mod leader_hint;
 mod list_offsets;
-mod metadata;
+pub(crate) mod metadata;
 mod produce;
 mod producer_id;
 mod records;

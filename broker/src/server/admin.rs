@@ -9,6 +9,7 @@
 //! POST   /v1/partitions/{topic}/{partition}/reassign          {"replicas": [..]}
 //! POST   /v1/partitions/{topic}/{partition}/transfer_leadership  {"to": id}
 //! GET    /v1/archive/find?topic=T&key=K                       records by key (admin_archive)
+//! GET    /v3/...                                              REST Proxy v3, read side (rest_v3)
 //! ```
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
             "/v1/partitions/{topic}/{partition}/transfer_leadership",
             post(transfer_leadership),
         )
+        .merge(super::rest_v3::routes())
         .layer(axum::middleware::from_fn_with_state(
             Gate {
                 node: node.clone(),

@@ -74,6 +74,44 @@ fn key_of(params: &FindParams) -> Result<Bytes, String> {
     }
 }
 
+/// Whether the admin API's caller may do `operation` on a topic, as a Kafka client with its
+/// principal would: a super user (or the bearer token) may; a principal needs the ACL; with
+/// no principal (the admin API does not authenticate), only when Kafka requests are not
+/// authorized either.
+pub(super) fn may_use_topic(
+    node: &Node,
+    principal: Option<&AdminPrincipal>,
+    operation: Operation,
+    topic: &str,
+) -> Result<(), String> {
+    match principal {
+        Some(AdminPrincipal {
+            super_user: true, ..
+        }) => Ok(()),
+        Some(AdminPrincipal { name, .. }) => {
+            let caller = node.security.caller(
+                || node.cluster.controller.state(),
+                Arc::from(name.as_str()),
+                Arc::from(""),
+                Arc::from("admin"),
+            );
+            if caller.topic(operation, topic) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} may not {} topic '{topic}'",
+                    operation.name().to_lowercase()
+                ))
+            }
+        }
+        None if node.security.authorizes => Err(
+            "Kafka requests are authorized but the admin API does not authenticate: topics are not served over it"
+                .into(),
+        ),
+        None => Ok(()),
+    }
+}
+
 pub(super) async fn find(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<AdminPrincipal>>,
@@ -92,34 +130,13 @@ pub(super) async fn find(
             format!("topic '{}' does not exist", params.topic),
         );
     };
-    let security = &node.security;
-    match principal {
-        Some(axum::Extension(AdminPrincipal {
-            super_user: true, ..
-        })) => {}
-        Some(axum::Extension(AdminPrincipal {
-            name: principal, ..
-        })) => {
-            let caller = security.caller(
-                || node.cluster.controller.state(),
-                Arc::from(principal.as_str()),
-                Arc::from(""),
-                Arc::from("admin"),
-            );
-            if !caller.topic(Operation::Read, &topic.name) {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    format!("{principal} may not read topic '{}'", topic.name),
-                );
-            }
-        }
-        None if security.authorizes => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "Kafka requests are authorized but the admin API does not authenticate: records are not served over it",
-            );
-        }
-        None => {}
+    if let Err(why) = may_use_topic(
+        &node,
+        principal.as_ref().map(|p| &p.0),
+        Operation::Read,
+        &topic.name,
+    ) {
+        return refuse(StatusCode::FORBIDDEN, why);
     }
     let count = topic.partition_count();
     let partitions: Vec<(i32, String)> = match params.partition {

@@ -5,6 +5,7 @@ mod admin;
 mod admin_archive;
 mod admin_auth;
 mod connection;
+mod rest_v3;
 
 use std::future::Future;
 use std::net::SocketAddr;
