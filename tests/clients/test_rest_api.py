@@ -113,3 +113,31 @@ def test_every_documented_route_answers_as_documented(silt):
         status, body = get(silt, path)
         assert status == 200, (template, body)
         conforms(doc, item["get"]["responses"]["200"]["content"]["application/json"]["schema"], body, template)
+
+
+def test_a_topics_tiering_shows_both_ranges_and_the_bucket_bytes(silt_factory, s3):
+    from helpers import confluent_produce
+    from test_historical import TOPIC_CONFIG, only_in_the_archive, tiered_silt
+
+    from conftest import wait_for
+
+    silt = tiered_silt(silt_factory, s3)
+    create_topic(silt.bootstrap, "tiered", partitions=2, config=TOPIC_CONFIG)
+    confluent_produce(silt.bootstrap, "tiered", [(i % 2, None, b"x" * 500, [], None) for i in range(2000)],
+                      **{"linger.ms": 10, "batch.size": 8192})
+    wait_for(lambda: only_in_the_archive(silt, "tiered"), timeout=240, what="tiered archived and gone from the local log")
+    status, tiering = get(silt, "/v1/topics/tiered/tiering")
+    assert status == 200 and tiering["topic"]["name"] == "tiered"
+    for p in tiering["topic"]["partitions"]:
+        archive = p["archive"]
+        assert archive["archive_start_offset"] == 0 and archive["archived_next_offset"] == p["high_watermark"] == 1000
+        assert p["local_start_offset"] == p["high_watermark"] and archive["backlog_segments"] == 0
+        # The bucket's bytes for the partition are the segments its root names.
+        prefix_bytes = sum(
+            o["Size"] for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix="cluster-a/")
+            for o in page.get("Contents", []) if o["Key"].endswith(".log") and "/tiered_" in o["Key"] and f"/{p['partition']}/segments/" in o["Key"]
+        )
+        assert archive["archived_bytes"] == prefix_bytes, (archive, prefix_bytes)
+    assert tiering["archive_cache"]["bytes"] >= 0 and "hit_ratio" in tiering["archive_cache"]
+    status, body = get(silt, "/v1/topics/nope/tiering")
+    assert status == 404 and "nope" in body["error"]

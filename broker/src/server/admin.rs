@@ -9,6 +9,7 @@
 //! POST   /v1/partitions/{topic}/{partition}/reassign          {"replicas": [..]}
 //! POST   /v1/partitions/{topic}/{partition}/transfer_leadership  {"to": id}
 //! GET    /v1/archive/find?topic=T&key=K                       records by key (admin_archive)
+//! GET    /v1/topics/{topic}/tiering                           each partition's local and archived ranges, backlog; the cache
 //! GET    /v3/...                                              REST Proxy v3, read side (rest_v3)
 //! ```
 
@@ -27,7 +28,6 @@ use super::admin_auth::{Gate, TlsListener, authenticate};
 use crate::cluster::ops::{self, OpError};
 use crate::metrics;
 use crate::node::Node;
-use crate::partition::PartitionView;
 
 pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
@@ -35,6 +35,7 @@ pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watc
         .route("/v1/status", get(status))
         .route("/v1/brokers", get(brokers))
         .route("/v1/archive/find", get(super::admin_archive::find))
+        .route("/v1/topics/{topic}/tiering", get(tiering))
         .route("/v1/brokers/{id}/decommission", post(decommission))
         .route("/v1/brokers/{id}", delete(remove_broker))
         .route(
@@ -194,132 +195,49 @@ async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
     )
 }
 
+/// One topic's tiering: per partition the local and archived offset ranges and bytes, the
+/// upload backlog; the node's archive cache. Needs Describe on the topic.
+async fn tiering(
+    State(node): State<Arc<Node>>,
+    principal: Option<axum::Extension<super::admin_archive::AdminPrincipal>>,
+    Path(name): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let missing = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("topic '{name}' does not exist") })),
+        )
+    };
+    let Some(topic) = node.topics.get(&name) else {
+        return missing();
+    };
+    if super::admin_archive::may_use_topic(
+        &node,
+        principal.as_ref().map(|p| &p.0),
+        crate::security::acl::Operation::Describe,
+        &topic.name,
+    )
+    .is_err()
+    {
+        return missing();
+    }
+    let archive = node.config.value_of("archive");
+    (
+        StatusCode::OK,
+        Json(json!({
+            "topic": super::admin_status::topic_status(&node, &topic, archive.as_deref()),
+            "archive_cache": super::admin_status::cache_status(&node),
+        })),
+    )
+}
+
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let archive = node.config.value_of("archive");
     let topics: Vec<Value> = node
         .topics
         .all()
         .iter()
-        .map(|topic| {
-            let partitions: Vec<Value> = topic
-                .partitions()
-                .iter()
-                .map(|p| {
-                    if !p.hosted {
-                        return json!({ "partition": p.index, "hosted": false });
-                    }
-                    let view = PartitionView::of(&node, topic.clone(), p.clone());
-                    if let Some(error) = view.offline() {
-                        return json!({ "partition": p.index, "online": false, "error": error });
-                    }
-                    let bounds = view.bounds_now();
-                    let tier = view.tier();
-                    if let Some(source) = &topic.read_replica_of {
-                        // A read replica: what it serves of its source's archive.
-                        return json!({
-                            "partition": p.index,
-                            "online": true,
-                            "read_replica_of": source,
-                            "high_watermark": bounds.high_watermark,
-                            "start_offset": bounds.log_start,
-                            "source_manifest_version": tier.and_then(|t| t.root()).map(|r| r.version),
-                        });
-                    }
-                    let Some(log) = p.log() else {
-                        unreachable!("online partitions have a log");
-                    };
-                    let backlog = node.tiering.as_ref().and_then(|t| t.backlog(topic, p));
-                    let replica = p.replica.as_ref().ok().map(|r| {
-                        let leadership = r.leadership();
-                        // While leading: entries each other replica lacks (a new replica
-                        // catching up during a move shows here).
-                        let lags: serde_json::Map<String, Value> = r
-                            .as_raft()
-                            .filter(|_| leadership.is_leader)
-                            .map(|raft| raft.lags())
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(n, lag)| (n.to_string(), json!(lag)))
-                            .collect();
-                        // Where this replica's Raft snapshot sits and what its log forgot
-                        // (a replica that needs older entries gets the snapshot).
-                        let (snapshot, purged, last) = r
-                            .as_raft()
-                            .map(|raft| raft.snapshot_progress())
-                            .unwrap_or_default();
-                        // While leading: where each replica's local log starts (the others'
-                        // as their pulses last said), beside the archive pointer.
-                        let local_starts: serde_json::Map<String, Value> = r
-                            .as_raft()
-                            .filter(|_| leadership.is_leader)
-                            .map(|raft| {
-                                let mut starts = node.cluster.pulse.replica_starts(raft.group());
-                                starts.insert(node.config.node_id as u64, log.log_start_offset());
-                                starts
-                            })
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(n, start)| (n.to_string(), json!(start)))
-                            .collect();
-                        json!({
-                            "role": r.role(),
-                            "leader": leadership.leader,
-                            "leader_epoch": leadership.epoch,
-                            "replicas": r.replicas(),
-                            "in_sync": r.in_sync(),
-                            "lags": lags,
-                            "raft_snapshot_index": snapshot,
-                            "raft_purged_index": purged,
-                            "raft_last_index": last,
-                            "replica_local_starts": local_starts,
-                        })
-                    });
-                    json!({
-                        "partition": p.index,
-                        "online": !log.is_closed(),
-                        "replica": replica,
-                        "high_watermark": bounds.high_watermark,
-                        // read_committed consumers read below it (an open transaction).
-                        "last_stable_offset": bounds.last_stable,
-                        "log_end_offset": bounds.log_end,
-                        // The first offset a consumer can read, across tiers.
-                        "start_offset": bounds.log_start,
-                        "local_start_offset": bounds.local_start,
-                        "local_bytes": log.size_bytes(),
-                        "compaction": topic.config().cleanup_policy.compacts().then(|| log.compaction_status()),
-                        "local_segments": log.segments().len(),
-                        "archive": tier.map(|t| json!({
-                            "archived_next_offset": t.archived_next(),
-                            "archive_start_offset": t.archive_start(),
-                            "fenced": t.is_fenced(),
-                            // The last root's writer and term (who uploads: the leader).
-                            "root_writer": t.root().map(|r| r.writer.clone()),
-                            "root_term": t.root().map(|r| r.term),
-                            // The archive pointer the partition's log last carried here.
-                            "replicated_pointer": log.archived_pointer(),
-                            "compacted_to": t.root().map(|r| r.compacted_to),
-                            "compaction_deferred_segments": t.root().map(|r| r.deferred_segments.len()),
-                            "backlog_segments": backlog.map(|b| b.0),
-                            "backlog_bytes": backlog.map(|b| b.1),
-                        })),
-                    })
-                })
-                .collect();
-            let r = &topic.recompressed;
-            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            json!({
-                "name": topic.name,
-                "id": topic.id,
-                "compression_type": topic.compression_type().as_str(),
-                "recompressed": { "batches": load(&r.batches), "bytes_in": load(&r.bytes_in), "bytes_out": load(&r.bytes_out) },
-                // Where archived segments go as Parquet (archive.parquet=true): a Hive-style table.
-                "parquet_table": (topic.config().archive_parquet && archive.is_some()).then(|| format!(
-                    "{}/{}/topic={}/", archive.as_deref().unwrap_or_default().trim_end_matches('/'),
-                    silt_archiver::parquet::ARCHIVE_DIR, topic.name,
-                )),
-                "partitions": partitions,
-            })
-        })
+        .map(|topic| super::admin_status::topic_status(&node, topic, archive.as_deref()))
         .collect();
     Json(json!({
         "node_id": node.config.node_id,

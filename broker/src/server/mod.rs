@@ -4,6 +4,7 @@
 mod admin;
 mod admin_archive;
 mod admin_auth;
+mod admin_status;
 mod connection;
 mod rest_v3;
 
