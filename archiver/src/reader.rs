@@ -1196,12 +1196,17 @@ impl<'a> BatchCursor<'a> {
         let meta = &located.entry.meta;
         let rel = (offset - meta.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
         let entry = located.sidecar.offset_index.lookup(RelativeOffset(rel));
+        // Before the first entry: the first batch, which starts at the segment's base unless
+        // compaction left gaps (then its records are fewer than its offsets, and the first
+        // batch may start later).
+        let dense = i64::try_from(meta.record_count)
+            .is_ok_and(|n| n == meta.last_offset - meta.base_offset + 1);
         let (position, expect_base) = match entry {
             Some(e) => (
                 u64::from(e.position.0),
-                meta.base_offset + i64::from(e.offset.0),
+                Some(meta.base_offset + i64::from(e.offset.0)),
             ),
-            None => (0, meta.base_offset),
+            None => (0, dense.then_some(meta.base_offset)),
         };
         BatchCursor {
             located,
@@ -1213,7 +1218,7 @@ impl<'a> BatchCursor<'a> {
             fresh,
             from_cache: false,
             waited: false,
-            expect_base: Some(expect_base),
+            expect_base,
             previous_next: meta.base_offset,
         }
     }
