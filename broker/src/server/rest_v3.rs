@@ -222,6 +222,27 @@ fn visible_topic(
         })
 }
 
+/// The topic of a path under `/v3/clusters/{cluster_id}/topics/{topic_name}`, or the 404.
+fn topic_in(
+    node: &Node,
+    cluster_id: &str,
+    principal: Option<&axum::Extension<AdminPrincipal>>,
+    name: &str,
+) -> Result<Arc<Topic>, Answer> {
+    check_cluster(node, cluster_id)?;
+    visible_topic(node, principal.map(|p| &p.0), name)
+}
+
+/// The item of `items` whose `field` is the number `wanted` (a path's id), or a 404 saying
+/// `missing`.
+fn one_of(items: Vec<Value>, field: &str, wanted: &str, missing: String) -> Answer {
+    let wanted = wanted.parse::<i64>().ok();
+    items
+        .into_iter()
+        .find(|item| wanted.is_some() && item[field].as_i64() == wanted)
+        .map_or_else(|| error(StatusCode::NOT_FOUND, missing), ok)
+}
+
 fn cluster_data(node: &Node, urls: &Urls) -> Value {
     let controller = crate::handlers::metadata::controller_id(node);
     json!({
@@ -296,18 +317,12 @@ async fn broker(
         return e;
     }
     let urls = Urls::new(&node, &headers);
-    broker_list(&node, &urls)
-        .into_iter()
-        .find(|b| broker_id.parse::<i64>().ok() == b["broker_id"].as_i64())
-        .map_or_else(
-            || {
-                error(
-                    StatusCode::NOT_FOUND,
-                    format!("broker '{broker_id}' is not in the cluster"),
-                )
-            },
-            ok,
-        )
+    one_of(
+        broker_list(&node, &urls),
+        "broker_id",
+        &broker_id,
+        format!("broker '{broker_id}' is not in the cluster"),
+    )
 }
 
 fn topic_data(node: &Node, urls: &Urls, topic: &Topic) -> Value {
@@ -365,10 +380,7 @@ async fn topic(
     principal: Option<axum::Extension<AdminPrincipal>>,
     Path((cluster_id, name)): Path<(String, String)>,
 ) -> Answer {
-    if let Err(e) = check_cluster(&node, &cluster_id) {
-        return e;
-    }
-    match visible_topic(&node, principal.as_ref().map(|p| &p.0), &name) {
+    match topic_in(&node, &cluster_id, principal.as_ref(), &name) {
         Ok(topic) => ok(topic_data(&node, &Urls::new(&node, &headers), &topic)),
         Err(e) => e,
     }
@@ -409,10 +421,7 @@ async fn partitions(
     principal: Option<axum::Extension<AdminPrincipal>>,
     Path((cluster_id, name)): Path<(String, String)>,
 ) -> Answer {
-    if let Err(e) = check_cluster(&node, &cluster_id) {
-        return e;
-    }
-    let topic = match visible_topic(&node, principal.as_ref().map(|p| &p.0), &name) {
+    let topic = match topic_in(&node, &cluster_id, principal.as_ref(), &name) {
         Ok(topic) => topic,
         Err(e) => return e,
     };
@@ -430,25 +439,16 @@ async fn partition(
     principal: Option<axum::Extension<AdminPrincipal>>,
     Path((cluster_id, name, index)): Path<(String, String, String)>,
 ) -> Answer {
-    if let Err(e) = check_cluster(&node, &cluster_id) {
-        return e;
-    }
-    let topic = match visible_topic(&node, principal.as_ref().map(|p| &p.0), &name) {
+    let topic = match topic_in(&node, &cluster_id, principal.as_ref(), &name) {
         Ok(topic) => topic,
         Err(e) => return e,
     };
-    partition_list(&node, &Urls::new(&node, &headers), &topic)
-        .into_iter()
-        .find(|p| index.parse::<i64>().ok() == p["partition_id"].as_i64())
-        .map_or_else(
-            || {
-                error(
-                    StatusCode::NOT_FOUND,
-                    format!("topic '{name}' has no partition '{index}'"),
-                )
-            },
-            ok,
-        )
+    one_of(
+        partition_list(&node, &Urls::new(&node, &headers), &topic),
+        "partition_id",
+        &index,
+        format!("topic '{name}' has no partition '{index}'"),
+    )
 }
 
 fn config_list(node: &Node, urls: &Urls, topic: &Topic) -> Vec<Value> {
@@ -487,10 +487,7 @@ async fn configs(
     principal: Option<axum::Extension<AdminPrincipal>>,
     Path((cluster_id, name)): Path<(String, String)>,
 ) -> Answer {
-    if let Err(e) = check_cluster(&node, &cluster_id) {
-        return e;
-    }
-    let topic = match visible_topic(&node, principal.as_ref().map(|p| &p.0), &name) {
+    let topic = match topic_in(&node, &cluster_id, principal.as_ref(), &name) {
         Ok(topic) => topic,
         Err(e) => return e,
     };
@@ -508,10 +505,7 @@ async fn config(
     principal: Option<axum::Extension<AdminPrincipal>>,
     Path((cluster_id, name, config)): Path<(String, String, String)>,
 ) -> Answer {
-    if let Err(e) = check_cluster(&node, &cluster_id) {
-        return e;
-    }
-    let topic = match visible_topic(&node, principal.as_ref().map(|p| &p.0), &name) {
+    let topic = match topic_in(&node, &cluster_id, principal.as_ref(), &name) {
         Ok(topic) => topic,
         Err(e) => return e,
     };
