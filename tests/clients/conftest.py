@@ -59,6 +59,8 @@ class Silt:
         ]
         env = {**os.environ, "RUST_LOG": os.environ.get("SILT_TEST_LOG", "info,openraft=error"), **self.env}
         env = {k: v for k, v in env.items() if not k.startswith("SILT_") or k in self.env}
+        # A cluster made again on fresh ports starts its nodes under a new directory.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE, env=env, text=True)
         self._ready = threading.Event()
