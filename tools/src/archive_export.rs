@@ -4,7 +4,7 @@
 //! already exported, by this command or by the archiver of a topic with `archive.parquet`, are
 //! skipped) and DuckDB, Spark or Trino read the prefix as one table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,7 +75,6 @@ struct Tally {
     not_json: u64,
     /// Bytes of the segments exported (not those skipped).
     segment_bytes: u64,
-    skipped_bytes: u64,
     parquet_bytes: u64,
 }
 
@@ -86,7 +85,6 @@ impl Tally {
         self.records += other.records;
         self.not_json += other.not_json;
         self.segment_bytes += other.segment_bytes;
-        self.skipped_bytes += other.skipped_bytes;
         self.parquet_bytes += other.parquet_bytes;
     }
 }
@@ -104,20 +102,9 @@ struct Job {
 }
 
 impl Job {
-    /// Writes the segment's file unless it is there; what it did.
+    /// Writes the segment's file; what it did.
     async fn run(self) -> Result<Tally> {
         let segment_bytes = self.entry.meta.size_bytes;
-        match self.target.head(&self.key).await {
-            Ok(_) => {
-                return Ok(Tally {
-                    skipped: 1,
-                    skipped_bytes: segment_bytes,
-                    ..Tally::default()
-                });
-            }
-            Err(ArchiveError::NotFound(_)) => {}
-            Err(e) => return Err(e).with_context(|| format!("checking for {}", self.key)),
-        }
         let scratch = tempfile::tempfile_in(&self.scratch).context("a scratch file")?;
         let id = self.manifest.id();
         let mut sink = ParquetWriter::with_json(scratch, id.partition, self.json)?;
@@ -222,6 +209,16 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     bar.set_message(format!("{} -> {}", topic.name, target.description()));
     let started = Instant::now();
     let mut tally = Tally::default();
+    // The files already there, in one listing rather than a HEAD per segment.
+    let topic_dir = target
+        .prefix()
+        .clone()
+        .join(format!("topic={}", topic.name));
+    let exported: HashSet<Path> = match target.list(&topic_dir, None).await {
+        Ok(found) => found.into_iter().map(|m| m.location).collect(),
+        Err(ArchiveError::NotFound(_)) => HashSet::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {topic_dir}")),
+    };
     // Segments side by side: each one's GETs wait on the store while another's records are
     // encoded.
     let mut plan = plan.into_iter();
@@ -230,22 +227,28 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
         while running.len() < args.parallel.max(1)
             && let Some((partition, entry)) = plan.next()
         {
+            let key = parquet::file_key(
+                target.prefix(),
+                &topic.name,
+                partition,
+                entry.meta.first_timestamp,
+                (
+                    entry.meta.base_offset,
+                    entry.meta.last_offset,
+                    entry.object_id,
+                ),
+            );
+            if exported.contains(&key) {
+                tally.skipped += 1;
+                bar.inc(entry.meta.size_bytes);
+                continue;
+            }
             let job = Job {
                 reader: reader.clone(),
                 manifest: reader.manifest(pid(&topic, partition)),
                 root: roots[&partition].clone(),
                 target: target.clone(),
-                key: parquet::file_key(
-                    target.prefix(),
-                    &topic.name,
-                    partition,
-                    entry.meta.first_timestamp,
-                    (
-                        entry.meta.base_offset,
-                        entry.meta.last_offset,
-                        entry.object_id,
-                    ),
-                ),
+                key,
                 entry,
                 json: json.clone(),
                 scratch: cache.path().to_path_buf(),
@@ -257,7 +260,7 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
         };
         let done = done.context("an export task failed")??;
         tally.add(&done);
-        bar.inc(done.segment_bytes + done.skipped_bytes);
+        bar.inc(done.segment_bytes);
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
