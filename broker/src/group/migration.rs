@@ -67,7 +67,7 @@ fn topics_of_metadata(metadata: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn partitions_of_assignment(assignment: &[u8]) -> Partitions {
+pub(crate) fn partitions_of_assignment(assignment: &[u8]) -> Partitions {
     let mut bytes = Bytes::copy_from_slice(assignment);
     let mut out = Partitions::new();
     if bytes.len() < 2 {

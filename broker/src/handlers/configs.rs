@@ -276,7 +276,7 @@ pub(super) async fn alter(
 }
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on the topic's overrides.
-pub(super) async fn incremental_alter(
+pub(crate) async fn incremental_alter(
     node: &Node,
     request: IncrementalAlterConfigsRequest,
     caller: &Caller,

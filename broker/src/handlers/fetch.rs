@@ -99,7 +99,7 @@ impl Outcome {
 
 type RemoteResult = Result<Option<RemoteSlice>, ArchiveError>;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     node: Arc<Node>,
     request: FetchRequest,
     version: i16,

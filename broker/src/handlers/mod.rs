@@ -7,9 +7,9 @@
 
 mod api_versions;
 mod cluster;
-mod configs;
+pub(crate) mod configs;
 mod consumer_groups;
-mod fetch;
+pub(crate) mod fetch;
 mod groups;
 mod leader_epoch;
 pub(crate) mod leader_hint;
@@ -19,7 +19,7 @@ mod produce;
 mod producer_id;
 mod records;
 mod security;
-mod topics;
+pub(crate) mod topics;
 mod txn;
 
 use std::future::Future;

@@ -27,7 +27,7 @@ pub(super) const SOURCE_TOPIC: i8 = 1;
 pub(super) const SOURCE_STATIC_BROKER: i8 = 4;
 pub(super) const SOURCE_DEFAULT: i8 = 5;
 
-pub(super) async fn create(
+pub(crate) async fn create(
     node: &Node,
     request: CreateTopicsRequest,
     version: i16,
@@ -180,7 +180,7 @@ fn describe_for_create(
         .collect()
 }
 
-pub(super) async fn delete(
+pub(crate) async fn delete(
     node: &Node,
     request: DeleteTopicsRequest,
     caller: &Caller,

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -31,21 +30,6 @@ use crate::node::Node;
 
 pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/v1/status", get(status))
-        .route("/v1/brokers", get(brokers))
-        .route("/v1/archive/find", get(super::admin_archive::find))
-        .route("/v1/topics/{topic}/tiering", get(tiering))
-        .route("/v1/brokers/{id}/decommission", post(decommission))
-        .route("/v1/brokers/{id}", delete(remove_broker))
-        .route(
-            "/v1/partitions/{topic}/{partition}/reassign",
-            post(reassign),
-        )
-        .route(
-            "/v1/partitions/{topic}/{partition}/transfer_leadership",
-            post(transfer_leadership),
-        )
         .merge(super::rest_v3::routes())
         .layer(axum::middleware::from_fn_with_state(
             Gate {
@@ -93,16 +77,16 @@ fn answer(result: Result<Value, OpError>) -> (StatusCode, Json<Value>) {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct ReassignBody {
+pub(super) struct ReassignBody {
     replicas: Vec<i32>,
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct TransferBody {
+pub(super) struct TransferBody {
     to: i32,
 }
 
-async fn reassign(
+pub(super) async fn reassign(
     State(node): State<Arc<Node>>,
     Path((topic, partition)): Path<(String, i32)>,
     Json(body): Json<ReassignBody>,
@@ -116,7 +100,7 @@ async fn reassign(
     )
 }
 
-async fn transfer_leadership(
+pub(super) async fn transfer_leadership(
     State(node): State<Arc<Node>>,
     Path((topic, partition)): Path<(String, i32)>,
     Json(body): Json<TransferBody>,
@@ -128,7 +112,7 @@ async fn transfer_leadership(
     )
 }
 
-async fn decommission(
+pub(super) async fn decommission(
     State(node): State<Arc<Node>>,
     Path(id): Path<i32>,
 ) -> (StatusCode, Json<Value>) {
@@ -139,7 +123,7 @@ async fn decommission(
     )
 }
 
-async fn remove_broker(
+pub(super) async fn remove_broker(
     State(node): State<Arc<Node>>,
     Path(id): Path<i32>,
 ) -> (StatusCode, Json<Value>) {
@@ -152,7 +136,7 @@ async fn remove_broker(
 
 /// Every broker: addresses, whether it is decommissioning, and the partitions it holds
 /// (those still moving to or from it included).
-async fn brokers(State(node): State<Arc<Node>>) -> Json<Value> {
+pub(super) async fn brokers(State(node): State<Arc<Node>>) -> Json<Value> {
     let state = node.cluster.controller.state();
     let list: Vec<Value> = state
         .brokers
@@ -188,7 +172,7 @@ async fn brokers(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(json!({ "brokers": list, "moving": moving }))
 }
 
-async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
+pub(super) async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(&node),
@@ -197,7 +181,7 @@ async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
 
 /// One topic's tiering: per partition the local and archived offset ranges and bytes, the
 /// upload backlog; the node's archive cache. Needs Describe on the topic.
-async fn tiering(
+pub(super) async fn tiering(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<super::admin_archive::AdminPrincipal>>,
     Path(name): Path<String>,
@@ -231,7 +215,7 @@ async fn tiering(
     )
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+pub(super) async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let archive = node.config.value_of("archive");
     let topics: Vec<Value> = node
         .topics

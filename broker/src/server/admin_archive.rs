@@ -112,6 +112,36 @@ pub(super) fn may_use_topic(
     }
 }
 
+/// The admin API's caller as a Kafka [`Caller`](crate::security::Caller), for routes that act
+/// through the same checks a Kafka request goes through: a super user (or the bearer token) is
+/// unrestricted; a principal has its ACLs; with no principal, unrestricted only when Kafka
+/// requests are not authorized either.
+///
+/// # Errors
+///
+/// The admin API does not authenticate while Kafka requests are authorized.
+pub(super) fn admin_caller(
+    node: &Node,
+    principal: Option<&AdminPrincipal>,
+) -> Result<crate::security::Caller, String> {
+    match principal {
+        Some(AdminPrincipal {
+            super_user: true, ..
+        }) => Ok(crate::security::Caller::unrestricted("admin")),
+        Some(AdminPrincipal { name, .. }) => Ok(node.security.caller(
+            || node.cluster.controller.state(),
+            Arc::from(name.as_str()),
+            Arc::from(""),
+            Arc::from("admin"),
+        )),
+        None if node.security.authorizes => Err(
+            "Kafka requests are authorized but the admin API does not authenticate: it acts for no one"
+                .into(),
+        ),
+        None => Ok(crate::security::Caller::unrestricted("admin")),
+    }
+}
+
 pub(super) async fn find(
     State(node): State<Arc<Node>>,
     principal: Option<axum::Extension<AdminPrincipal>>,

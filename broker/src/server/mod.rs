@@ -6,7 +6,10 @@ mod admin_archive;
 mod admin_auth;
 mod admin_status;
 mod connection;
+mod rest_groups;
+mod rest_records;
 mod rest_v3;
+mod rest_v3_write;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get as get_route};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use silt_config::TOPIC_PROPERTIES;
@@ -37,112 +37,372 @@ use crate::node::Node;
 use crate::security::acl::Operation;
 use crate::topics::Topic;
 
-/// One route of the API: its path (axum's syntax, which is OpenAPI's), what it answers, and
-/// the schema of its answer.
+/// An HTTP method of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Delete => "delete",
+        }
+    }
+}
+
+/// One route of the admin API: its method and path (axum's syntax, which is OpenAPI's),
+/// what it does, its query parameters (name, type, required), the schema of its request
+/// body, its success status and the schema of its answer (`Text` for plain text, `None` for
+/// an empty answer).
 struct Endpoint {
+    method: Method,
     path: &'static str,
     summary: &'static str,
+    query: &'static [(&'static str, &'static str, bool)],
+    body: Option<&'static str>,
+    status: u16,
     schema: &'static str,
 }
 
-/// Every route, in the order the OpenAPI document lists them.
-const ENDPOINTS: [Endpoint; 11] = [
+const fn get(path: &'static str, summary: &'static str, schema: &'static str) -> Endpoint {
     Endpoint {
-        path: "/v3/clusters",
-        summary: "The cluster (one: the one this broker is in)",
-        schema: "ClusterDataList",
-    },
+        method: Method::Get,
+        path,
+        summary,
+        query: &[],
+        body: None,
+        status: 200,
+        schema,
+    }
+}
+
+const fn write(
+    method: Method,
+    path: &'static str,
+    summary: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+    schema: &'static str,
+) -> Endpoint {
     Endpoint {
-        path: "/v3/clusters/{cluster_id}",
-        summary: "The cluster",
-        schema: "ClusterData",
-    },
+        method,
+        path,
+        summary,
+        query: &[],
+        body,
+        status,
+        schema,
+    }
+}
+
+const CLUSTER: &str = "/v3/clusters/{cluster_id}";
+
+/// Every route of the admin API, in the order the OpenAPI document lists them.
+const ENDPOINTS: &[Endpoint] = &[
+    get(
+        "/v3/clusters",
+        "The cluster (one: the one this broker is in)",
+        "ClusterDataList",
+    ),
+    get("/v3/clusters/{cluster_id}", "The cluster", "ClusterData"),
+    get(
+        "/v3/clusters/{cluster_id}/brokers",
+        "Its brokers",
+        "BrokerDataList",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/brokers/{broker_id}",
+        "One broker",
+        "BrokerData",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics",
+        "Its topics (those the caller may describe)",
+        "TopicDataList",
+    ),
+    write(
+        Method::Post,
+        "/v3/clusters/{cluster_id}/topics",
+        "Creates a topic",
+        Some("CreateTopicRequest"),
+        201,
+        "TopicData",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics/{topic_name}",
+        "One topic",
+        "TopicData",
+    ),
+    write(
+        Method::Delete,
+        "/v3/clusters/{cluster_id}/topics/{topic_name}",
+        "Deletes a topic",
+        None,
+        204,
+        "None",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions",
+        "A topic's partitions, with their leaders and replicas",
+        "PartitionDataList",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions/{partition_id}",
+        "One partition",
+        "PartitionData",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs",
+        "A topic's configs: every property, its value and where it comes from",
+        "TopicConfigDataList",
+    ),
+    write(
+        Method::Post,
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs:alter",
+        "Sets or deletes several of a topic's configs at once",
+        Some("AlterConfigBatchRequest"),
+        204,
+        "None",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs/{name}",
+        "One of a topic's configs",
+        "TopicConfigData",
+    ),
+    write(
+        Method::Put,
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs/{name}",
+        "Sets one of a topic's configs",
+        Some("UpdateConfigRequest"),
+        204,
+        "None",
+    ),
+    write(
+        Method::Delete,
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs/{name}",
+        "Resets one of a topic's configs to its default",
+        None,
+        204,
+        "None",
+    ),
+    write(
+        Method::Post,
+        "/v3/clusters/{cluster_id}/topics/{topic_name}/records",
+        "Produces records (JSON, STRING or base64 BINARY keys and values), each acknowledged once durable",
+        Some("ProduceRequest"),
+        200,
+        "ProduceResponse",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/consumer-groups",
+        "The consumer groups this broker coordinates",
+        "ConsumerGroupDataList",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/consumer-groups/{consumer_group_id}",
+        "One consumer group",
+        "ConsumerGroupData",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/consumer-groups/{consumer_group_id}/consumers",
+        "A group's consumers and what each is assigned",
+        "ConsumerDataList",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/consumer-groups/{consumer_group_id}/lags",
+        "A group's lag per partition",
+        "ConsumerLagDataList",
+    ),
+    get(
+        "/v3/clusters/{cluster_id}/consumer-groups/{consumer_group_id}/lag-summary",
+        "A group's total and largest lag",
+        "ConsumerGroupLagSummaryData",
+    ),
+    get("/v3/openapi.json", "This document", "OpenApi"),
+    get(
+        "/v1/status",
+        "This node: its cluster, topics with their tiers, groups, security",
+        "Object",
+    ),
+    get(
+        "/v1/brokers",
+        "Brokers, what each holds, and partitions moving",
+        "Object",
+    ),
+    write(
+        Method::Post,
+        "/v1/brokers/{broker_id}/decommission",
+        "Moves every replica off a broker",
+        None,
+        200,
+        "Object",
+    ),
+    write(
+        Method::Delete,
+        "/v1/brokers/{broker_id}",
+        "Forgets an emptied broker",
+        None,
+        200,
+        "Object",
+    ),
+    write(
+        Method::Post,
+        "/v1/partitions/{topic_name}/{partition_id}/reassign",
+        "Moves a partition's replicas",
+        Some("ReassignRequest"),
+        200,
+        "Object",
+    ),
+    write(
+        Method::Post,
+        "/v1/partitions/{topic_name}/{partition_id}/transfer_leadership",
+        "Hands a partition's leadership to another replica",
+        Some("TransferRequest"),
+        200,
+        "Object",
+    ),
+    get(
+        "/v1/topics/{topic_name}/tiering",
+        "A topic's partitions across the tiers (local and archived ranges, bytes, upload backlog) and the archive cache",
+        "Object",
+    ),
     Endpoint {
-        path: "/v3/clusters/{cluster_id}/brokers",
-        summary: "Its brokers",
-        schema: "BrokerDataList",
+        query: &[
+            ("offset", "integer", false),
+            ("timestamp", "integer", false),
+            ("newest", "boolean", false),
+            ("limit", "integer", false),
+        ],
+        ..get(
+            "/v1/topics/{topic_name}/partitions/{partition_id}/records",
+            "Records of a partition from an offset, a timestamp or the newest, through whichever tier holds them (the answer says which)",
+            "RecordsData",
+        )
     },
+    write(
+        Method::Post,
+        "/v1/groups/{consumer_group_id}/reset",
+        "Resets an empty group's committed offsets to the earliest, the latest, a timestamp or an offset",
+        Some("ResetRequest"),
+        200,
+        "Object",
+    ),
     Endpoint {
-        path: "/v3/clusters/{cluster_id}/brokers/{broker_id}",
-        summary: "One broker",
-        schema: "BrokerData",
+        query: &[
+            ("topic", "string", true),
+            ("key", "string", false),
+            ("key_hex", "string", false),
+            ("partition", "integer", false),
+            ("all_partitions", "boolean", false),
+            ("from", "integer", false),
+            ("to", "integer", false),
+            ("limit", "integer", false),
+        ],
+        ..get(
+            "/v1/archive/find",
+            "Archived records by key, through the key indexes",
+            "Object",
+        )
     },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics",
-        summary: "Its topics (those the caller may describe)",
-        schema: "TopicDataList",
-    },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics/{topic_name}",
-        summary: "One topic",
-        schema: "TopicData",
-    },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions",
-        summary: "A topic's partitions, with their leaders and replicas",
-        schema: "PartitionDataList",
-    },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions/{partition_id}",
-        summary: "One partition",
-        schema: "PartitionData",
-    },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics/{topic_name}/configs",
-        summary: "A topic's configs: every property, its value and where it comes from",
-        schema: "TopicConfigDataList",
-    },
-    Endpoint {
-        path: "/v3/clusters/{cluster_id}/topics/{topic_name}/configs/{name}",
-        summary: "One of a topic's configs",
-        schema: "TopicConfigData",
-    },
-    Endpoint {
-        path: "/v3/openapi.json",
-        summary: "This document",
-        schema: "OpenApi",
-    },
+    get("/metrics", "Prometheus metrics", "Text"),
 ];
 
-/// The handler of an endpoint's path.
-fn handler(path: &str) -> Option<MethodRouter<Arc<Node>>> {
-    Some(match path {
-        "/v3/clusters" => get(clusters),
-        "/v3/clusters/{cluster_id}" => get(cluster),
-        "/v3/clusters/{cluster_id}/brokers" => get(brokers),
-        "/v3/clusters/{cluster_id}/brokers/{broker_id}" => get(broker),
-        "/v3/clusters/{cluster_id}/topics" => get(topics),
-        "/v3/clusters/{cluster_id}/topics/{topic_name}" => get(topic),
-        "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions" => get(partitions),
-        "/v3/clusters/{cluster_id}/topics/{topic_name}/partitions/{partition_id}" => get(partition),
-        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs" => get(configs),
-        "/v3/clusters/{cluster_id}/topics/{topic_name}/configs/{name}" => get(config),
-        "/v3/openapi.json" => get(openapi),
+/// The handler of an endpoint.
+fn handler(method: Method, path: &str) -> Option<MethodRouter<Arc<Node>>> {
+    use super::{admin, admin_archive, rest_groups, rest_records, rest_v3_write as w};
+    use axum::routing::{delete, post, put};
+    let tail = path.strip_prefix(CLUSTER);
+    Some(match (method, tail, path) {
+        (Method::Get, _, "/v3/clusters") => get_route(clusters),
+        (Method::Get, Some(""), _) => get_route(cluster),
+        (Method::Get, Some("/brokers"), _) => get_route(brokers),
+        (Method::Get, Some("/brokers/{broker_id}"), _) => get_route(broker),
+        (Method::Get, Some("/topics"), _) => get_route(topics),
+        (Method::Post, Some("/topics"), _) => post(w::create_topic),
+        (Method::Get, Some("/topics/{topic_name}"), _) => get_route(topic),
+        (Method::Delete, Some("/topics/{topic_name}"), _) => delete(w::delete_topic),
+        (Method::Get, Some("/topics/{topic_name}/partitions"), _) => get_route(partitions),
+        (Method::Get, Some("/topics/{topic_name}/partitions/{partition_id}"), _) => {
+            get_route(partition)
+        }
+        (Method::Get, Some("/topics/{topic_name}/configs"), _) => get_route(configs),
+        (Method::Post, Some("/topics/{topic_name}/configs:alter"), _) => post(w::alter_configs),
+        (Method::Get, Some("/topics/{topic_name}/configs/{name}"), _) => get_route(config),
+        (Method::Put, Some("/topics/{topic_name}/configs/{name}"), _) => put(w::set_config),
+        (Method::Delete, Some("/topics/{topic_name}/configs/{name}"), _) => delete(w::reset_config),
+        (Method::Post, Some("/topics/{topic_name}/records"), _) => post(w::produce),
+        (Method::Get, Some("/consumer-groups"), _) => get_route(rest_groups::groups),
+        (Method::Get, Some("/consumer-groups/{consumer_group_id}"), _) => {
+            get_route(rest_groups::group)
+        }
+        (Method::Get, Some("/consumer-groups/{consumer_group_id}/consumers"), _) => {
+            get_route(rest_groups::consumers)
+        }
+        (Method::Get, Some("/consumer-groups/{consumer_group_id}/lags"), _) => {
+            get_route(rest_groups::lags)
+        }
+        (Method::Get, Some("/consumer-groups/{consumer_group_id}/lag-summary"), _) => {
+            get_route(rest_groups::lag_summary)
+        }
+        (Method::Get, _, "/v3/openapi.json") => get_route(openapi),
+        (Method::Get, _, "/v1/status") => get_route(admin::status),
+        (Method::Get, _, "/v1/brokers") => get_route(admin::brokers),
+        (Method::Post, _, "/v1/brokers/{broker_id}/decommission") => post(admin::decommission),
+        (Method::Delete, _, "/v1/brokers/{broker_id}") => delete(admin::remove_broker),
+        (Method::Post, _, "/v1/partitions/{topic_name}/{partition_id}/reassign") => {
+            post(admin::reassign)
+        }
+        (Method::Post, _, "/v1/partitions/{topic_name}/{partition_id}/transfer_leadership") => {
+            post(admin::transfer_leadership)
+        }
+        (Method::Get, _, "/v1/topics/{topic_name}/tiering") => get_route(admin::tiering),
+        (Method::Get, _, "/v1/topics/{topic_name}/partitions/{partition_id}/records") => {
+            get_route(rest_records::records)
+        }
+        (Method::Post, _, "/v1/groups/{consumer_group_id}/reset") => post(rest_groups::reset),
+        (Method::Get, _, "/v1/archive/find") => get_route(admin_archive::find),
+        (Method::Get, _, "/metrics") => get_route(admin::metrics_text),
         _ => return None,
     })
 }
 
-/// The routes, for the admin server's router.
+/// The routes, for the admin server's router: one method router per path.
 pub(super) fn routes() -> Router<Arc<Node>> {
-    ENDPOINTS
-        .iter()
-        .filter_map(|e| Some((e.path, handler(e.path)?)))
+    let mut by_path: Vec<(&str, MethodRouter<Arc<Node>>)> = Vec::new();
+    for e in ENDPOINTS {
+        let Some(method) = handler(e.method, e.path) else {
+            continue;
+        };
+        match by_path.iter_mut().find(|(path, _)| *path == e.path) {
+            Some((_, router)) => *router = std::mem::take(router).merge(method),
+            None => by_path.push((e.path, method)),
+        }
+    }
+    by_path
+        .into_iter()
         .fold(Router::new(), |router, (path, method)| {
             router.route(path, method)
         })
 }
 
-type Answer = (StatusCode, Json<Value>);
+pub(super) type Answer = (StatusCode, Json<Value>);
 
 /// An error in the REST Proxy's shape.
-fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Answer {
     (
         status,
         Json(json!({ "error_code": status.as_u16(), "message": message.into() })),
     )
 }
 
-fn ok(body: Value) -> Answer {
+pub(super) fn ok(body: Value) -> Answer {
     (StatusCode::OK, Json(body))
 }
 
@@ -161,34 +421,34 @@ fn base(node: &Node, headers: &HeaderMap) -> String {
 }
 
 /// The links and names of one cluster's resources.
-struct Urls {
-    cluster: String,
+pub(super) struct Urls {
+    pub(super) cluster: String,
     crn: String,
 }
 
 impl Urls {
-    fn new(node: &Node, headers: &HeaderMap) -> Urls {
+    pub(super) fn new(node: &Node, headers: &HeaderMap) -> Urls {
         Urls {
             cluster: format!("{}/v3/clusters/{}", base(node, headers), node.cluster_id),
             crn: format!("crn:///kafka={}", node.cluster_id),
         }
     }
 
-    fn related(&self, tail: &str) -> Value {
+    pub(super) fn related(&self, tail: &str) -> Value {
         json!({ "related": format!("{}{tail}", self.cluster) })
     }
 
-    fn metadata(&self, tail: &str, crn_tail: &str) -> Value {
+    pub(super) fn metadata(&self, tail: &str, crn_tail: &str) -> Value {
         json!({ "self": format!("{}{tail}", self.cluster), "resource_name": format!("{}{crn_tail}", self.crn) })
     }
 }
 
-fn list(kind: &str, url: String, data: Vec<Value>) -> Value {
+pub(super) fn list(kind: &str, url: String, data: Vec<Value>) -> Value {
     json!({ "kind": kind, "metadata": { "self": url, "next": null }, "data": data })
 }
 
 /// The cluster named in the path, or 404.
-fn check_cluster(node: &Node, cluster_id: &str) -> Result<(), Answer> {
+pub(super) fn check_cluster(node: &Node, cluster_id: &str) -> Result<(), Answer> {
     if cluster_id == node.cluster_id {
         Ok(())
     } else {
@@ -223,7 +483,7 @@ fn visible_topic(
 }
 
 /// The topic of a path under `/v3/clusters/{cluster_id}/topics/{topic_name}`, or the 404.
-fn topic_in(
+pub(super) fn topic_in(
     node: &Node,
     cluster_id: &str,
     principal: Option<&axum::Extension<AdminPrincipal>>,
@@ -325,7 +585,7 @@ async fn broker(
     )
 }
 
-fn topic_data(node: &Node, urls: &Urls, topic: &Topic) -> Value {
+pub(super) fn topic_data(node: &Node, urls: &Urls, topic: &Topic) -> Value {
     let described = describe_topic(node, topic);
     let replication = described
         .partitions
@@ -529,44 +789,57 @@ async fn openapi() -> Json<Value> {
 
 /// The OpenAPI 3.0 document of [`ENDPOINTS`].
 fn document() -> Value {
-    let parameter = |name: &str, kind: &str| json!({ "name": name, "in": "path", "required": true, "schema": { "type": kind } });
-    let paths: serde_json::Map<String, Value> = ENDPOINTS
-        .iter()
-        .map(|e| {
-            let parameters: Vec<Value> = e
-                .path
-                .split('/')
-                .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
-                .map(|name| {
-                    let kind = if name.ends_with("_id") && name != "cluster_id" {
+    let mut paths = serde_json::Map::new();
+    for e in ENDPOINTS {
+        let mut parameters: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let kind =
+                    if name.ends_with("_id") && name != "cluster_id" && name != "consumer_group_id"
+                    {
                         "integer"
                     } else {
                         "string"
                     };
-                    parameter(name, kind)
-                })
-                .collect();
-            let operation = json!({
-                "summary": e.summary,
-                "parameters": parameters,
-                "responses": {
-                    "200": {
-                        "description": e.summary,
-                        "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", e.schema) } } },
-                    },
-                    "404": {
-                        "description": "No such cluster, broker, topic or partition",
-                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-                    },
-                },
-            });
-            (e.path.to_string(), json!({ "get": operation }))
-        })
-        .collect();
+                json!({ "name": name, "in": "path", "required": true, "schema": { "type": kind } })
+            })
+            .collect();
+        parameters.extend(e.query.iter().map(|(name, kind, required)| {
+            json!({ "name": name, "in": "query", "required": required, "schema": { "type": kind } })
+        }));
+        let content = |schema: &str| match schema {
+            "Text" => json!({ "text/plain": { "schema": { "type": "string" } } }),
+            _ => {
+                json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
+            }
+        };
+        let mut success = json!({ "description": e.summary });
+        if e.schema != "None" {
+            success["content"] = content(e.schema);
+        }
+        let error = json!({ "description": "What is wrong, named", "content": content("Error") });
+        let mut operation = json!({
+            "summary": e.summary,
+            "parameters": parameters,
+            "responses": {
+                e.status.to_string(): success,
+                "400": error.clone(),
+                "403": error.clone(),
+                "404": error,
+            },
+        });
+        if let Some(body) = e.body {
+            operation["requestBody"] = json!({ "required": true, "content": content(body) });
+        }
+        let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        item[e.method.name()] = operation;
+    }
     json!({
         "openapi": "3.0.3",
         "info": {
-            "title": "silt REST API (Confluent REST Proxy v3, read side)",
+            "title": "silt admin API: Confluent REST Proxy v3 shapes, and silt's own routes",
             "version": env!("CARGO_PKG_VERSION"),
         },
         "paths": paths,
@@ -610,7 +883,43 @@ fn schemas() -> Value {
         "PartitionDataList": list("KafkaPartitionList", "PartitionData"),
         "TopicConfigData": object("KafkaTopicConfig", &["cluster_id", "topic_name", "name", "value", "is_default", "is_read_only", "is_sensitive", "source"]),
         "TopicConfigDataList": list("KafkaTopicConfigList", "TopicConfigData"),
-        "Error": { "type": "object", "required": ["error_code", "message"] },
+        "ConsumerGroupData": object("KafkaConsumerGroup", &["cluster_id", "consumer_group_id", "is_simple", "partition_assignor", "state", "coordinator", "consumers", "lag_summary"]),
+        "ConsumerGroupDataList": list("KafkaConsumerGroupList", "ConsumerGroupData"),
+        "ConsumerData": object("KafkaConsumer", &["cluster_id", "consumer_group_id", "consumer_id", "instance_id", "client_id", "assignments"]),
+        "ConsumerDataList": list("KafkaConsumerList", "ConsumerData"),
+        "ConsumerLagData": object("KafkaConsumerLag", &["cluster_id", "consumer_group_id", "topic_name", "partition_id", "current_offset", "log_end_offset", "lag", "consumer_id", "client_id"]),
+        "ConsumerLagDataList": list("KafkaConsumerLagList", "ConsumerLagData"),
+        "ConsumerGroupLagSummaryData": object("KafkaConsumerGroupLagSummary", &["cluster_id", "consumer_group_id", "max_lag", "total_lag", "max_lag_topic_name", "max_lag_partition_id"]),
+        "CreateTopicRequest": { "type": "object", "required": ["topic_name"], "properties": {
+            "topic_name": { "type": "string" }, "partitions_count": { "type": "integer" },
+            "replication_factor": { "type": "integer" }, "validate_only": { "type": "boolean" },
+            "configs": { "type": "array", "items": { "type": "object", "required": ["name", "value"] } } } },
+        "UpdateConfigRequest": { "type": "object", "required": ["value"], "properties": { "value": { "type": "string" } } },
+        "AlterConfigBatchRequest": { "type": "object", "required": ["data"], "properties": {
+            "data": { "type": "array", "items": { "type": "object", "required": ["name"], "properties": {
+                "name": { "type": "string" }, "value": { "type": "string" },
+                "operation": { "type": "string", "enum": ["SET", "DELETE"] } } } },
+            "validate_only": { "type": "boolean" } } },
+        "ProduceRequest": { "type": "object", "properties": {
+            "partition_id": { "type": "integer" },
+            "key": { "$ref": "#/components/schemas/ProduceData" },
+            "value": { "$ref": "#/components/schemas/ProduceData" },
+            "headers": { "type": "array", "items": { "type": "object", "required": ["name"] } },
+            "timestamp": { "description": "milliseconds since the epoch, or an RFC 3339 time" } } },
+        "ProduceData": { "type": "object", "required": ["data"], "properties": {
+            "type": { "type": "string", "enum": ["JSON", "STRING", "BINARY"] }, "data": {} } },
+        "ProduceResponse": { "type": "object", "required": ["error_code", "cluster_id", "topic_name", "partition_id", "offset", "timestamp"] },
+        "ReassignRequest": { "type": "object", "required": ["replicas"] },
+        "TransferRequest": { "type": "object", "required": ["to"] },
+        "ResetRequest": { "type": "object", "required": ["to"], "properties": {
+            "to": { "type": "string", "enum": ["earliest", "latest", "timestamp", "offset"] },
+            "timestamp": { "type": "integer" }, "offset": { "type": "integer" },
+            "topic": { "type": "string" }, "partitions": { "type": "array", "items": { "type": "integer" } } } },
+        "RecordsData": { "type": "object", "required": ["topic", "partition", "tier", "start_offset", "next_offset", "log_start_offset", "local_start_offset", "high_watermark", "records"], "properties": {
+            "tier": { "type": "string", "enum": ["local", "archive"] },
+            "records": { "type": "array", "items": { "type": "object", "required": ["offset", "timestamp", "key", "value", "headers"] } } } },
+        "Object": { "type": "object" },
+        "Error": { "type": "object" },
         "OpenApi": { "type": "object", "required": ["openapi", "paths"] },
     })
 }
@@ -620,21 +929,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_endpoint_has_a_handler_and_a_schema() {
+    fn every_endpoint_has_a_handler_and_its_schemas() {
         let doc = document();
-        for e in &ENDPOINTS {
-            assert!(handler(e.path).is_some(), "{} has no handler", e.path);
+        let schemas = &doc["components"]["schemas"];
+        for e in ENDPOINTS {
             assert!(
-                doc["components"]["schemas"].get(e.schema).is_some(),
-                "{} answers {}, which has no schema",
-                e.path,
-                e.schema
+                handler(e.method, e.path).is_some(),
+                "{:?} {} has no handler",
+                e.method,
+                e.path
             );
-            assert!(doc["paths"].get(e.path).is_some());
+            for schema in std::iter::once(e.schema).chain(e.body) {
+                assert!(
+                    matches!(schema, "Text" | "None") || schemas.get(schema).is_some(),
+                    "{} names {schema}, which has no schema",
+                    e.path
+                );
+            }
+            assert!(doc["paths"][e.path].get(e.method.name()).is_some());
         }
+        let operations: usize = doc["paths"].as_object().map_or(0, |paths| {
+            paths
+                .values()
+                .filter_map(Value::as_object)
+                .map(serde_json::Map::len)
+                .sum()
+        });
         assert_eq!(
-            doc["paths"].as_object().map(serde_json::Map::len),
-            Some(ENDPOINTS.len())
+            operations,
+            ENDPOINTS.len(),
+            "a method and path listed twice"
         );
     }
 }
