@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of silt. First installs, idempotently, what the tests need besides the Rust
-# toolchain: a Python venv with Kafka clients (librdkafka's confluent-kafka, kafka-python) and
-# an S3-compatible server (moto), Node's kafkajs, and kcat. Safe to run again and again.
+# toolchain: a Python venv with Kafka clients (librdkafka's confluent-kafka, kafka-python),
+# an S3-compatible server (moto) and selenium, Node's kafkajs, kcat, and headless
+# Chromium. Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -20,11 +21,16 @@ fi
 if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json 2>/dev/null; then
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if ! command -v kcat >/dev/null 2>&1; then
+# kcat, and Debian's Chromium with its driver for the console's browser test (no browser
+# download at test time).
+APT=()
+command -v kcat >/dev/null 2>&1 || APT+=(kcat)
+command -v chromedriver >/dev/null 2>&1 || APT+=(chromium chromium-driver)
+if [ ${#APT[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 
 step "format and lints"

@@ -31,6 +31,7 @@ use crate::node::Node;
 pub(super) async fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
         .merge(super::rest_v3::routes())
+        .merge(super::console::routes())
         .layer(axum::middleware::from_fn_with_state(
             Gate {
                 node: node.clone(),

@@ -6,6 +6,7 @@ mod admin_archive;
 mod admin_auth;
 mod admin_status;
 mod connection;
+mod console;
 mod rest_groups;
 mod rest_records;
 mod rest_v3;

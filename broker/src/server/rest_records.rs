@@ -38,6 +38,8 @@ const LIMIT_MAX: usize = 1000;
 const FETCH_BYTES: i32 = 1 << 20;
 /// Fetches one answer makes at most (a partition of tiny batches still answers quickly).
 const FETCHES_MAX: usize = 16;
+/// How long one fetch of the walk waits for data (an archive read, typically).
+const FETCH_WAIT_MS: i32 = 10_000;
 /// Decompressed bytes of one batch, at most.
 const DECOMPRESSED_MAX: usize = 64 << 20;
 
@@ -208,8 +210,10 @@ async fn fetch_once(
 ) -> Result<(Bytes, Vec<(i64, i64)>), String> {
     let request = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        // Waits for the archive's answer (a fetch with nothing to wait for answers at once;
+        // the walk never asks past the last stable offset).
+        .with_max_wait_ms(FETCH_WAIT_MS)
+        .with_min_bytes(1)
         .with_max_bytes(FETCH_BYTES)
         .with_isolation_level(1)
         .with_topics(vec![
