@@ -41,6 +41,7 @@ pub mod parquet;
 pub mod partition;
 pub mod reader;
 pub mod remote;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -29,6 +29,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod archive_verify;
 pub mod cluster;
 mod compaction;
 pub mod controller;

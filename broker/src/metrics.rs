@@ -609,6 +609,27 @@ fn render_tiering(node: &Node, out: &mut String) {
             m.archive_sent_bytes.load(Ordering::Relaxed)
         )
     );
+    let verify = tiering.verifier.snapshot();
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_verify_running Whether a verification of the archive is running.\n# TYPE silt_archive_verify_running gauge\nsilt_archive_verify_running {}",
+        u8::from(verify.running)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_verify_runs_total Verifications of the archive finished since start.\n# TYPE silt_archive_verify_runs_total counter\nsilt_archive_verify_runs_total {}",
+        verify.runs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_verify_checked_bytes Segment bytes the latest verification checked.\n# TYPE silt_archive_verify_checked_bytes gauge\nsilt_archive_verify_checked_bytes {}",
+        verify.bytes
+    );
+    let _ = writeln!(
+        out,
+        "# HELP silt_archive_verify_faults Faults the latest verification found.\n# TYPE silt_archive_verify_faults gauge\nsilt_archive_verify_faults {}",
+        verify.faults_total
+    );
     render_remote_reads(tiering, out);
     let mut backlog_segments = 0;
     let mut backlog_bytes = 0;

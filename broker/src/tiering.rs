@@ -293,6 +293,8 @@ pub struct Tiering {
     swept_ms: AtomicI64,
     /// Topics this node saw deleted (swept without waiting out the grace).
     deleted_here: Mutex<std::collections::HashSet<Uuid>>,
+    /// Verifications of the archive asked for over the admin API.
+    pub verifier: crate::archive_verify::Verifier,
 }
 
 /// Most objects one pass of deleting topics removes from the bucket.
@@ -358,6 +360,7 @@ impl Tiering {
             sweep_due: Arc::new(AtomicBool::new(true)),
             sweeping: Arc::new(AtomicBool::new(false)),
             swept_ms: AtomicI64::new(0),
+            verifier: crate::archive_verify::Verifier::default(),
             deleted_here: Mutex::default(),
         })
     }
@@ -441,6 +444,20 @@ impl Tiering {
         F::Output: Send + 'static,
     {
         self.handle.spawn(future)
+    }
+
+    /// Starts verifying this node's archive (one topic, or all of it) on the archive's
+    /// threads; [`Tiering::verifier`] shows how it goes.
+    ///
+    /// # Errors
+    ///
+    /// A verification is already running.
+    pub fn verify(
+        &self,
+        topic: Option<String>,
+    ) -> Result<crate::archive_verify::VerifyRun, String> {
+        self.verifier
+            .start(self.archive.clone(), &self.handle, topic)
     }
 
     /// The archive.

@@ -1,6 +1,8 @@
 """The archiver against a real S3-compatible server over HTTP (moto), started and stopped here."""
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 from conftest import admin_json, metric, silt_cli, wait_for
@@ -122,6 +124,10 @@ def test_verify_names_an_altered_object(silt_factory, s3):
     for round in range(6):  # separate flushes: separate batches, several segments
         produce_many(silt.bootstrap, "victim", 400, 1, start=round * 400)
     wait_for(lambda: archived_everything(silt, "victim"), timeout=120, what="archived")
+    assert admin_json(silt, "/v1/archive/verify")["state"] == "never_run"
+    good = verify_over_http(silt, "victim")
+    assert (good["state"], good["faults"], good["partitions"]) == ("ok", [], 1), good
+    assert good["bytes"] == good["bytes_total"] > 0 and good["segments"] >= 2, good
     key = sorted(k for k in s3.keys("cluster-a/") if k.endswith(".log"))[1]
     body = bytearray(s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
     body[len(body) // 2] ^= 0x20
@@ -129,6 +135,25 @@ def test_verify_names_an_altered_object(silt_factory, s3):
     verify = silt_cli("archive", "verify", "victim", "--archive", s3.url(), env=s3.env)
     assert verify.returncode == 1
     assert key.split("cluster-a/", 1)[1] in verify.stdout and "CRC" in verify.stdout, verify.stdout
+    # The running broker finds it too, over the admin API, and says so in /metrics and /v1/status.
+    run = verify_over_http(silt, "victim")
+    assert run["state"] == "faults" and run["segments"] == run["segments_total"] >= 2, run
+    assert run["faults_total"] == len(run["faults"]) >= 1
+    assert any(key.split("cluster-a/", 1)[1] in f and "CRC" in f for f in run["faults"]), run["faults"]
+    assert metric(silt, "silt_archive_verify_faults") == run["faults_total"]
+    assert admin_json(silt, "/v1/status")["archive_verify"]["state"] == "faults"
+    failed = verify_over_http(silt, "nope")
+    assert (failed["state"], failed["error"]) == ("failed", "topic 'nope' is not in the archive"), failed
+
+
+def verify_over_http(silt, topic):
+    """Starts a verification over the admin API and waits for its end; returns the run."""
+    request = urllib.request.Request(f"{silt.admin}/v1/archive/verify?topic={topic}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+        assert json.loads(response.read())["running"] is True
+    return wait_for(lambda: (lambda run: None if run["running"] else run)(admin_json(silt, "/v1/archive/verify")),
+                    timeout=60, what="the verification done")
 
 
 def test_a_wrong_bucket_or_dead_endpoint_is_named_at_startup(s3, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -72,6 +73,17 @@ def text(driver, selector):
     """The text of the one element matching `selector`, or None while there is none."""
     found = texts(driver, selector)
     return found[0] if len(found) == 1 else None
+
+
+def again_if_redrawn(action, tries=3):
+    """Does `action` on a page that redraws itself every refresh: once more if a redraw
+    replaced an element between finding and using it."""
+    for attempt in range(tries):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == tries - 1:
+                raise
 
 
 def reset_enabled(driver):
@@ -188,6 +200,14 @@ def test_the_console_shows_the_tiers_browses_the_archive_and_resets_a_group(silt
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#archive-topics tr"), "the archive page")
     assert "orders" in text(browser, "#archive-topics")
     assert text(browser, "#cache-hit-ratio").endswith("%")
+    # Verify the topic's archived objects from the page.
+    def start_verify():
+        Select(browser.find_element(By.ID, "verify-topic")).select_by_value("orders")
+        browser.find_element(By.ID, "verify-button").click()
+    again_if_redrawn(start_verify)
+    until(browser, lambda d: d.execute_script("return document.getElementById('verify-state')?.dataset.state") == "ok",
+          "the verification done", timeout=60)
+    assert "all good" in text(browser, "#verify-state") and "topic orders" in text(browser, "#verify-state")
     shot(browser, "archive")
 
     # Dark theme, kept across pages; and a phone-sized window without sideways scrolling.

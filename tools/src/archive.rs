@@ -6,8 +6,6 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use silt_archiver::{Archive, ArchiveConfig, PartitionId, Root, TopicCatalog};
-use silt_index::manifest::SegmentEntry;
-use silt_index::sidecar::Sidecar;
 
 /// Archive commands.
 #[derive(Debug, Subcommand)]
@@ -206,44 +204,8 @@ async fn summary(reader: &silt_archiver::ManifestReader, root: &Root) -> Result<
 }
 
 async fn verify(archive: &Archive, only: Option<&str>) -> Result<()> {
-    let mut faults: Vec<String> = Vec::new();
-    // First pass: read every manifest, to know how much there is to check.
-    let mut plan: Vec<(PartitionId, Root, Vec<SegmentEntry>)> = Vec::new();
-    for topic in topics(archive, only).await? {
-        for partition in 0..topic.partitions {
-            let id = pid(&topic, partition);
-            let reader = archive.reader(id.clone());
-            let root = match reader.latest_root().await {
-                Ok(root) => root,
-                Err(e) => {
-                    faults.push(format!("{id}: manifest root: {e}"));
-                    continue;
-                }
-            };
-            let mut entries = Vec::new();
-            if let Err(e) = reader
-                .walk(
-                    &root,
-                    &mut |e| {
-                        entries.push(*e);
-                        true
-                    },
-                    &mut |_| {},
-                )
-                .await
-            {
-                faults.push(format!("{id}: manifest nodes: {e}"));
-                continue;
-            }
-            check_manifest(&id, &root, &entries, &mut faults);
-            plan.push((id, root, entries));
-        }
-    }
-    let total: u64 = plan
-        .iter()
-        .flat_map(|(_, _, entries)| entries.iter().map(|e| e.meta.size_bytes))
-        .sum();
-    let bar = ProgressBar::new(total);
+    let topics = topics(archive, only).await?;
+    let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
@@ -251,147 +213,31 @@ async fn verify(archive: &Archive, only: Option<&str>) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let mut segments = 0u64;
-    for (id, _, entries) in &plan {
-        let reader = archive.reader(id.clone());
-        for entry in entries {
-            bar.set_message(format!("{id} @{}", entry.meta.base_offset));
-            check_segment(archive, &reader, id, entry, &mut faults).await;
-            segments += 1;
-            bar.inc(entry.meta.size_bytes);
-        }
-    }
+    let done = silt_archiver::verify::verify(archive, &topics, &mut |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes);
+        bar.set_message(p.at.clone());
+    })
+    .await;
     bar.finish_and_clear();
-    if faults.is_empty() {
+    if done.faults.is_empty() {
         println!(
-            "archive {}: {} partitions, {segments} segments, {total} bytes: all good",
+            "archive {}: {} partitions, {} segments, {} bytes: all good",
             archive.remote().description(),
-            plan.len()
+            done.partitions,
+            done.segments,
+            done.bytes
         );
         return Ok(());
     }
-    for fault in &faults {
+    for fault in &done.faults {
         println!("FAULT {fault}");
     }
     bail!(
         "{} fault(s) in the archive {}",
-        faults.len(),
+        done.faults.len(),
         archive.remote().description()
     )
-}
-
-fn check_manifest(
-    id: &PartitionId,
-    root: &Root,
-    entries: &[SegmentEntry],
-    faults: &mut Vec<String>,
-) {
-    if entries.len() as u64 != root.segments {
-        faults.push(format!(
-            "{id}: the root says {} segments, the tree holds {}",
-            root.segments,
-            entries.len()
-        ));
-    }
-    let bytes: u64 = entries.iter().map(|e| e.meta.size_bytes).sum();
-    if bytes != root.bytes {
-        faults.push(format!(
-            "{id}: the root says {} bytes, the tree holds {bytes}",
-            root.bytes
-        ));
-    }
-    let mut expected: Option<i64> = None;
-    for entry in entries {
-        if let Some(next) = expected
-            && entry.meta.base_offset != next
-        {
-            faults.push(format!(
-                "{id}: segment at {} does not follow the previous one ending at {}",
-                entry.meta.base_offset,
-                next - 1
-            ));
-        }
-        expected = Some(entry.meta.last_offset + 1);
-    }
-    if let Some(first) = entries.first()
-        && (first.meta.base_offset > root.start_offset
-            || first.meta.last_offset < root.start_offset)
-    {
-        faults.push(format!(
-            "{id}: the first segment [{}, {}] does not hold the start offset {}",
-            first.meta.base_offset, first.meta.last_offset, root.start_offset
-        ));
-    }
-    if let Some(end) = expected
-        && end != root.next_offset
-    {
-        faults.push(format!(
-            "{id}: the last segment ends at {} but the root says the archive ends at {}",
-            end - 1,
-            root.next_offset
-        ));
-    }
-}
-
-async fn check_segment(
-    archive: &Archive,
-    reader: &silt_archiver::ManifestReader,
-    id: &PartitionId,
-    entry: &SegmentEntry,
-    faults: &mut Vec<String>,
-) {
-    let key = reader.segment_key(entry);
-    match archive.remote().get(&key).await {
-        Err(e) => faults.push(format!("{id}: segment {key}: {e}")),
-        Ok(bytes) => {
-            if bytes.len() as u64 != entry.meta.size_bytes {
-                faults.push(format!(
-                    "{id}: segment {key} is {} bytes, the manifest says {}",
-                    bytes.len(),
-                    entry.meta.size_bytes
-                ));
-            }
-            let crc = crc32c::crc32c(&bytes);
-            if crc != entry.meta.crc32c {
-                faults.push(format!(
-                    "{id}: segment {key} has CRC-32C {crc:08x}, the manifest says {:08x}",
-                    entry.meta.crc32c
-                ));
-            }
-            let scan = silt_index::batch::scan(&bytes, u32::MAX, true);
-            if scan.stop.is_some() {
-                faults.push(format!(
-                    "{id}: segment {key} holds an invalid batch at byte {}: {:?}",
-                    scan.valid_bytes, scan.stop
-                ));
-            }
-        }
-    }
-    let key = reader.sidecar_key(entry);
-    match archive.remote().get(&key).await {
-        Err(e) => faults.push(format!("{id}: sidecar {key}: {e}")),
-        Ok(bytes) => match Sidecar::decode(&bytes) {
-            Err(e) => faults.push(format!("{id}: sidecar {key}: {e}")),
-            Ok(sidecar) if sidecar.meta != entry.meta => {
-                faults.push(format!(
-                    "{id}: sidecar {key} describes {:?}, the manifest {:?}",
-                    sidecar.meta, entry.meta
-                ));
-            }
-            Ok(sidecar)
-                if sidecar.epochs.as_ref().is_some_and(|epochs| {
-                    epochs.last().map(|&(epoch, _)| epoch.max(0)) != Some(entry.meta.leader_epoch)
-                }) =>
-            {
-                faults.push(format!(
-                    "{id}: sidecar {key} has leader epochs {:?}, but the manifest says the newest is {}",
-                    sidecar.epochs.unwrap_or_default(),
-                    entry.meta.leader_epoch
-                ));
-            }
-            Ok(_) => {}
-        },
-    }
 }
 
 struct BenchPlan {

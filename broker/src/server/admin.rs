@@ -232,6 +232,8 @@ pub(super) async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "data_dir": node.config.data_dir,
         "kafka_addr": node.config.advertised_addr(),
         "archive": archive,
+        // The latest verification of the archive asked for over this API.
+        "archive_verify": node.tiering.as_ref().map(|t| super::admin_archive::verify_json(&t.verifier.snapshot())),
         "cluster": cluster_status(&node),
         "transactions": transactions_status(&node),
         // The consumer groups this node coordinates (classic and KIP-848).

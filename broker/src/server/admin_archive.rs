@@ -254,3 +254,67 @@ pub(super) async fn find(
         ),
     }
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct VerifyParams {
+    topic: Option<String>,
+}
+
+/// Verifying reads every object of the archive: for a super user (or the bearer token), or a
+/// principal with Alter on the cluster; with no principal, only when Kafka requests are not
+/// authorized either.
+fn may_verify(node: &Node, principal: Option<&AdminPrincipal>) -> Result<(), String> {
+    let caller = admin_caller(node, principal)?;
+    if caller.cluster(Operation::Alter) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} may not alter the cluster (verifying the archive needs it)",
+            principal.map_or("the caller", |p| p.name.as_str())
+        ))
+    }
+}
+
+/// `POST /v1/archive/verify[?topic=T]`: starts checking the archive (every manifest, segment
+/// and sidecar) on the archive's threads; `GET` shows how it goes.
+pub(super) async fn start_verify(
+    State(node): State<Arc<Node>>,
+    principal: Option<axum::Extension<AdminPrincipal>>,
+    Query(params): Query<VerifyParams>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(why) = may_verify(&node, principal.as_ref().map(|p| &p.0)) {
+        return refuse(StatusCode::FORBIDDEN, why);
+    }
+    let Some(tiering) = node.tiering.as_ref() else {
+        return refuse(StatusCode::NOT_FOUND, "this node has no archive");
+    };
+    match tiering.verify(params.topic) {
+        Ok(run) => (StatusCode::ACCEPTED, Json(verify_json(&run))),
+        Err(why) => refuse(StatusCode::CONFLICT, why),
+    }
+}
+
+/// `GET /v1/archive/verify`: the latest verification, running or done.
+pub(super) async fn verify_status(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
+    match node.tiering.as_ref() {
+        Some(tiering) => (
+            StatusCode::OK,
+            Json(verify_json(&tiering.verifier.snapshot())),
+        ),
+        None => refuse(StatusCode::NOT_FOUND, "this node has no archive"),
+    }
+}
+
+/// A verification as the API shows it: the run and a one-word state.
+pub(super) fn verify_json(run: &crate::archive_verify::VerifyRun) -> Value {
+    let mut value = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
+    let state = match (run.running, run.runs, &run.error, run.faults_total) {
+        (true, _, _, _) => "running",
+        (false, 0, _, _) => "never_run",
+        (false, _, Some(_), _) => "failed",
+        (false, _, None, 0) => "ok",
+        (false, _, None, _) => "faults",
+    };
+    value["state"] = json!(state);
+    value
+}

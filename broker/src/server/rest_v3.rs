@@ -311,6 +311,22 @@ const ENDPOINTS: &[Endpoint] = &[
             "Object",
         )
     },
+    get(
+        "/v1/archive/verify",
+        "The latest verification of the archive, running or done: progress and faults",
+        "ArchiveVerify",
+    ),
+    Endpoint {
+        query: &[("topic", "string", false)],
+        ..write(
+            Method::Post,
+            "/v1/archive/verify",
+            "Starts verifying the archive (one topic, or all of it): every manifest, segment and sidecar read and checked",
+            None,
+            202,
+            "ArchiveVerify",
+        )
+    },
     get("/metrics", "Prometheus metrics", "Text"),
 ];
 
@@ -368,6 +384,8 @@ fn handler(method: Method, path: &str) -> Option<MethodRouter<Arc<Node>>> {
         }
         (Method::Post, _, "/v1/groups/{consumer_group_id}/reset") => post(rest_groups::reset),
         (Method::Get, _, "/v1/archive/find") => get_route(admin_archive::find),
+        (Method::Get, _, "/v1/archive/verify") => get_route(admin_archive::verify_status),
+        (Method::Post, _, "/v1/archive/verify") => post(admin_archive::start_verify),
         (Method::Get, _, "/metrics") => get_route(admin::metrics_text),
         _ => return None,
     })
@@ -918,6 +936,9 @@ fn schemas() -> Value {
         "RecordsData": { "type": "object", "required": ["topic", "partition", "tier", "start_offset", "next_offset", "log_start_offset", "local_start_offset", "high_watermark", "records"], "properties": {
             "tier": { "type": "string", "enum": ["local", "archive"] },
             "records": { "type": "array", "items": { "type": "object", "required": ["offset", "timestamp", "key", "value", "headers"] } } } },
+        "ArchiveVerify": { "type": "object", "required": ["state", "running", "runs", "partitions", "segments", "segments_total", "bytes", "bytes_total", "faults", "faults_total"], "properties": {
+            "state": { "type": "string", "enum": ["never_run", "running", "ok", "faults", "failed"] },
+            "faults": { "type": "array", "items": { "type": "string" } } } },
         "Object": { "type": "object" },
         "Error": { "type": "object" },
         "OpenApi": { "type": "object", "required": ["openapi", "paths"] },

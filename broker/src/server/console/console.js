@@ -288,6 +288,7 @@ const pages = {
 
   async archive(main) {
     const status = await api("/v1/status");
+    const keep = $("#verify-topic", main)?.value ?? "";
     const m = metrics;
     const hits = m.silt_archive_cache_hits_total || 0;
     const misses = m.silt_archive_cache_misses_total || 0;
@@ -315,7 +316,18 @@ const pages = {
       <div class="charts">${chart("Archive uploads", "upload")}${chart("Archive reads", "archiveRead")}</div>
       <h2>Topics in the archive</h2>
       <div class="scroll"><table id="archive-topics"><thead><tr><th>Topic</th><th class="num">Offsets archived</th><th class="num">Bucket bytes</th><th class="num">Segments waiting</th><th></th></tr></thead><tbody>${rows}</tbody></table></div>
-      <p class="muted">Check every archived object with <code>silt archive verify</code>.</p>`;
+      ${status.archive_verify ? verifySection(status, keep) : ""}`;
+    $("#verify-form", main)?.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const topic = $("#verify-topic", main).value;
+      try {
+        await api(`/v1/archive/verify${topic ? `?topic=${encodeURIComponent(topic)}` : ""}`, { method: "POST" });
+        showError("");
+        refresh();
+      } catch (e) {
+        showError(e.message);
+      }
+    });
   },
 };
 
@@ -410,6 +422,30 @@ function renderRecords(main) {
     <td class="data value">${esc(decode(r.value, format))}</td>
     <td class="data">${esc(r.headers.map((h) => `${h.name}=${decode(h.value, format)}`).join("\n"))}</td></tr>`).join("")
     || `<tr><td colspan="5" class="muted">No records.</td></tr>`;
+}
+
+/// The archive page's verification: a form to start one, and the latest run's progress and faults.
+function verifySection(status, keep) {
+  const run = status.archive_verify;
+  const names = status.topics.map((t) => t.name).filter((n) => !n.startsWith("__"));
+  const options = [`<option value="">the whole archive</option>`]
+    .concat(names.map((n) => `<option value="${esc(n)}"${n === keep ? " selected" : ""}>topic ${esc(n)}</option>`)).join("");
+  const what = run.topic ? `topic ${esc(run.topic)}` : "the whole archive";
+  const when = run.finished_ms ? ` at ${esc(new Date(run.finished_ms).toISOString())}` : "";
+  const summary = {
+    never_run: "Not verified since this broker started.",
+    running: `Verifying ${what}: ${num(run.segments)} of ${num(run.segments_total)} segments, ${bytes(run.bytes)} of ${bytes(run.bytes_total)} <span class="muted">${esc(run.at)}</span>`,
+    ok: `Verified ${what}${when}: ${num(run.partitions)} partitions, ${num(run.segments)} segments, ${bytes(run.bytes)}, all good.`,
+    faults: `Verified ${what}${when}: ${num(run.faults_total)} fault(s) in ${num(run.segments)} segments.`,
+    failed: `Could not verify ${what}${when}: ${esc(run.error)}`,
+  }[run.state];
+  const faults = run.faults.map((f) => `<li>${esc(f)}</li>`).join("");
+  return `<h2>Verify</h2>
+    <form id="verify-form" class="controls"><select id="verify-topic">${options}</select>
+      <button class="primary" id="verify-button"${run.running ? " disabled" : ""}>Verify</button></form>
+    <p id="verify-state" data-state="${run.state}" class="${{ ok: "ok", faults: "bad", failed: "bad" }[run.state] || ""}">${summary}</p>
+    ${faults ? `<ul id="verify-faults">${faults}</ul>` : ""}
+    <p class="muted">Reads every manifest, segment and sidecar and checks sizes, CRCs, batches and offsets, as <code>silt archive verify</code> does.</p>`;
 }
 
 // --- routing and refresh -------------------------------------------------------------------
