@@ -675,6 +675,51 @@ fn render_tiering(node: &Node, out: &mut String) {
     for row in archived_rows {
         let _ = writeln!(out, "{row}");
     }
+    render_read_replicas(node, tiering, out);
+}
+
+/// Read replicas: how far each partition is behind its source archive.
+fn render_read_replicas(node: &Node, tiering: &crate::tiering::Tiering, out: &mut String) {
+    let mut lag_rows = Vec::new();
+    let mut age_rows = Vec::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for topic in node.topics.all() {
+        if topic.read_replica_of.is_none() {
+            continue;
+        }
+        for partition in 0..topic.partition_count() {
+            let Some(tier) = tiering.get(topic.id, partition) else {
+                continue;
+            };
+            let f = tier.following();
+            if f.source_next_offset < 0 {
+                continue;
+            }
+            let labels = format!("topic=\"{}\",partition=\"{partition}\"", topic.name);
+            let lag = (f.source_next_offset - f.served_next_offset).max(0);
+            lag_rows.push(format!("silt_read_replica_lag_offsets{{{labels}}} {lag}"));
+            let age = (now - f.followed_ms).max(0) as f64 / 1000.0;
+            age_rows.push(format!(
+                "silt_read_replica_followed_age_seconds{{{labels}}} {age:.3}"
+            ));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_read_replica_lag_offsets Offsets the source archive's root names that this read replica does not serve yet (objects not replicated into the bucket).\n# TYPE silt_read_replica_lag_offsets gauge"
+    );
+    for row in lag_rows {
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP silt_read_replica_followed_age_seconds Time since this read replica last read its source's root.\n# TYPE silt_read_replica_followed_age_seconds gauge"
+    );
+    for row in age_rows {
+        let _ = writeln!(out, "{row}");
+    }
 }
 
 /// Reads served from the archive: cache hits and misses, bytes, GETs, time to first byte.

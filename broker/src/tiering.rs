@@ -105,6 +105,26 @@ pub struct PartitionTier {
     epochs: Mutex<Option<crate::log::raft::EpochCache>>,
     /// When this node last tried to compact the partition's archive (-1: never).
     compacted_ms: AtomicI64,
+    /// For a read replica: how far behind its source it is.
+    following: Mutex<Following>,
+}
+
+/// How far a read replica partition is behind its source archive, as of its last look.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Following {
+    /// Offset after the last record the source's newest root names (-1: never read).
+    pub source_next_offset: i64,
+    /// Offset after the last record this replica serves: segments the root names whose objects
+    /// have not replicated into the bucket yet are not served.
+    pub served_next_offset: i64,
+    /// When the source last wrote its root (ms since the epoch; its newest upload).
+    pub source_updated_ms: i64,
+    /// Newest record timestamp the source's root names.
+    pub source_max_timestamp: i64,
+    /// When this replica last read the source's root successfully.
+    pub followed_ms: i64,
+    /// Why the last look failed, if it did.
+    pub error: Option<String>,
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -127,6 +147,33 @@ impl ReadFailure {
 }
 
 impl PartitionTier {
+    /// For a read replica: how far behind its source it is, as of its last look.
+    pub fn following(&self) -> Following {
+        self.following
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn followed(&self, latest: &Root, served: i64) {
+        let mut following = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        *following = Following {
+            source_next_offset: latest.next_offset,
+            served_next_offset: served,
+            source_updated_ms: latest.updated_ms,
+            source_max_timestamp: latest.max_timestamp,
+            followed_ms: wall_ms(),
+            error: None,
+        };
+    }
+
+    fn follow_failed(&self, error: &ArchiveError) {
+        self.following
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error = Some(error.to_string());
+    }
+
     /// Offset after the last archived record, if known.
     pub fn archived_next(&self) -> Option<i64> {
         let v = self.archived_next.load(Ordering::Acquire);
@@ -617,6 +664,11 @@ impl Tiering {
                     followed_ms: AtomicI64::new(i64::MIN / 2),
                     compacted_ms: AtomicI64::new(i64::MIN / 2),
                     epochs: Mutex::new(None),
+                    following: Mutex::new(Following {
+                        source_next_offset: -1,
+                        served_next_offset: -1,
+                        ..Following::default()
+                    }),
                 })
             })
             .clone())
@@ -1274,6 +1326,7 @@ impl Tiering {
                 match self.tier(&topic, partition) {
                     Ok(tier) => rounds.push(async move {
                         if let Err(e) = self.follow_partition(&tier).await {
+                            tier.follow_failed(&e);
                             tracing::warn!(partition = %tier.id, error = %e, "read replica: could not follow the source");
                         }
                     }),
@@ -1316,6 +1369,7 @@ impl Tiering {
             && current.version == latest.version
             && current.next_offset == latest.next_offset
         {
+            tier.followed(&latest, current.next_offset);
             return Ok((**current).clone());
         }
         // Check the segments added since what is served; the first time, the newest few (older
@@ -1372,6 +1426,7 @@ impl Tiering {
             offset = entry.meta.last_offset + 1;
             visible = offset;
         }
+        tier.followed(&latest, visible.min(latest.next_offset));
         let mut view = latest;
         if visible < view.next_offset {
             view.next_offset = visible;
@@ -1427,4 +1482,12 @@ impl Tiering {
         *tier.epochs.lock().unwrap_or_else(|p| p.into_inner()) = Some(cache);
         Ok(())
     }
+}
+
+/// Wall-clock milliseconds since the epoch, for what is compared with the times a source
+/// cluster wrote into its bucket.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

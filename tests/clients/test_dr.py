@@ -11,7 +11,7 @@ import json
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaConsumer
 
-from conftest import admin_json, silt_cli, wait_for
+from conftest import admin_json, metric, silt_cli, wait_for
 from helpers import confluent_produce, confluent_read, create_topic
 
 FAST = [
@@ -174,9 +174,23 @@ def test_a_read_replica_follows_replication_and_refuses_produce(silt_factory, s3
     assert high1 <= 1000, "partition 1 serves only what replicated"
     partial = confluent_read(b.bootstrap, "clicks", [1], high1, start=0)
     assert [m.offset() for m in partial] == list(range(high1))
-    copy_bucket(s3, bucket_a, bucket_b)
+    # The DR route says how far behind: the offsets the source names that have not replicated.
     end_1 = max(o for p, o, _, _ in first + second if p == 1) + 1
+
+    def replica_lags():
+        (replica,) = admin_json(b, "/v1/read-replicas")["read_replicas"]
+        assert (replica["topic"], replica["source"]) == ("clicks", bucket_b)
+        return {p["partition"]: (p["following"]["source_next_offset"], p["following"]["served_next_offset"], p["following"]["lag_offsets"])
+                for p in replica["partitions"]}, replica["lag_offsets"]
+
+    lags = wait_for(lambda: (lambda got: got if got[0][1][0] == end_1 else None)(replica_lags()), timeout=30,
+                    what="the replica seeing partition 1's source end")
+    served_1 = consumer.get_watermark_offsets(TopicPartition("clicks", 1), timeout=10)[1]
+    assert lags == ({0: (end_0, end_0, 0), 1: (end_1, served_1, end_1 - served_1)}, end_1 - served_1), lags
+    assert metric(b, "silt_read_replica_lag_offsets", {"topic": "clicks", "partition": "1"}) == end_1 - served_1
+    copy_bucket(s3, bucket_a, bucket_b)
     wait_for(lambda: consumer.get_watermark_offsets(TopicPartition("clicks", 1), timeout=10)[1] == end_1, timeout=30, what="replica partition 1 caught up")
+    wait_for(lambda: replica_lags()[1] == 0, timeout=30, what="the replica's lag gone")
     consumer.close()
     assert read_all(b.bootstrap, "clicks", 2, len(first) + len(second)) == sorted(first + second)
     # The replica survives a restart of its cluster (it keeps nothing but its definition).

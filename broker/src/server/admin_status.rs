@@ -54,7 +54,8 @@ fn partition_status(node: &Node, topic: &Arc<Topic>, p: &Arc<Partition>) -> Valu
             "read_replica_of": source,
             "high_watermark": bounds.high_watermark,
             "start_offset": bounds.log_start,
-            "source_manifest_version": tier.and_then(|t| t.root()).map(|r| r.version),
+            "source_manifest_version": tier.as_ref().and_then(|t| t.root()).map(|r| r.version),
+            "following": tier.map(|t| following_json(&t.following())),
         });
     }
     let Some(log) = p.log() else {
@@ -159,4 +160,60 @@ pub(super) fn cache_status(node: &Node) -> Option<Value> {
         "chunk_misses": misses,
         "hit_ratio": if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
     }))
+}
+
+/// How far a read replica partition is behind its source.
+pub(super) fn following_json(f: &crate::tiering::Following) -> Value {
+    let mut value = serde_json::to_value(f).unwrap_or_else(|_| json!({}));
+    value["lag_offsets"] = json!(
+        (f.source_next_offset >= 0).then(|| (f.source_next_offset - f.served_next_offset).max(0))
+    );
+    value
+}
+
+/// `GET /v1/read-replicas`: the topics this cluster serves from another cluster's archive,
+/// each partition with how far behind its source it is.
+pub(super) async fn read_replicas(
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
+) -> axum::Json<Value> {
+    let topics: Vec<Value> = node
+        .topics
+        .all()
+        .iter()
+        .filter_map(|topic| {
+            let source = topic.read_replica_of.as_ref()?;
+            let target = node.tiering.as_ref().map(|t| t.replica_target(source));
+            let partitions: Vec<Value> = (0..topic.partition_count())
+                .map(|p| {
+                    let following = node
+                        .tiering
+                        .as_ref()
+                        .and_then(|t| t.get(topic.id, p))
+                        .map(|tier| following_json(&tier.following()));
+                    json!({ "partition": p, "following": following })
+                })
+                .collect();
+            let lag: i64 = partitions
+                .iter()
+                .filter_map(|p| p["following"]["lag_offsets"].as_i64())
+                .sum();
+            let oldest_look = partitions
+                .iter()
+                .filter_map(|p| p["following"]["followed_ms"].as_i64())
+                .min();
+            Some(json!({
+                "topic": topic.name,
+                "source": source,
+                "source_target": match target {
+                    Some(Ok(target)) => json!(target),
+                    Some(Err(e)) => json!({ "error": e.to_string() }),
+                    None => Value::Null,
+                },
+                "lag_offsets": lag,
+                "oldest_followed_ms": oldest_look,
+                "partitions": partitions,
+            }))
+        })
+        .collect();
+    axum::Json(json!({ "read_replicas": topics }))
 }

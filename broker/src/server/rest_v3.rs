@@ -312,6 +312,11 @@ const ENDPOINTS: &[Endpoint] = &[
         )
     },
     get(
+        "/v1/read-replicas",
+        "Topics served from another cluster's archive (disaster recovery), each partition with how far behind its source it is",
+        "ReadReplicas",
+    ),
+    get(
         "/v1/archive/verify",
         "The latest verification of the archive, running or done: progress and faults",
         "ArchiveVerify",
@@ -384,6 +389,7 @@ fn handler(method: Method, path: &str) -> Option<MethodRouter<Arc<Node>>> {
         }
         (Method::Post, _, "/v1/groups/{consumer_group_id}/reset") => post(rest_groups::reset),
         (Method::Get, _, "/v1/archive/find") => get_route(admin_archive::find),
+        (Method::Get, _, "/v1/read-replicas") => get_route(super::admin_status::read_replicas),
         (Method::Get, _, "/v1/archive/verify") => get_route(admin_archive::verify_status),
         (Method::Post, _, "/v1/archive/verify") => post(admin_archive::start_verify),
         (Method::Get, _, "/metrics") => get_route(admin::metrics_text),
@@ -939,6 +945,8 @@ fn schemas() -> Value {
         "ArchiveVerify": { "type": "object", "required": ["state", "running", "runs", "partitions", "segments", "segments_total", "bytes", "bytes_total", "faults", "faults_total"], "properties": {
             "state": { "type": "string", "enum": ["never_run", "running", "ok", "faults", "failed"] },
             "faults": { "type": "array", "items": { "type": "string" } } } },
+        "ReadReplicas": { "type": "object", "required": ["read_replicas"], "properties": {
+            "read_replicas": { "type": "array", "items": { "type": "object", "required": ["topic", "source", "source_target", "lag_offsets", "partitions"] } } } },
         "Object": { "type": "object" },
         "Error": { "type": "object" },
         "OpenApi": { "type": "object", "required": ["openapi", "paths"] },

@@ -293,15 +293,17 @@ const pages = {
     const hits = m.silt_archive_cache_hits_total || 0;
     const misses = m.silt_archive_cache_misses_total || 0;
     const rows = status.topics.filter((t) => !t.name.startsWith("__")).map((t) => {
-      let archivedBytes = 0, backlogSegments = 0, archivedTo = 0, readReplica = null;
+      let archivedBytes = 0, backlogSegments = 0, archivedTo = 0, readReplica = null, behind = 0;
       for (const p of t.partitions) {
         archivedBytes += p.archive?.archived_bytes || 0;
         backlogSegments += p.archive?.backlog_segments || 0;
-        archivedTo += Math.max(p.archive?.archived_next_offset || 0, 0);
+        archivedTo += Math.max(p.archive?.archived_next_offset ?? p.high_watermark ?? 0, 0);
         readReplica ||= p.read_replica_of;
+        behind += p.following?.lag_offsets || 0;
       }
+      if (readReplica) readReplica = `read replica of ${readReplica}, ${num(behind)} offsets behind`;
       return `<tr><td><a href="#/topic/${encodeURIComponent(t.name)}">${esc(t.name)}</a></td><td class="num">${num(archivedTo)}</td>
-        <td class="num">${bytes(archivedBytes)}</td><td class="num">${num(backlogSegments)}</td><td>${esc(readReplica ? `read replica of ${readReplica}` : "")}</td></tr>`;
+        <td class="num">${bytes(archivedBytes)}</td><td class="num">${num(backlogSegments)}</td><td class="replica">${esc(readReplica || "")}</td></tr>`;
     }).join("");
     main.innerHTML = `<h1>Archive</h1>
       <p>${status.archive ? `Target <code>${esc(status.archive)}</code>` : "This node has no archive."}</p>
