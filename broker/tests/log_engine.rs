@@ -163,6 +163,34 @@ async fn appends_get_consecutive_offsets_and_read_back_across_segments() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), sealed.size_bytes);
 }
 
+/// Blocks of disk the partition's segment files hold.
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_partition_holds_no_disk_until_its_first_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(Arc::new(DiskStorage), dir.path(), clock());
+    // 10,000 empty topics must not take 10,000 preallocation steps of disk.
+    assert!(
+        allocated_bytes(dir.path()) < 4 * 1024,
+        "{} bytes allocated",
+        allocated_bytes(dir.path())
+    );
+    log.append(batch("first", 1, T0, Codec::None), Durability::Durable)
+        .await
+        .unwrap();
+    // Then one step (4 KiB here) at a time, as before.
+    assert!(allocated_bytes(dir.path()) >= 4 * 1024);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_after_clean_close_and_after_crash_keeps_every_record() {
     let dir = tempfile::tempdir().unwrap();

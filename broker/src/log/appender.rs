@@ -902,7 +902,8 @@ impl Writer {
         let target = if config.preallocate_bytes == 0 {
             return Ok(());
         } else {
-            end.max(self.allocated + config.preallocate_bytes)
+            // A step at a time, never past where the segment rolls (unless a batch goes there).
+            end.max((self.allocated + config.preallocate_bytes).min(config.segment_bytes))
         };
         self.active.file().allocate(target)?;
         self.allocated = target;
