@@ -5,7 +5,8 @@
      of 1 partition (the floor: the page, its script and one round of API calls);
   2. the topic list of the REST Proxy API (GET /v3/clusters/{id}/topics) with 10,000 topics,
      p50 and p99 over sequential keep-alive requests, beside GET /v3/clusters/{id} (a constant
-     answer: the floor of the HTTP stack) in the same run, and the answer's size.
+     answer: the floor of the HTTP stack) in the same run, and the answer's size; then the
+     console's topics page drawing all of them.
 
 Usage: bench/console.sh [--topics 10000] [--partitions 1000] (builds a release silt).
 """
@@ -60,11 +61,11 @@ def browser(profile: Path):
     return driver
 
 
-# Waits in the page until the partition table holds `rows` rows; answers the time since the
+# Waits in the page until `rows` elements match the selector (table rows drawn); answers the time since the
 # navigation started (performance.now()) and the first contentful paint.
 DRAWN = """
-const [rows, done] = arguments;
-const check = () => document.querySelectorAll('#partitions tr[data-partition]').length >= rows;
+const [selector, rows, done] = arguments;
+const check = () => document.querySelectorAll(selector).length >= rows;
 const answer = () => {
   const fcp = performance.getEntriesByName('first-contentful-paint')[0];
   done({drawn: performance.now(), fcp: fcp ? fcp.startTime : null});
@@ -75,13 +76,13 @@ watch.observe(document.body, {childList: true, subtree: true});
 """
 
 
-def page_load(driver, admin, topic, rows, runs):
+def page_load(driver, admin, topic, rows, runs, page=None, selector="#partitions tr[data-partition]"):
     """Milliseconds from navigation start to the table drawn whole, per run (a fresh load each)."""
     drawn, fcps = [], []
     for _ in range(runs):
         driver.get("about:blank")
-        driver.get(f"http://{admin}/console#/topic/{topic}")
-        got = driver.execute_async_script(DRAWN, rows)
+        driver.get(f"http://{admin}/console#/{page or f'topic/{topic}'}")
+        got = driver.execute_async_script(DRAWN, selector, rows)
         drawn.append(got["drawn"])
         if got["fcp"] is not None:
             fcps.append(got["fcp"])
@@ -152,8 +153,6 @@ def main():
         print(f"console topic page, 1 partition (floor):     drawn in {f:7.0f} ms median  (first contentful paint {statistics.median(floor_fcp):5.0f} ms)", flush=True)
         print(f"console topic page, {args.partitions:,} partitions:      drawn in {w:7.0f} ms median  (first contentful paint {statistics.median(wide_fcp):5.0f} ms; "
               f"{w / f:.1f}x the floor; runs {', '.join(f'{x:.0f}' for x in wide)})", flush=True)
-        driver.quit()
-        driver = None
 
         # 2. The topic list with many topics.
         cluster = json.loads(http_get(admin_addr, "/v3/clusters"))["data"][0]["cluster_id"]
@@ -171,6 +170,10 @@ def main():
         print(f"GET /v3/clusters/{{id}}/topics, 2 topics:             p50 {ms(percentile(few, .5)):7.2f} ms  p99 {ms(percentile(few, .99)):7.2f} ms  ({few_size:,} bytes)", flush=True)
         print(f"GET /v3/clusters/{{id}}/topics, {len(names) + 2:,} topics:        p50 {ms(percentile(many, .5)):7.2f} ms  p99 {ms(percentile(many, .99)):7.2f} ms  "
               f"({many_size:,} bytes; {percentile(many, .5) / percentile(floor, .5):.0f}x the floor's p50)", flush=True)
+        # 3. The console's topic list drawing all of them.
+        listed, _ = page_load(driver, admin_addr, None, len(names) + 2, 3, page="topics", selector="#topics tbody tr")
+        print(f"console topics page, {len(names) + 2:,} topics:       drawn in {statistics.median(listed):7.0f} ms median "
+              f"({statistics.median(listed) / f:.1f}x the one-partition topic page)", flush=True)
     finally:
         if driver is not None:
             driver.quit()

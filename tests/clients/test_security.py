@@ -490,6 +490,15 @@ def test_admin_api_authenticates_and_only_super_users_change_state(secured, tmp_
     assert status_of(auth_request(s, "/v1/status", token="not-it")) == 401
     assert status_of(auth_request(s, "/v1/status", basic=("alice", ALICE_PASSWORD))) == 200
     assert status_of(auth_request(s, "/v1/status", token=TOKEN)) == 200
+    # The console sits behind the same gate: a browser is asked for a user (Basic), and the
+    # page, once in, acts as that user.
+    try:
+        urllib.request.urlopen(auth_request(s, "/console"), timeout=30)
+        raise AssertionError("the console served without credentials")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401 and e.headers["WWW-Authenticate"].startswith("Basic"), e.headers
+    page = urllib.request.urlopen(auth_request(s, "/console", basic=("alice", ALICE_PASSWORD)), timeout=30)
+    assert page.status == 200 and b"console.js" in page.read()
     # A change by a user who is not a super user: 403; by the token or the bootstrap user it
     # gets through authorization (the cluster of one then refuses the decommission itself).
     change = "/v1/brokers/0/decommission"
