@@ -15,14 +15,11 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,20 +29,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_silt(binary: Path, data: Path):
-    process = subprocess.Popen(
-        [str(binary), "serve", "--data-dir", str(data), "--kafka-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-         "--rpc-addr", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,silt=info"},
-    )
-    for line in process.stderr:
-        match = re.search(r"kafka=(\S+) admin=(\S+)", line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, match.group(1), match.group(2)
-    raise RuntimeError("silt did not start")
+sys.path.insert(0, str(ROOT / "bench"))
+from transactions import start_silt  # noqa: E402
 
 
 def browser(profile: Path):
@@ -131,7 +116,7 @@ def main():
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=base))
-    process, bootstrap, admin_addr = start_silt(Path(args.binary), work / "data")
+    process, bootstrap, admin_addr = start_silt(Path(args.binary), work / "data", [])
     driver = None
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -67,9 +67,8 @@ pub struct Verifier {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    use crate::log::Clock;
+    crate::log::SystemClock.now_ms()
 }
 
 impl Verifier {

@@ -682,9 +682,8 @@ fn render_tiering(node: &Node, out: &mut String) {
 fn render_read_replicas(node: &Node, tiering: &crate::tiering::Tiering, out: &mut String) {
     let mut lag_rows = Vec::new();
     let mut age_rows = Vec::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    // The same clock the replica's look was stamped with.
+    let now = crate::log::Clock::now_ms(&crate::log::SystemClock);
     for topic in node.topics.all() {
         if topic.read_replica_of.is_none() {
             continue;

@@ -1487,7 +1487,6 @@ impl Tiering {
 /// Wall-clock milliseconds since the epoch, for what is compared with the times a source
 /// cluster wrote into its bucket.
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    use crate::log::Clock;
+    crate::log::SystemClock.now_ms()
 }
