@@ -163,7 +163,10 @@ def test_a_replicated_topic_lists_its_replicas_and_serves_every_client(cluster_f
     cluster = cluster_factory()
     create_replicated(cluster.bootstrap, "basic", 3)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    metadata = admin.list_topics("basic", timeout=10)
+    # The broker that created the topic waited (a little) for leaders; the one Metadata asks
+    # may learn of the last election a moment later (LEADER_NOT_AVAILABLE meanwhile, as Kafka).
+    metadata = wait_for(lambda: (lambda m: m if all(p.leader >= 0 for p in m.topics["basic"].partitions.values()) else None)(
+        admin.list_topics("basic", timeout=10)), timeout=30, what="every partition of basic led")
     assert sorted(metadata.brokers) == [0, 1, 2]
     partitions = metadata.topics["basic"].partitions
     assert sorted(partitions) == [0, 1, 2]
