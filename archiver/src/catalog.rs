@@ -34,6 +34,22 @@ pub struct TopicCatalog {
     pub deleted_ms: Option<i64>,
 }
 
+impl TopicCatalog {
+    /// The id of one of its partitions, as the archive names it.
+    pub fn partition_id(&self, partition: i32) -> crate::PartitionId {
+        crate::PartitionId {
+            topic: self.name.clone(),
+            topic_id: self.id,
+            partition,
+        }
+    }
+
+    /// The ids of all its partitions.
+    pub fn partition_ids(&self) -> impl Iterator<Item = crate::PartitionId> + '_ {
+        (0..self.partitions).map(|partition| self.partition_id(partition))
+    }
+}
+
 /// Writes (replaces) a topic's catalog object.
 ///
 /// # Errors

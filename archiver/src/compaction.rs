@@ -91,17 +91,7 @@ impl PartitionArchiver {
             return Ok(None);
         }
         let reader = self.manifest().reader().clone();
-        let mut entries: Vec<SegmentEntry> = Vec::new();
-        reader
-            .walk(
-                &root,
-                &mut |entry| {
-                    entries.push(*entry);
-                    true
-                },
-                &mut |_| {},
-            )
-            .await?;
+        let entries = reader.entries(&root).await?;
         let Some(first) = entries.first().copied() else {
             return Ok(None);
         };

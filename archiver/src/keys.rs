@@ -116,19 +116,8 @@ pub async fn segments(
     manifest: &ManifestReader,
     root: &Root,
 ) -> Result<Vec<SegmentEntry>, ArchiveError> {
-    let mut entries = Vec::new();
-    manifest
-        .walk(
-            root,
-            &mut |entry| {
-                if entry.meta.last_offset >= root.start_offset {
-                    entries.push(*entry);
-                }
-                true
-            },
-            &mut |_| {},
-        )
-        .await?;
+    let mut entries = manifest.entries(root).await?;
+    entries.retain(|entry| entry.meta.last_offset >= root.start_offset);
     Ok(entries)
 }
 

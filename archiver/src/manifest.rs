@@ -330,6 +330,25 @@ impl ManifestReader {
         }
     }
 
+    /// Every entry of the tree, in offset order.
+    ///
+    /// # Errors
+    ///
+    /// Store failures or corrupt nodes.
+    pub async fn entries(&self, root: &Root) -> Result<Vec<SegmentEntry>, ArchiveError> {
+        let mut entries = Vec::new();
+        self.walk(
+            root,
+            &mut |entry| {
+                entries.push(*entry);
+                true
+            },
+            &mut |_| {},
+        )
+        .await?;
+        Ok(entries)
+    }
+
     /// Every entry of the tree in order, to `visit` (for verification and retention planning);
     /// stops early when `visit` returns false. Also reports every node id.
     ///

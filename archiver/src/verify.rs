@@ -10,9 +10,9 @@ use silt_index::sidecar::Sidecar;
 
 use crate::{Archive, ManifestReader, PartitionId, Root, TopicCatalog};
 
-/// Where a verification is, for progress bars and the admin API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Progress {
+/// How much a verification has checked, of how much.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
     /// Partitions whose manifests were read.
     pub partitions: u64,
     /// Segments checked so far.
@@ -23,19 +23,17 @@ pub struct Progress {
     pub bytes: u64,
     /// Segment bytes to check in all (known once every manifest is read).
     pub bytes_total: u64,
+}
+
+/// Where a verification is, for progress bars and the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// How much is checked.
+    pub counts: Counts,
     /// The partition and segment being checked.
     pub at: String,
     /// Faults found so far.
     pub faults: Vec<String>,
-}
-
-/// The partition ids of a topic of the catalog.
-pub fn partitions(topic: &TopicCatalog) -> impl Iterator<Item = PartitionId> + '_ {
-    (0..topic.partitions).map(|partition| PartitionId {
-        topic: topic.name.clone(),
-        topic_id: topic.id,
-        partition,
-    })
 }
 
 /// Checks the archived partitions of `topics`, calling `progress` as it goes (after the
@@ -49,7 +47,7 @@ pub async fn verify(
     let mut state = Progress::default();
     // First pass: every manifest, to know how much there is to check.
     let mut plan: Vec<(PartitionId, Vec<SegmentEntry>)> = Vec::new();
-    for id in topics.iter().flat_map(partitions) {
+    for id in topics.iter().flat_map(TopicCatalog::partition_ids) {
         let reader = archive.reader(id.clone());
         let root = match reader.latest_root().await {
             Ok(root) => root,
@@ -58,25 +56,17 @@ pub async fn verify(
                 continue;
             }
         };
-        let mut entries = Vec::new();
-        let walked = reader
-            .walk(
-                &root,
-                &mut |e| {
-                    entries.push(*e);
-                    true
-                },
-                &mut |_| {},
-            )
-            .await;
-        if let Err(e) = walked {
-            state.faults.push(format!("{id}: manifest nodes: {e}"));
-            continue;
-        }
+        let entries = match reader.entries(&root).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                state.faults.push(format!("{id}: manifest nodes: {e}"));
+                continue;
+            }
+        };
         check_manifest(&id, &root, &entries, &mut state.faults);
-        state.partitions += 1;
-        state.segments_total += entries.len() as u64;
-        state.bytes_total += entries.iter().map(|e| e.meta.size_bytes).sum::<u64>();
+        state.counts.partitions += 1;
+        state.counts.segments_total += entries.len() as u64;
+        state.counts.bytes_total += entries.iter().map(|e| e.meta.size_bytes).sum::<u64>();
         plan.push((id, entries));
     }
     progress(&state);
@@ -85,8 +75,8 @@ pub async fn verify(
         for entry in entries {
             state.at = format!("{id} @{}", entry.meta.base_offset);
             check_segment(archive, &reader, id, entry, &mut state.faults).await;
-            state.segments += 1;
-            state.bytes += entry.meta.size_bytes;
+            state.counts.segments += 1;
+            state.counts.bytes += entry.meta.size_bytes;
             progress(&state);
         }
     }

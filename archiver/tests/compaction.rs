@@ -109,18 +109,7 @@ fn rules(force: bool, key_map_bytes: u64) -> ArchiveCompaction {
 async fn read_archive(archive: &Archive) -> (Table, Vec<SegmentEntry>) {
     let reader = archive.reader(pid());
     let root = reader.latest_root().await.unwrap();
-    let mut entries = Vec::new();
-    reader
-        .walk(
-            &root,
-            &mut |e| {
-                entries.push(*e);
-                true
-            },
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
+    let entries = reader.entries(&root).await.unwrap();
     let mut table = Table::new();
     let mut expected_base = root.start_offset;
     for entry in &entries {

@@ -18,7 +18,6 @@ use silt_archiver::{
     Archive, ArchiveConfig, PartitionId, ReaderConfig, Remote, RemoteReader, Root, SealedSegment,
 };
 use silt_index::batch::{self, Codec};
-use silt_index::manifest::SegmentEntry;
 use silt_index::record::{NewRecord, decode_records, encode_batch};
 use silt_index::sidecar::AbortedRange;
 use tokio::sync::Semaphore;
@@ -193,18 +192,7 @@ impl Fixture {
 
     async fn segment_key(&self, index: usize) -> Path {
         let reader = self.archive.reader(pid());
-        let mut entries: Vec<SegmentEntry> = Vec::new();
-        reader
-            .walk(
-                &self.root,
-                &mut |e| {
-                    entries.push(*e);
-                    true
-                },
-                &mut |_| {},
-            )
-            .await
-            .unwrap();
+        let entries = reader.entries(&self.root).await.unwrap();
         reader.segment_key(&entries[index])
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use silt_archiver::Archive;
-use silt_archiver::verify::{self, Progress};
+use silt_archiver::verify::{self, Counts, Progress};
 
 /// Faults kept for the API (the count is always whole).
 const FAULTS_KEPT: usize = 1000;
@@ -25,16 +25,9 @@ pub struct VerifyRun {
     pub started_ms: i64,
     /// When it finished.
     pub finished_ms: Option<i64>,
-    /// Partitions whose manifests were read.
-    pub partitions: u64,
-    /// Segments checked, of `segments_total`.
-    pub segments: u64,
-    /// Segments to check.
-    pub segments_total: u64,
-    /// Segment bytes checked, of `bytes_total`.
-    pub bytes: u64,
-    /// Segment bytes to check.
-    pub bytes_total: u64,
+    /// How much it checked, of how much.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// The segment being checked.
     pub at: String,
     /// Faults found (the first thousand).
@@ -47,11 +40,7 @@ pub struct VerifyRun {
 
 impl VerifyRun {
     fn record(&mut self, progress: &Progress) {
-        self.partitions = progress.partitions;
-        self.segments = progress.segments;
-        self.segments_total = progress.segments_total;
-        self.bytes = progress.bytes;
-        self.bytes_total = progress.bytes_total;
+        self.counts = progress.counts;
         self.at.clone_from(&progress.at);
         if progress.faults.len() as u64 != self.faults_total {
             self.faults_total = progress.faults.len() as u64;
@@ -93,7 +82,7 @@ impl Verifier {
             if run.running {
                 return Err(format!(
                     "a verification is already running ({} of {} segments checked)",
-                    run.segments, run.segments_total
+                    run.counts.segments, run.counts.segments_total
                 ));
             }
             *run = VerifyRun {
@@ -140,12 +129,12 @@ impl Verifier {
                 (None, 0) => tracing::info!(
                     target: "silt::archive",
                     "verified {what}: {} partitions, {} segments, {} bytes: all good",
-                    run.partitions, run.segments, run.bytes
+                    run.counts.partitions, run.counts.segments, run.counts.bytes
                 ),
                 (None, faults) => tracing::warn!(
                     target: "silt::archive",
                     "verified {what}: {faults} fault(s) in {} segments; the first: {}",
-                    run.segments,
+                    run.counts.segments,
                     run.faults.first().map_or("", String::as_str)
                 ),
             }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};
 
-use silt_archiver::{Archive, PartitionId, TopicCatalog};
+use silt_archiver::{Archive, TopicCatalog};
 
 use crate::cluster::admin::{Created, NewTopic, Restored};
 use crate::node::Node;
@@ -146,12 +146,8 @@ async fn archived_ends(
     archive: &Archive,
     catalog: &TopicCatalog,
 ) -> Result<Vec<(i64, Vec<(i32, i64)>)>, TopicError> {
-    let ends = (0..catalog.partitions).map(|partition| {
-        let reader = archive.reader(PartitionId {
-            topic: catalog.name.clone(),
-            topic_id: catalog.id,
-            partition,
-        });
+    let ends = catalog.partition_ids().map(|id| {
+        let reader = archive.reader(id);
         async move {
             let root = reader.latest_root().await?;
             let epochs = reader.epochs(&root).await?;

@@ -623,7 +623,7 @@ fn render_tiering(node: &Node, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP silt_archive_verify_checked_bytes Segment bytes the latest verification checked.\n# TYPE silt_archive_verify_checked_bytes gauge\nsilt_archive_verify_checked_bytes {}",
-        verify.bytes
+        verify.counts.bytes
     );
     let _ = writeln!(
         out,
@@ -693,11 +693,10 @@ fn render_read_replicas(node: &Node, tiering: &crate::tiering::Tiering, out: &mu
                 continue;
             };
             let f = tier.following();
-            if f.source_next_offset < 0 {
+            let Some(lag) = f.lag_offsets() else {
                 continue;
-            }
+            };
             let labels = format!("topic=\"{}\",partition=\"{partition}\"", topic.name);
-            let lag = (f.source_next_offset - f.served_next_offset).max(0);
             lag_rows.push(format!("silt_read_replica_lag_offsets{{{labels}}} {lag}"));
             let age = (now - f.followed_ms).max(0) as f64 / 1000.0;
             age_rows.push(format!(

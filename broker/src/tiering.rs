@@ -114,8 +114,9 @@ pub struct PartitionTier {
 pub struct Following {
     /// Offset after the last record the source's newest root names (-1: never read).
     pub source_next_offset: i64,
-    /// Offset after the last record this replica serves: segments the root names whose objects
-    /// have not replicated into the bucket yet are not served.
+    /// Offset after the last record this replica serves (its published view, read with the
+    /// rest): segments the root names whose objects have not replicated into the bucket yet
+    /// are not served.
     pub served_next_offset: i64,
     /// When the source last wrote its root (ms since the epoch; its newest upload).
     pub source_updated_ms: i64,
@@ -125,6 +126,15 @@ pub struct Following {
     pub followed_ms: i64,
     /// Why the last look failed, if it did.
     pub error: Option<String>,
+}
+
+impl Following {
+    /// Offsets the source names that this replica does not serve yet; `None` before the
+    /// source's root was first read.
+    pub fn lag_offsets(&self) -> Option<i64> {
+        (self.source_next_offset >= 0)
+            .then(|| (self.source_next_offset - self.served_next_offset).max(0))
+    }
 }
 
 /// Why a remote read failed, as the next fetch is told.
@@ -149,17 +159,21 @@ impl ReadFailure {
 impl PartitionTier {
     /// For a read replica: how far behind its source it is, as of its last look.
     pub fn following(&self) -> Following {
-        self.following
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        Following {
+            served_next_offset: self.archived_next.load(Ordering::Acquire),
+            ..self
+                .following
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        }
     }
 
-    fn followed(&self, latest: &Root, served: i64) {
+    fn followed(&self, latest: &Root) {
         let mut following = self.following.lock().unwrap_or_else(|p| p.into_inner());
         *following = Following {
             source_next_offset: latest.next_offset,
-            served_next_offset: served,
+            served_next_offset: -1,
             source_updated_ms: latest.updated_ms,
             source_max_timestamp: latest.max_timestamp,
             followed_ms: wall_ms(),
@@ -666,7 +680,6 @@ impl Tiering {
                     epochs: Mutex::new(None),
                     following: Mutex::new(Following {
                         source_next_offset: -1,
-                        served_next_offset: -1,
                         ..Following::default()
                     }),
                 })
@@ -1369,7 +1382,7 @@ impl Tiering {
             && current.version == latest.version
             && current.next_offset == latest.next_offset
         {
-            tier.followed(&latest, current.next_offset);
+            tier.followed(&latest);
             return Ok((**current).clone());
         }
         // Check the segments added since what is served; the first time, the newest few (older
@@ -1426,7 +1439,7 @@ impl Tiering {
             offset = entry.meta.last_offset + 1;
             visible = offset;
         }
-        tier.followed(&latest, visible.min(latest.next_offset));
+        tier.followed(&latest);
         let mut view = latest;
         if visible < view.next_offset {
             view.next_offset = visible;

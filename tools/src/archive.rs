@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use silt_archiver::{Archive, ArchiveConfig, PartitionId, Root, TopicCatalog};
+use silt_archiver::{Archive, ArchiveConfig, Root, TopicCatalog};
 
 /// Archive commands.
 #[derive(Debug, Subcommand)]
@@ -123,14 +123,6 @@ pub(crate) async fn topics(archive: &Archive, only: Option<&str>) -> Result<Vec<
     Ok(topics)
 }
 
-pub(crate) fn pid(topic: &TopicCatalog, partition: i32) -> PartitionId {
-    PartitionId {
-        topic: topic.name.clone(),
-        topic_id: topic.id,
-        partition,
-    }
-}
-
 pub(crate) fn when(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
@@ -162,7 +154,7 @@ async fn ls(archive: &Archive, only: Option<&str>) -> Result<()> {
     );
     for topic in topics(archive, only).await? {
         for partition in 0..topic.partitions {
-            let reader = archive.reader(pid(&topic, partition));
+            let reader = archive.reader(topic.partition_id(partition));
             let root = reader
                 .latest_root()
                 .await
@@ -214,8 +206,8 @@ async fn verify(archive: &Archive, only: Option<&str>) -> Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let done = silt_archiver::verify::verify(archive, &topics, &mut |p| {
-        bar.set_length(p.bytes_total);
-        bar.set_position(p.bytes);
+        bar.set_length(p.counts.bytes_total);
+        bar.set_position(p.counts.bytes);
         bar.set_message(p.at.clone());
     })
     .await;
@@ -224,9 +216,9 @@ async fn verify(archive: &Archive, only: Option<&str>) -> Result<()> {
         println!(
             "archive {}: {} partitions, {} segments, {} bytes: all good",
             archive.remote().description(),
-            done.partitions,
-            done.segments,
-            done.bytes
+            done.counts.partitions,
+            done.counts.segments,
+            done.counts.bytes
         );
         return Ok(());
     }

@@ -19,7 +19,7 @@ use silt_archiver::{
 };
 use silt_index::manifest::SegmentEntry;
 
-use crate::archive::{pid, topics};
+use crate::archive::topics;
 use crate::archive_find::parse_time;
 
 /// Formats `silt archive export` writes.
@@ -184,7 +184,7 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
     let mut roots = HashMap::new();
     for partition in (0..topic.partitions).filter(|p| args.partition.is_none_or(|only| only == *p))
     {
-        let manifest = reader.manifest(pid(&topic, partition));
+        let manifest = reader.manifest(topic.partition_id(partition));
         let root = manifest.latest_root().await?;
         roots.insert(partition, root.clone());
         for entry in keys::segments(&manifest, &root).await? {
@@ -245,7 +245,7 @@ pub(crate) async fn export(archive: &Archive, args: ExportArgs) -> Result<()> {
             }
             let job = Job {
                 reader: reader.clone(),
-                manifest: reader.manifest(pid(&topic, partition)),
+                manifest: reader.manifest(topic.partition_id(partition)),
                 root: roots[&partition].clone(),
                 target: target.clone(),
                 key,

@@ -10,7 +10,7 @@ use silt_archiver::keys::{self, Found, KeyQuery};
 use silt_archiver::remote::RemoteMetrics;
 use silt_archiver::{Archive, ReaderConfig, RemoteReader, TopicCatalog};
 
-use crate::archive::{pid, topics, when};
+use crate::archive::{topics, when};
 
 /// How keys and values are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +85,7 @@ pub(crate) async fn find(archive: &Archive, args: FindArgs) -> Result<()> {
     let gets_before = RemoteMetrics::get(&metrics.gets);
     let mut found_total = 0u64;
     for partition in &partitions {
-        let manifest = reader.manifest(pid(&topic, *partition));
+        let manifest = reader.manifest(topic.partition_id(*partition));
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} segments ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -181,7 +181,7 @@ pub(crate) async fn index(archive: &Archive, topic: &str, only: Option<i32>) -> 
         if only.is_some_and(|p| p != partition) {
             continue;
         }
-        let manifest = reader.manifest(pid(&topic, partition));
+        let manifest = reader.manifest(topic.partition_id(partition));
         let root = manifest.latest_root().await?;
         let present = keys::list(&manifest).await?;
         let missing: Vec<_> = keys::segments(&manifest, &root)

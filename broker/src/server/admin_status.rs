@@ -9,6 +9,7 @@ use crate::log::PartitionLog;
 use crate::node::Node;
 use crate::partition::PartitionView;
 use crate::replica::Replica;
+use crate::tiering::Following;
 use crate::topics::{Partition, Topic};
 
 /// A topic: its settings of note and every partition's state. `archive` is the node's archive
@@ -163,11 +164,9 @@ pub(super) fn cache_status(node: &Node) -> Option<Value> {
 }
 
 /// How far a read replica partition is behind its source.
-pub(super) fn following_json(f: &crate::tiering::Following) -> Value {
+pub(super) fn following_json(f: &Following) -> Value {
     let mut value = serde_json::to_value(f).unwrap_or_else(|_| json!({}));
-    value["lag_offsets"] = json!(
-        (f.source_next_offset >= 0).then(|| (f.source_next_offset - f.served_next_offset).max(0))
-    );
+    value["lag_offsets"] = json!(f.lag_offsets());
     value
 }
 
@@ -183,24 +182,22 @@ pub(super) async fn read_replicas(
         .filter_map(|topic| {
             let source = topic.read_replica_of.as_ref()?;
             let target = node.tiering.as_ref().map(|t| t.replica_target(source));
-            let partitions: Vec<Value> = (0..topic.partition_count())
+            let followings: Vec<Option<Following>> = (0..topic.partition_count())
                 .map(|p| {
-                    let following = node
-                        .tiering
-                        .as_ref()
-                        .and_then(|t| t.get(topic.id, p))
-                        .map(|tier| following_json(&tier.following()));
-                    json!({ "partition": p, "following": following })
+                    let tier = node.tiering.as_ref().and_then(|t| t.get(topic.id, p));
+                    tier.map(|tier| tier.following())
                 })
                 .collect();
-            let lag: i64 = partitions
+            let known = || followings.iter().flatten();
+            let lag: i64 = known().filter_map(Following::lag_offsets).sum();
+            let oldest_look = known().map(|f| f.followed_ms).min();
+            let partitions: Vec<Value> = followings
                 .iter()
-                .filter_map(|p| p["following"]["lag_offsets"].as_i64())
-                .sum();
-            let oldest_look = partitions
-                .iter()
-                .filter_map(|p| p["following"]["followed_ms"].as_i64())
-                .min();
+                .enumerate()
+                .map(
+                    |(p, f)| json!({ "partition": p, "following": f.as_ref().map(following_json) }),
+                )
+                .collect();
             Some(json!({
                 "topic": topic.name,
                 "source": source,
